@@ -1,0 +1,138 @@
+#pragma once
+// The ELM neuron (reference/paper.md §1, docs/model.md): parameters under the published state-dict names,
+// forward pass, hand-written BPTT backward. Templated on the scalar type (float or double).
+//
+// Computation order (docs/design.md): the input stage (routing, w_s, synapse/branch traces, branch sums)
+// runs for all time steps at once, outside the recurrence, over sparse input events; the MLP's branch
+// half is one [B·T, d_tree] x [d_tree, d_mlp] product; only the memory part is sequential; the readout
+// is one [B·T, d_m] product. Nothing allocates inside the time loop.
+
+#include <elmneuron/config.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace elm {
+
+// Input events of a batch: the canonical input form (every real data set here is mostly zeros).
+// Events of sample b at step t are [offsets[b·time + t], offsets[b·time + t + 1]).
+template <class T>
+struct sparse_input {
+    int batch = 0;
+    int time = 0;
+    int num_input = 0;
+    std::vector<std::int64_t> offsets;  // batch·time + 1 entries, non-decreasing, offsets[0] == 0
+    std::vector<std::int32_t> channels;  // input channel of each event, in [0, num_input)
+    std::vector<T> values;               // value of each event (finite)
+
+    std::size_t num_events() const { return values.size(); }
+    // Throws elm::error naming `source` if offsets, channels or values are inconsistent or not finite.
+    void validate(std::string_view source) const;
+};
+
+// Dense [batch][time][num_input] (row-major) to events; zeros are dropped. Throws on NaN or inf,
+// naming `source` and the first bad (sample, step, channel).
+template <class T>
+sparse_input<T> sparse_from_dense(std::span<const T> x, int batch, int time, int num_input,
+                                  std::string_view source = "input");
+
+// One named parameter tensor inside the flat parameter block.
+struct parameter_info {
+    std::string name;  // published state-dict name, e.g. "mlp.network.0.weight"
+    std::vector<std::int64_t> shape;  // [out, in] for weights, as torch.nn.Linear
+    std::size_t offset = 0;
+    std::size_t size = 0;
+    bool trainable = false;
+};
+
+// Activations kept for the backward pass, sized once per (B, T) and reused. Memory per sample-step:
+// d_tree + l_mlp·d_mlp + 2·d_m scalars (branch activations, hidden pre-activations, Δm, m).
+template <class T>
+struct workspace {
+    int batch = 0, time = 0;
+    std::vector<T> branch;     // [B][T][d_tree]  b_t (v1: Σ_k s_t, v2: branch trace)
+    std::vector<T> hidden;     // [l_mlp][B][T][d_mlp] pre-activations of each hidden layer
+    std::vector<T> delta_m;    // [B][T][d_m]  Δm_t
+    std::vector<T> memory;     // [B][T][d_m]  m_t
+    // Per-call derived parameters (w_s = ReLU(ŵ_s), κ's, memory coefficient), filled by forward.
+    std::vector<T> w_s, kappa_branch, kappa_m, memory_gain;
+    // Scratch for the backward pass.
+    std::vector<T> scratch;
+
+    std::size_t bytes() const;
+};
+
+template <class T>
+class model {
+public:
+    using scalar = T;
+
+    // Published initialisation (reference/paper.md §1.4): w_s = w_s_value, τ_s = tau_s_value, τ_m
+    // log-spaced over the init range through the inverse scaled sigmoid, nn.Linear's Kaiming-uniform
+    // weights and U(±1/√fan_in) biases, and the routing of config.input_to_synapse_routing; all random
+    // draws from `seed`. Throws elm::error if the config is invalid.
+    model(const model_config& config, std::uint64_t seed);
+
+    const model_config& config() const { return config_; }
+    const std::vector<parameter_info>& layout() const { return layout_; }
+    std::span<T> parameters() { return params_; }
+    std::span<const T> parameters() const { return params_; }
+    // The tensor with this published name; throws elm::error listing the known names.
+    std::span<T> parameter(std::string_view name);
+    std::span<const T> parameter(std::string_view name) const;
+    const parameter_info& info(std::string_view name) const;
+    // 1 for every element of a trainable parameter, 0 elsewhere (what the optimisers update).
+    std::span<const unsigned char> trainable_mask() const { return trainable_mask_; }
+
+    // Routing: input channel of each synapse and its validity mask (all 1 without routing).
+    std::span<const std::int64_t> synapse_input_index() const { return synapse_index_; }
+    std::span<const T> synapse_mask() const { return synapse_mask_; }
+    // Replaces the routing (e.g. from a published state dict); validates ranges and sizes.
+    void set_routing(std::span<const std::int64_t> index, std::span<const T> mask, std::string_view source);
+
+    // Checks invariants that the kernels rely on (e.g. τ_s equal within a branch; finite parameters).
+    void validate_parameters(std::string_view source) const;
+
+    std::int64_t num_trainable() const;
+
+    // Same model in another precision.
+    template <class U>
+    model<U> cast() const;
+
+    // y: [B][T][num_output]. Fills `ws` with what backward needs.
+    void forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const;
+    // Accumulates (+=) d loss/d parameters into `dparams` (same layout as parameters()) given
+    // dy = d loss/d y, after forward(x, y, ws) with the same x and parameters. If `dx` is not empty it
+    // receives (=) d loss/d x as a dense [B][T][num_input] array.
+    void backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws, std::span<T> dparams,
+                  std::span<T> dx = {}) const;
+
+    // Diagnostic trace of v1 synapse currents s_t: [B][T][num_synapse] (v1 only; large).
+    void synapse_trace(const sparse_input<T>& x, std::span<T> s) const;
+
+private:
+    template <class U>
+    friend class model;
+    model() = default;
+    void build_layout();
+
+    model_config config_;
+    std::vector<parameter_info> layout_;
+    std::vector<T> params_;
+    std::vector<unsigned char> trainable_mask_;
+    std::vector<std::int64_t> synapse_index_;
+    std::vector<T> synapse_mask_;
+};
+
+extern template class model<float>;
+extern template class model<double>;
+
+// Number of threads used by forward/backward (default: all cores). Results do not depend on it.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace elm

@@ -1,0 +1,65 @@
+#pragma once
+// Named tensors as they are stored on disk: safetensors files (our model format, golden cases, CLI
+// input/output) and PyTorch state dicts (.pt zip archives, read with a restricted unpickler that never
+// executes anything). docs/formats.md describes both.
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace elm {
+
+enum class dtype { f16, f32, f64, i8, i16, i32, i64, u8, boolean };
+
+const char* to_string(dtype t);  // safetensors spelling: "F32", "I64", "BOOL", ...
+std::size_t dtype_size(dtype t);
+
+struct tensor {
+    std::string name;
+    dtype type = dtype::f32;
+    std::vector<std::int64_t> shape;
+    std::vector<std::byte> data;  // little-endian, row-major, numel · dtype_size bytes
+
+    std::int64_t numel() const;
+    // Element values converted to T (any numeric dtype; f16 decoded exactly).
+    template <class T>
+    std::vector<T> to() const;
+};
+
+template <class T>
+tensor make_tensor(std::string name, std::vector<std::int64_t> shape, std::span<const T> values);
+
+struct tensor_file {
+    std::string source;  // file name, for error messages
+    std::map<std::string, std::string> metadata;
+    std::vector<tensor> tensors;
+
+    const tensor* find(std::string_view name) const;
+    // Throws elm::error naming source and the tensor if absent.
+    const tensor& at(std::string_view name) const;
+    // at(name) with a shape check: throws elm::error naming the expected and actual shapes.
+    const tensor& at(std::string_view name, const std::vector<std::int64_t>& expected_shape) const;
+};
+
+// safetensors: 8-byte little-endian header length, JSON header, raw data. Every length, offset and
+// dtype is checked against the bytes present; errors name the file and the field.
+tensor_file read_safetensors(const std::string& path);
+tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view source);
+std::vector<std::byte> serialize_safetensors(const tensor_file& file);
+// Atomic: written to a temporary file in the same folder, then renamed.
+void write_safetensors(const std::string& path, const tensor_file& file);
+
+// A PyTorch state dict saved by torch.save (zip archive: data.pkl + data/<key> storages). Only the
+// opcodes and globals a state dict needs are accepted (OrderedDict, _rebuild_tensor_v2,
+// _rebuild_parameter, the typed storages); anything else is an elm::error naming the opcode or global.
+tensor_file read_torch_state_dict(const std::string& path);
+
+// .npy (version 1-3, little-endian numeric dtypes, C order) read and atomic write.
+tensor read_npy(const std::string& path);
+void write_npy(const std::string& path, const tensor& t);
+
+}  // namespace elm

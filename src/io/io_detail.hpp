@@ -1,0 +1,35 @@
+#pragma once
+// Private helpers shared by the readers and writers in src/io: whole-file reads, atomic writes, and the
+// in-memory entry points of every parser (used by the file readers, the unit tests and tests/fuzz).
+
+#include <elmneuron/tensor_file.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace elm::detail {
+
+// Whole file; throws elm::file_not_found_error if it does not exist, elm::error if it cannot be read.
+std::vector<std::byte> read_file(const std::string& path);
+
+// Writes to a temporary file in the same folder, fsyncs it, then renames it over `path`, so readers
+// never see a partial file. Throws elm::error naming `path` on failure (the temporary is removed).
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
+
+// PyTorch zip archive (torch.save) held in memory.
+tensor_file parse_torch_state_dict(std::span<const std::byte> zip_bytes, std::string_view source);
+
+// .npy held in memory.
+tensor parse_npy(std::span<const std::byte> bytes, std::string_view source);
+std::vector<std::byte> serialize_npy(const tensor& t, std::string_view source);
+
+// Product of the dimensions; false if one is negative or the product overflows int64.
+bool checked_numel(const std::vector<std::int64_t>& shape, std::int64_t& numel);
+
+// IEEE half -> float (exact: every half is a float).
+float half_to_float(std::uint16_t h);
+
+}  // namespace elm::detail

@@ -1,0 +1,461 @@
+// The ELM model: parameter block under the published names, published initialisation, and the sequencing
+// of the stage kernels (kernels.hpp) over fixed chunks of samples. Chunks are a fixed number of samples and
+// weight gradients are summed chunk by chunk in chunk order, so results do not depend on the thread count.
+
+#include <elmneuron/error.hpp>
+#include <elmneuron/model.hpp>
+
+#include "model/kernels.hpp"
+#include "model/routing.hpp"
+#include "util/assert.hpp"
+#include "util/rng.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace elm {
+namespace {
+
+constexpr int samples_per_chunk = 8;
+int thread_count = 0;  // 0: OpenMP default (all cores)
+
+detail::dims make_dims(const model_config& c, int batch, int time) {
+    detail::dims d;
+    d.B = batch;
+    d.T = time;
+    d.d_in = c.num_input;
+    d.d_s = c.num_synapse();
+    d.d_tree = c.branches();
+    d.d_brch = c.num_synapse_per_branch;
+    d.d_mlp = c.hidden_size();
+    d.l_mlp = c.mlp_num_layers;
+    d.d_m = c.num_memory;
+    d.d_o = c.num_output;
+    return d;
+}
+
+template <class P, class Block>
+detail::parameter_views<P> views(const std::vector<parameter_info>& layout, Block* base, int l_mlp) {
+    // Layout order (build_layout): _proto_w_s, tau_s|tau_b, _proto_tau_m, (weight, bias) per Linear, w_y.
+    detail::parameter_views<P> v;
+    v.proto_w_s = base + layout[0].offset;
+    v.tau_branch = base + layout[1].offset;
+    v.proto_tau_m = base + layout[2].offset;
+    for (int l = 0; l <= l_mlp; ++l) {
+        v.weight.push_back(base + layout[3 + 2 * l].offset);
+        v.bias.push_back(base + layout[4 + 2 * l].offset);
+    }
+    v.w_y = base + layout[5 + 2 * l_mlp].offset;
+    v.b_y = base + layout[6 + 2 * l_mlp].offset;
+    return v;
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+int run_threads() { return thread_count > 0 ? thread_count : omp_get_max_threads(); }
+
+}  // namespace
+
+void set_num_threads(int n) { thread_count = std::max(0, n); }
+int num_threads() { return run_threads(); }
+
+template <class T>
+std::size_t workspace<T>::bytes() const {
+    return sizeof(T) * (branch.size() + hidden.size() + delta_m.size() + memory.size() + w_s.size() +
+                        kappa_branch.size() + kappa_m.size() + memory_gain.size() + scratch.size());
+}
+
+template <class T>
+void model<T>::build_layout() {
+    const model_config& c = config_;
+    const auto S = static_cast<std::int64_t>(c.num_synapse());
+    layout_.clear();
+    auto add = [&](std::string name, std::vector<std::int64_t> shape, bool trainable) {
+        std::size_t n = 1;
+        for (auto s : shape) n *= static_cast<std::size_t>(s);
+        const std::size_t offset = layout_.empty() ? 0 : layout_.back().offset + layout_.back().size;
+        layout_.push_back({std::move(name), std::move(shape), offset, n, trainable});
+    };
+    add("_proto_w_s", {S}, c.learn_w_s);
+    if (c.version == model_version::v1) add("tau_s", {S}, false);
+    else add("tau_b", {c.branches()}, false);
+    add("_proto_tau_m", {c.num_memory}, c.learn_memory_tau);
+    std::int64_t in = c.mlp_input_size();
+    for (int l = 0; l <= c.mlp_num_layers; ++l) {
+        const std::int64_t out = l < c.mlp_num_layers ? c.hidden_size() : c.num_memory;
+        const std::string prefix = "mlp.network." + std::to_string(2 * l);
+        add(prefix + ".weight", {out, in}, true);
+        add(prefix + ".bias", {out}, true);
+        in = out;
+    }
+    add("w_y.weight", {c.num_output, c.num_memory}, true);
+    add("w_y.bias", {c.num_output}, true);
+    params_.assign(layout_.back().offset + layout_.back().size, T(0));
+    trainable_mask_.assign(params_.size(), 0);
+    for (const auto& p : layout_)
+        if (p.trainable) std::fill_n(trainable_mask_.begin() + static_cast<std::ptrdiff_t>(p.offset), p.size, 1);
+}
+
+template <class T>
+model<T>::model(const model_config& config, std::uint64_t seed) : config_(config) {
+    config_.validate("model config");
+    build_layout();
+    const model_config& c = config_;
+    detail::rng gen(seed);
+
+    // reference/paper.md §1.4 (published __init__): w_s, τ_s/τ_b constant; τ_m log-spaced.
+    std::ranges::fill(parameter("_proto_w_s"), T(c.w_s_value));
+    std::ranges::fill(parameter(c.version == model_version::v1 ? "tau_s" : "tau_b"), T(c.tau_s_value));
+    const double lo = c.memory_tau_min, hi = c.effective_tau_max();
+    const double a = std::log10(c.tau_init_min() + 1e-6), b = std::log10(c.tau_init_max() - 1e-6);
+    auto proto_tau = parameter("_proto_tau_m");
+    for (int k = 0; k < c.num_memory; ++k) {
+        // torch.logspace(a, b, n): 10^(a + k·(b-a)/(n-1)); n = 1 gives 10^a.
+        const double tau = std::pow(10.0, c.num_memory == 1 ? a : a + k * (b - a) / (c.num_memory - 1));
+        // inverse_scaled_sigmoid: logit((τc - lo)/(hi - lo)) with τc clamped to [lo + 1e-6, hi - 1e-6].
+        const double tc = std::clamp(tau, lo + 1e-6, hi - 1e-6);
+        proto_tau[k] = T(std::log((tc - lo) / (hi - tc)));
+    }
+    // torch.nn.Linear default init: kaiming_uniform(a=√5) weights and bias, both U(±1/√fan_in).
+    for (int l = 0; l <= c.mlp_num_layers + 1; ++l) {
+        const bool readout = l == c.mlp_num_layers + 1;
+        const std::string prefix = readout ? "w_y" : "mlp.network." + std::to_string(2 * l);
+        auto w = parameter(prefix + ".weight");
+        const double bound = 1.0 / std::sqrt(static_cast<double>(info(prefix + ".weight").shape[1]));
+        for (auto& v : w) v = T(gen.uniform(-bound, bound));
+        for (auto& v : parameter(prefix + ".bias")) v = T(gen.uniform(-bound, bound));
+    }
+    const auto r = detail::make_routing(c, gen);
+    std::vector<T> mask(r.valid.begin(), r.valid.end());
+    set_routing(r.index, mask, "model config");
+}
+
+template <class T>
+const parameter_info& model<T>::info(std::string_view name) const {
+    for (const auto& p : layout_)
+        if (p.name == name) return p;
+    std::string known;
+    for (const auto& p : layout_) known += (known.empty() ? "" : ", ") + p.name;
+    throw error("model", std::string(name), "one of: " + known, "unknown parameter name");
+}
+
+template <class T>
+std::span<T> model<T>::parameter(std::string_view name) {
+    const auto& p = info(name);
+    return std::span<T>(params_).subspan(p.offset, p.size);
+}
+
+template <class T>
+std::span<const T> model<T>::parameter(std::string_view name) const {
+    const auto& p = info(name);
+    return std::span<const T>(params_).subspan(p.offset, p.size);
+}
+
+template <class T>
+void model<T>::set_routing(std::span<const std::int64_t> index, std::span<const T> mask, std::string_view source) {
+    const auto S = static_cast<std::size_t>(config_.num_synapse());
+    const std::string src(source);
+    if (index.size() != S)
+        throw error(src, "input_to_synapse_indices", std::to_string(S) + " entries (num_branch*num_synapse_per_branch)",
+                    std::to_string(index.size()));
+    if (mask.size() != S)
+        throw error(src, "valid_indices_mask", std::to_string(S) + " entries", std::to_string(mask.size()));
+    for (std::size_t i = 0; i < S; ++i) {
+        if (index[i] < 0 || index[i] >= config_.num_input)
+            throw error(src, "input_to_synapse_indices[" + std::to_string(i) + "]",
+                        "an input channel in [0, " + std::to_string(config_.num_input) + ")", std::to_string(index[i]));
+        if (mask[i] != T(0) && mask[i] != T(1))
+            throw error(src, "valid_indices_mask[" + std::to_string(i) + "]", "0 or 1", std::to_string(mask[i]));
+    }
+    synapse_index_.assign(index.begin(), index.end());
+    synapse_mask_.assign(mask.begin(), mask.end());
+}
+
+template <class T>
+void model<T>::validate_parameters(std::string_view source) const {
+    const std::string src(source);
+    for (const auto& p : layout_) {
+        // The published init stores _proto_tau_m = +inf where τ_init - 1e-6 rounds to τ_max in float32
+        // (e.g. memory_tau_max = 1000): σ(+inf) = 1 is exactly τ_max, so ±inf logits are valid there.
+        const bool inf_allowed = p.name == "_proto_tau_m";
+        for (std::size_t i = 0; i < p.size; ++i) {
+            const double v = static_cast<double>(params_[p.offset + i]);
+            if (std::isnan(v) || (!inf_allowed && std::isinf(v)))
+                throw error(src, p.name + "[" + std::to_string(i) + "]", "a finite value", std::isnan(v) ? "NaN" : "inf");
+        }
+    }
+    if (config_.version == model_version::v1) {
+        // The input stage runs one trace per branch (input_stage.cpp), exact when τ_s is constant within a
+        // branch, as the published constructor makes it (torch.full).
+        const auto tau = parameter("tau_s");
+        const int db = config_.num_synapse_per_branch;
+        for (std::size_t i = 0; i < tau.size(); ++i)
+            if (tau[i] != tau[i - i % static_cast<std::size_t>(db)])
+                throw error(src, "tau_s[" + std::to_string(i) + "]",
+                            "equal to the other synapses of branch " + std::to_string(i / db) + " (" +
+                                std::to_string(tau[i - i % static_cast<std::size_t>(db)]) + ")",
+                            std::to_string(tau[i]), "per-synapse time constants within a branch are not supported");
+    }
+}
+
+template <class T>
+std::int64_t model<T>::num_trainable() const {
+    std::int64_t n = 0;
+    for (const auto& p : layout_)
+        if (p.trainable) n += static_cast<std::int64_t>(p.size);
+    return n;
+}
+
+template <class T>
+template <class U>
+model<U> model<T>::cast() const {
+    model<U> m;
+    m.config_ = config_;
+    m.layout_ = layout_;
+    m.params_.assign(params_.begin(), params_.end());
+    m.trainable_mask_ = trainable_mask_;
+    m.synapse_index_ = synapse_index_;
+    m.synapse_mask_.assign(synapse_mask_.begin(), synapse_mask_.end());
+    return m;
+}
+
+namespace {
+
+// Derived per-call quantities (E1, E5, §1.4): w_s = ReLU(ŵ_s), κ = exp(-Δt / max(τ, 1e-6)),
+// τ_m = (hi - lo)·σ(p) + lo, gain = λ(1-κ_m) (v1) or 1 - exp(-Δt·λ/max(τ_m, 1e-6)) (v2).
+template <class T>
+void derive(const model_config& c, const detail::parameter_views<const T>& p, workspace<T>& ws) {
+    const int S = c.num_synapse(), nb = c.branches(), dm = c.num_memory, db = c.num_synapse_per_branch;
+    const T dt = T(c.delta_t), lambda = T(c.lambda_value);
+    ws.w_s.resize(static_cast<std::size_t>(S));
+    for (int i = 0; i < S; ++i) ws.w_s[i] = p.proto_w_s[i] > T(0) ? p.proto_w_s[i] : T(0);
+    ws.kappa_branch.resize(static_cast<std::size_t>(nb));
+    for (int j = 0; j < nb; ++j) {
+        const T tau = c.version == model_version::v1 ? p.tau_branch[j * db] : p.tau_branch[j];
+        ws.kappa_branch[j] = std::exp(-dt / std::max(tau, T(1e-6)));
+    }
+    ws.kappa_m.resize(static_cast<std::size_t>(dm));
+    ws.memory_gain.resize(static_cast<std::size_t>(dm));
+    const T lo = T(c.memory_tau_min), hi = T(c.effective_tau_max());
+    for (int k = 0; k < dm; ++k) {
+        const T tau = (hi - lo) * (T(1) / (T(1) + std::exp(-p.proto_tau_m[k]))) + lo;
+        const T tc = std::max(tau, T(1e-6));
+        ws.kappa_m[k] = std::exp(-dt / tc);
+        ws.memory_gain[k] = c.version == model_version::v1 ? lambda * (T(1) - ws.kappa_m[k])
+                                                           : T(1) - std::exp(-dt * lambda / tc);
+    }
+}
+
+template <class T>
+void check_input(const model_config& c, const sparse_input<T>& x) {
+    if (x.num_input != c.num_input)
+        throw error("input", "num_input", std::to_string(c.num_input) + " channels (model's num_input)",
+                    std::to_string(x.num_input));
+    if (x.batch < 1 || x.time < 1)
+        throw error("input", "shape", "batch >= 1 and time >= 1",
+                    std::to_string(x.batch) + " x " + std::to_string(x.time));
+    x.validate("input");
+}
+
+template <class T>
+std::vector<unsigned char> valid_bytes(std::span<const T> mask) {
+    std::vector<unsigned char> v(mask.size());
+    for (std::size_t i = 0; i < mask.size(); ++i) v[i] = mask[i] != T(0);
+    return v;
+}
+
+}  // namespace
+
+template <class T>
+void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const {
+    check_input(config_, x);
+    const auto d = make_dims(config_, x.batch, x.time);
+    const auto out_size = static_cast<std::size_t>(d.B) * d.T * d.d_o;
+    if (y.size() != out_size)
+        throw error("output", "y", std::to_string(out_size) + " elements [B][T][num_output]", std::to_string(y.size()));
+    const auto p = views<const T>(layout_, params_.data(), d.l_mlp);
+    derive(config_, p, ws);
+    const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
+    ws.batch = d.B;
+    ws.time = d.T;
+    ws.branch.resize(bt * d.d_tree);
+    ws.hidden.resize(bt * d.d_mlp * d.l_mlp);
+    ws.delta_m.resize(bt * d.d_m);
+    ws.memory.resize(bt * d.d_m);
+    const auto valid = valid_bytes<T>(synapse_mask_);
+    const auto fan = detail::build_fanout(d, synapse_index_.data(), valid.data());
+    const detail::recurrence_buffers<T> buf{ws.branch.data(), ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
+    const int chunks = (d.B + samples_per_chunk - 1) / samples_per_chunk;
+#pragma omp parallel for schedule(static) num_threads(run_threads())
+    for (int c = 0; c < chunks; ++c) {
+        const int b0 = c * samples_per_chunk, nb = std::min(samples_per_chunk, d.B - b0);
+        detail::branch_forward(d, b0, nb, x, fan, ws.w_s.data(), ws.kappa_branch.data(), ws.branch.data());
+        detail::recurrence_forward(d, b0, nb, p, config_.mlp_activation, ws.kappa_m.data(), ws.memory_gain.data(), buf);
+        detail::readout_forward(d, b0, nb, p.w_y, p.b_y, ws.memory.data(), y.data());
+    }
+}
+
+template <class T>
+void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws, std::span<T> dparams,
+                        std::span<T> dx) const {
+    check_input(config_, x);
+    const auto d = make_dims(config_, x.batch, x.time);
+    if (ws.batch != d.B || ws.time != d.T || ws.memory.size() != static_cast<std::size_t>(d.B) * d.T * d.d_m)
+        throw error("workspace", "shape", "the (batch, time) of the preceding forward call",
+                    std::to_string(d.B) + " x " + std::to_string(d.T));
+    const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
+    if (dy.size() != bt * d.d_o)
+        throw error("gradient", "dy", std::to_string(bt * d.d_o) + " elements [B][T][num_output]", std::to_string(dy.size()));
+    if (dparams.size() != params_.size())
+        throw error("gradient", "dparams", std::to_string(params_.size()) + " elements", std::to_string(dparams.size()));
+    if (!dx.empty() && dx.size() != bt * d.d_in)
+        throw error("gradient", "dx", std::to_string(bt * d.d_in) + " elements [B][T][num_input]", std::to_string(dx.size()));
+
+    const auto p = views<const T>(layout_, params_.data(), d.l_mlp);
+    const detail::recurrence_buffers<T> buf{ws.branch.data(), ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
+    const auto valid = valid_bytes<T>(synapse_mask_);
+    const auto fan = detail::build_fanout(d, synapse_index_.data(), valid.data());
+    ws.scratch.resize(bt * (d.d_m + d.d_tree));
+    T* dmemory = ws.scratch.data();
+    T* dbranch = ws.scratch.data() + bt * d.d_m;
+
+    // Chunk-local gradients: the parameter block followed by dκ_m and d(gain), summed in chunk order below.
+    const int chunks = (d.B + samples_per_chunk - 1) / samples_per_chunk;
+    const std::size_t P = params_.size(), stride = P + 2 * static_cast<std::size_t>(d.d_m);
+    std::vector<T> local(static_cast<std::size_t>(chunks) * stride, T(0));
+#pragma omp parallel for schedule(static) num_threads(run_threads())
+    for (int c = 0; c < chunks; ++c) {
+        const int b0 = c * samples_per_chunk, nb = std::min(samples_per_chunk, d.B - b0);
+        T* g = local.data() + static_cast<std::size_t>(c) * stride;
+        const auto gv = views<T>(layout_, g, d.l_mlp);
+        detail::readout_backward(d, b0, nb, p.w_y, ws.memory.data(), dy.data(), dmemory, gv.w_y, gv.b_y);
+        detail::recurrence_backward(d, b0, nb, p, config_.mlp_activation, ws.kappa_m.data(), ws.memory_gain.data(),
+                                    buf, dmemory, dbranch, gv, g + P, g + P + d.d_m);
+        detail::branch_backward(d, b0, nb, x, fan, ws.w_s.data(), ws.kappa_branch.data(), dbranch, gv.proto_w_s,
+                                dx.empty() ? nullptr : dx.data());
+    }
+    std::vector<T> total(stride, T(0));
+    for (int c = 0; c < chunks; ++c)
+        for (std::size_t i = 0; i < stride; ++i) total[i] += local[static_cast<std::size_t>(c) * stride + i];
+
+    const auto gp = views<T>(layout_, dparams.data(), d.l_mlp);
+    const auto tv = views<const T>(layout_, total.data(), d.l_mlp);
+    // Linear layers and readout: plain sums.
+    for (int l = 0; l <= d.l_mlp; ++l) {
+        const auto& wi = layout_[3 + 2 * l];
+        const auto& bi = layout_[4 + 2 * l];
+        for (std::size_t i = 0; i < wi.size; ++i) gp.weight[l][i] += tv.weight[l][i];
+        for (std::size_t i = 0; i < bi.size; ++i) gp.bias[l][i] += tv.bias[l][i];
+    }
+    for (std::size_t i = 0; i < layout_[5 + 2 * d.l_mlp].size; ++i) gp.w_y[i] += tv.w_y[i];
+    for (int i = 0; i < d.d_o; ++i) gp.b_y[i] += tv.b_y[i];
+    // w_s = ReLU(ŵ_s): gradient passes where ŵ_s > 0 (torch's relu backward gives 0 at 0).
+    for (int i = 0; i < d.d_s; ++i)
+        if (p.proto_w_s[i] > T(0)) gp.proto_w_s[i] += tv.proto_w_s[i];
+    // τ_m through κ_m and the gain (§1.4): dτ/dp = (hi - lo)·σ(p)(1 - σ(p)).
+    const double lo = config_.memory_tau_min, hi = config_.effective_tau_max();
+    const double dt = config_.delta_t, lambda = config_.lambda_value;
+    for (int k = 0; k < d.d_m; ++k) {
+        const double s = sigmoid(static_cast<double>(p.proto_tau_m[k]));
+        const double tau = (hi - lo) * s + lo;
+        if (tau <= 1e-6) continue;  // clamped: no gradient
+        const double kappa = static_cast<double>(ws.kappa_m[k]);
+        const double dkappa_dtau = kappa * dt / (tau * tau);
+        const double dgain_dtau = config_.version == model_version::v1
+                                      ? -lambda * dkappa_dtau
+                                      : -std::exp(-dt * lambda / tau) * dt * lambda / (tau * tau);
+        const double dtau = static_cast<double>(total[P + k]) * dkappa_dtau +
+                            static_cast<double>(total[P + d.d_m + k]) * dgain_dtau;
+        gp.proto_tau_m[k] += T(dtau * (hi - lo) * s * (1 - s));
+    }
+}
+
+template <class T>
+void model<T>::synapse_trace(const sparse_input<T>& x, std::span<T> s) const {
+    check_input(config_, x);
+    if (config_.version != model_version::v1)
+        throw error("model", "synapse_trace", "a v1 model (v2 keeps branch traces only)", "v2");
+    const auto d = make_dims(config_, x.batch, x.time);
+    if (s.size() != static_cast<std::size_t>(d.B) * d.T * d.d_s)
+        throw error("output", "s", "[B][T][num_synapse] elements", std::to_string(s.size()));
+    const auto tau = parameter("tau_s");
+    const auto proto = parameter("_proto_w_s");
+    std::vector<T> w(proto.size()), kappa(tau.size());
+    for (std::size_t i = 0; i < w.size(); ++i) {
+        w[i] = proto[i] > T(0) ? proto[i] : T(0);
+        kappa[i] = std::exp(-T(config_.delta_t) / std::max(tau[i], T(1e-6)));
+    }
+    detail::synapse_forward(d, x, synapse_index_.data(), synapse_mask_.data(), w.data(), kappa.data(), s.data());
+}
+
+template <class T>
+void sparse_input<T>::validate(std::string_view source) const {
+    const std::string src(source);
+    const std::size_t rows = static_cast<std::size_t>(batch) * static_cast<std::size_t>(time);
+    if (offsets.size() != rows + 1)
+        throw error(src, "offsets", std::to_string(rows + 1) + " entries (batch*time + 1)", std::to_string(offsets.size()));
+    if (channels.size() != values.size())
+        throw error(src, "channels", std::to_string(values.size()) + " entries (one per value)",
+                    std::to_string(channels.size()));
+    if (offsets.front() != 0 || offsets.back() != static_cast<std::int64_t>(values.size()))
+        throw error(src, "offsets", "offsets[0] = 0 and offsets[last] = number of events",
+                    std::to_string(offsets.front()) + " .. " + std::to_string(offsets.back()));
+    for (std::size_t r = 0; r < rows; ++r)
+        if (offsets[r + 1] < offsets[r])
+            throw error(src, "offsets[" + std::to_string(r + 1) + "]", "non-decreasing", std::to_string(offsets[r + 1]));
+    for (std::size_t e = 0; e < values.size(); ++e) {
+        if (channels[e] < 0 || channels[e] >= num_input)
+            throw error(src, "channels[" + std::to_string(e) + "]", "in [0, " + std::to_string(num_input) + ")",
+                        std::to_string(channels[e]));
+        if (!std::isfinite(static_cast<double>(values[e])))
+            throw error(src, "values[" + std::to_string(e) + "]", "a finite value", "NaN or inf");
+    }
+}
+
+template <class T>
+sparse_input<T> sparse_from_dense(std::span<const T> x, int batch, int time, int num_input, std::string_view source) {
+    const std::string src(source);
+    if (batch < 1 || time < 1 || num_input < 1)
+        throw error(src, "shape", "positive [batch, time, num_input]",
+                    std::to_string(batch) + " x " + std::to_string(time) + " x " + std::to_string(num_input));
+    const std::size_t rows = static_cast<std::size_t>(batch) * time;
+    if (x.size() != rows * num_input)
+        throw error(src, "size", std::to_string(rows * num_input) + " elements", std::to_string(x.size()));
+    sparse_input<T> s;
+    s.batch = batch;
+    s.time = time;
+    s.num_input = num_input;
+    s.offsets.resize(rows + 1, 0);
+    for (std::size_t r = 0; r < rows; ++r) {
+        for (int c = 0; c < num_input; ++c) {
+            const T v = x[r * num_input + c];
+            if (!std::isfinite(static_cast<double>(v)))
+                throw error(src, "[" + std::to_string(r / time) + ", " + std::to_string(r % time) + ", " +
+                                     std::to_string(c) + "]",
+                            "a finite input value", std::isnan(static_cast<double>(v)) ? "NaN" : "inf");
+            if (v != T(0)) {
+                s.channels.push_back(c);
+                s.values.push_back(v);
+            }
+        }
+        s.offsets[r + 1] = static_cast<std::int64_t>(s.values.size());
+    }
+    return s;
+}
+
+template struct sparse_input<float>;
+template struct sparse_input<double>;
+template struct workspace<float>;
+template struct workspace<double>;
+template sparse_input<float> sparse_from_dense(std::span<const float>, int, int, int, std::string_view);
+template sparse_input<double> sparse_from_dense(std::span<const double>, int, int, int, std::string_view);
+template class model<float>;
+template class model<double>;
+template model<double> model<float>::cast<double>() const;
+template model<float> model<double>::cast<float>() const;
+template model<float> model<float>::cast<float>() const;
+template model<double> model<double>::cast<double>() const;
+
+}  // namespace elm
