@@ -1,1 +1,31 @@
-int main() { return 0; }
+// elmneuron: command-line front end over the library (docs/cli.md).
+// Exit status: 0 success, 1 internal failure, 2 bad input or usage (the message names file and field).
+
+#include <elmneuron/error.hpp>
+
+#include "commands.hpp"
+
+#include <cstdio>
+#include <exception>
+
+int main(int argc, char** argv) {
+    CLI::App app{"elmneuron: Expressive Leaky Memory neurons (Spieler et al., ICLR 2024) in C++"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "elmneuron 0.1.0");
+    elm::cli::register_info(app);
+    elm::cli::register_convert(app);
+    elm::cli::register_run(app);
+    elm::cli::register_bench(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    } catch (const elm::error& e) {
+        std::fprintf(stderr, "elmneuron: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "elmneuron: internal error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -103,8 +103,9 @@ private:
             std::uint64_t v = 0;
             if (peek() < '0' || peek() > '9') fail("a non-negative integer", std::string("'") + s_[pos_] + "'");
             while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-                if (v > (std::uint64_t(1) << 58)) fail("a dimension below 2^62", "a larger one");
-                v = v * 10 + std::uint64_t(s_[pos_++] - '0');
+                const auto digit = std::uint64_t(s_[pos_++] - '0');
+                if (v > ((std::uint64_t(1) << 62) - digit) / 10) fail("a dimension of at most 2^62", "a larger one");
+                v = v * 10 + digit;
             }
             if (shape.size() >= 32) fail("at most 32 dimensions", "more");
             shape.push_back(static_cast<std::int64_t>(v));

@@ -113,8 +113,7 @@ struct storage {
 
 class state_dict_reader {
 public:
-    state_dict_reader(archive& zip, const pickle_tree& tree, std::string prefix)
-        : zip_(zip), t_(tree), prefix_(std::move(prefix)) {}
+    state_dict_reader(const storage_reader& read, const pickle_tree& tree) : read_(read), t_(tree) {}
 
     tensor_file run() {
         tensor_file out;
@@ -219,17 +218,18 @@ private:
                 t_.fail(field, "storage " + key + " with one type and size", "conflicting uses");
             return it->second;
         }
-        storage s{st->type, numel, zip_.read(prefix_ + "data/" + key)};
-        if (numel < 0 || s.bytes.size() / dtype_size(s.type) != static_cast<std::uint64_t>(numel) ||
+        if (numel < 0 || static_cast<std::uint64_t>(numel) > max_entry_bytes)
+            t_.fail(field, "a storage numel in [0, 2^31]", std::to_string(numel));
+        storage s{st->type, numel, read_(key, static_cast<std::uint64_t>(numel) * dtype_size(st->type))};
+        if (s.bytes.size() / dtype_size(s.type) != static_cast<std::uint64_t>(numel) ||
             s.bytes.size() % dtype_size(s.type) != 0)
             t_.fail(field, "storage " + key + " of " + std::to_string(numel) + " x " + to_string(s.type),
                     std::to_string(s.bytes.size()) + " bytes");
         return storages_.emplace(key, std::move(s)).first->second;
     }
 
-    archive& zip_;
+    const storage_reader& read_;
     const pickle_tree& t_;
-    std::string prefix_;
     std::map<std::string, storage> storages_;
 };
 
@@ -267,11 +267,16 @@ tensor_file parse_torch_state_dict(std::span<const std::byte> zip_bytes, std::st
         if (order != "little") throw elm::error(std::string(source), "byteorder", "little", order);
     }
     const auto pkl = zip.read(prefix + "data.pkl");
-    const auto options = torch_options();
-    const auto tree = unpickle(pkl, std::string(source) + ":" + prefix + "data.pkl", options);
-    auto out = state_dict_reader(zip, tree, prefix).run();
+    auto out = torch_state_dict_from_pickle(pkl, std::string(source) + ":" + prefix + "data.pkl",
+                                            [&](const std::string& key, std::uint64_t) { return zip.read(prefix + "data/" + key); });
     out.source = std::string(source);
     return out;
+}
+
+tensor_file torch_state_dict_from_pickle(std::span<const std::byte> pkl, std::string_view source, const storage_reader& read) {
+    const auto options = torch_options();
+    const auto tree = unpickle(pkl, source, options);
+    return state_dict_reader(read, tree).run();
 }
 
 }  // namespace detail

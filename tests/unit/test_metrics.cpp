@@ -453,11 +453,18 @@ vec nums(const json& v) {
 // summation order and the absence of FMA contraction are part of what metrics.cpp reproduces; a 1e-12
 // tolerance alone would not notice either going wrong).
 struct tally {
+    explicit tally(const reference& r) : ref(r) {}
+    tally(const tally&) = delete;
+    tally& operator=(const tally&) = delete;
     const reference& ref;
     std::size_t compared = 0, identical = 0;
+    std::string first_difference;
     ~tally() {
         std::printf("[ compared ] %zu values, %zu bit-identical to numpy/scikit-learn\n", compared, identical);
-        if (ref.bit_exact) EXPECT_EQ(identical, compared) << "values not bit-identical to " << ref.versions;
+        if (ref.bit_exact) {
+            EXPECT_EQ(identical, compared) << "values not bit-identical to " << ref.versions << ", first: "
+                                           << first_difference;
+        }
     }
 };
 
@@ -467,9 +474,10 @@ struct tally {
         ++t.identical;
         return ::testing::AssertionSuccess();
     }
-    if (std::abs(got - want) <= 1e-12 * std::max(1.0, std::abs(want))) return ::testing::AssertionSuccess();
     char buf[256];
     std::snprintf(buf, sizeof buf, "%s: elm %.17g, reference %.17g (diff %.3g)", what, got, want, got - want);
+    if (t.first_difference.empty()) t.first_difference = buf;
+    if (std::abs(got - want) <= 1e-12 * std::max(1.0, std::abs(want))) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << buf;
 }
 

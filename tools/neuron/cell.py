@@ -19,6 +19,8 @@ The constructor takes no arguments and must create exactly one cell.
 """
 from __future__ import annotations
 
+import math
+
 from neuron import h
 
 # One row per section: name, parent name, position on parent, L (um), diam at 0 and 1 (um),
@@ -93,29 +95,28 @@ def _apical_rows():
 
 
 class L5PCReduced:
-    """Reduced L5 pyramidal cell: soma + axon (hh), 6 basal trees, apical trunk with obliques,
-    4-branch tuft; Ih gradient along the apical tree, weak Na/K (hh) on the trunk for
-    back-propagating APs, a Ca2+ hot zone around the nexus."""
+    """Reduced L5 pyramidal cell: soma + axon initial segment (Na, Kdr, Km), 6 basal trees,
+    apical trunk with obliques, 4-branch tuft; Ih gradient along the apical tree, Na/Kdr on the
+    trunk for back-propagating APs, a Ca2+ hot zone around the nexus."""
 
     v_init = -76.0
 
-    # Biophysics (units: S/cm2, mV, ohm cm, uF/cm2). See README.md.
+    # Biophysics (units: S/cm2, mV, ohm cm, uF/cm2, um). See README.md.
     params = {
         "Ra": 100.0,
         "cm_soma": 1.0, "cm_dend": 2.0,
-        "g_pas": 3.0e-5, "e_pas": -82.0,
-        "gnabar_soma": 0.12, "gkbar_soma": 0.036,
-        "gnabar_axon": 0.3, "gkbar_axon": 0.05,
-        "gnabar_trunk": 0.012, "gkbar_trunk": 0.004,
-        "gih_soma": 1.0e-4, "gih_basal": 1.0e-4, "gih_apical_0": 1.0e-4, "gih_length_um": 330.0,
-        "gih_apical_max": 2.0e-3,
+        "g_pas": 3.0e-5, "e_pas": -80.0,
+        "vtraub": -56.0, "ena": 50.0, "ek": -90.0,
+        "gna_soma": 0.05, "gkdr_soma": 0.01, "gkm_soma": 1.0e-4,
+        "gna_axon": 0.3, "gkdr_axon": 0.05,
+        "gna_trunk": 0.02, "gkdr_trunk": 0.005, "gna_trunk_length_um": 600.0,
+        "gih_soma": 1.0e-4, "gih_basal": 1.0e-4, "gih_apical_0": 1.0e-4,
+        "gih_length_um": 330.0, "gih_apical_max": 2.0e-3,
         "gca_hot": 2.5e-3, "hot_zone_um": [480.0, 800.0],
-        "celsius": 6.3,
     }
 
     def __init__(self):
         p = self.params
-        h.celsius = p["celsius"]
         self.soma = h.Section(name="soma")
         self.soma.L = 25.0
         self.soma.diam = 25.0
@@ -126,15 +127,14 @@ class L5PCReduced:
         self.axon.nseg = 3
         self.axon.connect(self.soma(0.0))
         self.by_name = {"soma": self.soma}
+        rows = _basal_rows() + _apical_rows()
+        self.kind = {r[0]: r[7] for r in rows}
         self.basal = self._build(_basal_rows())
         self.apical = self._build(_apical_rows())
-        self.kind = {}
-        for r in _basal_rows() + _apical_rows():
-            self.kind[r[0]] = r[7]
         self._biophysics()
-        segs = self.segments()
-        if len(segs) != 639:
-            raise AssertionError(f"L5PCReduced: expected 639 segments, built {len(segs)}")
+        n = len(self.segments())
+        if n != 639:
+            raise AssertionError(f"L5PCReduced: expected 639 segments, built {n}")
 
     def _build(self, rows):
         secs = []
@@ -151,50 +151,50 @@ class L5PCReduced:
 
     def _biophysics(self):
         p = self.params
-        h.distance(0, self.soma(0.5))
-        for sec in [self.soma, self.axon] + self.basal + self.apical:
+        h.vtraub_elm_na = p["vtraub"]
+        h.vtraub_elm_kdr = p["vtraub"]
+        h.ena_elm_na = p["ena"]
+        h.ek_elm_kdr = p["ek"]
+        h.ek_elm_km = p["ek"]
+        somatic = [self.soma, self.axon]
+        for sec in somatic + self.basal + self.apical:
             sec.Ra = p["Ra"]
+            sec.cm = p["cm_soma"] if sec in somatic else p["cm_dend"]
             sec.insert("pas")
-            sec.cm = p["cm_soma"] if sec in (self.soma, self.axon) else p["cm_dend"]
             for seg in sec:
                 seg.pas.g = p["g_pas"]
                 seg.pas.e = p["e_pas"]
-        for sec, na, k in ((self.soma, p["gnabar_soma"], p["gkbar_soma"]),
-                           (self.axon, p["gnabar_axon"], p["gkbar_axon"])):
-            self._insert_hh(sec, na, k)
-        for sec in [self.soma] + self.basal + self.apical:
-            sec.insert("elm_ih")
-        for seg in self.soma:
-            seg.elm_ih.gbar = p["gih_soma"]
+        self._insert(self.soma, elm_na=p["gna_soma"], elm_kdr=p["gkdr_soma"], elm_km=p["gkm_soma"],
+                     elm_ih=p["gih_soma"])
+        self._insert(self.axon, elm_na=p["gna_axon"], elm_kdr=p["gkdr_axon"])
         for sec in self.basal:
-            for seg in sec:
-                seg.elm_ih.gbar = p["gih_basal"]
+            self._insert(sec, elm_ih=p["gih_basal"])
         lo, hi = p["hot_zone_um"]
-        import math
         for sec in self.apical:
             kind = self.kind[sec.name()]
-            if kind == "trunk":
-                self._insert_hh(sec, p["gnabar_trunk"], p["gkbar_trunk"])
-            hot = False
-            for seg in sec:
-                d = h.distance(self.soma(0.5), seg)
+            dists = [h.distance(self.soma(0.5), seg) for seg in sec]
+            sec.insert("elm_ih")
+            for seg, d in zip(sec, dists):
                 seg.elm_ih.gbar = min(p["gih_apical_max"],
                                       p["gih_apical_0"] * math.exp(d / p["gih_length_um"]))
-                if lo <= d <= hi and kind in ("trunk", "tuft"):
-                    hot = True
-            if hot:
+            if kind == "trunk":  # Na/K decreasing linearly to 0 at gna_trunk_length_um
+                sec.insert("elm_na")
+                sec.insert("elm_kdr")
+                for seg, d in zip(sec, dists):
+                    f = max(0.0, 1.0 - d / p["gna_trunk_length_um"])
+                    seg.elm_na.gbar = p["gna_trunk"] * f
+                    seg.elm_kdr.gbar = p["gkdr_trunk"] * f
+            if kind in ("trunk", "tuft") and any(lo <= d <= hi for d in dists):
                 sec.insert("elm_ca_hot")
-                for seg in sec:
-                    d = h.distance(self.soma(0.5), seg)
+                for seg, d in zip(sec, dists):
                     seg.elm_ca_hot.gbar = p["gca_hot"] if lo <= d <= hi else 0.0
 
     @staticmethod
-    def _insert_hh(sec, gna, gk):
-        sec.insert("hh")
-        for seg in sec:
-            seg.hh.gnabar = gna
-            seg.hh.gkbar = gk
-            seg.hh.gl = 0.0
+    def _insert(sec, **gbars):
+        for mech, gbar in gbars.items():
+            sec.insert(mech)
+            for seg in sec:
+                getattr(seg, mech).gbar = gbar
 
     # --- plug-in interface -------------------------------------------------------------
     def segments(self):

@@ -5,6 +5,7 @@ Written for elmneuron (tools/neuron). Dual-exponential conductance normalised so
 event of weight 1 peaks at gmax (uS); every event is released. Defaults are the NeuronIO
 protocol values (tau_r 0.2 ms, tau_d 8 ms, e -80 mV, gmax 1 nS; datasets.md section 1.3).
   g = gmax * (b - a),  a' = -a / tau_r,  b' = -b / tau_d,  event: a += w f, b += w f
+Fixed time step only: exact decay factors exp(-dt/tau) from INITIAL (see elm_ampa_nmda.mod).
 ENDCOMMENT
 
 NEURON {
@@ -28,12 +29,12 @@ PARAMETER {
 
 ASSIGNED {
     v (mV)
+    dt (ms)
     i (nA)
     g (uS)
     f (1)
-}
-
-STATE {
+    k_r (1)
+    k_d (1)
     a (1)
     b (1)
 }
@@ -44,17 +45,20 @@ INITIAL {
     b = 0
     tp = tau_r * tau_d / (tau_d - tau_r) * log(tau_d / tau_r)
     f = 1 / (exp(-tp / tau_d) - exp(-tp / tau_r))
+    k_r = exp(-dt / tau_r)
+    k_d = exp(-dt / tau_d)
 }
 
 BREAKPOINT {
-    SOLVE kinetics METHOD cnexp
+    SOLVE advance
     g = gmax * (b - a)
     i = g * (v - e)
+    CONDUCTANCE g
 }
 
-DERIVATIVE kinetics {
-    a' = -a / tau_r
-    b' = -b / tau_d
+PROCEDURE advance() {
+    a = a * k_r
+    b = b * k_d
 }
 
 NET_RECEIVE (weight) {

@@ -1,0 +1,96 @@
+// elmneuron run MODEL --input FILE --output FILE: forward pass over a [B, T, num_input] (or [T, num_input])
+// array from .npy or .safetensors; writes the [B, T, num_output] output (and optionally the state traces)
+// as .npy or .safetensors, atomically.
+
+#include <elmneuron/error.hpp>
+#include <elmneuron/model_file.hpp>
+#include <elmneuron/tensor_file.hpp>
+
+#include "commands.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace elm::cli {
+namespace {
+
+struct run_options {
+    std::string model, input, output, tensor_name, precision = "f32";
+    bool traces = false;
+    int threads = 0;
+};
+
+bool is_npy(const std::string& p) { return std::filesystem::path(p).extension() == ".npy"; }
+
+tensor read_input(const run_options& o) {
+    if (is_npy(o.input)) return read_npy(o.input);
+    const auto f = read_safetensors(o.input);
+    if (!o.tensor_name.empty()) return f.at(o.tensor_name);
+    if (const auto* t = f.find("input")) return *t;
+    if (f.tensors.size() == 1) return f.tensors.front();
+    throw error(o.input, "(tensor)", "a tensor named 'input', a single tensor, or --tensor NAME",
+                std::to_string(f.tensors.size()) + " tensors and none named 'input'");
+}
+
+template <class T>
+void run(const run_options& o) {
+    const auto m = load_model<T>(o.model);
+    const auto& c = m.config();
+    const tensor in = read_input(o);
+    auto shape = in.shape;
+    if (shape.size() == 2) shape.insert(shape.begin(), 1);
+    if (shape.size() != 3 || shape[2] != c.num_input)
+        throw error(o.input, in.name.empty() ? "input" : in.name,
+                    "shape [B, T, " + std::to_string(c.num_input) + "] or [T, " + std::to_string(c.num_input) + "]",
+                    "rank " + std::to_string(in.shape.size()) + " with last dimension " +
+                        (in.shape.empty() ? std::string("-") : std::to_string(in.shape.back())));
+    const int B = static_cast<int>(shape[0]), Tn = static_cast<int>(shape[1]);
+    const auto x = sparse_from_dense<T>(in.to<T>(), B, Tn, c.num_input, o.input);
+
+    std::vector<T> y(static_cast<std::size_t>(B) * Tn * c.num_output);
+    workspace<T> ws;
+    const auto t0 = std::chrono::steady_clock::now();
+    m.forward(x, y, ws);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    const tensor out = make_tensor<T>("output", {B, Tn, c.num_output}, y);
+    if (is_npy(o.output)) {
+        if (o.traces) throw error(o.output, "--traces", "a .safetensors output (traces are several tensors)", ".npy");
+        write_npy(o.output, out);
+    } else {
+        tensor_file f;
+        f.metadata["model"] = o.model;
+        f.metadata["config"] = to_json(c);
+        f.tensors.push_back(out);
+        if (o.traces) {
+            f.tensors.push_back(make_tensor<T>("trace.memory", {B, Tn, c.num_memory}, ws.memory));
+            f.tensors.push_back(make_tensor<T>("trace.branch", {B, Tn, c.branches()}, ws.branch));
+        }
+        write_safetensors(o.output, f);
+    }
+    std::fprintf(stderr, "%d x %d steps (%zu input events) in %.3f s (%.3g sample-steps/s); wrote %s\n", B, Tn,
+                 x.num_events(), seconds, B * static_cast<double>(Tn) / seconds, o.output.c_str());
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+    auto* cmd = app.add_subcommand("run", "Run a model forward on an input array");
+    static run_options o;
+    cmd->add_option("model", o.model, "Model: .safetensors, zoo folder or .pt")->required();
+    cmd->add_option("-i,--input", o.input, "Input .npy or .safetensors, [B, T, num_input] or [T, num_input]")->required();
+    cmd->add_option("-o,--output", o.output, "Output .npy or .safetensors (tensor 'output', [B, T, num_output])")->required();
+    cmd->add_option("--tensor", o.tensor_name, "Input tensor name inside a .safetensors (default: 'input')");
+    cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
+    cmd->add_flag("--traces", o.traces, "Also write trace.memory and trace.branch (safetensors output only)");
+    cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
+    cmd->callback([] {
+        set_num_threads(o.threads);
+        if (o.precision == "f32") run<float>(o);
+        else run<double>(o);
+    });
+}
+
+}  // namespace elm::cli
