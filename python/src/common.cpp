@@ -21,7 +21,7 @@ static_assert(std::endian::native == std::endian::little, "tensor bytes are litt
 
 namespace {
 
-std::string repr(const pyb::handle& obj) { return pyb::repr(obj).cast<std::string>(); }
+using namespace pybind11::literals;
 
 const char* numpy_name(elm::dtype t) {
     switch (t) {
@@ -46,11 +46,11 @@ precision parse_precision(const pyb::handle& dtype, const char* field) {
     try {
         d = pyb::dtype::from_args(pyb::reinterpret_borrow<pyb::object>(dtype));
     } catch (const pyb::error_already_set&) {
-        throw elm::error("dtype", field, expected, repr(dtype));
+        throw elm::error("dtype", field, expected, repr_of(dtype));
     }
     if (d.kind() == 'f' && d.itemsize() == 4) return precision::f32;
     if (d.kind() == 'f' && d.itemsize() == 8) return precision::f64;
-    throw elm::error("dtype", field, expected, repr(dtype));
+    throw elm::error("dtype", field, expected, repr_of(dtype));
 }
 
 const char* to_string(precision p) { return p == precision::f32 ? "float32" : "float64"; }
@@ -63,19 +63,21 @@ pyb::array as_numeric_array(const pyb::handle& obj, const std::string& source, c
         try {
             a = pyb::module_::import("numpy").attr("asarray")(obj);
         } catch (const pyb::error_already_set&) {
-            throw elm::error(source, field, "a numeric array", repr(pyb::type::of(obj)));
+            throw elm::error(source, field, "a numeric array", repr_of(pyb::type::of(obj)));
         }
     }
     const char kind = a.dtype().kind();
     if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f')
         throw elm::error(source, field, "a numeric array (bool, integer or floating point)",
-                         "dtype " + repr(a.dtype()));
+                         "dtype " + repr_of(a.dtype()));
     return a;
 }
 
 std::vector<std::int64_t> shape_of(const pyb::array& a) {
     return std::vector<std::int64_t>(a.shape(), a.shape() + a.ndim());
 }
+
+std::string repr_of(const pyb::handle& obj) { return pyb::repr(obj).cast<std::string>(); }
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {
     std::string s = "[";
@@ -120,10 +122,11 @@ elm::tensor numpy_to_tensor(const std::string& name, const pyb::handle& obj, con
     }
     if (!known)
         throw elm::error(source, name, "a dtype safetensors stores here (float16/32/64, int8/16/32/64, uint8, bool)",
-                         repr(a.dtype()));
+                         repr_of(a.dtype()));
     // Native (little-endian) byte order, C order: numpy copies only if the array is not already so.
     const pyb::object native = a.dtype().attr("newbyteorder")("=");
-    a = pyb::module_::import("numpy").attr("ascontiguousarray")(a, native);
+    // (numpy.asarray, not ascontiguousarray: the latter turns 0-d arrays into 1-d ones.)
+    a = pyb::module_::import("numpy").attr("asarray")(a, native, "order"_a = "C");
     t.shape = shape_of(a);
     t.data.resize(static_cast<std::size_t>(a.nbytes()));
     if (!t.data.empty()) std::memcpy(t.data.data(), a.data(), t.data.size());
@@ -150,18 +153,18 @@ elm::tensor_file dict_to_tensor_file(const pyb::handle& tensors, const pyb::hand
     elm::tensor_file f;
     f.source = source;
     if (!pyb::isinstance<pyb::dict>(tensors))
-        throw elm::error(source, "tensors", "a dict {name: array}", repr(pyb::type::of(tensors)));
+        throw elm::error(source, "tensors", "a dict {name: array}", repr_of(pyb::type::of(tensors)));
     for (const auto& [key, value] : pyb::reinterpret_borrow<pyb::dict>(tensors)) {
         if (!pyb::isinstance<pyb::str>(key))
-            throw elm::error(source, "tensors", "str keys (tensor names)", repr(key));
+            throw elm::error(source, "tensors", "str keys (tensor names)", repr_of(key));
         f.tensors.push_back(numpy_to_tensor(key.cast<std::string>(), value, source));
     }
     if (metadata.is_none()) return f;
     if (!pyb::isinstance<pyb::dict>(metadata))
-        throw elm::error(source, "metadata", "a dict {str: str}", repr(pyb::type::of(metadata)));
+        throw elm::error(source, "metadata", "a dict {str: str}", repr_of(pyb::type::of(metadata)));
     for (const auto& [key, value] : pyb::reinterpret_borrow<pyb::dict>(metadata)) {
         if (!pyb::isinstance<pyb::str>(key) || !pyb::isinstance<pyb::str>(value))
-            throw elm::error(source, "metadata", "str keys and str values", repr(key) + ": " + repr(value));
+            throw elm::error(source, "metadata", "str keys and str values", repr_of(key) + ": " + repr_of(value));
         f.metadata[key.cast<std::string>()] = value.cast<std::string>();
     }
     return f;

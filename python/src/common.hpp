@@ -9,8 +9,9 @@
 //     into a capsule (no copy after reading);
 //   - forward/backward results: numpy arrays that the kernels write into directly.
 // Copies happen where the library needs its own layout or lifetime: input arrays of another dtype or
-// not C-contiguous (numpy's conversion), dense input to input events, tensors handed to the writers
-// (serialisation), state traces (the workspace is reused by the next forward), routing tensors.
+// not C-contiguous (numpy's conversion), dense input to input events, the input kept for backward (a
+// SparseInput is copied), tensors handed to the writers (serialisation), state traces (the workspace is
+// reused by the next forward), routing tensors, gradients given to Optimizer.step and clip_grad_norm.
 
 #include <elmneuron/error.hpp>
 #include <elmneuron/tensor_file.hpp>
@@ -26,9 +27,13 @@ namespace elm::py {
 
 namespace pyb = pybind11;
 
+void register_config(pyb::module_& m);  // before register_model: Model's signatures name ModelConfig
 void register_model(pyb::module_& m);
 void register_io(pyb::module_& m);
 void register_train(pyb::module_& m);
+
+// json.loads(text)
+pyb::object json_loads(const std::string& text);
 
 // The two precisions of elm::model. Anything numpy.dtype() accepts ("float32", numpy.float64, ...).
 enum class precision { f32, f64 };
@@ -54,6 +59,8 @@ pyb::array_t<T> view(const T* data, const std::vector<std::int64_t>& shape, cons
                      bool writeable = true);
 // "[2, 3, 4]"
 std::string shape_string(const std::vector<std::int64_t>& shape);
+// repr(obj) as a std::string, for error messages.
+std::string repr_of(const pyb::handle& obj);
 
 // A tensor as a numpy array of the same dtype, taking over the tensor's bytes (no copy).
 pyb::array tensor_to_numpy(elm::tensor&& t);

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <exception>
+#include <string>
 
 #include "common.hpp"
 
@@ -33,7 +34,9 @@ void translate(std::exception_ptr p) {
         if (p) std::rethrow_exception(p);
     } catch (const elm::file_not_found_error& e) {
         // OSError(errno, strerror, filename): .errno, .strerror and .filename as Python sets them for open().
-        pyb::object instance = pyb::reinterpret_borrow<pyb::object>(PyExc_FileNotFoundError)(ENOENT, e.what(), e.file());
+        // str(): "[Errno 2] no such file or it cannot be opened: 'path'".
+        pyb::object instance = pyb::reinterpret_borrow<pyb::object>(PyExc_FileNotFoundError)(
+            ENOENT, e.got().empty() ? std::string(e.what()) : e.got(), e.file());
         raise_with_fields(PyExc_FileNotFoundError, instance, e);
     } catch (const elm::error& e) {
         pyb::object instance = pyb::reinterpret_borrow<pyb::object>(error_type)(e.what());
@@ -60,6 +63,7 @@ PYBIND11_MODULE(_elmneuron, m) {
     m.add_object("Error", pyb::reinterpret_borrow<pyb::object>(error_type));
     pyb::register_exception_translator(&translate);
 
+    elm::py::register_config(m);
     elm::py::register_model(m);
     elm::py::register_io(m);
     elm::py::register_train(m);

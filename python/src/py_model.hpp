@@ -18,8 +18,9 @@ struct model_state {
     using scalar = T;
     elm::model<T> model;
     elm::workspace<T> ws;                       // activations of the latest successful forward
-    std::optional<elm::sparse_input<T>> input;  // its input; empty before forward, after a failed one or
-                                                // after load_state_dict
+    std::optional<elm::sparse_input<T>> input;  // its input; empty before forward, after a failed one,
+                                                // after backward (which consumes ws) and after a parameter
+                                                // update through load_state_dict or Optimizer.step
 };
 
 // Never moved or copied once the Python object owns it: parameter views point into the model.

@@ -1,4 +1,4 @@
-// ModelConfig, SparseInput, Model, load_model/save_model and the thread count.
+// SparseInput, Model, load_model/save_model and the thread count.
 //
 // Model parameters are exposed as numpy views of the model's parameter block (base: the Model object),
 // so writing to them changes the model. Forward and backward write their results straight into new
@@ -38,80 +38,6 @@ namespace {
 
 using namespace pybind11::literals;
 
-// ---- ModelConfig
-
-elm::model_config make_config(int num_input, int num_output, int num_memory, double lambda_value, int mlp_num_layers,
-                              std::optional<int> mlp_hidden_size, const std::string& mlp_activation,
-                              std::optional<double> tau_s_value, std::optional<double> tau_b_value,
-                              double memory_tau_min, double memory_tau_max, std::optional<double> memory_tau_init_min,
-                              std::optional<double> memory_tau_init_max, bool learn_memory_tau, bool learn_w_s,
-                              double w_s_value, std::optional<int> num_branch, int num_synapse_per_branch,
-                              const std::optional<std::string>& input_to_synapse_routing, double delta_t,
-                              const std::string& model_version) {
-    const char* src = "ModelConfig";
-    elm::model_config c;
-    if (model_version == "v1") c.version = elm::model_version::v1;
-    else if (model_version == "v2") c.version = elm::model_version::v2;
-    else throw elm::error(src, "model_version", "\"v1\" or \"v2\"", "\"" + model_version + "\"");
-    c.num_input = num_input;
-    c.num_output = num_output;
-    c.num_memory = num_memory;
-    c.lambda_value = lambda_value;
-    c.mlp_num_layers = mlp_num_layers;
-    if (mlp_hidden_size) {
-        if (*mlp_hidden_size < 1) throw elm::error(src, "mlp_hidden_size", ">= 1 (or None for 2*num_memory)", std::to_string(*mlp_hidden_size));
-        c.mlp_hidden_size = *mlp_hidden_size;
-    }
-    if (mlp_activation == "relu") c.mlp_activation = elm::activation::relu;
-    else if (mlp_activation == "silu") c.mlp_activation = elm::activation::silu;
-    else throw elm::error(src, "mlp_activation", "\"relu\" or \"silu\"", "\"" + mlp_activation + "\"");
-    if (tau_s_value && tau_b_value)
-        throw elm::error(src, "tau_b_value", "only one of tau_s_value (v1) / tau_b_value (v2)", "both");
-    if (tau_s_value) c.tau_s_value = *tau_s_value;
-    if (tau_b_value) c.tau_s_value = *tau_b_value;
-    c.memory_tau_min = memory_tau_min;
-    c.memory_tau_max = memory_tau_max;
-    c.memory_tau_init_min = memory_tau_init_min;
-    c.memory_tau_init_max = memory_tau_init_max;
-    c.learn_memory_tau = learn_memory_tau;
-    c.learn_w_s = learn_w_s;
-    c.w_s_value = w_s_value;
-    if (num_branch) {
-        if (*num_branch < 1) throw elm::error(src, "num_branch", ">= 1 (or None for num_input)", std::to_string(*num_branch));
-        c.num_branch = *num_branch;
-    }
-    c.num_synapse_per_branch = num_synapse_per_branch;
-    if (!input_to_synapse_routing || *input_to_synapse_routing == "none") c.input_to_synapse_routing = elm::routing::none;
-    else if (*input_to_synapse_routing == "random_routing") c.input_to_synapse_routing = elm::routing::random;
-    else if (*input_to_synapse_routing == "neuronio_routing") c.input_to_synapse_routing = elm::routing::neuronio;
-    else
-        throw elm::error(src, "input_to_synapse_routing", "None, \"random_routing\" or \"neuronio_routing\"",
-                         "\"" + *input_to_synapse_routing + "\"");
-    c.delta_t = delta_t;
-    c.validate(src);
-    return c;
-}
-
-pyb::object json_loads(const std::string& text) { return pyb::module_::import("json").attr("loads")(text); }
-std::string json_dumps(const pyb::handle& obj, const std::string& source) {
-    try {
-        return pyb::module_::import("json").attr("dumps")(obj).cast<std::string>();
-    } catch (const pyb::error_already_set& e) {
-        throw elm::error(source, "(config)", "a JSON-serialisable dict", e.what());
-    }
-}
-
-elm::model_version parse_version(const std::string& v, const char* source) {
-    if (v == "v1") return elm::model_version::v1;
-    if (v == "v2") return elm::model_version::v2;
-    throw elm::error(source, "model_version", "\"v1\" or \"v2\"", "\"" + v + "\"");
-}
-
-pyb::object routing_name(const elm::model_config& c) {
-    if (c.input_to_synapse_routing == elm::routing::none) return pyb::none();
-    return pyb::str(elm::to_string(c.input_to_synapse_routing));
-}
-
 // ---- input
 
 // Input events of one precision, validated at construction.
@@ -129,7 +55,7 @@ std::vector<std::int64_t> integer_vector(const pyb::handle& obj, const char* fie
     const char* src = "SparseInput";
     const pyb::array a = as_numeric_array(obj, src, field);
     const char kind = a.dtype().kind();
-    if (kind != 'i' && kind != 'u') throw elm::error(src, field, "an integer array", "dtype " + pyb::repr(a.dtype()).cast<std::string>());
+    if (kind != 'i' && kind != 'u') throw elm::error(src, field, "an integer array", "dtype " + repr_of(a.dtype()));
     if (a.ndim() != 1) throw elm::error(src, field, "a 1-D array", "shape " + shape_string(shape_of(a)));
     const auto c = as_array<std::int64_t>(a, src, field);
     return std::vector<std::int64_t>(c.data(), c.data() + c.size());
@@ -166,12 +92,12 @@ std::vector<std::int64_t> input_shape(const pyb::handle& shape) {
     try {
         s = shape.cast<std::vector<std::int64_t>>();
     } catch (const pyb::cast_error&) {
-        throw elm::error(src, "shape", "(batch, time, num_input) integers", pyb::repr(shape).cast<std::string>());
+        throw elm::error(src, "shape", "(batch, time, num_input) integers", repr_of(shape));
     }
     if (s.size() != 3 || std::any_of(s.begin(), s.end(), [](std::int64_t n) {
             return n < 1 || n > std::numeric_limits<int>::max();
         }))
-        throw elm::error(src, "shape", "(batch, time, num_input), each >= 1", pyb::repr(shape).cast<std::string>());
+        throw elm::error(src, "shape", "(batch, time, num_input), each >= 1", repr_of(shape));
     return s;
 }
 
@@ -318,7 +244,7 @@ pyb::object forward(const pyb::object& self, const pyb::handle& x, bool traces) 
             if (mem) std::copy(st.ws.memory.begin(), st.ws.memory.end(), mem);
             if (brn) std::copy(st.ws.branch.begin(), st.ws.branch.end(), brn);
         }
-        if (!traces) return std::move(y);
+        if (!traces) return y;
         pyb::dict t;
         t["memory"] = memory;
         t["branch"] = branch;
@@ -341,8 +267,9 @@ pyb::object backward(const pyb::object& self, const pyb::handle& dy_obj, bool in
             pyb::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(pm.mutex());
             if (!st.input)
-                throw elm::error(src, "forward", "a preceding successful forward call (backward uses its activations)",
-                                 "none since the model was created or its parameters were loaded");
+                throw elm::error(src, "forward",
+                                 "a forward call since the last backward (backward consumes its activations)",
+                                 "none since the model was created, its parameters were loaded or the last backward");
             const auto& in = *st.input;
             const std::vector<std::int64_t> expected{in.batch, in.time, c.num_output};
             if (shape_of(dy) != expected)
@@ -354,13 +281,17 @@ pyb::object backward(const pyb::object& self, const pyb::handle& dy_obj, bool in
                 dx = pyb::array_t<T>({in.batch, in.time, in.num_input});
                 dx_span = std::span<T>(dx.mutable_data(), static_cast<std::size_t>(dx.size()));
             }
-            st.model.backward(in, std::span<const T>(dy.data(), static_cast<std::size_t>(dy.size())), st.ws,
+            // elm::model::backward consumes the workspace (it overwrites the first layer's pre-activations),
+            // so, as torch without retain_graph, a second backward needs a new forward.
+            const auto input = std::move(*st.input);
+            st.input.reset();
+            st.model.backward(input, std::span<const T>(dy.data(), static_cast<std::size_t>(dy.size())), st.ws,
                               std::span<T>(grads.mutable_data(), static_cast<std::size_t>(P)), dx_span);
         }
         pyb::dict g;
         for (const auto& p : st.model.layout())
             if (p.trainable) g[pyb::str(p.name)] = view(grads.data() + p.offset, p.shape, grads);
-        if (!input_grad) return std::move(g);
+        if (!input_grad) return g;
         return pyb::make_tuple(g, dx);
     });
 }
@@ -402,83 +333,6 @@ pyb::dict info(const pyb::object& self) {
 }  // namespace
 
 void register_model(pyb::module_& m) {
-    // ---- ModelConfig
-    pyb::class_<elm::model_config> cfg(m, "ModelConfig", R"(Model configuration: the published PyTorch ELM constructor's keyword arguments.
-
-Same names and defaults as the published model (v1: ``ELM``, v2: ``ELM`` of the v2 module), plus the
-paper's extensions (``memory_tau_init_min/max``, ``learn_w_s``) and ``model_version``. The values are
-checked at construction; an invalid one raises elmneuron.Error naming the keyword.
-
-Properties read back the values after defaults are applied (e.g. ``mlp_hidden_size`` = 2*num_memory
-when given as None). ``tau_s_value`` (v1) and ``tau_b_value`` (v2) are two names of one setting.)");
-    cfg.def(pyb::init(&make_config), "num_input"_a, "num_output"_a, "num_memory"_a = 100, "lambda_value"_a = 5.0,
-            "mlp_num_layers"_a = 1, "mlp_hidden_size"_a = pyb::none(), "mlp_activation"_a = "relu",
-            "tau_s_value"_a = pyb::none(), "tau_b_value"_a = pyb::none(), "memory_tau_min"_a = 1.0,
-            "memory_tau_max"_a = 1000.0, "memory_tau_init_min"_a = pyb::none(), "memory_tau_init_max"_a = pyb::none(),
-            "learn_memory_tau"_a = false, "learn_w_s"_a = true, "w_s_value"_a = 0.5, "num_branch"_a = pyb::none(),
-            "num_synapse_per_branch"_a = 1, "input_to_synapse_routing"_a = pyb::none(), "delta_t"_a = 1.0,
-            "model_version"_a = "v1");
-    cfg.def_property_readonly("model_version", [](const elm::model_config& c) { return elm::to_string(c.version); })
-        .def_property_readonly("num_input", [](const elm::model_config& c) { return c.num_input; })
-        .def_property_readonly("num_output", [](const elm::model_config& c) { return c.num_output; })
-        .def_property_readonly("num_memory", [](const elm::model_config& c) { return c.num_memory; })
-        .def_property_readonly("lambda_value", [](const elm::model_config& c) { return c.lambda_value; })
-        .def_property_readonly("mlp_num_layers", [](const elm::model_config& c) { return c.mlp_num_layers; })
-        .def_property_readonly("mlp_hidden_size", [](const elm::model_config& c) { return c.hidden_size(); })
-        .def_property_readonly("mlp_activation", [](const elm::model_config& c) { return elm::to_string(c.mlp_activation); })
-        .def_property_readonly("tau_s_value", [](const elm::model_config& c) { return c.tau_s_value; })
-        .def_property_readonly("tau_b_value", [](const elm::model_config& c) { return c.tau_s_value; })
-        .def_property_readonly("memory_tau_min", [](const elm::model_config& c) { return c.memory_tau_min; })
-        .def_property_readonly("memory_tau_max", [](const elm::model_config& c) { return c.memory_tau_max; })
-        .def_property_readonly("memory_tau_init_min", [](const elm::model_config& c) { return c.tau_init_min(); })
-        .def_property_readonly("memory_tau_init_max", [](const elm::model_config& c) { return c.tau_init_max(); })
-        .def_property_readonly("learn_memory_tau", [](const elm::model_config& c) { return c.learn_memory_tau; })
-        .def_property_readonly("learn_w_s", [](const elm::model_config& c) { return c.learn_w_s; })
-        .def_property_readonly("w_s_value", [](const elm::model_config& c) { return c.w_s_value; })
-        .def_property_readonly("num_branch", [](const elm::model_config& c) { return c.branches(); })
-        .def_property_readonly("num_synapse_per_branch", [](const elm::model_config& c) { return c.num_synapse_per_branch; })
-        .def_property_readonly("input_to_synapse_routing", &routing_name)
-        .def_property_readonly("delta_t", [](const elm::model_config& c) { return c.delta_t; })
-        .def_property_readonly("num_synapse", &elm::model_config::num_synapse, "num_branch * num_synapse_per_branch")
-        .def_property_readonly("effective_tau_max", &elm::model_config::effective_tau_max,
-                               "Upper bound of tau_m in ms as the model uses it (v2 clamps it above memory_tau_min).")
-        .def_property_readonly("num_trainable", &elm::count_trainable_parameters,
-                               "Trainable parameter count of the published PyTorch model with this config.")
-        .def("to_json", [](const elm::model_config& c) { return elm::to_json(c); },
-             "Every setting as JSON under the published names (readable by from_json and the CLI).")
-        .def("to_dict", [](const elm::model_config& c) { return json_loads(elm::to_json(c)); },
-             "Every setting as a dict under the published names; ModelConfig(**d) rebuilds it.")
-        .def_static(
-            "from_json",
-            [](const std::string& text, const std::string& source, const std::string& model_version) {
-                return elm::parse_model_config(text, source, parse_version(model_version, "ModelConfig.from_json"));
-            },
-            "text"_a, "source"_a = "ModelConfig.from_json", "model_version"_a = "v1",
-            "Parses a model_config.json text (published keys; unknown keys are errors). model_version applies when "
-            "the text has no \"model_version\" key.")
-        .def_static(
-            "from_dict",
-            [](const pyb::dict& d, const std::string& model_version) {
-                return elm::parse_model_config(json_dumps(d, "ModelConfig.from_dict"), "ModelConfig.from_dict",
-                                               parse_version(model_version, "ModelConfig.from_dict"));
-            },
-            "d"_a, "model_version"_a = "v1", "As from_json, from a dict of published keys.")
-        .def("__eq__", [](const elm::model_config& a, const elm::model_config& b) { return elm::to_json(a) == elm::to_json(b); },
-             pyb::is_operator())
-        .def("__repr__",
-             [](const elm::model_config& c) {
-                 std::string s = "ModelConfig(";
-                 bool first = true;
-                 for (const auto& [key, value] : pyb::cast<pyb::dict>(json_loads(elm::to_json(c)))) {
-                     s += (first ? "" : ", ") + key.cast<std::string>() + "=" + pyb::repr(value).cast<std::string>();
-                     first = false;
-                 }
-                 return s + ")";
-             })
-        .def(pyb::pickle([](const elm::model_config& c) { return elm::to_json(c); },
-                         [](const std::string& text) { return elm::parse_model_config(text, "pickle"); }));
-    cfg.attr("__hash__") = pyb::none();
-
     // ---- SparseInput
     pyb::class_<py_sparse>(m, "SparseInput", R"(Input events of a batch: the model's native input form.
 
@@ -540,8 +394,10 @@ and converted to the model's dtype by forward (a copy when they differ). Checked
                                })
         .def("__repr__", [](const py_sparse& s) {
             return s.visit([](const auto& x) {
-                return "SparseInput(shape=(" + std::to_string(x.batch) + ", " + std::to_string(x.time) + ", " +
-                       std::to_string(x.num_input) + "), num_events=" + std::to_string(x.num_events()) + ")";
+                std::string r = "SparseInput(shape=(";
+                r.append(std::to_string(x.batch)).append(", ").append(std::to_string(x.time)).append(", ");
+                r.append(std::to_string(x.num_input)).append("), num_events=").append(std::to_string(x.num_events()));
+                return r + ")";
             });
         });
 
@@ -637,7 +493,8 @@ or a SparseInput. traces=True returns (y, {"memory": m_t [B, T, num_memory], "br
 
 Returns {name: gradient} for the trainable parameters (views of one new flat buffer, same shapes as the
 parameters); with input_grad=True, (grads, dx) where dx = d loss / d x is a dense [B, T, num_input] array.
-The parameters must not have changed since that forward call.)")
+The parameters must not have changed since that forward call. Like torch without retain_graph,
+backward consumes the activations: a second backward needs a new forward.)")
         .def("synapse_trace", &synapse_trace, "x"_a,
              "v1 only: synapse currents s_t of input x as a [batch, time, num_synapse] array (a diagnostic; large).")
         .def("routing",

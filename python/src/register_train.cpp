@@ -33,8 +33,6 @@ namespace {
 
 using namespace pybind11::literals;
 
-std::string repr(const pyb::handle& obj) { return pyb::repr(obj).cast<std::string>(); }
-
 // ---- Optimizer
 
 class py_optimizer {
@@ -79,13 +77,13 @@ std::unique_ptr<py_optimizer> make_optimizer(py_model& model, const std::string&
 template <class T>
 void flatten_grads(const elm::model<T>& m, const pyb::handle& grads, std::vector<T>& flat, std::vector<unsigned char>& mask) {
     const char* src = "Optimizer.step";
-    if (!pyb::isinstance<pyb::dict>(grads)) throw elm::error(src, "grads", "a dict {name: gradient}", repr(pyb::type::of(grads)));
+    if (!pyb::isinstance<pyb::dict>(grads)) throw elm::error(src, "grads", "a dict {name: gradient}", repr_of(pyb::type::of(grads)));
     flat.assign(m.parameters().size(), T(0));
     mask.assign(flat.size(), 0);
     const auto trainable = m.trainable_mask();
     for (const auto& [key, value] : pyb::reinterpret_borrow<pyb::dict>(grads)) {
-        if (!pyb::isinstance<pyb::str>(key)) throw elm::error(src, "grads", "str keys (parameter names)", repr(key));
-        const auto name = key.cast<std::string>();
+        if (!pyb::isinstance<pyb::str>(key)) throw elm::error(src, "grads", "str keys (parameter names)", repr_of(key));
+        const auto name = pyb::cast<std::string>(key);
         const auto& p = m.info(name);  // unknown names: elm::error listing the known ones
         if (!p.trainable) throw elm::error(src, "grads[" + name + "]", "a trainable parameter", "a frozen one");
         const auto a = as_array<T>(value, src, "grads[" + name + "]");  // a copy if not T / not C order
@@ -143,13 +141,13 @@ double clip_grad_norm(const pyb::dict& grads, double max_norm) {
     std::optional<char> size;
     for (const auto& [key, value] : grads) {
         const std::string field = "grads[" + pyb::str(key).cast<std::string>() + "]";
-        if (!pyb::isinstance<pyb::array>(value)) throw elm::error(src, field, "a numpy array (scaled in place)", repr(pyb::type::of(value)));
+        if (!pyb::isinstance<pyb::array>(value)) throw elm::error(src, field, "a numpy array (scaled in place)", repr_of(pyb::type::of(value)));
         auto a = pyb::reinterpret_borrow<pyb::array>(value);
         const auto dt = a.dtype();
         if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
-            throw elm::error(src, field, "float32 or float64", "dtype " + repr(dt));
+            throw elm::error(src, field, "float32 or float64", "dtype " + repr_of(dt));
         if (size && *size != static_cast<char>(dt.itemsize()))
-            throw elm::error(src, field, "the dtype of the other gradients", "dtype " + repr(dt));
+            throw elm::error(src, field, "the dtype of the other gradients", "dtype " + repr_of(dt));
         size = static_cast<char>(dt.itemsize());
         if (!(a.flags() & pyb::array::c_style) || !a.writeable() || dt.byteorder() == '>')
             throw elm::error(src, field, "a writable C-contiguous array in native byte order", "another array");
@@ -180,7 +178,7 @@ std::vector<std::int64_t> checked_shape(const carray<T>& a, std::size_t ndim, co
 std::vector<std::int32_t> labels_of(const pyb::handle& obj, std::int64_t batch, const char* src) {
     const auto raw = as_numeric_array(obj, src, "labels");
     if (raw.dtype().kind() != 'i' && raw.dtype().kind() != 'u')
-        throw elm::error(src, "labels", "an integer array", "dtype " + repr(raw.dtype()));
+        throw elm::error(src, "labels", "an integer array", "dtype " + repr_of(raw.dtype()));
     const auto a = as_array<std::int64_t>(raw, src, "labels");
     if (a.ndim() != 1 || a.size() != batch)
         throw elm::error(src, "labels", "shape [" + std::to_string(batch) + "] (one class per sample)",

@@ -49,11 +49,11 @@ public:
         zip_error_t err;
         zip_error_init(&err);
         zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
-        if (src == nullptr) fail_zip("zip archive", &err);
+        if (src == nullptr) fail_zip("zip archive", &err, true);
         zip_.reset(zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &err));
         if (!zip_) {
             zip_source_free(src);
-            fail_zip("zip archive", &err);
+            fail_zip("zip archive", &err, true);
         }
         zip_error_fini(&err);
         const auto n = zip_get_num_entries(zip_.get(), 0);
@@ -94,8 +94,10 @@ public:
     }
 
 private:
-    [[noreturn]] void fail_zip(const std::string& field, zip_error_t* err) const {
+    // `owned`: a local zip_error_t whose message buffer we must free (the others belong to libzip objects).
+    [[noreturn]] void fail_zip(const std::string& field, zip_error_t* err, bool owned = false) const {
         const std::string msg = zip_error_strerror(err);
+        if (owned) zip_error_fini(err);
         throw elm::error(source_, field, "a readable PyTorch zip archive", msg,
                          "torch.save files are zip archives (PyTorch >= 1.6); re-save legacy files with a recent torch");
     }

@@ -226,12 +226,12 @@ std::vector<double> interp(std::span<const double> x, std::span<const double> xp
     std::vector<double> out(x.size());
     for (std::size_t i = 0; i < x.size(); ++i) {
         const double xv = x[i];
-        if (std::isnan(xv)) {
-            out[i] = xv;
+        if (len == 1) {  // numpy's single-point branch (a NaN query gets fp[0] there)
+            out[i] = xv < xp[0] ? left : (xv > xp[0] ? right : fp[0]);
             continue;
         }
-        if (len == 1) {
-            out[i] = xv < xp[0] ? left : (xv > xp[0] ? right : fp[0]);
+        if (std::isnan(xv)) {
+            out[i] = xv;
             continue;
         }
         // binary_search_with_guess returns, for non-decreasing xp, the last j with xp[j] <= x
