@@ -15,6 +15,7 @@ core_packages=(
   libpng-dev                             # plots
   libgtest-dev libgmock-dev libbenchmark-dev
   pybind11-dev python3-dev python3-numpy python3-pytest python3-sklearn
+  python3-matplotlib                     # PNG plots (learning curves, ROC, traces)
 )
 neuron_packages=(neuron neuron-dev python3-neuron libopenmpi-dev openmpi-bin)
 peer_packages=(python3-torch libopenblas0-pthread)

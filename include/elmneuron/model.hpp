@@ -11,12 +11,31 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace elm {
+
+// 64-byte aligned storage for parameters and activations. Eigen's vectorised sums start at the first
+// aligned element, so with a fixed alignment of every buffer the rounding, and thus every result, is the
+// same from run to run (bit-identical resume), not only from thread count to thread count.
+template <class T>
+struct aligned_allocator {
+    using value_type = T;
+    static constexpr std::align_val_t alignment{64};
+    aligned_allocator() = default;
+    template <class U>
+    aligned_allocator(const aligned_allocator<U>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, alignment); }
+    template <class U>
+    bool operator==(const aligned_allocator<U>&) const noexcept { return true; }
+};
+template <class T>
+using aligned_vector = std::vector<T, aligned_allocator<T>>;
 
 // Input events of a batch: the canonical input form (every real data set here is mostly zeros).
 // Events of sample b at step t are [offsets[b·time + t], offsets[b·time + t + 1]).
@@ -54,14 +73,17 @@ struct parameter_info {
 template <class T>
 struct workspace {
     int batch = 0, time = 0;
-    std::vector<T> branch;     // [B][T][d_tree]  b_t (v1: Σ_k s_t, v2: branch trace)
-    std::vector<T> hidden;     // [l_mlp][B][T][d_mlp] pre-activations of each hidden layer
-    std::vector<T> delta_m;    // [B][T][d_m]  Δm_t
-    std::vector<T> memory;     // [B][T][d_m]  m_t
+    aligned_vector<T> branch;     // [B][T][d_tree]  b_t (v1: Σ_k s_t, v2: branch trace)
+    aligned_vector<T> hidden;     // [l_mlp][B][T][d_mlp] pre-activations of each hidden layer
+    aligned_vector<T> delta_m;    // [B][T][d_m]  Δm_t
+    aligned_vector<T> memory;     // [B][T][d_m]  m_t
     // Per-call derived parameters (w_s = ReLU(ŵ_s), κ's, memory coefficient), filled by forward.
-    std::vector<T> w_s, kappa_branch, kappa_m, memory_gain;
+    aligned_vector<T> w_s, kappa_branch, kappa_m, memory_gain;
     // Scratch for the backward pass.
-    std::vector<T> scratch;
+    aligned_vector<T> scratch;
+    // Set by forward, cleared by backward: backward overwrites activations in place (the first layer's
+    // pre-activations become their gradients), so each backward needs its own forward.
+    bool ready_for_backward = false;
 
     std::size_t bytes() const;
 };
@@ -107,7 +129,8 @@ public:
     void forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const;
     // Accumulates (+=) d loss/d parameters into `dparams` (same layout as parameters()) given
     // dy = d loss/d y, after forward(x, y, ws) with the same x and parameters. If `dx` is not empty it
-    // receives (=) d loss/d x as a dense [B][T][num_input] array.
+    // receives (=) d loss/d x as a dense [B][T][num_input] array. Consumes the workspace: a second backward
+    // needs a new forward (elm::error otherwise).
     void backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws, std::span<T> dparams,
                   std::span<T> dx = {}) const;
 
@@ -122,7 +145,7 @@ private:
 
     model_config config_;
     std::vector<parameter_info> layout_;
-    std::vector<T> params_;
+    aligned_vector<T> params_;
     std::vector<unsigned char> trainable_mask_;
     std::vector<std::int64_t> synapse_index_;
     std::vector<T> synapse_mask_;

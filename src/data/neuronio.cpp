@@ -244,7 +244,7 @@ public:
         if (state.size() != 4) bad("state is not (version, shape, dtype, is_fortran, raw)");
         if (t_.kind(state[0]) != pickle_kind::tuple) bad("shape is not a tuple");
         const auto shape = t_.children(state[0]);
-        if (shape.size() != 1 || t_.kind(shape[0]) != pickle_kind::integer) bad("shape is not (n,)");
+        if (shape.size() != 1 || t_.kind(shape[0]) != pickle_kind::integer) bad("shape " + describe(state[0]) + " is not (n,)");
         const auto n = t_.as_int(shape[0], "shape");
         if (n < 0) bad("negative shape");
         const auto d = dtype(state[1], path);

@@ -120,9 +120,14 @@ public:
     tensor_file run() {
         tensor_file out;
         out.source = t_.source;
-        const auto n = t_.dict_size(t_.root, "state dict (data.pkl root)");
+        // Module.state_dict() carries a _metadata attribute (per-module versions); pickled, it is a BUILD
+        // of the OrderedDict with {'_metadata': ...}. The versions do not change tensor contents.
+        auto root = t_.root;
+        if (t_.kind(root) == pickle_kind::build && t_.kind(t_.children(root)[0]) == pickle_kind::dict)
+            root = t_.children(root)[0];
+        const auto n = t_.dict_size(root, "state dict (data.pkl root)");
         for (std::size_t i = 0; i < n; ++i) {
-            const auto [k, v] = t_.dict_item(t_.root, i);
+            const auto [k, v] = t_.dict_item(root, i);
             tensor x;
             x.name = std::string(t_.as_string(k, "state dict key"));
             for (const auto& prev : out.tensors)

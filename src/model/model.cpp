@@ -295,6 +295,7 @@ void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& w
         detail::recurrence_forward(d, b0, nb, p, config_.mlp_activation, ws.kappa_m.data(), ws.memory_gain.data(), buf);
         detail::readout_forward(d, b0, nb, p.w_y, p.b_y, ws.memory.data(), y.data());
     }
+    ws.ready_for_backward = true;
 }
 
 template <class T>
@@ -302,9 +303,13 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
                         std::span<T> dx) const {
     check_input(config_, x);
     const auto d = make_dims(config_, x.batch, x.time);
+    if (!ws.ready_for_backward)
+        throw error("workspace", "forward", "a forward call on this workspace before each backward",
+                    "backward without a new forward (backward consumes the workspace)");
     if (ws.batch != d.B || ws.time != d.T || ws.memory.size() != static_cast<std::size_t>(d.B) * d.T * d.d_m)
         throw error("workspace", "shape", "the (batch, time) of the preceding forward call",
                     std::to_string(d.B) + " x " + std::to_string(d.T));
+    ws.ready_for_backward = false;
     const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
     if (dy.size() != bt * d.d_o)
         throw error("gradient", "dy", std::to_string(bt * d.d_o) + " elements [B][T][num_output]", std::to_string(dy.size()));
@@ -324,7 +329,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // Chunk-local gradients: the parameter block followed by dκ_m and d(gain), summed in chunk order below.
     const int chunks = (d.B + samples_per_chunk - 1) / samples_per_chunk;
     const std::size_t P = params_.size(), stride = P + 2 * static_cast<std::size_t>(d.d_m);
-    std::vector<T> local(static_cast<std::size_t>(chunks) * stride, T(0));
+    aligned_vector<T> local(static_cast<std::size_t>(chunks) * stride, T(0));
 #pragma omp parallel for schedule(static) num_threads(run_threads())
     for (int c = 0; c < chunks; ++c) {
         const int b0 = c * samples_per_chunk, nb = std::min(samples_per_chunk, d.B - b0);
@@ -336,7 +341,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
         detail::branch_backward(d, b0, nb, x, fan, ws.w_s.data(), ws.kappa_branch.data(), dbranch, gv.proto_w_s,
                                 dx.empty() ? nullptr : dx.data());
     }
-    std::vector<T> total(stride, T(0));
+    aligned_vector<T> total(stride, T(0));
     for (int c = 0; c < chunks; ++c)
         for (std::size_t i = 0; i < stride; ++i) total[i] += local[static_cast<std::size_t>(c) * stride + i];
 

@@ -57,10 +57,12 @@ def make_experiment(seed=20240227):
             spikes[:, 0] |= (k == 2)  # events at t = 0 are valid
             spikes[:, DURATION_MS - 1] |= (k == 1)  # and at the last ms
             d = {}
-            for seg in range(NUM_SEGMENTS):
+            # Simulation 1: segment keys and times in descending order; simulation 2: a repeated time.
+            for seg in (reversed(range(NUM_SEGMENTS)) if k == 1 else range(NUM_SEGMENTS)):
                 if seg == 3:
                     continue  # segments without spikes are absent
-                d[np.int64(seg)] = list(np.nonzero(spikes[seg])[0])  # numpy.int64 times
+                times = list(np.nonzero(spikes[seg])[0])  # numpy.int64 times
+                d[np.int64(seg)] = times[::-1] if k == 1 else times + times[-1:] if k == 2 and seg == 5 else times
             sim[name] = d
         if k == 0:
             out = np.array([], dtype=np.float16)

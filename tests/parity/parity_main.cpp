@@ -39,8 +39,8 @@ constexpr tolerance tolerance_for() {
 
 // ‖ours − ref‖ / ‖ref‖ (absolute norm if ref is zero). NaN anywhere, or an infinity on one side only, gives
 // +inf; equal infinities (the published ±inf τ_m logits, see model::validate_parameters) match.
-template <class T>
-double relative_error(const std::vector<T>& ours, const std::vector<double>& ref) {
+template <class Vector>
+double relative_error(const Vector& ours, const std::vector<double>& ref) {
     if (ours.size() != ref.size()) return INFINITY;
     double num = 0, den = 0;
     for (std::size_t i = 0; i < ref.size(); ++i) {

@@ -146,7 +146,7 @@ TEST_F(neuronio_reader, malformed_files_name_the_file_and_key_path) {
     };
     const std::vector<bad_case> cases = {
         {"bad_soma_str.p", sims + "[1].somaVoltageLowRes", "1-D numpy array"},
-        {"bad_soma_2d.p", sims + "[1].somaVoltageLowRes", "shape is not (n,)"},
+        {"bad_soma_2d.p", sims + "[1].somaVoltageLowRes", "shape tuple(1000, 1) is not (n,)"},
         {"bad_soma_object.p", sims + "[1].somaVoltageLowRes", "type 'O8'"},
         {"bad_soma_length.p", sims + "[2].somaVoltageLowRes", "1000 samples"},
         {"bad_soma_nan.p", sims + "[0].somaVoltageLowRes[5]", "finite"},

@@ -62,6 +62,9 @@ good = [
 storages = {'0': f6, '1': struct.pack('<2d', 1.5, -2.5), '2': struct.pack('<2H', 0x3c00, 0xc000),
             '3': bytes([1, 0, 1]), '4': struct.pack('<q', -7), '5': b''}
 write('good.pt', state(good), storages)
+# Module.state_dict() pickles its _metadata attribute as a BUILD of the OrderedDict.
+meta = (b'}(' + S('_metadata') + HOOKS + b'(' + S('') + b'}' + S('version') + I(1) + b'su' + b'u' + b'b.')
+write('good_meta.pt', state(good[:1])[:-1] + meta, {'0': f6})
 write('deflated.pt', state(good[:1]), {'0': f6})
 with zipfile.ZipFile(out + '/deflated.pt', 'w', zipfile.ZIP_DEFLATED) as z:
     z.writestr('other_name/data.pkl', state(good[:1])); z.writestr('other_name/data/0', f6)
@@ -121,6 +124,9 @@ TEST_F(torch_pt, synthetic_archive_all_layouts) {
     EXPECT_EQ(f.at("m").to<std::uint8_t>(), (std::vector<std::uint8_t>{1, 0, 1}));
     EXPECT_EQ(f.at("i", {}).to<std::int64_t>(), (std::vector<std::int64_t>{-7}));
     EXPECT_EQ(f.at("e", {0, 5}).numel(), 0);
+    const auto meta = elm::read_torch_state_dict(file("good_meta.pt"));
+    ASSERT_EQ(meta.tensors.size(), 1u);
+    EXPECT_EQ(meta.at("w", {2, 3}).to<float>()[4], 4.0f);
     const auto d = elm::read_torch_state_dict(file("deflated.pt"));  // other prefix, compressed entries
     EXPECT_EQ(d.at("w", {2, 3}).to<float>()[5], 5.0f);
 }

@@ -105,9 +105,9 @@ class L5PCReduced:
     params = {
         "Ra": 100.0,
         "cm_soma": 1.0, "cm_dend": 2.0,
-        "g_pas": 3.0e-5, "e_pas": -80.0,
+        "g_pas": 8.0e-5, "e_pas": -80.0,
         "vtraub": -56.0, "ena": 50.0, "ek": -90.0,
-        "gna_soma": 0.05, "gkdr_soma": 0.01, "gkm_soma": 1.0e-4,
+        "gna_soma": 0.1, "gkdr_soma": 0.01, "gkm_soma": 2.0e-3,
         "gna_axon": 0.3, "gkdr_axon": 0.05,
         "gna_trunk": 0.02, "gkdr_trunk": 0.005, "gna_trunk_length_um": 600.0,
         "gih_soma": 1.0e-4, "gih_basal": 1.0e-4, "gih_apical_0": 1.0e-4,

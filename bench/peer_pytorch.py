@@ -1,0 +1,635 @@
+#!/usr/bin/env python3
+"""Speed peer: the published PyTorch ELM neuron, timed on given shapes.
+
+This is a re-implementation of the published PyTorch code (AaronSpieler/elmneuron @ 52e68a6,
+src/expressive_leaky_memory_neuron.py = v1, src/expressive_leaky_memory_neuron_v2.py = v2,
+src/modeling_utils.py), written the way that code does it, so that its speed is what a user of the
+published code gets: a torch.jit.ScriptModule whose scripted `forward` loops over time steps and calls a
+scripted `dynamics` step; routing by index_select over the whole input followed by the valid mask; the
+MLP as nn.Sequential of nn.Linear + activation; custom_tanh = 1.7159 * tanh(2x/3); τ through a scaled
+sigmoid; float32; torch.optim.Adam. Nothing here is tuned beyond what the published code does.
+`--verify DIR` checks this implementation against the golden files of the published code
+(tests/data/golden/v*_*.safetensors): outputs, gradients and three Adam steps.
+
+Input (one of):
+  JSON request on stdin (what `elmneuron bench --peer` sends):
+    {"threads": N, "repeats": R, "warmup": W, "seed": S,
+     "shapes": [{"name": ..., "config": {published keys}, "batch": B, "time": T,
+                 "input_kind": "neuronio" | "counts" | "onehot", "repeats": R (optional)}, ...]}
+  or command-line arguments for one shape:
+    peer_pytorch.py --config '{"num_input": 16, "num_output": 10}' --batch 16 --time 4096 \
+                    --input onehot --threads 2 --repeats 3
+  peer_pytorch.py --info          environment only (torch, threads, BLAS)
+  peer_pytorch.py --verify DIR    compare with the published code's golden files
+
+Output: one JSON object per shape, one per line, on stdout; times in milliseconds (median of `repeats`
+timed calls after `warmup` untimed ones):
+  forward_ms           model.eval(), torch.no_grad(): y = model(X)
+  forward_backward_ms  model.train(): zero_grad, y = model(X), loss = (y * dy).sum(), loss.backward()
+  train_step_ms        the same plus optimizer.step() (torch.optim.Adam, lr 1e-4)
+plus the torch version, torch.get_num_threads(), the BLAS in use and the BLAS/OpenMP environment.
+The process's environment is left as the user has it (e.g. OPENBLAS_CORETYPE): it is only reported.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import sysconfig
+import time
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+from torch import jit
+
+# ---------------------------------------------------------------------------------------------------
+# Model: the published code's structure (modeling_utils.py + the two ELM classes)
+# ---------------------------------------------------------------------------------------------------
+
+
+def scaled_sigmoid(x, lower_bound: float, upper_bound: float):
+    return (upper_bound - lower_bound) * torch.sigmoid(x) + lower_bound
+
+
+def inverse_scaled_sigmoid(x, lower_bound: float, upper_bound: float):
+    x = torch.clamp(x, lower_bound + 1e-6, upper_bound - 1e-6)
+    return torch.log((x - lower_bound) / (upper_bound - x))
+
+
+def custom_tanh(x):
+    # LeCun's scaled tanh
+    return torch.tanh(x * 2 / 3) * 1.7159
+
+
+def create_interlocking_indices(num_input: int):
+    # 0, n/2, 1, n/2 + 1, ...: excitatory and inhibitory input of the same segment side by side
+    half = num_input // 2
+    steps = torch.arange(num_input)
+    return (steps % 2) * half + torch.div(steps, 2, rounding_mode="floor")
+
+
+def create_overlapping_window_indices(num_input: int, num_windows: int, num_elements_per_window: int):
+    stride = math.ceil(num_input / num_windows)
+    windows = torch.arange(num_windows).unsqueeze(1) * stride + torch.arange(num_elements_per_window).unsqueeze(0)
+    valid = windows < num_input
+    windows = torch.clamp(windows, max=num_input - 1)
+    return windows.flatten(), valid.flatten()
+
+
+class MLP(nn.Module):
+    """num_layers x [Linear, activation] followed by Linear, as an nn.Sequential called `network`."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_output: int, num_layers: int,
+                 activation: str = "relu"):
+        super().__init__()
+        activations = {"relu": nn.ReLU, "silu": nn.SiLU}
+        layers = []
+        size = input_size
+        for _ in range(num_layers):
+            layers.append(nn.Linear(size, hidden_size))
+            layers.append(activations[activation]())
+            size = hidden_size
+        layers.append(nn.Linear(size, num_output))
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.network(x)
+
+
+ROUTINGS = [None, "random_routing", "neuronio_routing"]
+
+
+def routing_tensors(routing, num_input, num_branch, num_synapse_per_branch, num_synapse):
+    if routing == "random_routing":
+        indices = torch.randint(num_input, (num_synapse,))
+        return indices, torch.ones_like(indices)
+    if routing == "neuronio_routing":
+        assert math.ceil(num_input / num_branch) <= num_synapse_per_branch
+        interlocking = create_interlocking_indices(num_input)
+        windows, valid = create_overlapping_window_indices(num_input, num_branch, num_synapse_per_branch)
+        return interlocking[windows], valid
+    return None, None
+
+
+class ELMBase(jit.ScriptModule):
+    """Constructor shared by both versions (the published classes repeat it)."""
+
+    def __init__(self, version, num_input, num_output, num_memory=100, lambda_value=5.0, mlp_num_layers=1,
+                 mlp_hidden_size=None, mlp_activation="relu", tau_value=5.0, memory_tau_min=1.0,
+                 memory_tau_max=1000.0, learn_memory_tau=False, w_s_value=0.5, num_branch=None,
+                 num_synapse_per_branch=1, input_to_synapse_routing=None, delta_t=1.0):
+        super().__init__()
+        self.num_input, self.num_output = num_input, num_output
+        self.num_memory = num_memory
+        self.lambda_value = lambda_value
+        self.mlp_num_layers = mlp_num_layers
+        self.mlp_activation = mlp_activation
+        self.memory_tau_min = memory_tau_min
+        # v2 keeps the upper bound strictly above the lower one; v1 uses it as given
+        self.memory_tau_max = max(memory_tau_min + 3e-6, memory_tau_max) if version == "v2" else memory_tau_max
+        self.learn_memory_tau = learn_memory_tau
+        self.w_s_value = w_s_value
+        self.num_synapse_per_branch = num_synapse_per_branch
+        self.input_to_synapse_routing = input_to_synapse_routing
+        self.delta_t = delta_t
+
+        self.mlp_hidden_size = mlp_hidden_size if mlp_hidden_size else 2 * num_memory
+        self.num_branch = num_input if num_branch is None else num_branch
+        self.num_mlp_input = self.num_branch + num_memory
+        self.num_synapse = num_synapse_per_branch * self.num_branch
+        assert self.num_synapse == num_input or input_to_synapse_routing is not None
+        assert input_to_synapse_routing in ROUTINGS
+
+        self.mlp = MLP(self.num_mlp_input, self.mlp_hidden_size, num_memory, mlp_num_layers, mlp_activation)
+        self._proto_w_s = nn.parameter.Parameter(torch.full((self.num_synapse,), w_s_value))
+        self.w_y = nn.Linear(num_memory, num_output)
+        # the synapse (v1) or branch (v2) trace timescale, fixed
+        trace_size = self.num_synapse if version == "v1" else self.num_branch
+        self._tau_trace_init = torch.full((trace_size,), tau_value)
+
+        tau_m = torch.logspace(math.log10(self.memory_tau_min + 1e-6), math.log10(self.memory_tau_max - 1e-6),
+                               num_memory)
+        tau_m = inverse_scaled_sigmoid(tau_m, self.memory_tau_min, self.memory_tau_max)
+        self._proto_tau_m = nn.parameter.Parameter(tau_m, requires_grad=learn_memory_tau)
+
+        indices, mask = routing_tensors(input_to_synapse_routing, num_input, self.num_branch,
+                                        num_synapse_per_branch, self.num_synapse)
+        self.input_to_synapse_indices = nn.parameter.Parameter(indices, requires_grad=False)
+        self.valid_indices_mask = nn.parameter.Parameter(mask, requires_grad=False)
+
+
+class ELMv1(ELMBase):
+    """Published v1: synapse traces s, memory update m = κ_m m + λ (1 - κ_m) Δm."""
+
+    __constants__ = ["num_input", "num_output", "num_memory", "lambda_value", "mlp_num_layers",
+                     "mlp_activation", "memory_tau_min", "memory_tau_max", "learn_memory_tau", "w_s_value",
+                     "num_synapse_per_branch", "input_to_synapse_routing", "delta_t"]
+
+    def __init__(self, num_input: int, num_output: int, tau_s_value: float = 5.0, **kwargs):
+        super().__init__("v1", num_input, num_output, tau_value=tau_s_value, **kwargs)
+        self.tau_s_value = tau_s_value
+        self.tau_s = nn.parameter.Parameter(self._tau_trace_init, requires_grad=False)
+        del self._tau_trace_init
+
+    @property
+    def tau_m(self):
+        return scaled_sigmoid(self._proto_tau_m, self.memory_tau_min, self.memory_tau_max)
+
+    @property
+    def kappa_m(self):
+        return torch.exp(-self.delta_t / torch.clamp(self.tau_m, min=1e-6))
+
+    @property
+    def kappa_s(self):
+        return torch.exp(-self.delta_t / torch.clamp(self.tau_s, min=1e-6))
+
+    @property
+    def w_s(self):
+        return torch.relu(self._proto_w_s)
+
+    def route_input_to_synapses(self, x):
+        if self.input_to_synapse_routing is not None:
+            x = torch.index_select(x, 2, self.input_to_synapse_indices)
+            x = x * self.valid_indices_mask
+        return x
+
+    @jit.script_method
+    def dynamics(self, x, s_prev, m_prev, w_s, kappa_s, kappa_m):
+        batch_size, _ = x.shape
+        s_t = kappa_s * s_prev + w_s * x
+        syn_input = s_t.view(batch_size, self.num_branch, -1).sum(dim=-1)
+        delta_m_t = custom_tanh(self.mlp(torch.cat([syn_input, kappa_m * m_prev], dim=-1)))
+        m_t = kappa_m * m_prev + self.lambda_value * (1 - kappa_m) * delta_m_t
+        y_t = self.w_y(m_t)
+        return y_t, s_t, m_t
+
+    @jit.script_method
+    def forward(self, X):
+        batch_size, T, _ = X.shape
+        w_s = self.w_s
+        kappa_s, kappa_m = self.kappa_s, self.kappa_m
+        s_prev = torch.zeros(batch_size, len(kappa_s), device=X.device)
+        m_prev = torch.zeros(batch_size, len(kappa_m), device=X.device)
+        outputs = torch.jit.annotate(List[torch.Tensor], [])
+        inputs = self.route_input_to_synapses(X)
+        for t in range(T):
+            y_t, s_prev, m_prev = self.dynamics(inputs[:, t], s_prev, m_prev, w_s, kappa_s, kappa_m)
+            outputs.append(y_t)
+        return torch.stack(outputs, dim=-2)
+
+
+class ELMv2(ELMBase):
+    """Published v2: branch traces b, memory update m = κ_m m + (1 - κ_λ) Δm, κ_λ = exp(-Δt λ / τ_m)."""
+
+    __constants__ = ELMv1.__constants__
+
+    def __init__(self, num_input: int, num_output: int, tau_b_value: float = 5.0, **kwargs):
+        super().__init__("v2", num_input, num_output, tau_value=tau_b_value, **kwargs)
+        self.tau_b_value = tau_b_value
+        self.tau_b = nn.parameter.Parameter(self._tau_trace_init, requires_grad=False)
+        del self._tau_trace_init
+
+    @property
+    def tau_m(self):
+        return scaled_sigmoid(self._proto_tau_m, self.memory_tau_min, self.memory_tau_max)
+
+    @property
+    def kappa_m(self):
+        return torch.exp(-self.delta_t / torch.clamp(self.tau_m, min=1e-6))
+
+    @property
+    def kappa_lambda(self):
+        return torch.exp(-self.delta_t * self.lambda_value / torch.clamp(self.tau_m, min=1e-6))
+
+    @property
+    def kappa_b(self):
+        return torch.exp(-self.delta_t / torch.clamp(self.tau_b, min=1e-6))
+
+    @property
+    def w_s(self):
+        return torch.relu(self._proto_w_s)
+
+    def route_input_to_synapses(self, x):
+        if self.input_to_synapse_routing is not None:
+            x = torch.index_select(x, 2, self.input_to_synapse_indices)
+            x = x * self.valid_indices_mask
+        return x
+
+    @jit.script_method
+    def dynamics(self, x, b_prev, m_prev, w_s, kappa_b, kappa_m, kappa_lambda):
+        batch_size, _ = x.shape
+        b_inp = (w_s * x).view(batch_size, self.num_branch, -1).sum(dim=-1)
+        b_t = kappa_b * b_prev + b_inp
+        delta_m_t = custom_tanh(self.mlp(torch.cat([b_t, kappa_m * m_prev], dim=-1)))
+        m_t = kappa_m * m_prev + (1 - kappa_lambda) * delta_m_t
+        y_t = self.w_y(m_t)
+        return y_t, b_t, m_t
+
+    @jit.script_method
+    def forward(self, X):
+        batch_size, T, _ = X.shape
+        w_s = self.w_s
+        kappa_b, kappa_m, kappa_lambda = self.kappa_b, self.kappa_m, self.kappa_lambda
+        b_prev = torch.zeros(batch_size, len(kappa_b), device=X.device)
+        m_prev = torch.zeros(batch_size, len(kappa_m), device=X.device)
+        outputs = torch.jit.annotate(List[torch.Tensor], [])
+        inputs = self.route_input_to_synapses(X)
+        for t in range(T):
+            y_t, b_prev, m_prev = self.dynamics(inputs[:, t], b_prev, m_prev, w_s, kappa_b, kappa_m, kappa_lambda)
+            outputs.append(y_t)
+        return torch.stack(outputs, dim=-2)
+
+
+# Published constructor keywords; the rest of what `elmneuron` writes into a config (to_json) is either the
+# class choice or one of the paper's extensions that the published code lacks.
+COMMON_KEYS = {"num_input", "num_output", "num_memory", "lambda_value", "mlp_num_layers", "mlp_hidden_size",
+               "mlp_activation", "memory_tau_min", "memory_tau_max", "learn_memory_tau", "w_s_value",
+               "num_branch", "num_synapse_per_branch", "input_to_synapse_routing", "delta_t"}
+
+
+def build_model(config, version=None):
+    """Model from a config dict with the published keys (plus elmneuron's model_version / extensions)."""
+    cfg = dict(config)
+    version = cfg.pop("model_version", None) or version or "v1"
+    if version not in ("v1", "v2"):
+        raise ValueError(f"model_version must be v1 or v2, not {version!r}")
+    learn_w_s = cfg.pop("learn_w_s", True)
+    lo, hi = cfg.get("memory_tau_min", 1.0), cfg.get("memory_tau_max", 1000.0)
+    for key, bound in (("memory_tau_init_min", lo), ("memory_tau_init_max", hi)):
+        if key in cfg:
+            if abs(float(cfg.pop(key)) - float(bound)) > 1e-9:
+                raise ValueError(f"{key} differs from the bound; the published code has no separate init range")
+    trace_key = "tau_s_value" if version == "v1" else "tau_b_value"
+    other_key = "tau_b_value" if version == "v1" else "tau_s_value"
+    if other_key in cfg:
+        cfg[trace_key] = cfg.pop(other_key)
+    unknown = set(cfg) - COMMON_KEYS - {trace_key}
+    if unknown:
+        raise ValueError(f"unknown config keys for the published {version} class: {sorted(unknown)}")
+    if cfg.get("mlp_hidden_size") == 0:
+        cfg["mlp_hidden_size"] = None
+    model = (ELMv1 if version == "v1" else ELMv2)(**cfg)
+    if not learn_w_s:  # paper's vanilla ELM: w_s fixed (published code always trains it)
+        model._proto_w_s.requires_grad_(False)
+    return model, version
+
+
+# ---------------------------------------------------------------------------------------------------
+# Environment: torch, threads, BLAS
+# ---------------------------------------------------------------------------------------------------
+
+ENV_PATTERN = re.compile(r"BLAS|OMP|MKL|GOTO|NVPL|KMP|TORCH|LD_PRELOAD|LD_LIBRARY_PATH")
+
+
+def run_quiet(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def blas_info(blas_limits=None):
+    info = {}
+    a = torch.randn(64, 64)
+    (a @ a).sum().item()  # make sure the BLAS is loaded
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and fields[5].startswith("/"):
+                    base = os.path.basename(fields[5])
+                    if re.search(r"blas|lapack|mkl|nvpl|blis|atlas|omp", base, re.I):
+                        libs.add(os.path.realpath(fields[5]))
+    except OSError:
+        pass
+    info["loaded_libraries"] = sorted(libs)
+    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+    for name in ("libblas.so.3", "liblapack.so.3"):
+        out = run_quiet(["update-alternatives", "--query", f"{name}-{multiarch}"])
+        m = re.search(r"^Value:\s*(\S+)", out, re.M)
+        if m:
+            info[f"{name}_alternative"] = m.group(1)
+    m = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    info["torch_build_blas_info"] = m.group(1) if m else None
+    try:
+        import threadpoolctl
+
+        pools = threadpoolctl.threadpool_info()
+        info["threadpoolctl"] = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                                         "threading_layer", "architecture", "filepath")}
+                                 for p in pools]
+    except Exception as e:  # not installed, or failed to inspect
+        info["threadpoolctl"] = f"unavailable: {e}"
+    # One-line summary: the BLAS implementation that is actually mapped into the process.
+    summary = None
+    if isinstance(info["threadpoolctl"], list):
+        for p in info["threadpoolctl"]:
+            if p.get("user_api") == "blas":
+                summary = (f"{p.get('internal_api')} {p.get('version')} ({p.get('threading_layer')}, "
+                           f"{p.get('num_threads')} threads, core {p.get('architecture')}) {p.get('filepath')}")
+                break
+    if summary is None:
+        blas_libs = [lib for lib in libs if re.search(r"blas|mkl|nvpl|blis", os.path.basename(lib), re.I)]
+        summary = ", ".join(sorted(blas_libs)) or "unknown"
+    info["summary"] = summary
+    return info
+
+
+def environment(blas_limits=None):
+    return {
+        "peer": "pytorch (published ELM code structure, TorchScript)",
+        "python": sys.executable + " " + platform.python_version(),
+        "torch_version": torch.__version__,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "torch_parallel_backend": next((l.split(":", 1)[1].strip() for l in torch.__config__.parallel_info()
+                                        .splitlines() if l.startswith("ATen parallel backend")), None),
+        "blas": blas_info(blas_limits),
+        "env": {k: v for k, v in sorted(os.environ.items()) if ENV_PATTERN.search(k)},
+        "cpu_count": os.cpu_count(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmark
+# ---------------------------------------------------------------------------------------------------
+
+
+def make_input(kind, batch, time_steps, num_input, seed):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "onehot":
+        idx = torch.randint(num_input, (batch, time_steps), generator=g)
+        return torch.nn.functional.one_hot(idx, num_input).to(torch.float32)
+    if kind == "neuronio":  # {-1, 0, +1}: excitatory first half +1, inhibitory second half -1; 2 % events
+        events = torch.rand(batch, time_steps, num_input, generator=g) < 0.02
+        sign = torch.where(torch.arange(num_input) < num_input // 2, 1.0, -1.0)
+        return events.to(torch.float32) * sign
+    if kind == "counts":  # SHD-like spike counts: 3 % events, value 1 (90 %) or 2 (10 %)
+        events = torch.rand(batch, time_steps, num_input, generator=g) < 0.03
+        two = torch.rand(batch, time_steps, num_input, generator=g) < 0.1
+        return events.to(torch.float32) * (1.0 + two.to(torch.float32))
+    raise ValueError(f"input kind must be neuronio, counts or onehot, not {kind!r}")
+
+
+def time_median(fn, repeats, warmup):
+    for _ in range(warmup):  # TorchScript's profiling executor optimises the graph over the first calls
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), times
+
+
+def bench_shape(shape, repeats, warmup, seed):
+    torch.manual_seed(seed)
+    model, version = build_model(shape["config"], shape.get("model_version"))
+    batch, steps, kind = int(shape["batch"]), int(shape["time"]), shape.get("input_kind", "counts")
+    X = make_input(kind, batch, steps, model.num_input, seed + 1)
+    dy = torch.full((batch, steps, model.num_output), 1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(X)
+
+    def forward_backward():
+        model.train()
+        model.zero_grad()
+        y = model(X)
+        (y * dy).sum().backward()
+
+    def train_step():
+        model.train()
+        optimizer.zero_grad()
+        y = model(X)
+        (y * dy).sum().backward()
+        optimizer.step()
+
+    t_start = time.perf_counter()
+    fwd, fwd_all = time_median(forward, repeats, warmup)
+    fb, fb_all = time_median(forward_backward, repeats, warmup)
+    tr, tr_all = time_median(train_step, repeats, warmup)
+    return {
+        "shape": shape.get("name", "custom"),
+        "model_version": version,
+        "batch": batch,
+        "time": steps,
+        "input_kind": kind,
+        "input_events": int((X != 0).sum().item()),
+        "num_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "repeats": repeats,
+        "warmup": warmup,
+        "forward_ms": fwd,
+        "forward_backward_ms": fb,
+        "train_step_ms": tr,
+        "forward_ms_all": fwd_all,
+        "forward_backward_ms_all": fb_all,
+        "train_step_ms_all": tr_all,
+        "forward_ms_per_step": fwd / steps,
+        "train_ms_per_step": tr / steps,
+        "wall_s": time.perf_counter() - t_start,
+    }
+
+
+def set_threads(threads):
+    """torch's intra-op threads, and the BLAS pool limited to the same (threadpoolctl, if installed)."""
+    limits = None
+    if threads and threads > 0:
+        torch.set_num_threads(threads)
+        try:
+            import threadpoolctl
+
+            limits = threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
+        except Exception:
+            limits = None
+    return limits
+
+
+# ---------------------------------------------------------------------------------------------------
+# Verification against the published code's golden files
+# ---------------------------------------------------------------------------------------------------
+
+DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "BOOL": torch.bool}
+ITEMSIZE = {"F32": 4, "F64": 8, "I64": 8, "BOOL": 1}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, h in header.items():
+        begin, end = h["data_offsets"]
+        t = torch.frombuffer(bytearray(data[begin:end]), dtype=DTYPES[h["dtype"]]) if end > begin else \
+            torch.empty(0, dtype=DTYPES[h["dtype"]])
+        tensors[name] = t.reshape(h["shape"]).clone()
+    return meta, tensors
+
+
+def rel_err(a, b):
+    """Largest difference relative to the largest finite reference value; non-finite entries must be equal."""
+    finite = torch.isfinite(b)
+    if not torch.equal(a[~finite], b[~finite]):
+        return math.inf
+    a, b = a[finite], b[finite]
+    if b.numel() == 0:
+        return 0.0
+    return ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
+
+
+def verify(folder):
+    files = sorted(f for f in os.listdir(folder) if re.match(r"v[12]_.*\.safetensors$", f))
+    if not files:
+        raise SystemExit(f"no v1_*/v2_* golden files in {folder}")
+    ok = True
+    # float64 like the reference: the published forward creates its state with the default dtype
+    torch.set_default_dtype(torch.float64)
+    for name in files:
+        meta, t = read_safetensors(os.path.join(folder, name))
+        config = json.loads(meta["config"])
+        model, _ = build_model(config, meta["model_version"])
+        state = {k[len("param."):]: v for k, v in t.items() if k.startswith("param.")}
+        own = model.state_dict()
+        # the published code registers the routing tensors even without routing; empty ones may be left out
+        own = {k: v for k, v in own.items() if k in state or v.numel() > 0}
+        if set(state) != set(own):
+            print(json.dumps({"file": name, "error": f"state_dict names differ: {sorted(set(state) ^ set(own))}"}))
+            ok = False
+            continue
+        model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+        model = model.double()
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        res = {"file": name, "trainable_matches": trainable == json.loads(meta["trainable"])}
+        X = t["input"].double()
+        y = model(X)
+        res["output_rel_err"] = rel_err(y.detach(), t["output"])
+        (y * t["grad_output"]).sum().backward()
+        params = dict(model.named_parameters())
+        res["grad_rel_err"] = max(rel_err(params[k[5:]].grad, v) for k, v in t.items() if k.startswith("grad."))
+        adam = json.loads(meta["adam"])
+        model.zero_grad()
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=adam["lr"],
+                               betas=tuple(adam["betas"]), eps=adam["eps"], weight_decay=adam["weight_decay"])
+        for _ in range(adam["steps"]):
+            opt.zero_grad()
+            (model(X) * t["grad_output"]).sum().backward()
+            opt.step()
+        res["adam_rel_err"] = max(rel_err(params[k[6:]].detach(), v) for k, v in t.items()
+                                  if k.startswith("adam3."))
+        res["ok"] = bool(res["trainable_matches"] and res["output_rel_err"] < 1e-9 and
+                         res["grad_rel_err"] < 1e-8 and res["adam_rel_err"] < 1e-8)
+        ok = ok and res["ok"]
+        print(json.dumps(res), flush=True)
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", help="model config: JSON text or a .json file (published keys)")
+    ap.add_argument("--model-version", choices=["v1", "v2"], help="class when the config does not say (default v1)")
+    ap.add_argument("--name", default="custom")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--time", type=int, default=500)
+    ap.add_argument("--input", dest="input_kind", default="counts", choices=["neuronio", "counts", "onehot"])
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--info", action="store_true", help="print the environment only")
+    ap.add_argument("--verify", metavar="DIR", help="check against the published code's golden files")
+    args = ap.parse_args()
+
+    if args.verify:
+        return verify(args.verify)
+
+    if args.config is None and not args.info:
+        request = json.load(sys.stdin)
+        if "shapes" not in request:
+            request = {"shapes": [request], **{k: request[k] for k in ("threads", "repeats", "warmup", "seed")
+                                               if k in request}}
+    else:
+        request = {"threads": args.threads, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
+                   "shapes": []}
+        if args.config is not None:
+            text = open(args.config).read() if os.path.isfile(args.config) else args.config
+            request["shapes"].append({"name": args.name, "config": json.loads(text), "batch": args.batch,
+                                      "time": args.time, "input_kind": args.input_kind,
+                                      "model_version": args.model_version})
+
+    limits = set_threads(int(request.get("threads", 0) or 0))
+    env = environment(limits)
+    if args.info:
+        print(json.dumps(env), flush=True)
+        return 0
+    status = 0
+    for shape in request["shapes"]:
+        repeats = int(shape.get("repeats", request.get("repeats", 3)))
+        warmup = int(shape.get("warmup", request.get("warmup", 2)))
+        try:
+            result = bench_shape(shape, max(1, repeats), max(0, warmup), int(request.get("seed", 0)))
+        except Exception as e:  # report per shape, keep going
+            result = {"shape": shape.get("name", "custom"), "error": f"{type(e).__name__}: {e}"}
+            status = 1
+        result.update(env)
+        print(json.dumps(result), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+// NeuronIO windows, targets and the published evaluation protocol (reference/paper.md §5;
+// reference/datasets.md §1.7-1.8; ELM neuronio_eval_utils.py).
+
+#include <elmneuron/error.hpp>
+#include <elmneuron/neuronio_task.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace elm {
+namespace {
+
+void check_sims(const neuronio_file& file, std::span<const int> sims) {
+    for (int s : sims)
+        if (s < 0 || s >= static_cast<int>(file.simulations.size()))
+            throw error(file.source, "simulation", "an index in [0, " + std::to_string(file.simulations.size()) + ")",
+                        std::to_string(s));
+}
+
+}  // namespace
+
+template <class T>
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start, int window) {
+    check_sims(file, sims);
+    if (window < 1 || start < 0)
+        throw error(file.source, "window", "start >= 0 and window >= 1", std::to_string(start) + ", " + std::to_string(window));
+    sparse_input<T> x;
+    x.batch = static_cast<int>(sims.size());
+    x.time = window;
+    x.num_input = file.num_channels();
+    x.offsets.reserve(static_cast<std::size_t>(x.batch) * window + 1);
+    x.offsets.push_back(0);
+    for (int s : sims) {
+        const auto& sim = file.simulations[static_cast<std::size_t>(s)];
+        // Events are sorted by time: find the window's first event, then walk step by step.
+        auto e = static_cast<std::size_t>(std::lower_bound(sim.event_time.begin(), sim.event_time.end(), start) -
+                                          sim.event_time.begin());
+        for (int t = start; t < start + window; ++t) {
+            for (; e < sim.event_time.size() && sim.event_time[e] == t; ++e) {
+                x.channels.push_back(sim.event_channel[e]);
+                x.values.push_back(T(neuronio_synapse_sign(sim.event_channel[e], file.num_segments)));
+            }
+            x.offsets.push_back(static_cast<std::int64_t>(x.values.size()));
+        }
+    }
+    return x;
+}
+
+template <class T>
+void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, int start, int window,
+                             std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k) {
+    check_sims(file, sims);
+    if (start < 0 || start + window > file.duration_ms)
+        throw error(file.source, "window", "inside [0, " + std::to_string(file.duration_ms) + ")",
+                    "[" + std::to_string(start) + ", " + std::to_string(start + window) + ")");
+    spike.resize(sims.size() * static_cast<std::size_t>(window));
+    soma.resize(spike.size());
+    std::size_t i = 0;
+    for (int s : sims) {
+        const auto& sim = file.simulations[static_cast<std::size_t>(s)];
+        for (int t = start; t < start + window; ++t, ++i) {
+            spike[i] = T(sim.spike[static_cast<std::size_t>(t)]);
+            const double v = std::min(static_cast<double>(sim.soma_mv[static_cast<std::size_t>(t)]), k.soma_threshold_mv);
+            soma[i] = T((v - k.soma_bias_mv) * k.soma_train_scale);
+        }
+    }
+}
+
+template <class T>
+neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& file, const neuronio_eval_options& o) {
+    if (m.config().num_input != file.num_channels())
+        throw error(file.source, "num_segments",
+                    std::to_string(m.config().num_input) + " input channels (the model's num_input)",
+                    std::to_string(file.num_channels()));
+    if (m.config().num_output < 2)
+        throw error(file.source, "model", "num_output >= 2 (spike logit, soma)", std::to_string(m.config().num_output));
+    if (o.burn_in < 0 || o.burn_in >= o.window)
+        throw error("eval options", "burn_in", "in [0, window)", std::to_string(o.burn_in));
+    const int D = file.duration_ms, W = o.window, B = o.burn_in, d_o = m.config().num_output;
+    const int S = static_cast<int>(file.simulations.size());
+    neuronio_predictions p;
+    p.source = file.source;
+    p.num_simulations = S;
+    p.duration_ms = D;
+    const std::size_t n = static_cast<std::size_t>(S) * D;
+    p.spike_prob.assign(n, 0.0);
+    p.soma_raw_mv.assign(n, 0.0);
+    // num_test_splits = int(2 + (D - W)/(W - B)) (Python float division, truncated toward zero).
+    const int splits = static_cast<int>(2.0 + static_cast<double>(D - W) / static_cast<double>(W - B));
+    std::vector<T> y;
+    workspace<T> ws;
+    for (int s0 = 0; s0 < S; s0 += o.batch_simulations) {
+        std::vector<int> sims(static_cast<std::size_t>(std::min(o.batch_simulations, S - s0)));
+        std::iota(sims.begin(), sims.end(), s0);
+        for (int k = 0; k < splits; ++k) {
+            const int start = k * (W - B);
+            if (start >= D) break;
+            const auto x = neuronio_window_input<T>(file, sims, start, W);
+            y.resize(static_cast<std::size_t>(x.batch) * W * d_o);
+            m.forward(x, y, ws);
+            // Window 0 writes [0, W); later windows write [start + B, min(start + W, D)).
+            const int t_from = k == 0 ? 0 : B;
+            for (int b = 0; b < x.batch; ++b)
+                for (int t = t_from; t < W && start + t < D; ++t) {
+                    const T* yt = y.data() + (static_cast<std::size_t>(b) * W + t) * d_o;
+                    const std::size_t i = static_cast<std::size_t>(s0 + b) * D + static_cast<std::size_t>(start + t);
+                    p.spike_prob[i] = static_cast<double>(T(1) / (T(1) + std::exp(-yt[0])));
+                    p.soma_raw_mv[i] = static_cast<double>(yt[1] / T(o.constants.soma_train_scale));
+                }
+        }
+    }
+    p.spike_true.resize(n);
+    p.soma_true_mv.resize(n);
+    for (int s = 0; s < S; ++s)
+        for (int t = 0; t < D; ++t) {
+            const auto& sim = file.simulations[static_cast<std::size_t>(s)];
+            const std::size_t i = static_cast<std::size_t>(s) * D + t;
+            p.spike_true[i] = sim.spike[static_cast<std::size_t>(t)];
+            p.soma_true_mv[i] = std::min(static_cast<double>(sim.soma_mv[static_cast<std::size_t>(t)]),
+                                         o.constants.soma_threshold_mv) -
+                                o.constants.soma_bias_mv;
+        }
+    // Soma predictions z-scored and re-scaled to the file's GT mean and (population) std, over all simulations
+    // and times, before any filtering (published; "for comparability to previous methods").
+    auto mean_std = [](const std::vector<double>& v) {
+        double mean = 0;
+        for (double a : v) mean += a;
+        mean /= static_cast<double>(v.size());
+        double var = 0;
+        for (double a : v) var += (a - mean) * (a - mean);
+        return std::pair{mean, std::sqrt(var / static_cast<double>(v.size()))};
+    };
+    const auto [pm, ps] = mean_std(p.soma_raw_mv);
+    const auto [gm, gs] = mean_std(p.soma_true_mv);
+    p.soma_pred_mv.resize(n);
+    for (std::size_t i = 0; i < n; ++i) p.soma_pred_mv[i] = ps > 0 ? (p.soma_raw_mv[i] - pm) / ps * gs + gm : gm;
+    return p;
+}
+
+neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& files, const neuronio_eval_options& o) {
+    std::vector<double> spike_true, spike_prob, soma_true, soma_pred;
+    neuronio_evaluation result;
+    for (const auto& f : files) {
+        const int D = f.duration_ms;
+        if (o.ignore_time_at_start_ms < 0 || o.ignore_time_at_start_ms >= D)
+            throw error(f.source, "ignore_time_at_start_ms", "in [0, duration)", std::to_string(o.ignore_time_at_start_ms));
+        for (int s = 0; s < f.num_simulations; ++s) {
+            const std::size_t row = static_cast<std::size_t>(s) * D;
+            double count = 0;
+            for (int t = 0; t < D; ++t) count += f.spike_true[row + t];
+            ++result.simulations_total;
+            if (count < o.min_spikes || count > o.max_spikes) continue;
+            ++result.simulations_kept;
+            for (int t = o.ignore_time_at_start_ms; t < D; ++t) {
+                spike_true.push_back(f.spike_true[row + t]);
+                spike_prob.push_back(f.spike_prob[row + t]);
+                soma_true.push_back(f.soma_true_mv[row + t]);
+                soma_pred.push_back(f.soma_pred_mv[row + t]);
+            }
+        }
+    }
+    if (spike_true.empty())
+        throw error(files.empty() ? std::string("evaluation") : files.front().source, "simulations",
+                    "at least one simulation with " + std::to_string(o.min_spikes) + "-" + std::to_string(o.max_spikes) +
+                        " output spikes",
+                    "none");
+    result.metrics = compute_neuronio_metrics(spike_true, spike_prob, soma_true, soma_pred, o.desired_fp);
+    result.roc = roc_curve(spike_true, spike_prob);
+    result.samples = static_cast<std::int64_t>(spike_true.size());
+    return result;
+}
+
+template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>, int, int);
+template sparse_input<double> neuronio_window_input<double>(const neuronio_file&, std::span<const int>, int, int);
+template void neuronio_window_targets<float>(const neuronio_file&, std::span<const int>, int, int, std::vector<float>&,
+                                             std::vector<float>&, const neuronio_constants&);
+template void neuronio_window_targets<double>(const neuronio_file&, std::span<const int>, int, int,
+                                              std::vector<double>&, std::vector<double>&, const neuronio_constants&);
+template neuronio_predictions predict_neuronio<float>(const model<float>&, const neuronio_file&, const neuronio_eval_options&);
+template neuronio_predictions predict_neuronio<double>(const model<double>&, const neuronio_file&,
+                                                       const neuronio_eval_options&);
+
+}  // namespace elm
