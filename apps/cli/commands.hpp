@@ -10,5 +10,7 @@ void register_info(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_run(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_predict(CLI::App& app);
 
 }  // namespace elm::cli

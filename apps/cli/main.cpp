@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
     elm::cli::register_convert(app);
     elm::cli::register_run(app);
     elm::cli::register_bench(app);
+    elm::cli::register_eval(app);
+    elm::cli::register_predict(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

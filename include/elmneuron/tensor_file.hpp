@@ -58,6 +58,9 @@ void write_safetensors(const std::string& path, const tensor_file& file);
 // _rebuild_parameter, the typed storages); anything else is an elm::error naming the opcode or global.
 tensor_file read_torch_state_dict(const std::string& path);
 
+// Writes text (JSON, CSV reports) atomically: temporary file in the same folder, then rename.
+void write_text_atomic(const std::string& path, std::string_view text);
+
 // .npy (version 1-3, little-endian numeric dtypes, C order) read and atomic write.
 tensor read_npy(const std::string& path);
 void write_npy(const std::string& path, const tensor& t);

@@ -42,6 +42,16 @@ model<T> load_pt(const fs::path& pt, const fs::path& config_path) {
 
 bool has_extension(const fs::path& p, const char* ext) { return p.extension() == ext; }
 
+// tensor::to<U>() does not know the file; its errors (bad BOOL bytes, non-integral indices) get it here.
+template <class U>
+std::vector<U> values_of(const tensor_file& sd, const tensor& t) {
+    try {
+        return t.to<U>();
+    } catch (const elm::error& e) {
+        throw elm::error(sd.source, t.name, e.expected(), e.got(), e.hint());
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -52,7 +62,7 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
     for (const auto& p : m.layout()) {
         const tensor& t = sd.at(p.name, p.shape);
         if (!is_float(t.type)) throw elm::error(sd.source, p.name, "a floating-point tensor (F16/F32/F64)", to_string(t.type));
-        const auto values = t.to<T>();
+        const auto values = values_of<T>(sd, t);
         // Finiteness is checked by model::validate_parameters below (it allows the published ±inf τ_m logits).
         const auto dst = m.parameter(p.name);
         std::copy(values.begin(), values.end(), dst.begin());
@@ -64,8 +74,7 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
         const tensor& mask = sd.at(routing_mask_name, shape);
         if (!is_integer(index.type)) throw elm::error(sd.source, routing_index_name, "an integer tensor", to_string(index.type));
         // Published files store the mask as BOOL, I64 or F32; set_routing checks the values.
-        const auto mask_values = mask.to<T>();
-        m.set_routing(index.to<std::int64_t>(), mask_values, sd.source);
+        m.set_routing(values_of<std::int64_t>(sd, index), values_of<T>(sd, mask), sd.source);
         used.insert(routing_index_name);
         used.insert(routing_mask_name);
     }
@@ -110,7 +119,7 @@ model<T> load_model(const std::string& path) {
     if (fs::is_directory(p, ec)) {
         std::vector<fs::path> pts;
         for (const auto& e : fs::directory_iterator(p, ec))
-            if (e.is_regular_file() && has_extension(e.path(), ".pt")) pts.push_back(e.path());
+            if (e.is_regular_file(ec) && has_extension(e.path(), ".pt")) pts.push_back(e.path());
         if (pts.size() != 1)
             throw elm::error(path, "*.pt", "exactly one .pt state dict in the folder", std::to_string(pts.size()) + " files");
         return load_pt<T>(pts[0], p / "model_config.json");

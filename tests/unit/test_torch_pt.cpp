@@ -290,6 +290,10 @@ TEST(model_file, mismatched_state_dicts_name_the_tensor) {
             t = elm::make_tensor<std::int64_t>(t.name, t.shape, v);
         }
     expect_field(route, "input_to_synapse_indices");
+    auto bad_bool = sd;
+    for (auto& t : bad_bool.tensors)
+        if (t.name == "valid_indices_mask") t.data[3] = std::byte{2};  // BOOL bytes must be 0 or 1
+    expect_field(bad_bool, "valid_indices_mask");
 }
 
 }  // namespace

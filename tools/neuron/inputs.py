@@ -153,15 +153,29 @@ def generate_inputs(rng: np.random.RandomState, duration_ms: int, basal_seg_leng
     return ex_bin, inh_bin, info
 
 
-def spikes_to_dict(spikes_bin: np.ndarray) -> dict:
-    """{numpy.int64 segment -> list of numpy.int64 ms}, segments without spikes absent, in
-    np.nonzero order (segment, then time), as the published files store them."""
+def spike_pairs(spikes_bin: np.ndarray):
+    """(segment indices, times) as int64 arrays in np.nonzero order (segment, then time)."""
     seg_inds, times = np.nonzero(spikes_bin)
+    return seg_inds.astype(np.int64), times.astype(np.int64)
+
+
+def pairs_to_dict(seg_inds: np.ndarray, times: np.ndarray) -> dict:
+    """{numpy.int64 segment -> list of numpy.int64 ms}, segments without spikes absent, in
+    np.nonzero order, as the published files store them (built from np.nonzero of the
+    binary matrices)."""
+    seg_inds = np.asarray(seg_inds, dtype=np.int64)
+    times = np.asarray(times, dtype=np.int64)
     out: dict = {}
-    for s, t in zip(seg_inds.astype(np.int64), times.astype(np.int64)):
-        lst = out.get(s)
-        if lst is None:
-            out[s] = [t]
-        else:
-            lst.append(t)
+    if len(seg_inds) == 0:
+        return out
+    bounds = np.flatnonzero(np.diff(seg_inds)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(seg_inds)]))
+    keys = list(seg_inds[starts])  # numpy.int64 scalars
+    for key, a, b in zip(keys, starts.tolist(), ends.tolist()):
+        out[key] = list(times[a:b])  # list of numpy.int64 scalars
     return out
+
+
+def spikes_to_dict(spikes_bin: np.ndarray) -> dict:
+    return pairs_to_dict(*spike_pairs(spikes_bin))

@@ -126,16 +126,14 @@ class Simulator:
                 nc.delay = 0
                 nc.weight[0] = 1
                 lst.append(nc)
+        # Fixed time step (the mechanisms advance their states with precomputed exact
+        # exponential factors and cannot run under CVode; see README.md "Solver").
         self.cvode = h.CVode()
-        if self.solver["method"] == "cvode":
-            self.cvode.active(1)
-            self.cvode.atol(self.solver.get("atol", 1e-3))
-            self.cvode.rtol(self.solver.get("rtol", 0.0))
-        else:
-            self.cvode.active(0)
-            h.dt = self.solver["dt"]
-            h.steps_per_ms = 1.0 / h.dt
+        self.cvode.active(0)
         self.cvode.cache_efficient(1)
+        h.dt = float(self.solver["dt"])
+        h.steps_per_ms = 1.0 / h.dt
+        h.secondorder = int(self.solver["secondorder"])
         self.t_vec = h.Vector()
         self.t_vec.record(h._ref_t)
         self.soma_vec = h.Vector()
@@ -152,16 +150,14 @@ class Simulator:
                 v.record(seg._ref_v, 1.0)
                 self.dvt_vecs.append(v)
 
-    def run(self, ex_spikes: dict, inh_spikes: dict, duration_ms: int,
-            samples_per_ms: int = 8, threshold_mv: float = -25.0) -> dict:
+    def run(self, ex_pairs, inh_pairs, duration_ms: int, samples_per_ms: int = 8,
+            threshold_mv: float = -25.0) -> dict:
+        """ex_pairs, inh_pairs: (segment index array, time array in ms) of the input spikes.
+        Returns the recorded arrays (published dtypes) and the float64 spike times."""
         h.finitialize(self.v_init)
-        for spikes, ncs in ((ex_spikes, self.ex_nc), (inh_spikes, self.inh_nc)):
-            for seg_ind, times in spikes.items():
-                nc = ncs[int(seg_ind)]
-                for t in times:
-                    nc.event(float(t))
-        if self.solver["method"] == "cvode":
-            self.cvode.re_init()
+        for (segs, times), ncs in ((ex_pairs, self.ex_nc), (inh_pairs, self.inh_nc)):
+            for s, t in zip(np.asarray(segs).tolist(), np.asarray(times, dtype=float).tolist()):
+                ncs[s].event(t)
         h.continuerun(float(duration_ms))
 
         t = self.t_vec.as_numpy()
@@ -181,8 +177,6 @@ class Simulator:
             "recordingTimeLowRes": t_lo.astype(np.float32),
             "somaVoltageLowRes": soma_lo.astype(np.float16),
             "nexusVoltageLowRes": nexus_lo.astype(np.float16),
-            "exInputSpikeTimes": ex_spikes,
-            "inhInputSpikeTimes": inh_spikes,
             "outputSpikeTimes": spike_t.astype(np.float16),
         }
         if self.record_dvts:

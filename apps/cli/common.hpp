@@ -1,0 +1,34 @@
+#pragma once
+// Helpers shared by the subcommands: progress display, atomic JSON output, the plotting script.
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace elm::cli {
+
+// One-line progress on stderr (rewritten in place on a terminal, one line per update otherwise):
+// label, done/total, rate, ETA, plus a caller-provided status (loss, ...).
+class progress {
+public:
+    progress(std::string label, std::int64_t total, std::string unit);
+    void update(std::int64_t done, double work_done, const std::string& status = "");
+    void finish(const std::string& status = "");
+
+private:
+    std::string label_, unit_;
+    std::int64_t total_;
+    std::chrono::steady_clock::time_point start_, last_;
+    bool tty_;
+};
+
+void write_json_atomic(const std::string& path, const nlohmann::json& j);
+
+// Runs tools/plots/elm_plots.py with these arguments (python: $ELM_PYTHON, else /usr/bin/python3, else
+// python3). Returns false and prints why on stderr if the plot could not be made; results are never lost.
+bool make_plot(const std::vector<std::string>& args);
+
+}  // namespace elm::cli

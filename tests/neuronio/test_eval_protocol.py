@@ -1,0 +1,166 @@
+"""`elmneuron eval` against an independent transcription of the published NeuronIO evaluation
+(ELM neuronio_eval_utils.py as described in reference/paper.md §5 and reference/datasets.md §1.8), in
+numpy + scikit-learn. The transcription gets the model's raw outputs window by window from `elmneuron run`
+(whose forward pass is checked against the published model by the parity test), and does the windowing,
+stitching, soma re-scaling, filtering and metrics itself. Data: NeuronIO-layout pickles written here with
+the published dict layout (639 segments -> 1278 inputs), evaluated with official models.
+
+Run: ELM_CLI=build/elmneuron ELM_MODELS_DIR=models/official python3 -m pytest tests/neuronio
+"""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from sklearn.metrics import auc, explained_variance_score, mean_absolute_error, mean_squared_error, roc_curve
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CLI = os.environ.get("ELM_CLI", os.path.join(REPO, "build", "elmneuron"))
+MODELS = os.environ.get("ELM_MODELS_DIR", os.path.join(REPO, "models", "official"))
+NUM_SEGMENTS = 639
+
+
+def write_neuronio_file(path, num_sims, duration_ms, seed):
+    """A NeuronIO-layout pickle (protocol 2): random Poisson inputs, a soma trace loosely driven by them."""
+    rng = np.random.RandomState(seed)
+    sims = []
+    for k in range(num_sims):
+        rate = rng.uniform(0.002, 0.02)
+        ex = rng.rand(NUM_SEGMENTS, duration_ms) < rate
+        inh = rng.rand(NUM_SEGMENTS, duration_ms) < rate * 0.8
+        drive = np.convolve(ex.sum(0) - inh.sum(0), np.exp(-np.arange(50) / 10.0))[:duration_ms]
+        soma = (-72 + 0.15 * drive + rng.randn(duration_ms)).astype(np.float16)
+        n_out = [0, 3, 10, 30][k % 4]  # one simulation above the 24-spike filter
+        out = np.sort(rng.choice(np.arange(20, duration_ms - 5), size=n_out, replace=False)).astype(np.float64)
+        out = (out + 0.625).astype(np.float16)
+        sims.append({
+            "recordingTimeLowRes": np.arange(duration_ms, dtype=np.float32),
+            "somaVoltageLowRes": soma,
+            "nexusVoltageLowRes": soma.copy(),
+            "exInputSpikeTimes": {np.int64(s): [np.int64(t) for t in np.nonzero(ex[s])[0]]
+                                  for s in range(NUM_SEGMENTS) if ex[s].any()},
+            "inhInputSpikeTimes": {np.int64(s): [np.int64(t) for t in np.nonzero(inh[s])[0]]
+                                   for s in range(NUM_SEGMENTS) if inh[s].any()},
+            "outputSpikeTimes": out,
+        })
+    params = {"randomSeed": seed, "numSimulations": num_sims, "totalSimDurationInSec": duration_ms // 1000,
+              "allSegmentsType": ["basal"] * 262 + ["apical"] * 377}
+    with open(path, "wb") as f:
+        pickle.dump({"Params": params, "Results": {"listOfSingleSimulationDicts": sims}}, f, protocol=2)
+
+
+def parse_sim_experiment_file(path):
+    """The published conversion: X (1278, T, S) binary, y_spike (T, S), y_soma (T, S)."""
+    d = pickle.load(open(path, "rb"), encoding="latin1")
+    sims = d["Results"]["listOfSingleSimulationDicts"]
+    n_seg = len(d["Params"]["allSegmentsType"])
+    T = len(sims[0]["somaVoltageLowRes"])
+    X = np.zeros((2 * n_seg, T, len(sims)), dtype=bool)
+    y_spike = np.zeros((T, len(sims)))
+    y_soma = np.zeros((T, len(sims)))
+    for k, sim in enumerate(sims):
+        for seg, times in sim["exInputSpikeTimes"].items():
+            X[int(seg), np.array(times, dtype=int), k] = 1
+        for seg, times in sim["inhInputSpikeTimes"].items():
+            X[n_seg + int(seg), np.array(times, dtype=int), k] = 1
+        bins = np.array([int(t.astype(float) - 0.5) for t in sim["outputSpikeTimes"]], dtype=int)
+        y_spike[bins, k] = 1.0
+        y_soma[:, k] = sim["somaVoltageLowRes"]
+    return X, y_spike, y_soma
+
+
+def model_window_outputs(model, x, workdir):
+    """Raw model outputs [S, W, 2] for input windows x [S, W, 1278] via `elmneuron run`."""
+    inp, out = os.path.join(workdir, "win.npy"), os.path.join(workdir, "out.npy")
+    np.save(inp, np.ascontiguousarray(x, dtype=np.float32))
+    r = subprocess.run([CLI, "run", model, "--input", inp, "--output", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return np.load(out)
+
+
+def published_eval(model, files, workdir, window=500, burn_in=150):
+    spike_true, spike_pred, soma_true, soma_pred = [], [], [], []
+    for path in files:
+        X, y_spike, y_soma = parse_sim_experiment_file(path)
+        y_soma[y_soma > -55.0] = -55.0
+        y_soma_gt = (y_soma + 67.7).T  # (S, T), bias removed, no 0.1 scale
+        x = np.transpose(X, (2, 1, 0)).astype(np.float32)
+        x[:, :, NUM_SEGMENTS:] *= -1.0  # synapse type: +1 excitatory, -1 inhibitory
+        S, T, _ = x.shape
+        y1_hat = np.zeros((S, T))
+        y2_hat = np.zeros((S, T))
+        num_splits = int(2 + (T - window) / (window - burn_in))
+        for k in range(num_splits):
+            start = k * (window - burn_in)
+            end = start + window
+            cur = x[:, start:end, :]
+            if cur.shape[1] < window:
+                cur = np.concatenate([cur, np.zeros((S, window - cur.shape[1], cur.shape[2]), np.float32)], axis=1)
+            y = model_window_outputs(model, cur, workdir)
+            p1 = 1.0 / (1.0 + np.exp(-y[..., 0].astype(np.float64)))
+            p2 = y[..., 1].astype(np.float64) / 0.1
+            if k == 0:
+                y1_hat[:, :end] = p1[:, :min(end, T)]
+                y2_hat[:, :end] = p2[:, :min(end, T)]
+            elif k == num_splits - 1:
+                t0 = start + burn_in
+                fill = T - t0
+                y1_hat[:, t0:] = p1[:, burn_in:burn_in + fill]
+                y2_hat[:, t0:] = p2[:, burn_in:burn_in + fill]
+            else:
+                t0 = start + burn_in
+                y1_hat[:, t0:end] = p1[:, burn_in:]
+                y2_hat[:, t0:end] = p2[:, burn_in:]
+        y2_hat = (y2_hat - y2_hat.mean()) / y2_hat.std() * y_soma_gt.std() + y_soma_gt.mean()
+        spike_true.append(y_spike.T)
+        spike_pred.append(y1_hat)
+        soma_true.append(y_soma_gt)
+        soma_pred.append(y2_hat)
+    spike_true = np.concatenate(spike_true)
+    spike_pred = np.concatenate(spike_pred)
+    soma_true = np.concatenate(soma_true)
+    soma_pred = np.concatenate(soma_pred)
+    counts = spike_true.sum(axis=1)
+    keep = (counts >= 0) & (counts <= 24)
+    s_true = spike_true[keep, 500:].ravel()
+    s_pred = spike_pred[keep, 500:].ravel()
+    v_true = soma_true[keep, 500:].ravel()
+    v_pred = soma_pred[keep, 500:].ravel()
+    fpr, tpr, _ = roc_curve(s_true, s_pred)
+    res = {"AUC": auc(fpr, tpr)}
+    grid = np.linspace(0, 1, 20000)
+    tpr_grid = np.interp(grid, fpr, tpr)
+    for fp in (0.0025, 0.0100):
+        i = max(1, int(np.argmin(np.abs(fpr - fp))))
+        res["TP @ %.4f FP" % fp] = tpr[i]
+        k = int(np.clip(np.argmin(np.abs(grid - fp)), 1, len(grid) - 1))
+        res["AUC @ %.4f FP" % fp] = tpr_grid[:k].mean()
+    res["soma_RMSE"] = np.sqrt(mean_squared_error(v_true, v_pred))
+    res["soma_MAE"] = mean_absolute_error(v_true, v_pred)
+    res["soma_explained_variance_percent"] = 100.0 * explained_variance_score(v_true, v_pred)
+    return res
+
+
+@pytest.mark.parametrize("model_name", ["num_memory_1", "num_memory_15"])
+def test_eval_matches_published_protocol(model_name):
+    assert os.path.exists(CLI), f"elmneuron CLI not built at {CLI}"
+    model = os.path.join(MODELS, model_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [os.path.join(tmp, f"sim__test_{i}.p") for i in range(2)]
+        for i, path in enumerate(files):
+            write_neuronio_file(path, num_sims=5, duration_ms=3000, seed=100 + i)
+        expected = published_eval(model, files, tmp)
+        out = os.path.join(tmp, "eval")
+        subprocess.run([CLI, "eval", "--model", model, "--data", tmp, "--out", out, "--no-plots"], check=True,
+                       capture_output=True)
+        ours = json.load(open(os.path.join(out, "eval_results.json")))["test_results"]
+        assert set(ours) == set(expected)
+        for key, value in expected.items():
+            assert abs(ours[key] - value) <= 1e-6 * max(1.0, abs(value)), (key, ours[key], value)
+        details = json.load(open(os.path.join(out, "eval_results.json")))["details"]
+        assert details["simulations_total"] == 10 and details["simulations_kept"] == 8
