@@ -12,5 +12,6 @@ void register_run(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_predict(CLI::App& app);
+void register_train(CLI::App& app);
 
 }  // namespace elm::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     elm::cli::register_bench(app);
     elm::cli::register_eval(app);
     elm::cli::register_predict(app);
+    elm::cli::register_train(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -25,11 +25,15 @@ struct neuronio_constants {
 // the file's end are zero input (the published zero padding). Batch order = order of `sims`.
 template <class T>
 sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start, int window);
+// The same with one window start per simulation (training batches: published generator draws one per sample).
+template <class T>
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
+                                      int window);
 
 // Training targets for the same windows: spike [B][window] (0/1) and soma [B][window] = (min(v, -55) + 67.7)·0.1.
 template <class T>
-void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, int start, int window,
-                             std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k = {});
+void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
+                             int window, std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k = {});
 
 struct neuronio_eval_options {
     int window = 500;                 // input_window_size

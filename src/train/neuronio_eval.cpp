@@ -21,19 +21,24 @@ void check_sims(const neuronio_file& file, std::span<const int> sims) {
 }  // namespace
 
 template <class T>
-sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start, int window) {
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
+                                      int window) {
     check_sims(file, sims);
-    if (window < 1 || start < 0)
-        throw error(file.source, "window", "start >= 0 and window >= 1", std::to_string(start) + ", " + std::to_string(window));
+    if (starts.size() != sims.size())
+        throw error(file.source, "starts", std::to_string(sims.size()) + " window starts", std::to_string(starts.size()));
+    if (window < 1) throw error(file.source, "window", ">= 1", std::to_string(window));
     sparse_input<T> x;
     x.batch = static_cast<int>(sims.size());
     x.time = window;
     x.num_input = file.num_channels();
     x.offsets.reserve(static_cast<std::size_t>(x.batch) * window + 1);
     x.offsets.push_back(0);
-    for (int s : sims) {
-        const auto& sim = file.simulations[static_cast<std::size_t>(s)];
-        // Events are sorted by time: find the window's first event, then walk step by step.
+    for (std::size_t b = 0; b < sims.size(); ++b) {
+        const auto& sim = file.simulations[static_cast<std::size_t>(sims[b])];
+        const int start = starts[b];
+        if (start < 0) throw error(file.source, "start", ">= 0", std::to_string(start));
+        // Events are sorted by time: find the window's first event, then walk step by step. Steps past the
+        // end of the simulation get no events (the published zero padding).
         auto e = static_cast<std::size_t>(std::lower_bound(sim.event_time.begin(), sim.event_time.end(), start) -
                                           sim.event_time.begin());
         for (int t = start; t < start + window; ++t) {
@@ -48,19 +53,27 @@ sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const
 }
 
 template <class T>
-void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, int start, int window,
-                             std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k) {
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start, int window) {
+    const std::vector<int> starts(sims.size(), start);
+    return neuronio_window_input<T>(file, sims, starts, window);
+}
+
+template <class T>
+void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
+                             int window, std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k) {
     check_sims(file, sims);
-    if (start < 0 || start + window > file.duration_ms)
-        throw error(file.source, "window", "inside [0, " + std::to_string(file.duration_ms) + ")",
-                    "[" + std::to_string(start) + ", " + std::to_string(start + window) + ")");
     spike.resize(sims.size() * static_cast<std::size_t>(window));
     soma.resize(spike.size());
     std::size_t i = 0;
-    for (int s : sims) {
-        const auto& sim = file.simulations[static_cast<std::size_t>(s)];
+    for (std::size_t b = 0; b < sims.size(); ++b) {
+        const int start = starts[b];
+        if (start < 0 || start + window > file.duration_ms)
+            throw error(file.source, "window", "inside [0, " + std::to_string(file.duration_ms) + ")",
+                        "[" + std::to_string(start) + ", " + std::to_string(start + window) + ")");
+        const auto& sim = file.simulations[static_cast<std::size_t>(sims[b])];
         for (int t = start; t < start + window; ++t, ++i) {
             spike[i] = T(sim.spike[static_cast<std::size_t>(t)]);
+            // Training target (published): (min(v, -55) - (-67.7)) * 0.1.
             const double v = std::min(static_cast<double>(sim.soma_mv[static_cast<std::size_t>(t)]), k.soma_threshold_mv);
             soma[i] = T((v - k.soma_bias_mv) * k.soma_train_scale);
         }
@@ -173,9 +186,13 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
 
 template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>, int, int);
 template sparse_input<double> neuronio_window_input<double>(const neuronio_file&, std::span<const int>, int, int);
-template void neuronio_window_targets<float>(const neuronio_file&, std::span<const int>, int, int, std::vector<float>&,
-                                             std::vector<float>&, const neuronio_constants&);
-template void neuronio_window_targets<double>(const neuronio_file&, std::span<const int>, int, int,
+template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>,
+                                                          std::span<const int>, int);
+template sparse_input<double> neuronio_window_input<double>(const neuronio_file&, std::span<const int>,
+                                                            std::span<const int>, int);
+template void neuronio_window_targets<float>(const neuronio_file&, std::span<const int>, std::span<const int>, int,
+                                             std::vector<float>&, std::vector<float>&, const neuronio_constants&);
+template void neuronio_window_targets<double>(const neuronio_file&, std::span<const int>, std::span<const int>, int,
                                               std::vector<double>&, std::vector<double>&, const neuronio_constants&);
 template neuronio_predictions predict_neuronio<float>(const model<float>&, const neuronio_file&, const neuronio_eval_options&);
 template neuronio_predictions predict_neuronio<double>(const model<double>&, const neuronio_file&,

@@ -15,7 +15,8 @@ Plug-in interface (any cell given with --cell module.py:ClassName must provide):
     segment_lengths() -> list of um per segment (default: sec.L / sec.nseg)
     v_init            -> initial membrane potential in mV (default -76)
     description()     -> JSON-serialisable dict stored in the sidecar
-The constructor takes no arguments and must create exactly one cell.
+The constructor must work without arguments (keyword arguments come from the config key
+"cell_params" when it is not empty) and must create exactly one cell.
 """
 from __future__ import annotations
 
@@ -107,15 +108,20 @@ class L5PCReduced:
         "cm_soma": 1.0, "cm_dend": 2.0,
         "g_pas": 8.0e-5, "e_pas": -80.0,
         "vtraub": -56.0, "ena": 50.0, "ek": -90.0,
-        "gna_soma": 0.1, "gkdr_soma": 0.01, "gkm_soma": 2.0e-3,
+        "gna_soma": 0.1, "gkdr_soma": 0.01, "gkm_soma": 2.0e-3, "gkahp_soma": 0.0,
+        "kahp_tau_rest": 40.0,
         "gna_axon": 0.3, "gkdr_axon": 0.05,
         "gna_trunk": 0.02, "gkdr_trunk": 0.005, "gna_trunk_length_um": 600.0,
         "gih_soma": 1.0e-4, "gih_basal": 1.0e-4, "gih_apical_0": 1.0e-4,
         "gih_length_um": 330.0, "gih_apical_max": 2.0e-3,
-        "gca_hot": 2.5e-3, "hot_zone_um": [480.0, 800.0],
+        "gca_hot": 1.2e-3, "hot_zone_um": [480.0, 800.0],
     }
 
-    def __init__(self):
+    def __init__(self, **overrides):
+        unknown = set(overrides) - set(self.params)
+        if unknown:
+            raise ValueError(f"L5PCReduced: unknown parameters {sorted(unknown)}")
+        self.params = dict(self.params, **overrides)
         p = self.params
         self.soma = h.Section(name="soma")
         self.soma.L = 25.0
@@ -156,6 +162,8 @@ class L5PCReduced:
         h.ena_elm_na = p["ena"]
         h.ek_elm_kdr = p["ek"]
         h.ek_elm_km = p["ek"]
+        h.ek_elm_kahp = p["ek"]
+        h.tau_rest_elm_kahp = p["kahp_tau_rest"]
         somatic = [self.soma, self.axon]
         for sec in somatic + self.basal + self.apical:
             sec.Ra = p["Ra"]
@@ -165,7 +173,7 @@ class L5PCReduced:
                 seg.pas.g = p["g_pas"]
                 seg.pas.e = p["e_pas"]
         self._insert(self.soma, elm_na=p["gna_soma"], elm_kdr=p["gkdr_soma"], elm_km=p["gkm_soma"],
-                     elm_ih=p["gih_soma"])
+                     elm_kahp=p["gkahp_soma"], elm_ih=p["gih_soma"])
         self._insert(self.axon, elm_na=p["gna_axon"], elm_kdr=p["gkdr_axon"])
         for sec in self.basal:
             self._insert(sec, elm_ih=p["gih_basal"])

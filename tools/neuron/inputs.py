@@ -115,11 +115,12 @@ def generate_inputs(rng: np.random.RandomState, duration_ms: int, basal_seg_leng
     apic_ex, apic_inh = tree_rates(p.num_apic_ex_spikes_per_100ms_range,
                                    p.num_apic_ex_inh_spike_diff_per_100ms_range)
 
-    # 6, 7
-    ex = np.vstack((np.kron(bas_ex / (total_bas * 100.0), np.ones((n_bas, 1))),
-                    np.kron(apic_ex / (total_apic * 100.0), np.ones((n_apic, 1)))))
-    inh = np.vstack((np.kron(bas_inh / (total_bas * 100.0), np.ones((n_bas, 1))),
-                     np.kron(apic_inh / (total_apic * 100.0), np.ones((n_apic, 1)))))
+    # 6, 7 (a cell without apical, or basal, segments leaves that tree's rows empty)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ex = np.vstack((np.kron(bas_ex / (total_bas * 100.0), np.ones((n_bas, 1))),
+                        np.kron(apic_ex / (total_apic * 100.0), np.ones((n_apic, 1)))))
+        inh = np.vstack((np.kron(bas_inh / (total_bas * 100.0), np.ones((n_bas, 1))),
+                         np.kron(apic_inh / (total_apic * 100.0), np.ones((n_apic, 1)))))
 
     # 8
     ex = rng.uniform(low=0.5, high=1.5, size=ex.shape) * ex

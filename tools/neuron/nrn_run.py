@@ -64,6 +64,11 @@ def load_cell_class(spec: str):
     return getattr(module, cls_name)
 
 
+def make_cell(cell_spec: str, cell_params: dict | None = None):
+    cls = load_cell_class(cell_spec)
+    return cls(**cell_params) if cell_params else cls()
+
+
 def segment_layout(cell) -> dict:
     """Per-section and per-segment geometry in the published Params layout."""
     segs = list(cell.segments())
@@ -80,19 +85,23 @@ def segment_layout(cell) -> dict:
     sections, sec_index = [], {}
     seg_sec_ind = []
     for seg, typ in zip(segs, types):
-        key = seg.sec.name()
+        key = seg.sec  # Section objects hash by identity
         if key not in sec_index:
             sec_index[key] = len(sections)
             sections.append((seg.sec, typ))
         seg_sec_ind.append(sec_index[key])
-    sec_dist = [float(h.distance(soma, sec(0.0))) for sec, _ in sections]
+    # As the published script: distances from the 0 end of the soma section to a section's 0
+    # end; a segment's distance = its section's distance + L * x.
+    origin = soma.sec(0.0)
+    sec_dist = [float(h.distance(origin, sec(0.0))) for sec, _ in sections]
+    seg_dist = [sec_dist[i] + float(seg.sec.L) * seg.x for seg, i in zip(segs, seg_sec_ind)]
     return {
         "allSectionsType": [t for _, t in sections],
         "allSections_DistFromSoma": sec_dist,
         "allSectionsLength": [float(sec.L) for sec, _ in sections],
         "allSegmentsType": types,
         "allSegmentsLength": [float(x) for x in lengths],
-        "allSegments_DistFromSoma": [float(h.distance(soma, seg)) for seg in segs],
+        "allSegments_DistFromSoma": seg_dist,
         "allSegments_SectionDistFromSoma": [sec_dist[i] for i in seg_sec_ind],
         "allSegments_SectionInd": [int(i) for i in seg_sec_ind],
     }
@@ -102,10 +111,10 @@ class Simulator:
     """Builds the cell, its 2 x n_segments synapses and the recorders once; run() reuses them."""
 
     def __init__(self, cell_spec: str, mech_lib: str, synapses: dict, solver: dict,
-                 record_dvts: bool = False):
+                 record_dvts: bool = False, cell_params: dict | None = None):
         load_mechanisms(mech_lib)
         h.load_file("stdrun.hoc")
-        self.cell = load_cell_class(cell_spec)()
+        self.cell = make_cell(cell_spec, cell_params)
         self.segments = list(self.cell.segments())
         self.layout = segment_layout(self.cell)
         self.v_init = float(getattr(self.cell, "v_init", -76.0))

@@ -45,6 +45,7 @@ DEFAULTS = {
     "seed": 100520,            # file k gets seed + k unless file_seeds is given
     "file_seeds": None,
     "cell": DEFAULT_CELL,
+    "cell_params": {},         # keyword arguments for the cell class (e.g. L5PCReduced.params)
     "mechanisms": DEFAULT_MECH,
     "build_mechanisms": True,  # build the library with build_mechanisms.sh if it is missing
     "save_dvts": False,        # dendriticVoltagesLowRes (n_segments x duration float16 per sim)
@@ -141,6 +142,8 @@ def validate_config(cfg: dict) -> dict:
         cfg["_generator"] = inputs.GeneratorParams.from_dict(cfg["generator"])
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config.generator: {e}") from None
+    if not isinstance(cfg["cell_params"], dict):
+        raise ConfigError("config.cell_params: expected an object")
     if ":" not in cfg["cell"]:
         raise ConfigError(f"config.cell: expected 'module.py:ClassName', got {cfg['cell']!r}")
     return cfg
@@ -157,6 +160,7 @@ def fingerprint(cfg: dict, layout: dict) -> str:
     d = {k: cfg[k] for k in keys}
     d["generator"] = vars(cfg["_generator"])
     d["cell"] = cfg.get("_cell_description")
+    d["cell_params"] = cfg["cell_params"]
     d["layout"] = layout
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
@@ -185,7 +189,7 @@ def init_worker(cfg: dict) -> None:
     global _SIM
     import nrn_run
     _SIM = nrn_run.Simulator(cfg["cell"], cfg["mechanisms"], cfg["synapses"], cfg["solver"],
-                             record_dvts=cfg["save_dvts"])
+                             record_dvts=cfg["save_dvts"], cell_params=cfg["cell_params"])
 
 
 def sim_rng(file_seed: int, sim_index: int) -> np.random.RandomState:
@@ -317,7 +321,7 @@ def prepare(cfg: dict, out_dir: str, resume: bool):
     """Builds the cell once here for the layout; returns the (index, seed) files still to do."""
     import nrn_run
     nrn_run.load_mechanisms(cfg["mechanisms"])
-    cell = nrn_run.load_cell_class(cfg["cell"])()
+    cell = nrn_run.make_cell(cfg["cell"], cfg["cell_params"])
     layout = nrn_run.segment_layout(cell)
     cell_desc = cell.description() if hasattr(cell, "description") else {"spec": cfg["cell"]}
     cell_desc = json.loads(json.dumps(cell_desc, default=str))
