@@ -13,5 +13,6 @@ void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_predict(CLI::App& app);
 void register_train(CLI::App& app);
+void register_simulate(CLI::App& app);
 
 }  // namespace elm::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     elm::cli::register_eval(app);
     elm::cli::register_predict(app);
     elm::cli::register_train(app);
+    elm::cli::register_simulate(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
