@@ -668,7 +668,9 @@ neuronio_file read_cache(const std::string& path, std::string* cache_key) {
 }
 
 bool name_matches(const std::string& name) {
-    return (name.size() > 2 && name.ends_with(".p")) || name.find("sim__") != std::string::npos;
+    // Pickles only: the published files end in ".p"; generators write sidecars (e.g. sim__....json) and caches
+    // beside them, which also match ELM's "*sim__*" glob and must not be read as pickles.
+    return (name.size() > 2 && name.ends_with(".p")) || name.ends_with(".pkl") || name.ends_with(".pickle");
 }
 
 }  // namespace
@@ -731,7 +733,7 @@ std::vector<std::string> list_neuronio_files(const std::string& dir_or_file) {
         if (it->is_regular_file(e2) && name_matches(it->path().filename().string())) out.push_back(it->path().string());
     }
     if (ec) throw elm::error(dir_or_file, "path", "a readable folder", ec.message());
-    if (out.empty()) throw elm::error(dir_or_file, "path", "a folder with NeuronIO files (*.p or *sim__*)", "none");
+    if (out.empty()) throw elm::error(dir_or_file, "path", "a folder with NeuronIO pickles (*.p, *.pkl, *.pickle)", "none");
     std::sort(out.begin(), out.end());
     return out;
 }

@@ -414,9 +414,13 @@ TEST_F(neuronio_reader, load_uses_and_refreshes_the_cache) {
 TEST_F(neuronio_reader, list_files) {
     const auto d = fs::path(path("listing"));
     fs::create_directories(d / "sub.p");
-    for (const char* n : {"sim__b_randomSeed_2.p", "a.p", "notes.txt", "c.pkl", "x_sim__y", ".p"}) std::ofstream(d / n) << "x";
+    // Sidecars and caches beside the pickles (sim__...json, ...safetensors) are not pickles.
+    for (const char* n : {"sim__b_randomSeed_2.p", "a.p", "notes.txt", "c.pkl", "x_sim__y", ".p", "d.pickle",
+                          "sim__b_randomSeed_2.json", "a.p.7.123.neuronio.safetensors"})
+        std::ofstream(d / n) << "x";
     const auto files = elm::list_neuronio_files(d.string());
-    EXPECT_EQ(files, (std::vector<std::string>{(d / "a.p").string(), (d / "sim__b_randomSeed_2.p").string(), (d / "x_sim__y").string()}));
+    EXPECT_EQ(files, (std::vector<std::string>{(d / "a.p").string(), (d / "c.pkl").string(), (d / "d.pickle").string(),
+                                               (d / "sim__b_randomSeed_2.p").string()}));
     EXPECT_EQ(elm::list_neuronio_files((d / "notes.txt").string()), std::vector<std::string>{(d / "notes.txt").string()});
     EXPECT_THROW(elm::list_neuronio_files((d / "missing").string()), elm::file_not_found_error);
     fs::create_directories(d / "empty");
