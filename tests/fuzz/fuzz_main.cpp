@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <elmneuron/error.hpp>
+#include <elmneuron/neuronio.hpp>
 #include <elmneuron/tensor_file.hpp>
 
 #include "io/io_detail.hpp"
@@ -129,6 +130,11 @@ bool run_one(kind k, std::span<const std::byte> b) {
             try {
                 (void)elm::detail::torch_state_dict_from_pickle(b, "fuzz.pkl", zeros);
             } catch (const elm::error&) {  // most pickles are not state dicts
+            }
+            // The NeuronIO dataset reader's interpretation of the same bytes.
+            try {
+                (void)elm::parse_neuronio_pickle(b, "fuzz.p");
+            } catch (const elm::error&) {  // most pickles are not NeuronIO files
             }
             return accepted;
         }
