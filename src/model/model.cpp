@@ -18,7 +18,11 @@
 namespace elm {
 namespace {
 
-constexpr int samples_per_chunk = 8;
+// Samples per chunk, from the batch size alone (never from the thread count, so that the summation order
+// and thus every result is the same on any number of threads): about 8 chunks to spread over cores for
+// small batches (published NeuronIO training uses 8), up to 8 samples per chunk for larger ones so that
+// each step's products have several rows.
+int chunk_size(int batch) { return std::clamp((batch + 7) / 8, 1, 8); }
 int thread_count = 0;  // 0: OpenMP default (all cores)
 
 detail::dims make_dims(const model_config& c, int batch, int time) {
@@ -287,10 +291,10 @@ void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& w
     const auto valid = valid_bytes<T>(synapse_mask_);
     const auto fan = detail::build_fanout(d, synapse_index_.data(), valid.data());
     const detail::recurrence_buffers<T> buf{ws.branch.data(), ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
-    const int chunks = (d.B + samples_per_chunk - 1) / samples_per_chunk;
+    const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
 #pragma omp parallel for schedule(static) num_threads(run_threads())
     for (int c = 0; c < chunks; ++c) {
-        const int b0 = c * samples_per_chunk, nb = std::min(samples_per_chunk, d.B - b0);
+        const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
         detail::branch_forward(d, b0, nb, x, fan, ws.w_s.data(), ws.kappa_branch.data(), ws.branch.data());
         detail::recurrence_forward(d, b0, nb, p, config_.mlp_activation, ws.kappa_m.data(), ws.memory_gain.data(), buf);
         detail::readout_forward(d, b0, nb, p.w_y, p.b_y, ws.memory.data(), y.data());
@@ -327,12 +331,12 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     T* dbranch = ws.scratch.data() + bt * d.d_m;
 
     // Chunk-local gradients: the parameter block followed by dκ_m and d(gain), summed in chunk order below.
-    const int chunks = (d.B + samples_per_chunk - 1) / samples_per_chunk;
+    const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
     const std::size_t P = params_.size(), stride = P + 2 * static_cast<std::size_t>(d.d_m);
     aligned_vector<T> local(static_cast<std::size_t>(chunks) * stride, T(0));
 #pragma omp parallel for schedule(static) num_threads(run_threads())
     for (int c = 0; c < chunks; ++c) {
-        const int b0 = c * samples_per_chunk, nb = std::min(samples_per_chunk, d.B - b0);
+        const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
         T* g = local.data() + static_cast<std::size_t>(c) * stride;
         const auto gv = views<T>(layout_, g, d.l_mlp);
         detail::readout_backward(d, b0, nb, p.w_y, ws.memory.data(), dy.data(), dmemory, gv.w_y, gv.b_y);
