@@ -17,7 +17,7 @@ core_packages=(
   pybind11-dev python3-dev python3-numpy python3-pytest python3-sklearn
   python3-matplotlib                     # PNG plots (learning curves, ROC, traces)
 )
-neuron_packages=(neuron neuron-dev python3-neuron libopenmpi-dev openmpi-bin)
+neuron_packages=(neuron neuron-dev python3-neuron python3-scipy libopenmpi-dev openmpi-bin)
 peer_packages=(python3-torch libopenblas0-pthread)
 
 packages=("${core_packages[@]}")
