@@ -37,11 +37,11 @@ void register_train(CLI::App& app) {
         train_callbacks cb;
         cb.on_message = [](const std::string& m) { std::fprintf(stderr, "train: %s\n", m.c_str()); };
         cb.on_step = [&bar](const step_report& r) {
-            if (!bar) bar = std::make_unique<progress>("train", r.total_steps, "sample-steps");
+            if (!bar) bar = std::make_unique<progress>("train", r.total_steps, "steps");
             char status[160];
             std::snprintf(status, sizeof status, "epoch %d  loss %.5f  lr %.3g  %.3g sample-steps/s", r.epoch, r.loss,
                           r.lr, r.sample_steps_per_s);
-            bar->update(r.step, 0, status);
+            bar->update(r.step, static_cast<double>(r.step), status);
         };
         cb.on_epoch = [](const epoch_report& e) {
             std::fprintf(stderr, "\nepoch %d (step %lld): valid AUC %.5f  soma RMSE %.4f mV%s\n", e.epoch,

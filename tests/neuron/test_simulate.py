@@ -77,7 +77,9 @@ def simulate(cfg: dict, out, tmp_path, *extra, mpi: int = 0):
 
 
 def pickles(out):
-    return sorted(p for p in os.listdir(out) if p.endswith(".p"))
+    """Pickle names sorted by their seed."""
+    names = [p for p in os.listdir(out) if p.endswith(".p")]
+    return sorted(names, key=lambda p: int(p[:-2].rsplit("_", 1)[1]))
 
 
 def load(path):
@@ -229,11 +231,9 @@ def test_input_rates_match_protocol(run1):
             inh = sum(len(v) for v in s["inhInputSpikeTimes"].values())
             ex_hz.append(ex / N_SEG)
             inh_hz.append(inh / N_SEG)
-            per_tree = {}
-            for key, rows in (("bas", range(0, 262)), ("apic", range(262, N_SEG))):
+            for rows in (range(0, 262), range(262, N_SEG)):
                 e = sum(len(s["exInputSpikeTimes"].get(np.int64(i), [])) for i in rows) / 10.0
                 i_ = sum(len(s["inhInputSpikeTimes"].get(np.int64(i), [])) for i in rows) / 10.0
-                per_tree[key] = (e, i_)
                 assert 0 < e < 800 and 0 <= i_ < 1000  # spikes per tree per 100 ms
     assert 3 < np.mean(ex_hz) < 25 and 1 < np.mean(inh_hz) < 20
 
@@ -258,6 +258,9 @@ def test_mpi_ranks_give_identical_files(run1, mech, tmp_path):
     assert pickles(out1) == pickles(out3)
     for name in pickles(out1):
         assert (out1 / name).read_bytes() == (out3 / name).read_bytes(), name
+    # an error found by rank 0 ends every rank (no hang), with status 2
+    r = simulate(base_cfg(mech), out3, tmp_path, mpi=2)
+    assert r.returncode != 0 and "--resume" in r.stderr
 
 
 def test_resume_skips_complete_files(run1, mech, tmp_path):
@@ -366,3 +369,75 @@ def test_plugin_cell(mech, tmp_path):
     assert d["Params"]["allSegmentsType"] == ["basal"] * 5
     s = d["Results"]["listOfSingleSimulationDicts"][0]
     assert set(int(k) for k in s["exInputSpikeTimes"]) <= set(range(5))
+
+
+def test_original_rng_mode_replays_the_published_stream(mech, tmp_path):
+    """rng 'original': np.random.seed(file_seed), simulations drawn in order (as the published
+    script); identical with worker processes."""
+    cfg = base_cfg(mech, num_files=1, rng="original")
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"orig{workers}"
+        r = simulate(cfg, out, tmp_path, "--workers", workers)
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    (name,) = pickles(outs[0])
+    assert pickles(outs[1]) == [name]
+    assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    _, d = load(outs[0] / name)
+    params = d["Params"]
+    lengths = np.array(params["allSegmentsLength"])
+    types = np.array(params["allSegmentsType"])
+    rng = np.random.RandomState(4242)
+    for s in d["Results"]["listOfSingleSimulationDicts"]:
+        ex, inh, _ = inputs.generate_inputs(rng, 1000, lengths[types == "basal"],
+                                            lengths[types == "apical"], inputs.GeneratorParams())
+        assert s["exInputSpikeTimes"] == inputs.spikes_to_dict(ex)
+        assert s["inhInputSpikeTimes"] == inputs.spikes_to_dict(inh)
+
+
+def test_builds_missing_library(tmp_path):
+    lib = tmp_path / "newbuild" / "libelmmech.so"
+    out = tmp_path / "o"
+    r = simulate(base_cfg(str(lib), num_files=1, simulations_per_file=1), out, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert lib.is_file() and len(pickles(out)) == 1
+
+
+# --- round trip through the project's C++ NeuronIO reader --------------------------------------
+
+def test_generated_files_load_in_the_cpp_reader(run1, tmp_path):
+    """`elmneuron predict` reads each generated pickle with the C++ reader; the targets it reports must be the
+    published conversion of what Python's pickle reads (spike bins int(t - 0.5), soma clipped at -55 mV, +67.7)."""
+    import struct as _struct
+
+    cli = os.environ.get("ELM_CLI", os.path.join(REPO, "build", "elmneuron"))
+    models = os.environ.get("ELM_MODELS_DIR", os.path.join(REPO, "models", "official"))
+    assert os.path.exists(cli), f"elmneuron CLI not built at {cli}"
+    out, _ = run1
+    for name in pickles(out):
+        pred_dir = tmp_path / name
+        r = subprocess.run([cli, "predict", "--model", os.path.join(models, "num_memory_1"), "--data",
+                            str(out / name), "--out", str(pred_dir)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        (pred_file,) = list(pred_dir.iterdir())
+        raw = pred_file.read_bytes()
+        n = _struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + n])
+        body = raw[8 + n:]
+
+        def tensor(key):
+            a, b = header[key]["data_offsets"]
+            return np.frombuffer(body[a:b], dtype=np.float64).reshape(header[key]["shape"])
+
+        _, d = load(out / name)
+        sims = d["Results"]["listOfSingleSimulationDicts"]
+        spike_true, soma_true = tensor("spike_true"), tensor("soma_true_mv")
+        assert spike_true.shape == (len(sims), len(sims[0]["somaVoltageLowRes"]))
+        for k, sim in enumerate(sims):
+            expected = np.zeros(spike_true.shape[1])
+            for t in sim["outputSpikeTimes"]:
+                expected[int(t.astype(float) - 0.5)] = 1.0
+            np.testing.assert_array_equal(spike_true[k], expected)
+            soma = sim["somaVoltageLowRes"].astype(np.float64)
+            np.testing.assert_array_equal(soma_true[k], np.minimum(soma, -55.0) + 67.7)

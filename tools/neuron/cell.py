@@ -96,7 +96,7 @@ def _apical_rows():
 
 
 class L5PCReduced:
-    """Reduced L5 pyramidal cell: soma + axon initial segment (Na, Kdr, Km), 6 basal trees,
+    """Reduced L5 pyramidal cell: soma + axon initial segment (Na, Kdr, Km, mAHP), 6 basal trees,
     apical trunk with obliques, 4-branch tuft; Ih gradient along the apical tree, Na/Kdr on the
     trunk for back-propagating APs, a Ca2+ hot zone around the nexus."""
 
@@ -106,10 +106,10 @@ class L5PCReduced:
     params = {
         "Ra": 100.0,
         "cm_soma": 1.0, "cm_dend": 2.0,
-        "g_pas": 8.0e-5, "e_pas": -80.0,
-        "vtraub": -56.0, "ena": 50.0, "ek": -90.0,
-        "gna_soma": 0.1, "gkdr_soma": 0.01, "gkm_soma": 2.0e-3, "gkahp_soma": 0.0,
-        "kahp_tau_rest": 40.0,
+        "g_pas": 6.0e-5, "e_pas": -80.0,
+        "vtraub": -64.0, "ena": 50.0, "ek": -90.0,
+        "gna_soma": 0.1, "gkdr_soma": 0.01, "gkm_soma": 5.0e-4, "gkahp_soma": 0.01,
+        "kahp_tau_rest": 20.0,
         "gna_axon": 0.3, "gkdr_axon": 0.05,
         "gna_trunk": 0.02, "gkdr_trunk": 0.005, "gna_trunk_length_um": 600.0,
         "gih_soma": 1.0e-4, "gih_basal": 1.0e-4, "gih_apical_0": 1.0e-4,
@@ -122,7 +122,6 @@ class L5PCReduced:
         if unknown:
             raise ValueError(f"L5PCReduced: unknown parameters {sorted(unknown)}")
         self.params = dict(self.params, **overrides)
-        p = self.params
         self.soma = h.Section(name="soma")
         self.soma.L = 25.0
         self.soma.diam = 25.0

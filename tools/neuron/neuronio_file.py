@@ -106,12 +106,31 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class _HashingWriter:
+    """File wrapper that hashes and counts what pickle writes (no second copy in memory)."""
+
+    def __init__(self, f):
+        self.f, self.sha, self.n = f, hashlib.sha256(), 0
+
+    def write(self, b):
+        self.sha.update(b)
+        self.n += len(b)
+        return self.f.write(b)
+
+
 def write_file(out_dir: str, name: str, params: dict, sims: list) -> dict:
-    """Pickles {'Params', 'Results'} (protocol 2) atomically; returns name, size and sha256."""
+    """Pickles {'Params', 'Results'} (protocol 2) to a temp file, then renames it into place;
+    returns name, size and sha256."""
     payload = {"Params": params, "Results": {"listOfSingleSimulationDicts": sims}}
-    data = pickle.dumps(payload, protocol=2)
-    atomic_write_bytes(os.path.join(out_dir, name), data)
-    return {"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    path = os.path.join(out_dir, name)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        w = _HashingWriter(f)
+        pickle.Pickler(w, protocol=2).dump(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return {"file": name, "bytes": w.n, "sha256": w.sha.hexdigest()}
 
 
 def write_sidecar(out_dir: str, pickle_name: str, info: dict) -> str:

@@ -19,7 +19,6 @@ import numpy as np  # noqa: E402
 from neuron import h  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CELL = os.path.join(HERE, "cell.py") + ":L5PCReduced"
 
 _loaded_libs: set = set()
 

@@ -19,9 +19,11 @@ import multiprocessing as mp
 import os
 import pickle
 import platform
+import signal
 import subprocess
 import sys
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -358,6 +360,8 @@ def run_local(cfg, out_dir, workers, resume) -> int:
             for i in range(n):
                 yield (cfg, seed, i, None if drawn is None else drawn[i])
 
+    if not todo:
+        return 0
     if workers <= 1:
         init_worker(cfg)
         results_iter = map(run_one, tasks())
@@ -388,48 +392,63 @@ def mpi_size_from_env() -> int:
     return 1
 
 
+def mpi_rank_from_env() -> int:
+    for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def run_mpi(cfg, out_dir, resume) -> int:
     """One NEURON process per rank (NEURON's ParallelContext; no mpi4py needed). Simulation i of
-    each file runs on rank i % nhost; rank 0 gathers and writes the file."""
+    each file runs on rank i % nhost; rank 0 gathers and writes the file. Ends the process
+    through h.quit (MPI_Finalize); an unexpected error on any rank aborts the whole job."""
     from neuron import h
     h.nrnmpi_init()
     pc = h.ParallelContext()
     rank, nhost = int(pc.id()), int(pc.nhost())
     status = 0
     try:
-        todo = None
+        plan = None
         if rank == 0:
-            layout, cell_desc, fp, todo = prepare(cfg, out_dir, resume)
-            asm = FileAssembler(cfg, out_dir, layout, cell_desc, fp, len(cfg["file_seeds"]))
-            log(f"MPI: {nhost} ranks, {len(todo)} file(s) x {cfg['simulations_per_file']} "
-                f"simulations")
-        todo = pc.py_broadcast(todo, 0)
-        init_worker(cfg)
-        n = cfg["simulations_per_file"]
-        for k, seed in todo:
-            started = time.time()
-            drawn = original_stream_inputs(cfg, _SIM.layout, seed) if cfg["rng"] == "original" \
-                else None
-            mine = []
-            for i in range(rank, n, nhost):
-                blob = run_one((cfg, seed, i, None if drawn is None else drawn[i]))
-                res, meta = pickle.loads(blob)
-                meta["mpi_rank"] = rank
-                progress(k, len(cfg["file_seeds"]), seed, meta, n)
-                mine.append((i, pickle.dumps((res, meta), protocol=pickle.HIGHEST_PROTOCOL)))
-            gathered = pc.py_gather(mine, 0)
+            try:
+                layout, cell_desc, fp, todo = prepare(cfg, out_dir, resume)
+                asm = FileAssembler(cfg, out_dir, layout, cell_desc, fp, len(cfg["file_seeds"]))
+                plan = {"todo": todo}
+                log(f"MPI: {nhost} ranks, {len(todo)} file(s) x {cfg['simulations_per_file']} "
+                    f"simulations x {cfg['duration_ms']} ms")
+            except (ConfigError, FileNotFoundError) as e:
+                plan = {"error": str(e)}
+        plan = pc.py_broadcast(plan, 0)
+        if "error" in plan:
             if rank == 0:
-                by_index = dict(item for part in gathered for item in part)
-                results = [pickle.loads(by_index[i]) for i in range(n)]
-                asm.write(k, seed, results, started)
-            pc.barrier()
-    except Exception:
-        status = 1
-        raise
-    finally:
-        pc.done()
-        if status == 0:
-            h.quit()
+                log(f"error: {plan['error']}")
+            status = 2
+        elif plan["todo"]:
+            init_worker(cfg)
+            n = cfg["simulations_per_file"]
+            for k, seed in plan["todo"]:
+                started = time.time()
+                drawn = (original_stream_inputs(cfg, _SIM.layout, seed)
+                         if cfg["rng"] == "original" else None)
+                mine = []
+                for i in range(rank, n, nhost):
+                    blob = run_one((cfg, seed, i, None if drawn is None else drawn[i]))
+                    res, meta = pickle.loads(blob)
+                    meta["mpi_rank"] = rank
+                    progress(k, len(cfg["file_seeds"]), seed, meta, n)
+                    mine.append((i, pickle.dumps((res, meta), protocol=pickle.HIGHEST_PROTOCOL)))
+                gathered = pc.py_gather(mine, 0)
+                if rank == 0:
+                    by_index = dict(item for part in gathered for item in part)
+                    asm.write(k, seed, [pickle.loads(by_index[i]) for i in range(n)], started)
+                pc.barrier()
+    except BaseException:  # noqa: BLE001 - any failure must take the other ranks down too
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)  # without MPI_Finalize: mpirun aborts the job instead of hanging
+    pc.done()
+    h.quit(status)
     return status
 
 
@@ -446,6 +465,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                     help="use MPI ranks (auto: when started by mpirun/srun)")
     args = ap.parse_args(argv)
+    # SIGTERM -> SystemExit, so that worker pools are terminated in the finally blocks
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         cfg = load_config(args.config, {"cell": args.cell, "mechanisms": args.mechanisms})
         if args.workers < 1:
@@ -458,8 +479,8 @@ def main(argv=None) -> int:
         use_mpi = args.mpi == "on" or (args.mpi == "auto" and mpi_size_from_env() > 1)
         os.makedirs(args.out, exist_ok=True)
         out_dir = os.path.abspath(args.out)
-        if not use_mpi or os.environ.get("OMPI_COMM_WORLD_RANK", "0") == "0":
-            ensure_mechanisms(cfg)
+        if not use_mpi or mpi_rank_from_env() == 0:
+            ensure_mechanisms(cfg)  # other ranks load it only after rank 0's broadcast
         if use_mpi:
             return run_mpi(cfg, out_dir, args.resume)
         return run_local(cfg, out_dir, args.workers, args.resume)
