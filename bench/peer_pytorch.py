@@ -43,7 +43,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from typing import List, Optional
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -313,6 +313,10 @@ def build_model(config, version=None):
     unknown = set(cfg) - COMMON_KEYS - {trace_key}
     if unknown:
         raise ValueError(f"unknown config keys for the published {version} class: {sorted(unknown)}")
+    for key in ("lambda_value", "tau_s_value", "tau_b_value", "memory_tau_min", "memory_tau_max", "w_s_value",
+                "delta_t"):
+        if key in cfg:  # TorchScript constants: 150 must be 150.0
+            cfg[key] = float(cfg[key])
     if cfg.get("mlp_hidden_size") == 0:
         cfg["mlp_hidden_size"] = None
     model = (ELMv1 if version == "v1" else ELMv2)(**cfg)
@@ -335,7 +339,7 @@ def run_quiet(cmd):
         return ""
 
 
-def blas_info(blas_limits=None):
+def blas_info():
     info = {}
     a = torch.randn(64, 64)
     (a @ a).sum().item()  # make sure the BLAS is loaded
@@ -383,7 +387,7 @@ def blas_info(blas_limits=None):
     return info
 
 
-def environment(blas_limits=None):
+def environment():
     return {
         "peer": "pytorch (published ELM code structure, TorchScript)",
         "python": sys.executable + " " + platform.python_version(),
@@ -392,7 +396,7 @@ def environment(blas_limits=None):
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "torch_parallel_backend": next((l.split(":", 1)[1].strip() for l in torch.__config__.parallel_info()
                                         .splitlines() if l.startswith("ATen parallel backend")), None),
-        "blas": blas_info(blas_limits),
+        "blas": blas_info(),
         "env": {k: v for k, v in sorted(os.environ.items()) if ENV_PATTERN.search(k)},
         "cpu_count": os.cpu_count(),
     }
@@ -480,6 +484,25 @@ def bench_shape(shape, repeats, warmup, seed):
         "train_ms_per_step": tr / steps,
         "wall_s": time.perf_counter() - t_start,
     }
+
+
+def profile_shape(shape, seed):
+    """Where the peer's time goes: torch.profiler's operator table for one forward and one fwd+bwd."""
+    torch.manual_seed(seed)
+    model, _ = build_model(shape["config"], shape.get("model_version"))
+    X = make_input(shape.get("input_kind", "counts"), int(shape["batch"]), int(shape["time"]), model.num_input,
+                   seed + 1)
+    for title, grad in (("forward (no_grad)", False), ("forward + backward", True)):
+        model.train(grad)
+        with torch.set_grad_enabled(grad):
+            for _ in range(2):
+                model(X)
+            with torch.profiler.profile() as prof:
+                y = model(X)
+                if grad:
+                    y.sum().backward()
+        print(f"== {shape.get('name', 'custom')}: {title}", file=sys.stderr)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)
 
 
 def set_threads(threads):
@@ -592,6 +615,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--info", action="store_true", help="print the environment only")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's top operators of one forward and one fwd+bwd to stderr")
     ap.add_argument("--verify", metavar="DIR", help="check against the published code's golden files")
     args = ap.parse_args()
 
@@ -612,8 +637,8 @@ def main():
                                       "time": args.time, "input_kind": args.input_kind,
                                       "model_version": args.model_version})
 
-    limits = set_threads(int(request.get("threads", 0) or 0))
-    env = environment(limits)
+    limits = set_threads(int(request.get("threads", 0) or 0))  # noqa: F841 (keeps the BLAS limit)
+    env = environment()
     if args.info:
         print(json.dumps(env), flush=True)
         return 0
@@ -628,6 +653,8 @@ def main():
             status = 1
         result.update(env)
         print(json.dumps(result), flush=True)
+        if args.profile and "error" not in result:
+            profile_shape(shape, int(request.get("seed", 0)))
     return status
 
 

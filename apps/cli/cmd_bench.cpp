@@ -296,15 +296,15 @@ json run_peer(const bench_shape& s, const peer_options& o) {
     const std::string cmd = shell_quote(o.python) + " " + shell_quote(o.script) + " < " + shell_quote(req.string());
     std::fflush(stdout);
     FILE* p = popen(cmd.c_str(), "r");
+    std::error_code ec;
     if (!p) {
-        fs::remove(req);
+        fs::remove(req, ec);
         throw error("bench", "--peer-python", "a runnable Python interpreter", "cannot start: " + cmd);
     }
     std::string out;
     char buf[4096];
     for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
     const int status = pclose(p);
-    std::error_code ec;
     fs::remove(req, ec);
     std::optional<json> result;
     std::istringstream lines(out);
