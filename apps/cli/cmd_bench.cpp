@@ -1,5 +1,5 @@
 // elmneuron bench: forward, forward+backward and full train-step (fwd + bwd + Adam) time on the reference
-// shapes of docs/performance.md (or one given config), as a table and JSON. With --peer, runs the published
+// shapes of bench/README.md (or one given config), as a table and JSON. With --peer, runs the published
 // PyTorch implementation (bench/peer_pytorch.py) on the same shapes, same thread count, and reports ratios.
 
 #include <elmneuron/config.hpp>

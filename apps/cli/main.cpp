@@ -1,4 +1,4 @@
-// elmneuron: command-line front end over the library (docs/cli.md).
+// elmneuron: command-line front end over the library (README.md, "Quickstart per subcommand").
 // Exit status: 0 success, 1 internal failure, 2 bad input or usage (the message names file and field).
 
 #include <elmneuron/error.hpp>

@@ -2,7 +2,7 @@
 // The ELM neuron (reference/paper.md §1, docs/model.md): parameters under the published state-dict names,
 // forward pass, hand-written BPTT backward. Templated on the scalar type (float or double).
 //
-// Computation order (docs/design.md): the input stage (routing, w_s, synapse/branch traces, branch sums)
+// Computation order (docs/model.md): the input stage (routing, w_s, synapse/branch traces, branch sums)
 // runs for all time steps at once, outside the recurrence, over sparse input events; the MLP's branch
 // half is one [B·T, d_tree] x [d_tree, d_mlp] product; only the memory part is sequential; the readout
 // is one [B·T, d_m] product. Nothing allocates inside the time loop.
