@@ -161,14 +161,30 @@ tensor parse_npy(std::span<const std::byte> bytes, std::string_view source) {
         if (descr == d.descr) found = &d;
     if (found == nullptr)
         throw elm::error(src, "descr", "one of <f2 <f4 <f8 |i1 <i2 <i4 <i8 |u1 |b1 (little-endian numeric)", "'" + descr + "'");
-    if (fortran)
-        throw elm::error(src, "fortran_order", "False (C order)", "True", "save with np.ascontiguousarray(x)");
     t.type = found->type;
     const auto expected = static_cast<std::uint64_t>(t.numel()) * dtype_size(t.type);  // numel <= data_size
     if (expected != data_size)
         throw elm::error(src, "data", std::to_string(expected) + " bytes for shape " + shape_literal(t.shape) + " " + descr,
                          std::to_string(data_size) + " bytes");
     t.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(start + len), bytes.end());
+    if (fortran && t.shape.size() > 1) {
+        // numpy writes non-C-contiguous arrays (e.g. transposes) in Fortran order: reorder to row-major.
+        const std::size_t elem = dtype_size(t.type), rank = t.shape.size();
+        std::vector<std::int64_t> column_stride(rank, 1), index(rank, 0);
+        for (std::size_t j = 1; j < rank; ++j) column_stride[j] = column_stride[j - 1] * t.shape[j - 1];
+        std::vector<std::byte> row_major(t.data.size());
+        for (std::int64_t r = 0; r < t.numel(); ++r) {
+            std::int64_t from = 0;
+            for (std::size_t j = 0; j < rank; ++j) from += index[j] * column_stride[j];
+            std::memcpy(row_major.data() + static_cast<std::size_t>(r) * elem,
+                        t.data.data() + static_cast<std::size_t>(from) * elem, elem);
+            for (std::size_t j = rank; j-- > 0;) {  // next row-major multi-index
+                if (++index[j] < t.shape[j]) break;
+                index[j] = 0;
+            }
+        }
+        t.data = std::move(row_major);
+    }
     return t;
 }
 

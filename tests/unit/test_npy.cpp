@@ -111,13 +111,26 @@ TEST(npy, versions_and_header_spellings) {
     }
 }
 
+TEST(npy, fortran_order_is_read_as_row_major) {
+    // np.save of x.T for x = arange(24, dtype=int8).reshape(4, 3, 2) is stored Fortran-ordered: x's bytes,
+    // shape (2, 3, 4). Element [i][j][k] of x.T is x[k][j][i] = 6k + 2j + i.
+    std::string data;
+    for (int v = 0; v < 24; ++v) data += static_cast<char>(v);
+    const auto t = elm::detail::parse_npy(
+        bytes_of(npy_v1("{'descr': '|i1', 'fortran_order': True, 'shape': (2, 3, 4), }", data)), "f");
+    ASSERT_EQ(t.shape, (std::vector<std::int64_t>{2, 3, 4}));
+    const auto v = t.to<std::int64_t>();
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+            for (int k = 0; k < 4; ++k) EXPECT_EQ(v[static_cast<std::size_t>((i * 3 + j) * 4 + k)], 6 * k + 2 * j + i);
+}
+
 TEST(npy, malformed_files_name_the_field) {
     const std::string d4 = "\0\0\0\0"s;
     expect_error("NUMPY", "magic");
     expect_error("\x93NUMPZ\x01\x00\x00\x00"sv, "magic");
     expect_error("\x93NUMPY\x04\x00\x00\x00"sv, "version");
     expect_error("\x93NUMPY\x01\x00\xff\x00{}"sv, "header");
-    expect_error(npy_v1("{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", d4), "fortran_order");
     expect_error(npy_v1("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", d4), "descr");
     expect_error(npy_v1("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", d4), "descr");
     expect_error(npy_v1("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", d4), "header");
