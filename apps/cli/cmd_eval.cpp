@@ -30,13 +30,6 @@ struct eval_options {
     bool plots = true;
 };
 
-std::vector<std::string> data_files(const std::vector<std::string>& paths) {
-    std::vector<std::string> files;
-    for (const auto& p : paths)
-        for (auto& f : list_neuronio_files(p)) files.push_back(std::move(f));
-    return files;
-}
-
 // Input raster and traces of one simulation, for the example-traces plot.
 void write_example(const std::string& path, const neuronio_file& file, const neuronio_predictions& p, int sim) {
     const auto& s = file.simulations[static_cast<std::size_t>(sim)];
@@ -61,7 +54,7 @@ void write_example(const std::string& path, const neuronio_file& file, const neu
 template <class T>
 void run_eval(const eval_options& o) {
     const auto m = load_model<T>(o.model);
-    const auto files = data_files(o.data);
+    const auto files = list_neuronio_files(o.data);
     fs::create_directories(o.out);
     std::vector<neuronio_predictions> predictions;
     progress bar("eval " + o.split, static_cast<std::int64_t>(files.size()), "sample-steps");
@@ -126,7 +119,7 @@ template <class T>
 void run_predict(const eval_options& o) {
     const auto m = load_model<T>(o.model);
     fs::create_directories(o.out);
-    for (const auto& path : data_files(o.data)) {
+    for (const auto& path : list_neuronio_files(o.data)) {
         const auto file = load_neuronio(path, o.cache);
         const auto p = predict_neuronio(m, file, o.protocol);
         const std::vector<std::int64_t> shape{p.num_simulations, p.duration_ms};

@@ -78,5 +78,7 @@ neuronio_file load_neuronio(const std::string& path, const std::string& cache_di
 // published files), ".pkl" or ".pickle", sorted by name (sidecar JSON and cache files beside them are not
 // pickles). Throws elm::file_not_found_error for a missing path and elm::error for a folder without such files.
 std::vector<std::string> list_neuronio_files(const std::string& dir_or_file);
+// The same for several files or folders, concatenated in the order given.
+std::vector<std::string> list_neuronio_files(const std::vector<std::string>& paths);
 
 }  // namespace elm

@@ -738,4 +738,11 @@ std::vector<std::string> list_neuronio_files(const std::string& dir_or_file) {
     return out;
 }
 
+std::vector<std::string> list_neuronio_files(const std::vector<std::string>& paths) {
+    std::vector<std::string> out;
+    for (const auto& p : paths)
+        for (auto& f : list_neuronio_files(p)) out.push_back(std::move(f));
+    return out;
+}
+
 }  // namespace elm

@@ -42,13 +42,6 @@ std::uint64_t mix(std::uint64_t a, std::uint64_t b) {  // splitmix64 of a combin
     return z ^ (z >> 31);
 }
 
-std::vector<std::string> expand(const std::vector<std::string>& paths) {
-    std::vector<std::string> out;
-    for (const auto& p : paths)
-        for (auto& f : list_neuronio_files(p)) out.push_back(std::move(f));
-    return out;
-}
-
 template <class T>
 struct batch {
     std::int64_t step = 0;
@@ -216,10 +209,10 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     fs::create_directories(c.out_dir);
     const fs::path out(c.out_dir);
     const std::string ckpt = (out / "checkpoint.safetensors").string();
-    const auto train_files = expand(c.data.train);
-    auto valid_files = expand(c.data.valid.empty() ? c.data.train : c.data.valid);
+    const auto train_files = list_neuronio_files(c.data.train);
+    auto valid_files = list_neuronio_files(c.data.valid.empty() ? c.data.train : c.data.valid);
     if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files) valid_files.resize(static_cast<std::size_t>(t.valid_files));
-    const auto test_files = c.data.test.empty() ? std::vector<std::string>{} : expand(c.data.test);
+    const auto test_files = c.data.test.empty() ? std::vector<std::string>{} : list_neuronio_files(c.data.test);
 
     // The first training file fixes simulations per file and duration (batches per file, sampling range).
     const auto first = load_neuronio(train_files.front(), c.data.cache_dir);
