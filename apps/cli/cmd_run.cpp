@@ -65,8 +65,10 @@ void run(const run_options& o) {
         f.metadata["config"] = to_json(c);
         f.tensors.push_back(out);
         if (o.traces) {
-            f.tensors.push_back(make_tensor<T>("trace.memory", {B, Tn, c.num_memory}, ws.memory));
-            f.tensors.push_back(make_tensor<T>("trace.branch", {B, Tn, c.branches()}, ws.branch));
+            f.tensors.push_back(make_tensor<T>("trace.memory", {B, Tn, c.num_memory}, m.memory_trace(ws)));
+            std::vector<T> branch(static_cast<std::size_t>(B) * Tn * c.branches());
+            m.branch_trace(x, branch);
+            f.tensors.push_back(make_tensor<T>("trace.branch", {B, Tn, c.branches()}, branch));
         }
         write_safetensors(o.output, f);
     }

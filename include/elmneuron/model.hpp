@@ -2,15 +2,17 @@
 // The ELM neuron (reference/paper.md §1, docs/model.md): parameters under the published state-dict names,
 // forward pass, hand-written BPTT backward. Templated on the scalar type (float or double).
 //
-// Computation order (docs/model.md): the input stage (routing, w_s, synapse/branch traces, branch sums)
-// runs for all time steps at once, outside the recurrence, over sparse input events; the MLP's branch
-// half is one [B·T, d_tree] x [d_tree, d_mlp] product; only the memory part is sequential; the readout
-// is one [B·T, d_m] product. Nothing allocates inside the time loop.
+// Computation (docs/model.md): the input stage (routing, w_s, synapse/branch traces, branch sums) is linear,
+// so it is folded into the first MLP layer: each input event adds one precomputed row to a κ-filtered
+// first-layer accumulator. The recurrence then runs step by step on small dense layers over the samples
+// of a chunk (fixed from the batch size, chunks spread over threads); weight gradients are summed after
+// the reverse sweep as deep matrix products. Nothing allocates inside the time loop.
 
 #include <elmneuron/config.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <span>
 #include <string>
@@ -68,21 +70,26 @@ struct parameter_info {
     bool trainable = false;
 };
 
-// Activations kept for the backward pass, sized once per (B, T) and reused. Memory per sample-step:
-// d_tree + l_mlp·d_mlp + 2·d_m scalars (branch activations, hidden pre-activations, Δm, m).
+namespace detail {
+template <class T>
+struct prepared;  // the parameters in kernel layout (src/model/kernels.hpp)
+}
+
+// Activations kept for the backward pass, sized once per (B, T) and reused. Feature rows are padded to the
+// SIMD width (docs/model.md "Memory"); read the memory trace with model::memory_trace. Per sample-step:
+// l_mlp·pad(d_mlp) + 3·pad(d_m) scalars (hidden pre-activations, Δm, m, κ_m ⊙ m_{t-1}), and l_mlp·pad(d_mlp)
+// more during backward.
 template <class T>
 struct workspace {
     int batch = 0, time = 0;
-    aligned_vector<T> branch;     // [B][T][d_tree]  b_t (v1: Σ_k s_t, v2: branch trace)
-    aligned_vector<T> hidden;     // [l_mlp][B][T][d_mlp] pre-activations of each hidden layer
-    aligned_vector<T> delta_m;    // [B][T][d_m]  Δm_t
-    aligned_vector<T> memory;     // [B][T][d_m]  m_t
-    // Per-call derived parameters (w_s = ReLU(ŵ_s), κ's, memory coefficient), filled by forward.
-    aligned_vector<T> w_s, kappa_branch, kappa_m, memory_gain;
-    // Scratch for the backward pass.
-    aligned_vector<T> scratch;
-    // Set by forward, cleared by backward: backward overwrites activations in place (the first layer's
-    // pre-activations become their gradients), so each backward needs its own forward.
+    std::shared_ptr<detail::prepared<T>> prepared;  // parameters in kernel layout, made by forward
+    aligned_vector<T> hidden;     // [l_mlp][B][T][pad(d_mlp)] hidden pre-activations
+    aligned_vector<T> delta_m;    // [B][T][pad(d_m)]  Δm_t
+    aligned_vector<T> memory;     // [B][T][pad(d_m)]  m_t
+    aligned_vector<T> memory_in;  // [B][T][pad(d_m)]  κ_m ⊙ m_{t-1}
+    aligned_vector<T> scratch;    // per-chunk scratch, backward gradients
+    // Set by forward, cleared by backward: backward overwrites activations in place (Δm becomes its
+    // gradient), so each backward needs its own forward.
     bool ready_for_backward = false;
 
     std::size_t bytes() const;
@@ -134,7 +141,12 @@ public:
     void backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws, std::span<T> dparams,
                   std::span<T> dx = {}) const;
 
-    // Diagnostic trace of v1 synapse currents s_t: [B][T][num_synapse] (v1 only; large).
+    // m_t of the latest forward on `ws`: [B][T][num_memory].
+    std::vector<T> memory_trace(const workspace<T>& ws) const;
+    // Diagnostic traces, computed explicitly (the forward pass never forms them, docs/model.md):
+    // branch activations b_t [B][T][num_branch] (v2's state; v1's BranchSum(s_t)) and v1 synapse
+    // currents s_t [B][T][num_synapse] (v1 only; large).
+    void branch_trace(const sparse_input<T>& x, std::span<T> b) const;
     void synapse_trace(const sparse_input<T>& x, std::span<T> s) const;
 
 private:
@@ -153,6 +165,41 @@ private:
 
 extern template class model<float>;
 extern template class model<double>;
+
+// Step-by-step inference: one call per time step, the state (input traces and memory) kept between calls,
+// for closed-loop or real-time use. The same step kernel as model::forward, so feeding a sequence step by
+// step gives bit-identical outputs to one forward call on it. The parameters are copied at construction;
+// single-threaded (the steps of one sample are sequential).
+template <class T>
+class stream {
+public:
+    explicit stream(const model<T>& m, int batch = 1);
+    int batch() const { return batch_; }
+    const model_config& config() const { return config_; }
+    // Back to the zero state (Table S1: s0 = 0, m0 = 0).
+    void reset();
+    // One step: the events of sample b are [offsets[b], offsets[b+1]) of channels/values (offsets: batch + 1
+    // entries). y: [batch][num_output]. Throws elm::error on inconsistent or non-finite events.
+    void step(std::span<const std::int64_t> offsets, std::span<const std::int32_t> channels,
+              std::span<const T> values, std::span<T> y);
+    // Step t of a whole input (x.batch == batch()).
+    void step(const sparse_input<T>& x, int t, std::span<T> y);
+    // m_t after the latest step: [batch][num_memory].
+    std::vector<T> memory() const;
+
+private:
+    void run(const std::int64_t* offsets, const std::int32_t* channels, const T* values, int time, int t,
+             std::span<T> y);
+    model_config config_;
+    std::shared_ptr<detail::prepared<T>> prepared_;
+    int batch_ = 1;
+    aligned_vector<T> state_;    // first-layer accumulators, κ_m ⊙ m_{t-1}
+    aligned_vector<T> rows_;     // this step's activations
+    aligned_vector<T> scratch_;
+};
+
+extern template class stream<float>;
+extern template class stream<double>;
 
 // Number of threads used by forward/backward (default: all cores). Results do not depend on it.
 void set_num_threads(int n);

@@ -241,8 +241,11 @@ pyb::object forward(const pyb::object& self, const pyb::handle& x, bool traces) 
             st.model.forward(in, out, st.ws);
             st.input = std::move(in);
             // Copies: the workspace is overwritten by the next forward call.
-            if (mem) std::copy(st.ws.memory.begin(), st.ws.memory.end(), mem);
-            if (brn) std::copy(st.ws.branch.begin(), st.ws.branch.end(), brn);
+            if (mem) {
+                const auto trace = st.model.memory_trace(st.ws);
+                std::copy(trace.begin(), trace.end(), mem);
+            }
+            if (brn) st.model.branch_trace(*st.input, std::span<T>(brn, static_cast<std::size_t>(B * Tn * c.branches())));
         }
         if (!traces) return y;
         pyb::dict t;

@@ -1,90 +1,170 @@
-// Input stage of the ELM (docs/model.md E1-E3; reference/paper.md §1.2, §1.3, §1.5):
+// Parameters into kernel layout (kernels.hpp `prepared`), including the input projection that folds the
+// input stage (docs/model.md E1-E3; reference/paper.md §1.2, §1.3, §1.5) into the first MLP layer:
 //   x̃_t = route(x_t) ⊙ mask,  v1: s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
 //                             v2: b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
-// With τ_s equal within a branch (checked by model::validate_parameters) the two are the same linear
-// filter, so both run as one branch-level trace over the routed input events. This needs no
-// recurrence on the memory, so it runs for all steps at once, before the recurrence.
+// With τ_s equal within a branch (checked by model::validate_parameters) both are one linear filter per
+// branch, b_t = Σ_{u≤t} κ_b^{t-u} ⊙ drive_u, so for the branches of one κ group g
+//   W_b,g·b_t = a_g,t,   a_g,t = κ_g·a_g,t-1 + Σ_{events (c, v) at t} v·U[c, g],
+//   U[c, g] = Σ_{valid synapses i fed by c, branch(i) in g} w_s[i]·W_b[:, branch(i)].
+// Also the diagnostics that compute branch and synapse traces explicitly (not on the forward path).
 
 #include "model/kernels.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace elm::detail {
+namespace {
 
-fanout build_fanout(const dims& d, const std::int64_t* synapse_index, const unsigned char* synapse_valid) {
-    fanout f;
-    f.offsets.assign(static_cast<std::size_t>(d.d_in) + 1, 0);
+template <class T>
+void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>& l) {
+    l.in = in;
+    l.out = out;
+    l.padded_in = padded<T>(in);
+    l.padded_out = padded<T>(out);
+    l.transposed.assign(static_cast<std::size_t>(in) * l.padded_out, T(0));
+    l.rows.assign(static_cast<std::size_t>(out) * l.padded_in, T(0));
+    l.bias.assign(static_cast<std::size_t>(l.padded_out), T(0));
+    for (int o = 0; o < out; ++o) {
+        for (int i = 0; i < in; ++i) {
+            const T w = weight[static_cast<std::size_t>(o) * in + i];
+            l.transposed[static_cast<std::size_t>(i) * l.padded_out + o] = w;
+            l.rows[static_cast<std::size_t>(o) * l.padded_in + i] = w;
+        }
+        l.bias[o] = bias[o];
+    }
+}
+
+}  // namespace
+
+template <class T>
+std::size_t prepared<T>::bytes() const {
+    std::size_t n = proj.size() + w_s.size() + kappa_branch.size() + branch_weight.size() + bias0.size() +
+                    memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size();
+    for (const auto* l : {&readout}) n += l->transposed.size() + l->rows.size() + l->bias.size();
+    for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
+    return n * sizeof(T);
+}
+
+template <class T>
+void prepare(const model_config& c, const parameter_views<const T>& p, const std::int64_t* synapse_index,
+             const T* synapse_mask, int batch, int time, prepared<T>& o) {
+    dims& d = o.d;
+    d.B = batch;
+    d.T = time;
+    d.d_in = c.num_input;
+    d.d_s = c.num_synapse();
+    d.d_tree = c.branches();
+    d.d_brch = c.num_synapse_per_branch;
+    d.d_mlp = c.hidden_size();
+    d.l_mlp = c.mlp_num_layers;
+    d.d_m = c.num_memory;
+    d.d_o = c.num_output;
+    o.act = c.mlp_activation;
+    const int n0 = d.n0(), dz = d.d_z();
+    o.p0 = padded<T>(n0);
+    o.ph = padded<T>(d.d_mlp);
+    o.pm = padded<T>(d.d_m);
+    o.po = padded<T>(d.d_o);
+
+    // Derived quantities (E1, E5, §1.4): w_s = ReLU(ŵ_s), κ = exp(-Δt / max(τ, 1e-6)),
+    // τ_m = (hi - lo)·σ(p) + lo, gain = λ(1-κ_m) (v1) or 1 - exp(-Δt·λ/max(τ_m, 1e-6)) (v2).
+    const T dt = T(c.delta_t), lambda = T(c.lambda_value);
+    o.w_s.resize(static_cast<std::size_t>(d.d_s));
+    for (int i = 0; i < d.d_s; ++i) o.w_s[i] = p.proto_w_s[i] > T(0) ? p.proto_w_s[i] : T(0);
+    o.kappa_branch.resize(static_cast<std::size_t>(d.d_tree));
+    for (int j = 0; j < d.d_tree; ++j) {
+        const T tau = c.version == model_version::v1 ? p.tau_branch[j * d.d_brch] : p.tau_branch[j];
+        o.kappa_branch[j] = std::exp(-dt / std::max(tau, T(1e-6)));
+    }
+    o.kappa_m.assign(static_cast<std::size_t>(o.pm), T(0));
+    o.memory_gain.assign(static_cast<std::size_t>(o.pm), T(0));
+    const T lo = T(c.memory_tau_min), hi = T(c.effective_tau_max());
+    for (int k = 0; k < d.d_m; ++k) {
+        const T tau = (hi - lo) * (T(1) / (T(1) + std::exp(-p.proto_tau_m[k]))) + lo;
+        const T tc = std::max(tau, T(1e-6));
+        o.kappa_m[k] = std::exp(-dt / tc);
+        o.memory_gain[k] = c.version == model_version::v1 ? lambda * (T(1) - o.kappa_m[k])
+                                                          : T(1) - std::exp(-dt * lambda / tc);
+    }
+
+    // κ groups: branches with bit-identical κ share one first-layer accumulator.
+    std::vector<std::int32_t> branch_group(static_cast<std::size_t>(d.d_tree));
+    o.group_kappa.clear();
+    for (int j = 0; j < d.d_tree; ++j) {
+        const auto it = std::find(o.group_kappa.begin(), o.group_kappa.end(), o.kappa_branch[j]);
+        branch_group[j] = static_cast<std::int32_t>(it - o.group_kappa.begin());
+        if (it == o.group_kappa.end()) o.group_kappa.push_back(o.kappa_branch[j]);
+    }
+    o.groups = static_cast<int>(o.group_kappa.size());
+
+    // First layer's branch half as padded rows (column j of W_0), bias, memory half in both layouts.
+    const T* w0 = p.weight[0];
+    o.branch_weight.assign(static_cast<std::size_t>(d.d_tree) * o.p0, T(0));
+    o.bias0.assign(static_cast<std::size_t>(o.p0), T(0));
+    o.memory_weight_t.assign(static_cast<std::size_t>(d.d_m) * o.p0, T(0));
+    o.memory_weight.assign(static_cast<std::size_t>(n0) * o.pm, T(0));
+    for (int k = 0; k < n0; ++k) {
+        const T* row = w0 + static_cast<std::size_t>(k) * dz;
+        for (int j = 0; j < d.d_tree; ++j) o.branch_weight[static_cast<std::size_t>(j) * o.p0 + k] = row[j];
+        for (int j = 0; j < d.d_m; ++j) {
+            o.memory_weight_t[static_cast<std::size_t>(j) * o.p0 + k] = row[d.d_tree + j];
+            o.memory_weight[static_cast<std::size_t>(k) * o.pm + j] = row[d.d_tree + j];
+        }
+        o.bias0[k] = p.bias[0][k];
+    }
+    o.layers.resize(static_cast<std::size_t>(d.l_mlp));
+    for (int l = 1; l <= d.l_mlp; ++l)
+        fill_layer(p.weight[l], p.bias[l], l < d.l_mlp ? d.d_mlp : d.d_m, d.d_mlp, o.layers[l - 1]);
+    fill_layer(p.w_y, p.b_y, d.d_o, d.d_m, o.readout);
+
+    // Projection rows: one per (channel, κ group) with at least one valid synapse, in synapse order.
+    std::vector<std::vector<std::int32_t>> by_channel(static_cast<std::size_t>(d.d_in));
     for (int i = 0; i < d.d_s; ++i)
-        if (synapse_valid[i]) ++f.offsets[static_cast<std::size_t>(synapse_index[i]) + 1];
-    for (int c = 0; c < d.d_in; ++c) f.offsets[c + 1] += f.offsets[c];
-    f.synapse.resize(static_cast<std::size_t>(f.offsets[d.d_in]));
-    f.branch.resize(f.synapse.size());
-    std::vector<std::int32_t> fill(f.offsets.begin(), f.offsets.end() - 1);
-    for (int i = 0; i < d.d_s; ++i) {
-        if (!synapse_valid[i]) continue;
-        const auto pos = fill[static_cast<std::size_t>(synapse_index[i])]++;
-        f.synapse[pos] = i;
-        f.branch[pos] = i / d.d_brch;
+        if (synapse_mask[i] != T(0)) by_channel[static_cast<std::size_t>(synapse_index[i])].push_back(i);
+    o.proj_offsets.assign(static_cast<std::size_t>(d.d_in) + 1, 0);
+    o.proj_group.clear();
+    o.synapse_row.assign(static_cast<std::size_t>(d.d_s), -1);
+    std::vector<std::int32_t> row_of_group(static_cast<std::size_t>(o.groups));
+    for (int ch = 0; ch < d.d_in; ++ch) {
+        std::fill(row_of_group.begin(), row_of_group.end(), -1);
+        for (const auto i : by_channel[ch]) {
+            const auto g = branch_group[static_cast<std::size_t>(i / d.d_brch)];
+            if (row_of_group[g] < 0) {
+                row_of_group[g] = static_cast<std::int32_t>(o.proj_group.size());
+                o.proj_group.push_back(g);
+            }
+            o.synapse_row[i] = row_of_group[g];
+        }
+        o.proj_offsets[ch + 1] = static_cast<std::int32_t>(o.proj_group.size());
     }
-    return f;
+    o.proj.assign(o.proj_group.size() * o.p0, T(0));
+    for (int ch = 0; ch < d.d_in; ++ch)
+        for (const auto i : by_channel[ch]) {
+            T* u = o.proj.data() + static_cast<std::size_t>(o.synapse_row[i]) * o.p0;
+            const T* wb = o.branch_weight.data() + static_cast<std::size_t>(i / d.d_brch) * o.p0;
+            const T w = o.w_s[i];
+            for (int k = 0; k < n0; ++k) u[k] += w * wb[k];
+        }
 }
 
 template <class T>
-void branch_forward(const dims& d, int b0, int nb, const sparse_input<T>& x, const fanout& f, const T* w_s,
-                    const T* kappa_branch, T* branch) {
-    const std::size_t row = static_cast<std::size_t>(d.d_tree);
-    T* out = branch + static_cast<std::size_t>(b0) * d.T * row;
-    std::fill(out, out + static_cast<std::size_t>(nb) * d.T * row, T(0));
-    // Drive: Σ_k w_s ⊙ x̃ pushed from each input event to the synapses it feeds.
-    for (int b = b0; b < b0 + nb; ++b) {
-        for (int t = 0; t < d.T; ++t) {
-            T* drive = branch + (static_cast<std::size_t>(b) * d.T + t) * row;
-            const std::size_t bt = static_cast<std::size_t>(b) * d.T + t;
-            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
-                const int c = x.channels[e];
-                const T v = x.values[e];
-                for (auto k = f.offsets[c]; k < f.offsets[c + 1]; ++k) drive[f.branch[k]] += w_s[f.synapse[k]] * v;
-            }
-        }
-        // Trace: b_t = κ ⊙ b_{t-1} + drive_t (E1/E2), zero initial state.
-        T* s = branch + static_cast<std::size_t>(b) * d.T * row;
-        for (int t = 1; t < d.T; ++t) {
-            T* cur = s + static_cast<std::size_t>(t) * row;
-            const T* prev = cur - row;
-            for (int j = 0; j < d.d_tree; ++j) cur[j] += kappa_branch[j] * prev[j];
-        }
-    }
-}
-
-template <class T>
-void branch_backward(const dims& d, int b0, int nb, const sparse_input<T>& x, const fanout& f, const T* w_s,
-                     const T* kappa_branch, T* dbranch, T* dw_s, T* dx) {
-    const std::size_t row = static_cast<std::size_t>(d.d_tree);
-    for (int b = b0; b < b0 + nb; ++b) {
-        // Reverse trace: G_t = dL/db_t + κ ⊙ G_{t+1} (transpose of the forward filter).
-        T* g = dbranch + static_cast<std::size_t>(b) * d.T * row;
-        for (int t = d.T - 2; t >= 0; --t) {
-            T* cur = g + static_cast<std::size_t>(t) * row;
-            const T* next = cur + row;
-            for (int j = 0; j < d.d_tree; ++j) cur[j] += kappa_branch[j] * next[j];
-        }
+void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index, const T* synapse_mask,
+                  const T* w_s, const T* kappa_branch, T* branch) {
+    std::vector<T> dense(static_cast<std::size_t>(d.d_in));
+    for (int b = 0; b < d.B; ++b) {
         for (int t = 0; t < d.T; ++t) {
             const std::size_t bt = static_cast<std::size_t>(b) * d.T + t;
-            const T* gt = dbranch + bt * row;
-            // dL/dw_s[i] = Σ_t G_t[branch(i)]·x̃_t[i]: only input events contribute.
-            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
-                const int c = x.channels[e];
-                const T v = x.values[e];
-                for (auto k = f.offsets[c]; k < f.offsets[c + 1]; ++k) dw_s[f.synapse[k]] += gt[f.branch[k]] * v;
-            }
-            if (dx) {
-                // dL/dx_t[c] = Σ_{synapses i fed by c} G_t[branch(i)]·w_s[i]·mask[i] (masked ones are absent).
-                T* dxt = dx + bt * static_cast<std::size_t>(d.d_in);
-                for (int c = 0; c < d.d_in; ++c) {
-                    T acc = 0;
-                    for (auto k = f.offsets[c]; k < f.offsets[c + 1]; ++k) acc += gt[f.branch[k]] * w_s[f.synapse[k]];
-                    dxt[c] = acc;
+            std::fill(dense.begin(), dense.end(), T(0));
+            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) dense[x.channels[e]] += x.values[e];
+            T* cur = branch + bt * static_cast<std::size_t>(d.d_tree);
+            for (int j = 0; j < d.d_tree; ++j) {
+                T drive = 0;
+                for (int k = 0; k < d.d_brch; ++k) {
+                    const int i = j * d.d_brch + k;
+                    drive += w_s[i] * (dense[static_cast<std::size_t>(synapse_index[i])] * synapse_mask[i]);
                 }
+                cur[j] = (t > 0 ? kappa_branch[j] * cur[j - d.d_tree] : T(0)) + drive;
             }
         }
     }
@@ -109,12 +189,13 @@ void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t
     }
 }
 
-#define ELM_INSTANTIATE(T)                                                                                   \
-    template void branch_forward<T>(const dims&, int, int, const sparse_input<T>&, const fanout&, const T*,   \
-                                    const T*, T*);                                                           \
-    template void branch_backward<T>(const dims&, int, int, const sparse_input<T>&, const fanout&, const T*,  \
-                                     const T*, T*, T*, T*);                                                  \
-    template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,      \
+#define ELM_INSTANTIATE(T)                                                                                     \
+    template struct prepared<T>;                                                                               \
+    template void prepare<T>(const model_config&, const parameter_views<const T>&, const std::int64_t*, const T*, \
+                             int, int, prepared<T>&);                                                          \
+    template void branch_trace<T>(const dims&, const event_view<T>&, const std::int64_t*, const T*, const T*,   \
+                                  const T*, T*);                                                               \
+    template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,        \
                                      const T*, const T*, T*);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)

@@ -1,10 +1,23 @@
 #pragma once
-// Forward and backward kernels of the ELM stages (docs/model.md), as free functions over raw buffers of a
-// chunk of samples [b0, b0 + nb). Buffers are batch-major [B][T][n], row-major, so a sample's trajectory
-// is contiguous and each chunk has exactly one writer per output element. model.cpp sequences them.
+// Forward and backward kernels of the ELM (docs/model.md "Computation"), over raw buffers. model.cpp
+// sequences them over fixed chunks of samples.
+//
+// The input stage is folded into the first MLP layer (docs/model.md "Input projection"): with one κ per
+// branch, the branch traces are linear in the input events, so W_b·b_t (the branch half of the first layer)
+// equals a κ-filtered sum of per-event rows U[c] = Σ_{synapses i of channel c} w_s[i]·W_b[:, branch(i)].
+// Each input event adds one padded row of U to a first-layer accumulator instead of touching synapses and
+// branches: O(events·d_mlp) instead of O(events·fan-out + T·d_tree·d_mlp). Branches with different κ fall
+// into separate κ groups, each with its own accumulator (one group in every published model).
+//
+// Per step the recurrence is a chain of small dense layers on a few samples ("rows"): dense_rows below,
+// the one matrix kernel, written with SIMD vectors over the output features (feature rows padded to whole
+// vectors, simd.hpp). Every sample goes through the same instructions whatever the chunking, so a sample's
+// output does not depend on the batch it is in or on the thread count.
 
 #include <elmneuron/config.hpp>
 #include <elmneuron/model.hpp>
+
+#include "model/simd.hpp"
 
 #include <Eigen/Core>
 
@@ -48,55 +61,129 @@ struct parameter_views {
     P* b_y = nullptr;          // [d_o]
 };
 
-// For each input channel, the valid synapses it feeds and their branches (the routing inverted, so that
-// input events are pushed to synapses: cost ∝ events, not synapses × steps). Masked synapses are left out:
-// their input is multiplied by 0 in the published model, so they neither contribute nor get gradient.
-struct fanout {
-    std::vector<std::int32_t> offsets;  // [d_in + 1]
-    std::vector<std::int32_t> synapse;  // synapse index
-    std::vector<std::int32_t> branch;   // synapse / d_brch
+// Input events: those of sample b at step t are [offsets[b·time + t], offsets[b·time + t + 1]).
+template <class T>
+struct event_view {
+    const std::int64_t* offsets = nullptr;
+    const std::int32_t* channels = nullptr;
+    const T* values = nullptr;
+    int time = 1;
 };
-fanout build_fanout(const dims& d, const std::int64_t* synapse_index, const unsigned char* synapse_valid);
 
-// ---- input stage (E1-E3): routing, w_s, traces, branch sums -----------------------------------------
-// branch[b][t][j] = b_t[j] = κ_b[j]·b_{t-1}[j] + Σ_{k} w_s[j·d_brch+k]·x̃_t[j·d_brch+k]
+// A Linear layer in the two layouts the kernels read: transposed [in][pad(out)] for forward products
+// (h·Wᵀ), as stored [out][pad(in)] for backward ones (g·W); zeros in the padding.
 template <class T>
-void branch_forward(const dims& d, int b0, int nb, const sparse_input<T>& x, const fanout& f, const T* w_s,
-                    const T* kappa_branch, T* branch);
-// In: dbranch = dL/db_t (direct). Out: dbranch becomes G_t = dL/d(drive_t) (reverse trace, in place);
-// dw_s += Σ G·x̃ per synapse; dx (if not null) = dense dL/dx for the chunk's samples.
+struct dense_layer {
+    int in = 0, out = 0, padded_in = 0, padded_out = 0;
+    aligned_vector<T> transposed;  // [in][padded_out]
+    aligned_vector<T> rows;        // [out][padded_in]
+    aligned_vector<T> bias;        // [padded_out]
+};
+
+// The model's parameters in kernel layout, with the per-call derived quantities (reference/paper.md §1.2-1.4:
+// w_s = ReLU(ŵ_s), κ = exp(-Δt/max(τ, 1e-6)), τ_m = scaled sigmoid, the memory gain). Built by prepare()
+// once per forward call (kept in the workspace for the backward) or once per stream.
 template <class T>
-void branch_backward(const dims& d, int b0, int nb, const sparse_input<T>& x, const fanout& f, const T* w_s,
-                     const T* kappa_branch, T* dbranch, T* dw_s, T* dx);
-// v1 diagnostic: per-synapse currents s[b][t][i] (E1).
+struct prepared {
+    dims d;
+    activation act = activation::relu;
+    int p0 = 0, ph = 0, pm = 0, po = 0;  // padded widths: first-layer output, hidden, memory, output
+
+    // Input stage folded into the first layer (header comment).
+    int groups = 0;                        // distinct κ_b values
+    std::vector<T> group_kappa;            // [groups]
+    std::vector<std::int32_t> proj_offsets;  // [d_in + 1]: projection rows of each channel
+    std::vector<std::int32_t> proj_group;    // [rows]: κ group of each projection row
+    aligned_vector<T> proj;                  // [rows][p0]: U
+    std::vector<std::int32_t> synapse_row;   // [d_s]: projection row of each synapse, -1 if masked
+    aligned_vector<T> w_s;                   // [d_s] ReLU(ŵ_s)
+    aligned_vector<T> kappa_branch;          // [d_tree]
+    aligned_vector<T> branch_weight;         // [d_tree][p0]: column j of W_0 (branch half), for dw_s
+
+    // MLP: first layer split into the memory half W_m (transposed [d_m][p0] and as stored [n0][pm]) and c_0;
+    // layers 1..l_mlp; readout W_y.
+    aligned_vector<T> bias0;                  // [p0]
+    aligned_vector<T> memory_weight_t;        // [d_m][p0]
+    aligned_vector<T> memory_weight;          // [n0][pm]
+    std::vector<dense_layer<T>> layers;       // l_mlp layers after the first
+    dense_layer<T> readout;                   // d_m -> d_o
+    aligned_vector<T> kappa_m, memory_gain;   // [pm], 0 in the padding
+
+    std::size_t bytes() const;
+};
+
+// Builds `out` (reusing its storage) from the parameter block. Routing: input channel and 0/1 validity of
+// each synapse.
+template <class T>
+void prepare(const model_config& config, const parameter_views<const T>& p, const std::int64_t* synapse_index,
+             const T* synapse_mask, int batch, int time, prepared<T>& out);
+
+// ---- the matrix kernel ----------------------------------------------------------------------------------
+// out[s][:] = init[s][:] + Σ_{j < n_in} x[s][j]·M[j][:] for s < rows (init = nullptr: 0). M: [n_in][np],
+// np a multiple of the SIMD width; x: rows of n_in scalars (row stride xs); out/init rows of np values
+// (strides os, is; is = 0 repeats one init row, e.g. a bias; init may be out). Summation order per element:
+// init, then j = 0, 1, ..., the same for every row.
+template <class T>
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
+                T* out, std::size_t os);
+
+// ---- one time step for `rows` samples (b0, b0+1, ...) -----------------------------------------------------
+// Where step t's activations of the samples go: row s of a buffer at base + s·stride.
+template <class T>
+struct step_rows {
+    T* hidden = nullptr;        // pre-activations of hidden layer l at hidden + l·layer_stride (l_mlp > 0)
+    std::size_t layer_stride = 0, hidden_stride = 0;
+    T* delta = nullptr;         // Δm_t
+    T* memory = nullptr;        // m_t
+    T* memory_in = nullptr;     // κ_m ⊙ m_{t-1}, the MLP's memory input (nullptr: not kept)
+    std::size_t memory_stride = 0;
+    T* y = nullptr;             // y_t: d_o values per row
+    std::size_t y_stride = 0;
+};
+
+// State carried from step to step: the first-layer input accumulators a_g ([groups][rows][p0]) and
+// κ_m ⊙ m_{t-1} ([rows][pm]); zero before the first step. Scratch: [rows][max(ph, po)].
+template <class T>
+void step_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t, T* accumulators,
+                  T* memory_in, T* scratch, const step_rows<T>& out);
+
+// ---- a chunk of samples over all steps -------------------------------------------------------------------
+// Activation buffers of the whole batch, [B][T][padded width] (hidden: [l_mlp][B][T][ph]).
+template <class T>
+struct activations {
+    T* hidden = nullptr;     // forward: pre-activations; backward turns them into activations h
+    T* delta = nullptr;      // forward: Δm_t; backward: dL/d(MLP output)
+    T* memory = nullptr;     // m_t
+    T* memory_in = nullptr;  // κ_m ⊙ m_{t-1}
+    T* dhidden = nullptr;    // backward: dL/d(pre-activations) [l_mlp][B][T][ph]
+};
+
+// Per-chunk scratch sizes (elements) for forward and backward.
+template <class T>
+std::size_t forward_scratch_size(const prepared<T>& p, int rows);
+template <class T>
+std::size_t backward_scratch_size(const prepared<T>& p, int rows);
+
+template <class T>
+void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a, T* y,
+                   T* scratch);
+
+// Chunk gradients: g (parameter-block layout) receives the MLP and readout weight/bias gradients; dkappa_m and
+// dgain (d_m each) the gradients of κ_m and of the memory gain; proj_grad ([proj rows][p0]) dL/dU, from
+// which model.cpp derives dW_b and dw_s; dx (optional) dense dL/dx [B][T][d_in]. Consumes the activations.
+template <class T>
+void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
+                    const T* dy, const parameter_views<T>& g, T* dkappa_m, T* dgain, T* proj_grad, T* dx,
+                    T* scratch);
+
+// ---- diagnostics (not on the forward path) ---------------------------------------------------------------
+// Branch traces b_t[b][t][j] (E1-E3, v2's state; v1's BranchSum(s_t)).
+template <class T>
+void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index, const T* synapse_mask,
+                  const T* w_s, const T* kappa_branch, T* branch);
+// v1 per-synapse currents s[b][t][i] (E1).
 template <class T>
 void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t* synapse_index,
                      const T* synapse_mask, const T* w_s, const T* kappa_s, T* s);
-
-// ---- recurrence (E4-E6): MLP on [b_t, κ_m ⊙ m_{t-1}], Δm, memory update ------------------------------
-template <class T>
-struct recurrence_buffers {
-    T* branch;   // [B][T][d_tree]
-    T* hidden;   // [l_mlp][B][T][d_mlp] hidden pre-activations
-    T* delta_m;  // [B][T][d_m]
-    T* memory;   // [B][T][d_m]
-};
-template <class T>
-void recurrence_forward(const dims& d, int b0, int nb, const parameter_views<const T>& p, activation act,
-                        const T* kappa_m, const T* gain, const recurrence_buffers<T>& buf);
-// dmemory: [B][T][d_m] dL/dm_t from the readout (consumed). Writes dbranch [B][T][d_tree] = dL/db_t;
-// accumulates weight, bias, dκ_m and d(gain) gradients into g (chunk-local).
-template <class T>
-void recurrence_backward(const dims& d, int b0, int nb, const parameter_views<const T>& p, activation act,
-                         const T* kappa_m, const T* gain, const recurrence_buffers<T>& buf, T* dmemory,
-                         T* dbranch, const parameter_views<T>& g, T* dkappa_m, T* dgain);
-
-// ---- readout (E7): y_t = W_y m_t + b_y ---------------------------------------------------------------
-template <class T>
-void readout_forward(const dims& d, int b0, int nb, const T* w_y, const T* b_y, const T* memory, T* y);
-// dmemory (=) dy·W_y; dw_y, db_y (+=).
-template <class T>
-void readout_backward(const dims& d, int b0, int nb, const T* w_y, const T* memory, const T* dy, T* dmemory,
-                      T* dw_y, T* db_y);
 
 }  // namespace elm::detail

@@ -67,8 +67,8 @@ int num_threads() { return run_threads(); }
 
 template <class T>
 std::size_t workspace<T>::bytes() const {
-    return sizeof(T) * (branch.size() + hidden.size() + delta_m.size() + memory.size() + w_s.size() +
-                        kappa_branch.size() + kappa_m.size() + memory_gain.size() + scratch.size());
+    return sizeof(T) * (hidden.size() + delta_m.size() + memory.size() + memory_in.size() + scratch.size()) +
+           (prepared ? prepared->bytes() : 0);
 }
 
 template <class T>
@@ -227,31 +227,6 @@ model<U> model<T>::cast() const {
 
 namespace {
 
-// Derived per-call quantities (E1, E5, §1.4): w_s = ReLU(ŵ_s), κ = exp(-Δt / max(τ, 1e-6)),
-// τ_m = (hi - lo)·σ(p) + lo, gain = λ(1-κ_m) (v1) or 1 - exp(-Δt·λ/max(τ_m, 1e-6)) (v2).
-template <class T>
-void derive(const model_config& c, const detail::parameter_views<const T>& p, workspace<T>& ws) {
-    const int S = c.num_synapse(), nb = c.branches(), dm = c.num_memory, db = c.num_synapse_per_branch;
-    const T dt = T(c.delta_t), lambda = T(c.lambda_value);
-    ws.w_s.resize(static_cast<std::size_t>(S));
-    for (int i = 0; i < S; ++i) ws.w_s[i] = p.proto_w_s[i] > T(0) ? p.proto_w_s[i] : T(0);
-    ws.kappa_branch.resize(static_cast<std::size_t>(nb));
-    for (int j = 0; j < nb; ++j) {
-        const T tau = c.version == model_version::v1 ? p.tau_branch[j * db] : p.tau_branch[j];
-        ws.kappa_branch[j] = std::exp(-dt / std::max(tau, T(1e-6)));
-    }
-    ws.kappa_m.resize(static_cast<std::size_t>(dm));
-    ws.memory_gain.resize(static_cast<std::size_t>(dm));
-    const T lo = T(c.memory_tau_min), hi = T(c.effective_tau_max());
-    for (int k = 0; k < dm; ++k) {
-        const T tau = (hi - lo) * (T(1) / (T(1) + std::exp(-p.proto_tau_m[k]))) + lo;
-        const T tc = std::max(tau, T(1e-6));
-        ws.kappa_m[k] = std::exp(-dt / tc);
-        ws.memory_gain[k] = c.version == model_version::v1 ? lambda * (T(1) - ws.kappa_m[k])
-                                                           : T(1) - std::exp(-dt * lambda / tc);
-    }
-}
-
 template <class T>
 void check_input(const model_config& c, const sparse_input<T>& x) {
     if (x.num_input != c.num_input)
@@ -264,10 +239,17 @@ void check_input(const model_config& c, const sparse_input<T>& x) {
 }
 
 template <class T>
-std::vector<unsigned char> valid_bytes(std::span<const T> mask) {
-    std::vector<unsigned char> v(mask.size());
-    for (std::size_t i = 0; i < mask.size(); ++i) v[i] = mask[i] != T(0);
-    return v;
+detail::event_view<T> events_of(const sparse_input<T>& x) {
+    return {x.offsets.data(), x.channels.data(), x.values.data(), x.time};
+}
+
+template <class T>
+void prepare_into(const model_config& c, const std::vector<parameter_info>& layout, const aligned_vector<T>& params,
+                  const std::vector<std::int64_t>& index, const std::vector<T>& mask, int batch, int time,
+                  std::shared_ptr<detail::prepared<T>>& out) {
+    if (!out) out = std::make_shared<detail::prepared<T>>();
+    detail::prepare(c, views<const T>(layout, params.data(), c.mlp_num_layers), index.data(), mask.data(), batch,
+                    time, *out);
 }
 
 }  // namespace
@@ -275,29 +257,29 @@ std::vector<unsigned char> valid_bytes(std::span<const T> mask) {
 template <class T>
 void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const {
     check_input(config_, x);
-    const auto d = make_dims(config_, x.batch, x.time);
-    const auto out_size = static_cast<std::size_t>(d.B) * d.T * d.d_o;
+    const std::size_t out_size = static_cast<std::size_t>(x.batch) * x.time * config_.num_output;
     if (y.size() != out_size)
         throw error("output", "y", std::to_string(out_size) + " elements [B][T][num_output]", std::to_string(y.size()));
-    const auto p = views<const T>(layout_, params_.data(), d.l_mlp);
-    derive(config_, p, ws);
+    ws.ready_for_backward = false;
+    prepare_into(config_, layout_, params_, synapse_index_, synapse_mask_, x.batch, x.time, ws.prepared);
+    const auto& p = *ws.prepared;
+    const auto& d = p.d;
     const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
     ws.batch = d.B;
     ws.time = d.T;
-    ws.branch.resize(bt * d.d_tree);
-    ws.hidden.resize(bt * d.d_mlp * d.l_mlp);
-    ws.delta_m.resize(bt * d.d_m);
-    ws.memory.resize(bt * d.d_m);
-    const auto valid = valid_bytes<T>(synapse_mask_);
-    const auto fan = detail::build_fanout(d, synapse_index_.data(), valid.data());
-    const detail::recurrence_buffers<T> buf{ws.branch.data(), ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
+    ws.hidden.resize(bt * p.ph * d.l_mlp);
+    ws.delta_m.resize(bt * p.pm);
+    ws.memory.resize(bt * p.pm);
+    ws.memory_in.resize(bt * p.pm);
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
+    const std::size_t scratch = detail::forward_scratch_size(p, per_chunk);
+    ws.scratch.resize(scratch * chunks);
+    const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data(), ws.memory_in.data(), nullptr};
+    const auto ev = events_of(x);
 #pragma omp parallel for schedule(static) num_threads(run_threads())
     for (int c = 0; c < chunks; ++c) {
         const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
-        detail::branch_forward(d, b0, nb, x, fan, ws.w_s.data(), ws.kappa_branch.data(), ws.branch.data());
-        detail::recurrence_forward(d, b0, nb, p, config_.mlp_activation, ws.kappa_m.data(), ws.memory_gain.data(), buf);
-        detail::readout_forward(d, b0, nb, p.w_y, p.b_y, ws.memory.data(), y.data());
+        detail::forward_chunk(p, ev, b0, nb, act, y.data(), ws.scratch.data() + static_cast<std::size_t>(c) * scratch);
     }
     ws.ready_for_backward = true;
 }
@@ -306,13 +288,14 @@ template <class T>
 void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws, std::span<T> dparams,
                         std::span<T> dx) const {
     check_input(config_, x);
-    const auto d = make_dims(config_, x.batch, x.time);
-    if (!ws.ready_for_backward)
+    if (!ws.ready_for_backward || !ws.prepared)
         throw error("workspace", "forward", "a forward call on this workspace before each backward",
                     "backward without a new forward (backward consumes the workspace)");
-    if (ws.batch != d.B || ws.time != d.T || ws.memory.size() != static_cast<std::size_t>(d.B) * d.T * d.d_m)
+    const auto& p = *ws.prepared;
+    const auto& d = p.d;
+    if (ws.batch != x.batch || ws.time != x.time)
         throw error("workspace", "shape", "the (batch, time) of the preceding forward call",
-                    std::to_string(d.B) + " x " + std::to_string(d.T));
+                    std::to_string(x.batch) + " x " + std::to_string(x.time));
     ws.ready_for_backward = false;
     const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
     if (dy.size() != bt * d.d_o)
@@ -322,36 +305,39 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     if (!dx.empty() && dx.size() != bt * d.d_in)
         throw error("gradient", "dx", std::to_string(bt * d.d_in) + " elements [B][T][num_input]", std::to_string(dx.size()));
 
-    const auto p = views<const T>(layout_, params_.data(), d.l_mlp);
-    const detail::recurrence_buffers<T> buf{ws.branch.data(), ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
-    const auto valid = valid_bytes<T>(synapse_mask_);
-    const auto fan = detail::build_fanout(d, synapse_index_.data(), valid.data());
-    ws.scratch.resize(bt * (d.d_m + d.d_tree));
-    T* dmemory = ws.scratch.data();
-    T* dbranch = ws.scratch.data() + bt * d.d_m;
-
-    // Chunk-local gradients: the parameter block followed by dκ_m and d(gain), summed in chunk order below.
+    // Per chunk: its gradient block (parameter layout, then dκ_m and d(gain)), dL/dU and kernel scratch; summed
+    // in chunk order below, so the result does not depend on the thread count.
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
-    const std::size_t P = params_.size(), stride = P + 2 * static_cast<std::size_t>(d.d_m);
-    aligned_vector<T> local(static_cast<std::size_t>(chunks) * stride, T(0));
+    // Each section starts on a SIMD vector boundary (the kernels use aligned vector loads).
+    const auto whole = [](std::size_t n) { return (n + detail::simd<T>::lanes - 1) / detail::simd<T>::lanes * detail::simd<T>::lanes; };
+    const std::size_t P = params_.size(), grad_size = whole(P + 2 * static_cast<std::size_t>(d.d_m));
+    const std::size_t proj_size = p.proj.size(), scratch = whole(detail::backward_scratch_size(p, per_chunk));
+    const std::size_t per = grad_size + proj_size + scratch;
+    const std::size_t dhidden = bt * p.ph * d.l_mlp;
+    ws.scratch.assign(dhidden + per * chunks, T(0));
+    const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data(), ws.memory_in.data(),
+                                     ws.scratch.data()};
+    const auto ev = events_of(x);
+    T* local = ws.scratch.data() + dhidden;
 #pragma omp parallel for schedule(static) num_threads(run_threads())
     for (int c = 0; c < chunks; ++c) {
         const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
-        T* g = local.data() + static_cast<std::size_t>(c) * stride;
+        T* g = local + static_cast<std::size_t>(c) * per;
         const auto gv = views<T>(layout_, g, d.l_mlp);
-        detail::readout_backward(d, b0, nb, p.w_y, ws.memory.data(), dy.data(), dmemory, gv.w_y, gv.b_y);
-        detail::recurrence_backward(d, b0, nb, p, config_.mlp_activation, ws.kappa_m.data(), ws.memory_gain.data(),
-                                    buf, dmemory, dbranch, gv, g + P, g + P + d.d_m);
-        detail::branch_backward(d, b0, nb, x, fan, ws.w_s.data(), ws.kappa_branch.data(), dbranch, gv.proto_w_s,
-                                dx.empty() ? nullptr : dx.data());
+        detail::backward_chunk(p, ev, b0, nb, act, dy.data(), gv, g + P, g + P + d.d_m, g + grad_size,
+                               dx.empty() ? nullptr : dx.data(), g + grad_size + proj_size);
     }
-    aligned_vector<T> total(stride, T(0));
-    for (int c = 0; c < chunks; ++c)
-        for (std::size_t i = 0; i < stride; ++i) total[i] += local[static_cast<std::size_t>(c) * stride + i];
+    for (int c = 1; c < chunks; ++c) {
+        const T* src = local + static_cast<std::size_t>(c) * per;
+        for (std::size_t i = 0; i < grad_size + proj_size; ++i) local[i] += src[i];
+    }
+    const T* total = local;
+    const T* proj_grad = local + grad_size;
 
+    const auto pv = views<const T>(layout_, params_.data(), d.l_mlp);
     const auto gp = views<T>(layout_, dparams.data(), d.l_mlp);
-    const auto tv = views<const T>(layout_, total.data(), d.l_mlp);
-    // Linear layers and readout: plain sums.
+    const auto tv = views<const T>(layout_, total, d.l_mlp);
+    // Linear layers and readout: plain sums (the branch half of layer 0 is zero in `total`, filled below).
     for (int l = 0; l <= d.l_mlp; ++l) {
         const auto& wi = layout_[3 + 2 * l];
         const auto& bi = layout_[4 + 2 * l];
@@ -360,17 +346,32 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     }
     for (std::size_t i = 0; i < layout_[5 + 2 * d.l_mlp].size; ++i) gp.w_y[i] += tv.w_y[i];
     for (int i = 0; i < d.d_o; ++i) gp.b_y[i] += tv.b_y[i];
-    // w_s = ReLU(ŵ_s): gradient passes where ŵ_s > 0 (torch's relu backward gives 0 at 0).
-    for (int i = 0; i < d.d_s; ++i)
-        if (p.proto_w_s[i] > T(0)) gp.proto_w_s[i] += tv.proto_w_s[i];
+    // Input stage from dL/dU (kernels.hpp): U[c, g] = Σ_i w_s[i]·W_b[:, branch(i)], so per valid synapse i
+    // dW_b[:, branch(i)] += w_s[i]·dL/dU and dw_s[i] = W_b[:, branch(i)]·dL/dU; w_s = ReLU(ŵ_s) passes the
+    // gradient where ŵ_s > 0 (torch's relu backward gives 0 at 0).
+    const int n0 = d.n0(), dz = d.d_z();
+    for (int i = 0; i < d.d_s; ++i) {
+        const auto r = p.synapse_row[i];
+        if (r < 0) continue;  // masked: multiplied by 0 in the published model
+        const int j = i / d.d_brch;
+        const T* q = proj_grad + static_cast<std::size_t>(r) * p.p0;
+        const T* wb = p.branch_weight.data() + static_cast<std::size_t>(j) * p.p0;
+        const T w = p.w_s[i];
+        T dw = 0;
+        for (int k = 0; k < n0; ++k) {
+            gp.weight[0][static_cast<std::size_t>(k) * dz + j] += w * q[k];
+            dw += wb[k] * q[k];
+        }
+        if (pv.proto_w_s[i] > T(0)) gp.proto_w_s[i] += dw;
+    }
     // τ_m through κ_m and the gain (§1.4): dτ/dp = (hi - lo)·σ(p)(1 - σ(p)).
     const double lo = config_.memory_tau_min, hi = config_.effective_tau_max();
     const double dt = config_.delta_t, lambda = config_.lambda_value;
     for (int k = 0; k < d.d_m; ++k) {
-        const double s = sigmoid(static_cast<double>(p.proto_tau_m[k]));
+        const double s = sigmoid(static_cast<double>(pv.proto_tau_m[k]));
         const double tau = (hi - lo) * s + lo;
         if (tau <= 1e-6) continue;  // clamped: no gradient
-        const double kappa = static_cast<double>(ws.kappa_m[k]);
+        const double kappa = static_cast<double>(p.kappa_m[k]);
         const double dkappa_dtau = kappa * dt / (tau * tau);
         const double dgain_dtau = config_.version == model_version::v1
                                       ? -lambda * dkappa_dtau
@@ -379,6 +380,31 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
                             static_cast<double>(total[P + d.d_m + k]) * dgain_dtau;
         gp.proto_tau_m[k] += T(dtau * (hi - lo) * s * (1 - s));
     }
+}
+
+template <class T>
+std::vector<T> model<T>::memory_trace(const workspace<T>& ws) const {
+    const int dm = config_.num_memory, pm = detail::padded<T>(dm);
+    const std::size_t rows = static_cast<std::size_t>(ws.batch) * ws.time;
+    if (ws.memory.size() != rows * pm || rows == 0)
+        throw error("workspace", "memory", "the activations of a forward call of this model",
+                    std::to_string(ws.memory.size()) + " stored values");
+    std::vector<T> out(rows * dm);
+    for (std::size_t r = 0; r < rows; ++r)
+        std::copy_n(ws.memory.begin() + static_cast<std::ptrdiff_t>(r * pm), dm, out.begin() + static_cast<std::ptrdiff_t>(r * dm));
+    return out;
+}
+
+template <class T>
+void model<T>::branch_trace(const sparse_input<T>& x, std::span<T> b) const {
+    check_input(config_, x);
+    const auto d = make_dims(config_, x.batch, x.time);
+    if (b.size() != static_cast<std::size_t>(d.B) * d.T * d.d_tree)
+        throw error("output", "branch trace", "[B][T][num_branch] elements", std::to_string(b.size()));
+    std::shared_ptr<detail::prepared<T>> p;
+    prepare_into(config_, layout_, params_, synapse_index_, synapse_mask_, x.batch, x.time, p);
+    detail::branch_trace(d, events_of(x), synapse_index_.data(), synapse_mask_.data(), p->w_s.data(),
+                         p->kappa_branch.data(), b.data());
 }
 
 template <class T>
@@ -397,6 +423,111 @@ void model<T>::synapse_trace(const sparse_input<T>& x, std::span<T> s) const {
         kappa[i] = std::exp(-T(config_.delta_t) / std::max(tau[i], T(1e-6)));
     }
     detail::synapse_forward(d, x, synapse_index_.data(), synapse_mask_.data(), w.data(), kappa.data(), s.data());
+}
+
+// ---- stream ---------------------------------------------------------------------------------------------
+
+template <class T>
+stream<T>::stream(const model<T>& m, int batch) : config_(m.config()), batch_(batch) {
+    if (batch < 1) throw error("stream", "batch", "at least 1 sample", std::to_string(batch));
+    const auto index = m.synapse_input_index();
+    const auto mask = m.synapse_mask();
+    const std::vector<std::int64_t> idx(index.begin(), index.end());
+    const std::vector<T> msk(mask.begin(), mask.end());
+    const auto params = m.parameters();
+    const aligned_vector<T> copy(params.begin(), params.end());
+    prepare_into(config_, m.layout(), copy, idx, msk, batch, 1, prepared_);
+    const auto& p = *prepared_;
+    const std::size_t n = static_cast<std::size_t>(batch);
+    state_.assign(n * (static_cast<std::size_t>(p.groups) * p.p0 + p.pm), T(0));
+    rows_.assign(n * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm)), T(0));
+    scratch_.assign(n * static_cast<std::size_t>(std::max(p.ph, p.po)), T(0));
+}
+
+template <class T>
+void stream<T>::reset() {
+    std::fill(state_.begin(), state_.end(), T(0));
+}
+
+template <class T>
+void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, const T* values, int time, int t,
+                    std::span<T> y) {
+    const auto& p = *prepared_;
+    if (y.size() != static_cast<std::size_t>(batch_) * p.d.d_o)
+        throw error("stream output", "y", std::to_string(batch_ * p.d.d_o) + " elements [batch][num_output]",
+                    std::to_string(y.size()));
+    const std::size_t n = static_cast<std::size_t>(batch_);
+    detail::step_rows<T> r;
+    r.hidden = rows_.data();
+    r.hidden_stride = p.ph;
+    r.layer_stride = n * p.ph;
+    r.delta = rows_.data() + n * p.ph * p.d.l_mlp;
+    r.memory = r.delta + n * p.pm;
+    r.memory_stride = p.pm;
+    r.y = y.data();
+    r.y_stride = p.d.d_o;
+    T* acc = state_.data();
+    detail::step_forward(p, detail::event_view<T>{offsets, channels, values, time}, 0, batch_, t, acc,
+                         acc + n * p.groups * p.p0, scratch_.data(), r);
+}
+
+template <class T>
+void stream<T>::step(std::span<const std::int64_t> offsets, std::span<const std::int32_t> channels,
+                     std::span<const T> values, std::span<T> y) {
+    const char* src = "stream step";
+    if (offsets.size() != static_cast<std::size_t>(batch_) + 1)
+        throw error(src, "offsets", std::to_string(batch_ + 1) + " entries (batch + 1)", std::to_string(offsets.size()));
+    if (channels.size() != values.size())
+        throw error(src, "channels", std::to_string(values.size()) + " entries (one per value)",
+                    std::to_string(channels.size()));
+    if (offsets.front() < 0 || offsets.back() > static_cast<std::int64_t>(values.size()))
+        throw error(src, "offsets", "within [0, number of events]",
+                    std::to_string(offsets.front()) + " .. " + std::to_string(offsets.back()));
+    for (int b = 0; b < batch_; ++b) {
+        if (offsets[b + 1] < offsets[b])
+            throw error(src, "offsets[" + std::to_string(b + 1) + "]", "non-decreasing", std::to_string(offsets[b + 1]));
+        for (auto e = offsets[b]; e < offsets[b + 1]; ++e) {
+            if (channels[e] < 0 || channels[e] >= config_.num_input)
+                throw error(src, "channels[" + std::to_string(e) + "]",
+                            "in [0, " + std::to_string(config_.num_input) + ")", std::to_string(channels[e]));
+            if (!std::isfinite(static_cast<double>(values[e])))
+                throw error(src, "values[" + std::to_string(e) + "]", "a finite value", "NaN or inf");
+        }
+    }
+    run(offsets.data(), channels.data(), values.data(), 1, 0, y);
+}
+
+template <class T>
+void stream<T>::step(const sparse_input<T>& x, int t, std::span<T> y) {
+    if (x.batch != batch_ || x.num_input != config_.num_input)
+        throw error("stream step", "input", std::to_string(batch_) + " samples of " + std::to_string(config_.num_input) +
+                    " channels", std::to_string(x.batch) + " samples of " + std::to_string(x.num_input) + " channels");
+    if (t < 0 || t >= x.time)
+        throw error("stream step", "t", "a step in [0, " + std::to_string(x.time) + ")", std::to_string(t));
+    if (x.offsets.size() != static_cast<std::size_t>(x.batch) * x.time + 1)
+        throw error("stream step", "offsets", "batch*time + 1 entries", std::to_string(x.offsets.size()));
+    for (int b = 0; b < batch_; ++b) {
+        const std::size_t bt = static_cast<std::size_t>(b) * x.time + t;
+        const auto lo = x.offsets[bt], hi = x.offsets[bt + 1];
+        if (lo < 0 || hi < lo || hi > static_cast<std::int64_t>(x.values.size()) || x.channels.size() != x.values.size())
+            throw error("stream step", "offsets[" + std::to_string(bt) + "]", "a valid event range",
+                        std::to_string(lo) + " .. " + std::to_string(hi));
+        for (auto e = lo; e < hi; ++e)
+            if (x.channels[e] < 0 || x.channels[e] >= config_.num_input || !std::isfinite(static_cast<double>(x.values[e])))
+                throw error("stream step", "event " + std::to_string(e), "a channel in range and a finite value",
+                            std::to_string(x.channels[e]));
+    }
+    run(x.offsets.data(), x.channels.data(), x.values.data(), x.time, t, y);
+}
+
+template <class T>
+std::vector<T> stream<T>::memory() const {
+    const auto& p = *prepared_;
+    std::vector<T> out(static_cast<std::size_t>(batch_) * p.d.d_m);
+    const T* m = rows_.data() + static_cast<std::size_t>(batch_) * p.ph * p.d.l_mlp + static_cast<std::size_t>(batch_) * p.pm;
+    for (int b = 0; b < batch_; ++b)
+        std::copy_n(m + static_cast<std::size_t>(b) * p.pm, p.d.d_m, out.begin() + static_cast<std::ptrdiff_t>(b) * p.d.d_m);
+    return out;
 }
 
 template <class T>
@@ -462,6 +593,8 @@ template sparse_input<float> sparse_from_dense(std::span<const float>, int, int,
 template sparse_input<double> sparse_from_dense(std::span<const double>, int, int, int, std::string_view);
 template class model<float>;
 template class model<double>;
+template class stream<float>;
+template class stream<double>;
 template model<double> model<float>::cast<double>() const;
 template model<float> model<double>::cast<float>() const;
 template model<float> model<float>::cast<float>() const;

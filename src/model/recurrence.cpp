@@ -1,205 +1,433 @@
-// The sequential part of the ELM (docs/model.md E4-E6; reference/paper.md §1.2 v1, §1.3 v2):
-//   z_t  = [b_t, κ_m ⊙ m_{t-1}]
-//   Δm_t = 1.7159·tanh((2/3)·MLP(z_t))                       "custom_tanh" of the published code
-//   m_t  = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t      gain = λ(1-κ_m) (v1)  or  1-κ_λ, κ_λ = exp(-Δt·λ/τ_m) (v2)
-// The first Linear layer is split as W_0 = [W_b | W_m]: W_b·b_t + c_0 does not depend on the recurrence and
-// is computed for all steps of the chunk as one product; per step only W_m·(κ_m ⊙ m_{t-1}) is added.
-// Per step the chunk's samples are one small matrix product (rows = samples). Buffers [B][T][n]; the rows
-// of step t are strided by T·n, which Eigen maps express without copies.
+// The sequential part of the ELM (docs/model.md E1-E7; reference/paper.md §1.2 v1, §1.3 v2), one step at a time:
+//   a_g,t = κ_g·a_g,t-1 + Σ_{events (c, v)} v·U[c, g]                  input stage folded into layer 0
+//   z_t   = [b_t, κ_m ⊙ m_{t-1}],  pre_0 = W_0·z_t + c_0 = Σ_g a_g,t + W_m·(κ_m ⊙ m_{t-1}) + c_0
+//   Δm_t  = 1.7159·tanh((2/3)·MLP(z_t))                                 "custom_tanh" of the published code
+//   m_t   = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t     gain = λ(1-κ_m) (v1) or 1-κ_λ, κ_λ = exp(-Δt·λ/τ_m) (v2)
+//   y_t   = W_y m_t + b_y                                                 readout of the NEW memory
+// and its reverse-time transpose (BPTT). Per step everything is dense_rows on the chunk's samples; weight
+// gradients, which do not feed the recurrence, are summed afterwards as [rows·T]-deep products (Eigen).
 
 #include "model/kernels.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
+#include <utility>
 
 namespace elm::detail {
 namespace {
 
-constexpr double tanh_scale = 1.7159;        // LeCun's scaled tanh, published custom_tanh
+constexpr double tanh_scale = 1.7159;  // LeCun's scaled tanh, published custom_tanh
 constexpr double tanh_slope = 2.0 / 3.0;
 
 template <class T>
-T sigmoid(T a) {
-    return T(1) / (T(1) + std::exp(-a));
+using vec = typename simd<T>::vec;
+template <class T>
+constexpr int lanes = simd<T>::lanes;
+
+template <class T>
+vec<T>* as_vec(T* p) {
+    return reinterpret_cast<vec<T>*>(p);
+}
+template <class T>
+const vec<T>* as_vec(const T* p) {
+    return reinterpret_cast<const vec<T>*>(p);
 }
 
-// out = act(pre), row by row (pre may be a strided view into a [B][T][n] buffer).
-template <class In, class Out>
-void apply_activation(activation act, const In& pre, Out& out) {
-    using T = typename Out::Scalar;
-    for (Eigen::Index r = 0; r < pre.rows(); ++r)
-        for (Eigen::Index k = 0; k < pre.cols(); ++k) {
-            const T a = pre(r, k);
-            out(r, k) = act == activation::relu ? (a > T(0) ? a : T(0)) : a * sigmoid(a);
+template <class T>
+using array_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// ---- dense_rows: register-blocked rows x vectors of accumulators -------------------------------------------
+// Blocks of up to 4 rows x KB vectors; AVX-512 has 32 vector registers, the others 16.
+constexpr int max_block_rows = 4;
+constexpr int max_block_vectors = simd_bytes == 64 ? 4 : 2;
+
+template <class T, int SB, int KB>
+void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is, T* out,
+                 std::size_t os) {
+    using V = vec<T>;
+    V acc[SB][KB];
+#pragma GCC unroll 4
+    for (int s = 0; s < SB; ++s)
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
+    for (int j = 0; j < n_in; ++j) {
+        const V* m = as_vec(M + static_cast<std::size_t>(j) * np);
+        V mv[KB];
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) mv[k] = m[k];
+#pragma GCC unroll 4
+        for (int s = 0; s < SB; ++s) {
+            const T xv = x[s * xs + j];
+#pragma GCC unroll 4
+            for (int k = 0; k < KB; ++k) acc[s][k] += xv * mv[k];
         }
-}
-
-// d act(a)/da; ReLU's derivative at 0 is 0, as torch's threshold_backward.
-template <class T>
-T activation_derivative(activation act, T a) {
-    if (act == activation::relu) return a > T(0) ? T(1) : T(0);
-    const T s = sigmoid(a);
-    return s * (T(1) + a * (T(1) - s));
-}
-
-// Rows of step t of a [B][T][n] buffer for samples b0..b0+nb-1.
-template <class T>
-matrix_map<T> step_rows(T* buf, const dims& d, int b0, int nb, int t, int n) {
-    return matrix_map<T>(buf + (static_cast<std::size_t>(b0) * d.T + t) * n, nb, n,
-                         Eigen::OuterStride<>(static_cast<Eigen::Index>(d.T) * n));
+    }
+#pragma GCC unroll 4
+    for (int s = 0; s < SB; ++s)
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) as_vec(out + s * os)[k] = acc[s][k];
 }
 
 template <class T>
-const_matrix_map<T> weight_map(const T* w, int out, int in, int stride) {
-    return const_matrix_map<T>(w, out, in, Eigen::OuterStride<>(stride));
+using block_fn = void (*)(const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*, std::size_t);
+
+template <class T, std::size_t... I>
+constexpr auto block_table(std::index_sequence<I...>) {
+    return std::array<block_fn<T>, sizeof...(I)>{
+        &dense_block<T, static_cast<int>(I / max_block_vectors) + 1, static_cast<int>(I % max_block_vectors) + 1>...};
 }
 
 template <class T>
-matrix_map<T> weight_map(T* w, int out, int in, int stride) {
-    return matrix_map<T>(w, out, in, Eigen::OuterStride<>(stride));
+constexpr auto dense_blocks = block_table<T>(std::make_index_sequence<max_block_rows * max_block_vectors>{});
+
+// ---- element-wise parts on padded rows ---------------------------------------------------------------------
+
+// h = act(pre) over n (padded) elements.
+template <class T>
+void activate(activation act, const T* pre, T* h, int n) {
+    if (act == activation::relu) {
+        const vec<T>* a = as_vec(pre);
+        vec<T>* o = as_vec(h);
+        const vec<T> zero{};
+        for (int v = 0; v < n / lanes<T>; ++v) o[v] = a[v] > zero ? a[v] : zero;
+    } else {
+        // SiLU: a·σ(a) = a / (1 + exp(-a))
+        const const_array_map<T> a(pre, n);
+        array_map<T>(h, n) = a / (T(1) + (-a).exp());
+    }
+}
+
+// g ⊙ act'(pre) into out. ReLU'(0) = 0 as torch's threshold_backward; SiLU' = σ(a)·(1 + a·(1 - σ(a))).
+template <class T>
+void activation_backward(activation act, const T* pre, const T* g, T* out, int n) {
+    if (act == activation::relu) {
+        const vec<T>* a = as_vec(pre);
+        const vec<T>* gv = as_vec(g);
+        vec<T>* o = as_vec(out);
+        const vec<T> zero{};
+        for (int v = 0; v < n / lanes<T>; ++v) o[v] = a[v] > zero ? gv[v] : zero;
+    } else {
+        const const_array_map<T> a(pre, n);
+        const auto s = T(1) / (T(1) + (-a).exp());
+        array_map<T>(out, n) = const_array_map<T>(g, n) * (s * (T(1) + a * (T(1) - s)));
+    }
+}
+
+// Δm = 1.7159·tanh((2/3)·o) in place (E5).
+template <class T>
+void scaled_tanh(T* o, int n) {
+    array_map<T> a(o, n);
+    a = T(tanh_scale) * (a * T(tanh_slope)).tanh();
+}
+
+template <class T>
+T horizontal_sum(const vec<T>& v) {
+    T s = 0;
+    for (int l = 0; l < lanes<T>; ++l) s += v[l];
+    return s;
 }
 
 }  // namespace
 
 template <class T>
-void recurrence_forward(const dims& d, int b0, int nb, const parameter_views<const T>& p, activation act,
-                        const T* kappa_m, const T* gain, const recurrence_buffers<T>& buf) {
-    const int n0 = d.n0(), dz = d.d_z(), L = d.l_mlp;
-    const std::size_t rows_all = static_cast<std::size_t>(nb) * d.T;
-    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * d.T * d.d_mlp;
-    T* first = L > 0 ? buf.hidden : buf.delta_m;  // output of the first Linear layer
-
-    // Hoisted: first-layer pre-activation from the branch activations, all steps at once (E4, W_b part).
-    {
-        const_matrix_map<T> branch(buf.branch + static_cast<std::size_t>(b0) * d.T * d.d_tree,
-                                   static_cast<Eigen::Index>(rows_all), d.d_tree, Eigen::OuterStride<>(d.d_tree));
-        matrix_map<T> out(first + static_cast<std::size_t>(b0) * d.T * n0, static_cast<Eigen::Index>(rows_all), n0,
-                          Eigen::OuterStride<>(n0));
-        out.noalias() = branch * weight_map(p.weight[0], n0, d.d_tree, dz).transpose();
-        out.rowwise() += Eigen::Map<const row_vector<T>>(p.bias[0], n0);
-    }
-
-    const auto w_m = weight_map(p.weight[0] + d.d_tree, n0, d.d_m, dz);
-    const Eigen::Map<const row_vector<T>> kappa(kappa_m, d.d_m), g(gain, d.d_m);
-    row_matrix<T> z_m = row_matrix<T>::Zero(nb, d.d_m);  // κ_m ⊙ m_{t-1}, zero state at t = 0
-    row_matrix<T> h(nb, d.d_mlp), h_next(nb, d.d_mlp);
-
-    for (int t = 0; t < d.T; ++t) {
-        auto pre0 = step_rows(first, d, b0, nb, t, n0);
-        if (t > 0) pre0.noalias() += z_m * w_m.transpose();
-        if (L > 0) {
-            apply_activation(act, pre0, h);
-            for (int l = 1; l < L; ++l) {
-                auto pre = step_rows(buf.hidden + l * layer_stride, d, b0, nb, t, d.d_mlp);
-                pre.noalias() = h * weight_map(p.weight[l], d.d_mlp, d.d_mlp, d.d_mlp).transpose();
-                pre.rowwise() += Eigen::Map<const row_vector<T>>(p.bias[l], d.d_mlp);
-                apply_activation(act, pre, h);
-            }
-            auto out = step_rows(buf.delta_m, d, b0, nb, t, d.d_m);
-            out.noalias() = h * weight_map(p.weight[L], d.d_m, d.d_mlp, d.d_mlp).transpose();
-            out.rowwise() += Eigen::Map<const row_vector<T>>(p.bias[L], d.d_m);
-        }
-        auto delta = step_rows(buf.delta_m, d, b0, nb, t, d.d_m);
-        auto mem = step_rows(buf.memory, d, b0, nb, t, d.d_m);
-        for (int r = 0; r < nb; ++r) {
-            for (int k = 0; k < d.d_m; ++k) {
-                const T dm = T(tanh_scale) * std::tanh(delta(r, k) * T(tanh_slope));
-                delta(r, k) = dm;
-                // z_m holds κ_m ⊙ m_{t-1}; m_t = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t, then z_m <- κ_m ⊙ m_t.
-                const T m = z_m(r, k) + g[k] * dm;
-                mem(r, k) = m;
-                z_m(r, k) = kappa[k] * m;
-            }
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
+                T* out, std::size_t os) {
+    const int nv = np / lanes<T>;
+    for (int k0 = 0; k0 < nv; k0 += max_block_vectors) {
+        const int kb = std::min(max_block_vectors, nv - k0);
+        const std::size_t col = static_cast<std::size_t>(k0) * lanes<T>;
+        for (int s0 = 0; s0 < rows; s0 += max_block_rows) {
+            const int sb = std::min(max_block_rows, rows - s0);
+            dense_blocks<T>[static_cast<std::size_t>((sb - 1) * max_block_vectors + kb - 1)](
+                x + s0 * xs, xs, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is, out + s0 * os + col, os);
         }
     }
 }
 
 template <class T>
-void recurrence_backward(const dims& d, int b0, int nb, const parameter_views<const T>& p, activation act,
-                         const T* kappa_m, const T* gain, const recurrence_buffers<T>& buf, T* dmemory,
-                         T* dbranch, const parameter_views<T>& grad, T* dkappa_m, T* dgain) {
-    const int n0 = d.n0(), dz = d.d_z(), L = d.l_mlp;
-    const std::size_t rows_all = static_cast<std::size_t>(nb) * d.T;
-    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * d.T * d.d_mlp;
-    T* first = L > 0 ? buf.hidden : buf.delta_m;
+void step_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t, T* accumulators,
+                  T* memory_in, T* scratch, const step_rows<T>& out) {
+    using V = vec<T>;
+    const dims& d = p.d;
+    const int L = d.l_mlp, nv0 = p.p0 / lanes<T>, nvm = p.pm / lanes<T>;
+    T* first = L > 0 ? out.hidden : out.delta;  // rows of the first layer's output
+    const std::size_t fs = L > 0 ? out.hidden_stride : out.memory_stride;
+    const std::size_t group_stride = static_cast<std::size_t>(rows) * p.p0;
 
-    const auto w_m = weight_map(p.weight[0] + d.d_tree, n0, d.d_m, dz);
-    auto dw_m = weight_map(grad.weight[0] + d.d_tree, n0, d.d_m, dz);
-    const Eigen::Map<const row_vector<T>> kappa(kappa_m, d.d_m), g(gain, d.d_m);
-    Eigen::Map<row_vector<T>> dkappa(dkappa_m, d.d_m), dg(dgain, d.d_m);
-
-    row_matrix<T> carry = row_matrix<T>::Zero(nb, d.d_m);  // dL/dm_t flowing back from step t+1
-    row_matrix<T> z_m(nb, d.d_m), m_prev(nb, d.d_m), dz_m(nb, d.d_m), dout(nb, d.d_m);
-    row_matrix<T> h(nb, d.d_mlp), dh(nb, d.d_mlp), dpre(nb, d.d_mlp);
-
-    for (int t = d.T - 1; t >= 0; --t) {
-        if (t > 0) m_prev = step_rows(buf.memory, d, b0, nb, t - 1, d.d_m);
-        else m_prev.setZero();
-        z_m = m_prev.array().rowwise() * kappa.array();
-        carry += step_rows(dmemory, d, b0, nb, t, d.d_m);  // total dL/dm_t
-        const auto delta = step_rows(buf.delta_m, d, b0, nb, t, d.d_m);
-        // m_t = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t
-        dg.array() += (delta.array() * carry.array()).colwise().sum();
-        dkappa.array() += (m_prev.array() * carry.array()).colwise().sum();
-        // Δm = 1.7159·tanh(2/3·o)  =>  dΔm/do = (2/3)·(1.7159 - Δm²/1.7159)
-        for (int r = 0; r < nb; ++r)
-            for (int k = 0; k < d.d_m; ++k) {
-                const T dm = delta(r, k);
-                dout(r, k) = carry(r, k) * g[k] * T(tanh_slope) * (T(tanh_scale) - dm * dm / T(tanh_scale));
-            }
-        // Back through the MLP, recomputing each layer's input from the stored pre-activations.
-        auto first_rows = step_rows(first, d, b0, nb, t, n0);
-        if (L > 0) {
-            const auto pre_last = step_rows(buf.hidden + (L - 1) * layer_stride, d, b0, nb, t, d.d_mlp);
-            apply_activation(act, pre_last, h);
-            weight_map(grad.weight[L], d.d_m, d.d_mlp, d.d_mlp).noalias() += dout.transpose() * h;
-            Eigen::Map<row_vector<T>>(grad.bias[L], d.d_m) += dout.colwise().sum();
-            dh.noalias() = dout * weight_map(p.weight[L], d.d_m, d.d_mlp, d.d_mlp);
-            for (int l = L - 1; l >= 1; --l) {
-                const auto pre = step_rows(buf.hidden + l * layer_stride, d, b0, nb, t, d.d_mlp);
-                for (int r = 0; r < nb; ++r)
-                    for (int k = 0; k < d.d_mlp; ++k) dpre(r, k) = dh(r, k) * activation_derivative(act, pre(r, k));
-                const auto pre_in = step_rows(buf.hidden + (l - 1) * layer_stride, d, b0, nb, t, d.d_mlp);
-                apply_activation(act, pre_in, h);
-                weight_map(grad.weight[l], d.d_mlp, d.d_mlp, d.d_mlp).noalias() += dpre.transpose() * h;
-                Eigen::Map<row_vector<T>>(grad.bias[l], d.d_mlp) += dpre.colwise().sum();
-                dh.noalias() = dpre * weight_map(p.weight[l], d.d_mlp, d.d_mlp, d.d_mlp);
-            }
-            // The first layer's gradient overwrites its (no longer needed) pre-activation in place.
-            for (int r = 0; r < nb; ++r)
-                for (int k = 0; k < n0; ++k) first_rows(r, k) = dh(r, k) * activation_derivative(act, first_rows(r, k));
-        } else {
-            first_rows = dout;
+    for (int s = 0; s < rows; ++s) {
+        T* acc = accumulators + static_cast<std::size_t>(s) * p.p0;
+        // Input stage (E1-E3) as first-layer accumulators: a_g ← κ_g·a_g + Σ_events v·U[c, g].
+        for (int g = 0; g < p.groups; ++g) {
+            V* ag = as_vec(acc + g * group_stride);
+            const T k = p.group_kappa[g];
+            for (int v = 0; v < nv0; ++v) ag[v] *= k;
         }
-        // First layer, memory half: z_m = κ_m ⊙ m_{t-1}.
-        dw_m.noalias() += first_rows.transpose() * z_m;
-        dz_m.noalias() = first_rows * w_m;
-        dkappa.array() += (m_prev.array() * dz_m.array()).colwise().sum();
-        // dL/dm_{t-1} from step t: κ_m ⊙ (dL/dm_t + dL/dz_m)
-        carry = (carry + dz_m).array().rowwise() * kappa.array();
+        const std::int64_t bt = static_cast<std::int64_t>(b0 + s) * x.time + t;
+        for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
+            const int c = x.channels[e];
+            const T value = x.values[e];
+            for (auto r = p.proj_offsets[c]; r < p.proj_offsets[c + 1]; ++r) {
+                V* ag = as_vec(acc + p.proj_group[r] * group_stride);
+                const V* u = as_vec(p.proj.data() + static_cast<std::size_t>(r) * p.p0);
+                for (int v = 0; v < nv0; ++v) ag[v] += value * u[v];
+            }
+        }
+        // pre_0 = c_0 + Σ_g a_g (the W_m half is added below).
+        V* pre = as_vec(first + s * fs);
+        const V* c0 = as_vec(p.bias0.data());
+        for (int v = 0; v < nv0; ++v) {
+            V sum = c0[v];
+            for (int g = 0; g < p.groups; ++g) sum += as_vec(acc + g * group_stride)[v];
+            pre[v] = sum;
+        }
+        if (out.memory_in)
+            std::memcpy(out.memory_in + s * out.memory_stride, memory_in + static_cast<std::size_t>(s) * p.pm,
+                        sizeof(T) * p.pm);
+    }
+    // First layer, memory half (E4): pre_0 += W_m·(κ_m ⊙ m_{t-1}).
+    dense_rows(rows, memory_in, p.pm, d.d_m, p.memory_weight_t.data(), p.p0, first, fs, first, fs);
+
+    // Hidden layers: h = act(pre_l), pre_{l+1} = W_{l+1}·h + c_{l+1}; the last one gives the MLP output.
+    T* h = scratch;
+    for (int l = 0; l < L; ++l) {
+        T* pre_l = out.hidden + l * out.layer_stride;
+        for (int s = 0; s < rows; ++s) activate(p.act, pre_l + s * out.hidden_stride, h + s * p.ph, p.ph);
+        const auto& w = p.layers[static_cast<std::size_t>(l)];
+        const bool last = l + 1 == L;
+        T* next = last ? out.delta : out.hidden + (l + 1) * out.layer_stride;
+        dense_rows(rows, h, p.ph, d.d_mlp, w.transposed.data(), w.padded_out, w.bias.data(), 0, next,
+                   last ? out.memory_stride : out.hidden_stride);
     }
 
-    // Hoisted first-layer branch half over all steps: dW_b += dpre0ᵀ·b, dc_0 += Σ dpre0, db = dpre0·W_b.
-    const const_matrix_map<T> dfirst(first + static_cast<std::size_t>(b0) * d.T * n0,
-                                     static_cast<Eigen::Index>(rows_all), n0, Eigen::OuterStride<>(n0));
-    const const_matrix_map<T> branch(buf.branch + static_cast<std::size_t>(b0) * d.T * d.d_tree,
-                                     static_cast<Eigen::Index>(rows_all), d.d_tree, Eigen::OuterStride<>(d.d_tree));
-    weight_map(grad.weight[0], n0, d.d_tree, dz).noalias() += dfirst.transpose() * branch;
-    Eigen::Map<row_vector<T>>(grad.bias[0], n0) += dfirst.colwise().sum();
-    matrix_map<T> db(dbranch + static_cast<std::size_t>(b0) * d.T * d.d_tree, static_cast<Eigen::Index>(rows_all),
-                     d.d_tree, Eigen::OuterStride<>(d.d_tree));
-    db.noalias() = dfirst * weight_map(p.weight[0], n0, d.d_tree, dz);
+    // E5-E6: Δm = 1.7159·tanh((2/3)·o); m = κ_m⊙m_{t-1} + gain⊙Δm; carry κ_m⊙m for the next step.
+    const V* kappa = as_vec(p.kappa_m.data());
+    const V* gain = as_vec(p.memory_gain.data());
+    for (int s = 0; s < rows; ++s) {
+        T* delta = out.delta + s * out.memory_stride;
+        scaled_tanh(delta, p.pm);
+        const V* dm = as_vec(delta);
+        V* m = as_vec(out.memory + s * out.memory_stride);
+        V* z = as_vec(memory_in + static_cast<std::size_t>(s) * p.pm);
+        for (int v = 0; v < nvm; ++v) {
+            const V mv = z[v] + gain[v] * dm[v];
+            m[v] = mv;
+            z[v] = kappa[v] * mv;
+        }
+    }
+
+    // E7: y = W_y·m + b_y.
+    T* y = scratch;
+    dense_rows(rows, out.memory, out.memory_stride, d.d_m, p.readout.transposed.data(), p.po, p.readout.bias.data(), 0,
+               y, static_cast<std::size_t>(p.po));
+    for (int s = 0; s < rows; ++s)
+        std::memcpy(out.y + s * out.y_stride, y + static_cast<std::size_t>(s) * p.po, sizeof(T) * d.d_o);
 }
 
-template void recurrence_forward<float>(const dims&, int, int, const parameter_views<const float>&, activation,
-                                        const float*, const float*, const recurrence_buffers<float>&);
-template void recurrence_forward<double>(const dims&, int, int, const parameter_views<const double>&, activation,
-                                         const double*, const double*, const recurrence_buffers<double>&);
-template void recurrence_backward<float>(const dims&, int, int, const parameter_views<const float>&, activation,
-                                         const float*, const float*, const recurrence_buffers<float>&, float*,
-                                         float*, const parameter_views<float>&, float*, float*);
-template void recurrence_backward<double>(const dims&, int, int, const parameter_views<const double>&,
-                                          activation, const double*, const double*,
-                                          const recurrence_buffers<double>&, double*, double*,
-                                          const parameter_views<double>&, double*, double*);
+template <class T>
+std::size_t forward_scratch_size(const prepared<T>& p, int rows) {
+    return static_cast<std::size_t>(rows) * (static_cast<std::size_t>(p.groups) * p.p0 + p.pm + std::max(p.ph, p.po));
+}
+
+template <class T>
+void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a, T* y,
+                   T* scratch) {
+    const dims& d = p.d;
+    T* acc = scratch;
+    T* memory_in = acc + static_cast<std::size_t>(rows) * p.groups * p.p0;
+    T* tmp = memory_in + static_cast<std::size_t>(rows) * p.pm;
+    std::fill(scratch, tmp, T(0));  // zero initial state (Table S1: s0 = 0, m0 = 0)
+    const std::size_t T_ = static_cast<std::size_t>(d.T);
+    step_rows<T> r;
+    r.layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
+    r.hidden_stride = T_ * p.ph;
+    r.memory_stride = T_ * p.pm;
+    r.y_stride = T_ * d.d_o;
+    for (int t = 0; t < d.T; ++t) {
+        const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t;
+        r.hidden = d.l_mlp > 0 ? a.hidden + row0 * p.ph : nullptr;
+        r.delta = a.delta + row0 * p.pm;
+        r.memory = a.memory + row0 * p.pm;
+        r.memory_in = a.memory_in + row0 * p.pm;
+        r.y = y + row0 * d.d_o;
+        step_forward(p, x, b0, rows, t, acc, memory_in, tmp, r);
+    }
+}
+
+template <class T>
+std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
+    const std::size_t n = static_cast<std::size_t>(rows);
+    return n * (static_cast<std::size_t>(p.groups) * p.p0 + 5 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm;
+}
+
+template <class T>
+void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
+                    const T* dy, const parameter_views<T>& g, T* dkappa_m, T* dgain, T* proj_grad, T* dx,
+                    T* scratch) {
+    using V = vec<T>;
+    const dims& d = p.d;
+    const int L = d.l_mlp, n0 = d.n0(), nv0 = p.p0 / lanes<T>, nvm = p.pm / lanes<T>;
+    const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
+    const std::size_t group_stride = n * p.p0;
+    T* rev = scratch;                                         // [groups][rows][p0] reverse-filtered dL/dpre_0
+    T* carry = rev + static_cast<std::size_t>(p.groups) * group_stride;  // [rows][pm] dL/dm_t
+    T* dz = carry + n * p.pm;                                 // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dk = dz + n * p.pm;                                    // [rows][pm] Σ_t dL/dκ_m per sample
+    T* dg = dk + n * p.pm;                                    // [rows][pm] Σ_t dL/dgain per sample
+    T* dh = dg + n * p.pm;                                    // [rows][ph]
+    T* zero = dh + n * p.ph;                                  // [pm] m_{-1} = 0
+    std::fill(scratch, scratch + backward_scratch_size(p, rows), T(0));
+
+    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
+    const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between the chunk's samples at one step
+    const V* kappa = as_vec(p.kappa_m.data());
+    const V* gain = as_vec(p.memory_gain.data());
+    const V slope = V{} + T(tanh_slope), scale = V{} + T(tanh_scale), inv_scale = V{} + T(1) / T(tanh_scale);
+
+    for (int t = d.T - 1; t >= 0; --t) {
+        const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t;
+        T* delta = a.delta + row0 * p.pm;  // Δm_t, replaced by dL/d(MLP output)
+        // Readout (E7): dL/dm_t += W_yᵀ·dy_t.
+        dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), p.pm, carry, p.pm, carry, p.pm);
+        // E6 and E5 backward: m_t = κ_m⊙m_{t-1} + gain⊙Δm_t, Δm = 1.7159·tanh(2/3·o) so
+        // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159).
+        for (int s = 0; s < rows; ++s) {
+            const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
+            const V* c = as_vec(carry + s * p.pm);
+            V* dm = as_vec(delta + s * ms);
+            V* dks = as_vec(dk + s * p.pm);
+            V* dgs = as_vec(dg + s * p.pm);
+            for (int v = 0; v < nvm; ++v) {
+                const V m = dm[v];
+                dgs[v] += m * c[v];
+                dks[v] += mprev[v] * c[v];
+                dm[v] = c[v] * gain[v] * slope * (scale - m * m * inv_scale);
+            }
+        }
+        // Back through the MLP: dpre_l = dh ⊙ act'(pre_l), dh = dpre_l·W_l.
+        T* dfirst = delta;
+        std::size_t fs = ms;
+        if (L > 0) {
+            const auto& last = p.layers[static_cast<std::size_t>(L - 1)];
+            dense_rows(rows, delta, ms, d.d_m, last.rows.data(), p.ph, static_cast<const T*>(nullptr), 0, dh,
+                       static_cast<std::size_t>(p.ph));
+            for (int l = L - 1; l >= 0; --l) {
+                const T* pre = a.hidden + l * layer_stride + row0 * p.ph;
+                T* dpre = a.dhidden + l * layer_stride + row0 * p.ph;
+                for (int s = 0; s < rows; ++s) activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * hs, p.ph);
+                if (l > 0) {
+                    const auto& w = p.layers[static_cast<std::size_t>(l - 1)];
+                    dense_rows(rows, dpre, hs, d.d_mlp, w.rows.data(), p.ph, static_cast<const T*>(nullptr), 0, dh,
+                               static_cast<std::size_t>(p.ph));
+                }
+            }
+            dfirst = a.dhidden + row0 * p.ph;
+            fs = hs;
+        }
+        // Input stage: r_g,t = dL/dpre_0,t + κ_g·r_g,t+1 = dL/da_g,t; dL/dU[c, g] += v·r_g,t per event;
+        // dL/dx_t[c] = Σ_g U[c, g]·r_g,t.
+        for (int s = 0; s < rows; ++s) {
+            const V* df = as_vec(dfirst + s * fs);
+            T* rs = rev + static_cast<std::size_t>(s) * p.p0;
+            for (int gi = 0; gi < p.groups; ++gi) {
+                V* r = as_vec(rs + gi * group_stride);
+                const T k = p.group_kappa[gi];
+                for (int v = 0; v < nv0; ++v) r[v] = df[v] + k * r[v];
+            }
+            const std::int64_t bt = static_cast<std::int64_t>(b0 + s) * x.time + t;
+            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
+                const int c = x.channels[e];
+                const T value = x.values[e];
+                for (auto row = p.proj_offsets[c]; row < p.proj_offsets[c + 1]; ++row) {
+                    const V* r = as_vec(rs + p.proj_group[row] * group_stride);
+                    V* q = as_vec(proj_grad + static_cast<std::size_t>(row) * p.p0);
+                    for (int v = 0; v < nv0; ++v) q[v] += value * r[v];
+                }
+            }
+            if (dx) {
+                T* dxt = dx + static_cast<std::size_t>(bt) * d.d_in;
+                for (int c = 0; c < d.d_in; ++c) {
+                    V sum{};
+                    for (auto row = p.proj_offsets[c]; row < p.proj_offsets[c + 1]; ++row) {
+                        const V* r = as_vec(rs + p.proj_group[row] * group_stride);
+                        const V* u = as_vec(p.proj.data() + static_cast<std::size_t>(row) * p.p0);
+                        for (int v = 0; v < nv0; ++v) sum += u[v] * r[v];
+                    }
+                    dxt[c] = horizontal_sum<T>(sum);
+                }
+            }
+        }
+        // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz)
+        // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ (dL/dm_t + dz).
+        dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0, dz,
+                   static_cast<std::size_t>(p.pm));
+        for (int s = 0; s < rows; ++s) {
+            const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
+            V* c = as_vec(carry + s * p.pm);
+            const V* dzs = as_vec(dz + s * p.pm);
+            V* dks = as_vec(dk + s * p.pm);
+            for (int v = 0; v < nvm; ++v) {
+                const V total = c[v] + dzs[v];
+                dks[v] += mprev[v] * dzs[v];
+                c[v] = kappa[v] * total;
+            }
+        }
+    }
+
+    // Weight gradients over all of the chunk's steps: [rows·T]-deep products of the stored activations and
+    // the gradients just computed (rows of consecutive samples are contiguous: sample-major buffers).
+    const auto R = static_cast<Eigen::Index>(n * T_);
+    const std::size_t first_row = static_cast<std::size_t>(b0) * T_;
+    auto rows_of = [&](const T* base, int width, int stride) {
+        return const_matrix_map<T>(base + first_row * stride, R, width, Eigen::OuterStride<>(stride));
+    };
+    for (int l = 0; l < L; ++l) {  // pre-activations -> activations, in place
+        T* pre = a.hidden + l * layer_stride + first_row * p.ph;
+        for (std::size_t r = 0; r < n * T_; ++r) activate(p.act, pre + r * p.ph, pre + r * p.ph, p.ph);
+    }
+    const auto dout = rows_of(a.delta, d.d_m, p.pm);
+    if (L > 0) {
+        matrix_map<T>(g.weight[L], d.d_m, d.d_mlp, Eigen::OuterStride<>(d.d_mlp)).noalias() +=
+            dout.transpose() * rows_of(a.hidden + (L - 1) * layer_stride, d.d_mlp, p.ph);
+        Eigen::Map<row_vector<T>>(g.bias[L], d.d_m) += dout.colwise().sum();
+        for (int l = L - 1; l >= 1; --l) {
+            const auto dpre = rows_of(a.dhidden + l * layer_stride, d.d_mlp, p.ph);
+            matrix_map<T>(g.weight[l], d.d_mlp, d.d_mlp, Eigen::OuterStride<>(d.d_mlp)).noalias() +=
+                dpre.transpose() * rows_of(a.hidden + (l - 1) * layer_stride, d.d_mlp, p.ph);
+            Eigen::Map<row_vector<T>>(g.bias[l], d.d_mlp) += dpre.colwise().sum();
+        }
+    }
+    const auto dfirst_all = L > 0 ? rows_of(a.dhidden, n0, p.ph) : dout;
+    matrix_map<T>(g.weight[0] + d.d_tree, n0, d.d_m, Eigen::OuterStride<>(d.d_z())).noalias() +=
+        dfirst_all.transpose() * rows_of(a.memory_in, d.d_m, p.pm);
+    Eigen::Map<row_vector<T>>(g.bias[0], n0) += dfirst_all.colwise().sum();
+    const auto dy_all = rows_of(dy, d.d_o, d.d_o);
+    matrix_map<T>(g.w_y, d.d_o, d.d_m, Eigen::OuterStride<>(d.d_m)).noalias() +=
+        dy_all.transpose() * rows_of(a.memory, d.d_m, p.pm);
+    Eigen::Map<row_vector<T>>(g.b_y, d.d_o) += dy_all.colwise().sum();
+    for (int s = 0; s < rows; ++s)
+        for (int k = 0; k < d.d_m; ++k) {
+            dkappa_m[k] += dk[static_cast<std::size_t>(s) * p.pm + k];
+            dgain[k] += dg[static_cast<std::size_t>(s) * p.pm + k];
+        }
+}
+
+#define ELM_INSTANTIATE(T)                                                                                      \
+    template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,        \
+                                std::size_t);                                                                   \
+    template void step_forward<T>(const prepared<T>&, const event_view<T>&, int, int, int, T*, T*, T*,            \
+                                  const step_rows<T>&);                                                         \
+    template std::size_t forward_scratch_size<T>(const prepared<T>&, int);                                      \
+    template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                     \
+    template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&, T*, \
+                                   T*);                                                                         \
+    template void backward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&,    \
+                                    const T*, const parameter_views<T>&, T*, T*, T*, T*, T*);
+ELM_INSTANTIATE(float)
+ELM_INSTANTIATE(double)
+#undef ELM_INSTANTIATE
 
 }  // namespace elm::detail

@@ -1,0 +1,33 @@
+#pragma once
+// One SIMD vector type for the model kernels (GCC/Clang vector extensions): the widest the build targets
+// (AVX-512: 64 bytes, AVX/AVX2: 32, otherwise 16, which every x86-64 and AArch64 has). Feature rows are
+// padded to whole vectors, so every kernel loop runs over whole vectors with no scalar tail, and every
+// element of a row goes through the same instructions whatever the batch or the thread count.
+
+#include <cstddef>
+
+namespace elm::detail {
+
+#if defined(__AVX512F__)
+inline constexpr std::size_t simd_bytes = 64;
+#elif defined(__AVX__)
+inline constexpr std::size_t simd_bytes = 32;
+#else
+inline constexpr std::size_t simd_bytes = 16;
+#endif
+
+template <class T>
+struct simd {
+    static constexpr int lanes = static_cast<int>(simd_bytes / sizeof(T));
+    // may_alias: rows are plain T arrays read and written through this type as well.
+    typedef T vec __attribute__((vector_size(simd_bytes), aligned(simd_bytes), may_alias));
+};
+
+// n rounded up to whole vectors: the padded width of a feature row.
+template <class T>
+constexpr int padded(int n) {
+    constexpr int l = simd<T>::lanes;
+    return (n + l - 1) / l * l;
+}
+
+}  // namespace elm::detail
