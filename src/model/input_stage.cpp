@@ -11,7 +11,9 @@
 #include "model/kernels.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <utility>
 
 namespace elm::detail {
 namespace {
@@ -40,8 +42,8 @@ void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>&
 template <class T>
 std::size_t prepared<T>::bytes() const {
     std::size_t n = proj.size() + w_s.size() + kappa_branch.size() + branch_weight.size() + bias0.size() +
-                    memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size();
-    for (const auto* l : {&readout}) n += l->transposed.size() + l->rows.size() + l->bias.size();
+                    memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size() +
+                    readout.transposed.size() + readout.rows.size() + readout.bias.size();
     for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
     return n * sizeof(T);
 }
@@ -118,34 +120,164 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
         fill_layer(p.weight[l], p.bias[l], l < d.l_mlp ? d.d_mlp : d.d_m, d.d_mlp, o.layers[l - 1]);
     fill_layer(p.w_y, p.b_y, d.d_o, d.d_m, o.readout);
 
-    // Projection rows: one per (channel, κ group) with at least one valid synapse, in synapse order.
-    std::vector<std::vector<std::int32_t>> by_channel(static_cast<std::size_t>(d.d_in));
-    for (int i = 0; i < d.d_s; ++i)
-        if (synapse_mask[i] != T(0)) by_channel[static_cast<std::size_t>(synapse_index[i])].push_back(i);
-    o.proj_offsets.assign(static_cast<std::size_t>(d.d_in) + 1, 0);
-    o.proj_group.clear();
+    // Projection: one [d_in][p0] matrix per κ group; each valid synapse adds w_s·(its branch's W_0 column)
+    // to the row of its channel, in synapse order.
+    o.proj.assign(static_cast<std::size_t>(o.groups) * d.d_in * o.p0, T(0));
     o.synapse_row.assign(static_cast<std::size_t>(d.d_s), -1);
-    std::vector<std::int32_t> row_of_group(static_cast<std::size_t>(o.groups));
-    for (int ch = 0; ch < d.d_in; ++ch) {
-        std::fill(row_of_group.begin(), row_of_group.end(), -1);
-        for (const auto i : by_channel[ch]) {
-            const auto g = branch_group[static_cast<std::size_t>(i / d.d_brch)];
-            if (row_of_group[g] < 0) {
-                row_of_group[g] = static_cast<std::int32_t>(o.proj_group.size());
-                o.proj_group.push_back(g);
-            }
-            o.synapse_row[i] = row_of_group[g];
-        }
-        o.proj_offsets[ch + 1] = static_cast<std::int32_t>(o.proj_group.size());
+    for (int i = 0; i < d.d_s; ++i) {
+        if (synapse_mask[i] == T(0)) continue;
+        const int j = i / d.d_brch;
+        const auto row = branch_group[static_cast<std::size_t>(j)] * d.d_in + static_cast<std::int32_t>(synapse_index[i]);
+        o.synapse_row[i] = row;
+        T* u = o.proj.data() + static_cast<std::size_t>(row) * o.p0;
+        const T* wb = o.branch_weight.data() + static_cast<std::size_t>(j) * o.p0;
+        const T w = o.w_s[i];
+        for (int k = 0; k < n0; ++k) u[k] += w * wb[k];
     }
-    o.proj.assign(o.proj_group.size() * o.p0, T(0));
-    for (int ch = 0; ch < d.d_in; ++ch)
-        for (const auto i : by_channel[ch]) {
-            T* u = o.proj.data() + static_cast<std::size_t>(o.synapse_row[i]) * o.p0;
-            const T* wb = o.branch_weight.data() + static_cast<std::size_t>(i / d.d_brch) * o.p0;
-            const T w = o.w_s[i];
-            for (int k = 0; k < n0; ++k) u[k] += w * wb[k];
+}
+
+// ---- the input stage through the first layer, forward and reverse -----------------------------------------
+namespace {
+
+// A step's events are summed into 4 partial sums kept in registers (event e into sum e mod 4), so that
+// consecutive events do not wait for each other; the order depends on the input alone.
+constexpr int event_partials = 4;
+
+template <class T, int KB>
+void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, int t0, int t1, int g, int k0,
+                         T* state, T* out, std::size_t step_stride) {
+    using V = vec<T>;
+    const std::size_t p0 = static_cast<std::size_t>(p.p0);
+    const T* proj = p.proj.data() + static_cast<std::size_t>(g) * p.d.d_in * p0 + static_cast<std::size_t>(k0) * lanes<T>;
+    const V* c0 = as_vec(p.bias0.data()) + k0;
+    const T kappa = p.group_kappa[g];
+    V* st = as_vec(state) + k0;
+    V a[KB];
+#pragma GCC unroll 4
+    for (int k = 0; k < KB; ++k) a[k] = st[k];
+    const std::int32_t* channel = x.channels;
+    const T* value = x.values;
+    for (int t = t0; t < t1; ++t) {
+        V part[event_partials][KB];
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) {
+            part[0][k] = kappa * a[k];
+#pragma GCC unroll 4
+            for (int q = 1; q < event_partials; ++q) part[q][k] = V{};
         }
+        const std::int64_t bt = static_cast<std::int64_t>(b) * x.time + t;
+        auto e = x.offsets[bt];
+        const auto end = x.offsets[bt + 1];
+        for (; e + event_partials <= end; e += event_partials) {
+#pragma GCC unroll 4
+            for (int q = 0; q < event_partials; ++q) {
+                const V* u = as_vec(proj + static_cast<std::size_t>(channel[e + q]) * p0);
+                const T v = value[e + q];
+#pragma GCC unroll 4
+                for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
+            }
+        }
+        for (int q = 0; e < end; ++e, ++q) {
+            const V* u = as_vec(proj + static_cast<std::size_t>(channel[e]) * p0);
+            const T v = value[e];
+#pragma GCC unroll 4
+            for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
+        }
+        V* o = as_vec(out + static_cast<std::size_t>(t - t0) * step_stride) + k0;
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) {
+            a[k] = (part[0][k] + part[1][k]) + (part[2][k] + part[3][k]);
+            o[k] = (g == 0 ? c0[k] : o[k]) + a[k];
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < KB; ++k) st[k] = a[k];
+}
+
+template <class T, int KB>
+void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, int g, int k0, const T* din,
+                          std::size_t step_stride, T* proj_grad, T* dx) {
+    using V = vec<T>;
+    const dims& d = p.d;
+    const std::size_t p0 = static_cast<std::size_t>(p.p0);
+    const std::size_t offset = static_cast<std::size_t>(g) * d.d_in * p0 + static_cast<std::size_t>(k0) * lanes<T>;
+    const T* proj = p.proj.data() + offset;
+    T* q0 = proj_grad + offset;
+    const T kappa = p.group_kappa[g];
+    V r[KB];
+#pragma GCC unroll 4
+    for (int k = 0; k < KB; ++k) r[k] = V{};
+    for (int t = d.T - 1; t >= 0; --t) {
+        const V* di = as_vec(din + static_cast<std::size_t>(t) * step_stride) + k0;
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) r[k] = di[k] + kappa * r[k];
+        const std::int64_t bt = static_cast<std::int64_t>(b) * x.time + t;
+        for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
+            V* q = as_vec(q0 + static_cast<std::size_t>(x.channels[e]) * p0);
+            const T v = x.values[e];
+#pragma GCC unroll 4
+            for (int k = 0; k < KB; ++k) q[k] += v * r[k];
+        }
+        if (dx) {
+            T* dxt = dx + static_cast<std::size_t>(bt) * d.d_in;
+            for (int c = 0; c < d.d_in; ++c) {
+                const V* u = as_vec(proj + static_cast<std::size_t>(c) * p0);
+                V sum{};
+#pragma GCC unroll 4
+                for (int k = 0; k < KB; ++k) sum += u[k] * r[k];
+                dxt[c] += horizontal_sum<T>(sum);
+            }
+        }
+    }
+}
+
+template <class T>
+using forward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int, T*, T*,
+                                  std::size_t);
+template <class T>
+using backward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, const T*, std::size_t,
+                                   T*, T*);
+
+template <class T, std::size_t... I>
+constexpr auto forward_blocks(std::index_sequence<I...>) {
+    return std::array<forward_block_fn<T>, sizeof...(I)>{&input_forward_block<T, static_cast<int>(I) + 1>...};
+}
+template <class T, std::size_t... I>
+constexpr auto backward_blocks(std::index_sequence<I...>) {
+    return std::array<backward_block_fn<T>, sizeof...(I)>{&input_backward_block<T, static_cast<int>(I) + 1>...};
+}
+
+}  // namespace
+
+template <class T>
+void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state, T* out,
+                   std::size_t sample_stride, std::size_t step_stride) {
+    static constexpr auto blocks = forward_blocks<T>(std::make_index_sequence<max_block_vectors>{});
+    const int nv0 = p.p0 / lanes<T>;
+    // Vector blocks outermost: one pass touches only that block's columns of U, which stays in cache.
+    for (int g = 0; g < p.groups; ++g)
+        for (int k0 = 0; k0 < nv0; k0 += max_block_vectors)
+            for (int s = 0; s < rows; ++s)
+                blocks[static_cast<std::size_t>(std::min(max_block_vectors, nv0 - k0) - 1)](
+                    p, x, b0 + s, t0, t1, g, k0, state + (static_cast<std::size_t>(g) * rows + s) * p.p0,
+                    out + s * sample_stride, step_stride);
+}
+
+template <class T>
+void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const T* din,
+                    std::size_t sample_stride, T* proj_grad, T* dx) {
+    static constexpr auto blocks = backward_blocks<T>(std::make_index_sequence<max_block_vectors>{});
+    const dims& d = p.d;
+    const int nv0 = p.p0 / lanes<T>;
+    if (dx)
+        std::fill(dx + static_cast<std::size_t>(b0) * d.T * d.d_in,
+                  dx + static_cast<std::size_t>(b0 + rows) * d.T * d.d_in, T(0));
+    const std::size_t step_stride = sample_stride / static_cast<std::size_t>(d.T);
+    for (int g = 0; g < p.groups; ++g)
+        for (int k0 = 0; k0 < nv0; k0 += max_block_vectors)
+            for (int s = 0; s < rows; ++s)
+                blocks[static_cast<std::size_t>(std::min(max_block_vectors, nv0 - k0) - 1)](
+                    p, x, b0 + s, g, k0, din + s * sample_stride, step_stride, proj_grad, dx);
 }
 
 template <class T>
@@ -193,6 +325,10 @@ void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t
     template struct prepared<T>;                                                                               \
     template void prepare<T>(const model_config&, const parameter_views<const T>&, const std::int64_t*, const T*, \
                              int, int, prepared<T>&);                                                          \
+    template void input_forward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, T*, T*,         \
+                                   std::size_t, std::size_t);                                                  \
+    template void input_backward<T>(const prepared<T>&, const event_view<T>&, int, int, const T*, std::size_t, T*, \
+                                    T*);                                                                       \
     template void branch_trace<T>(const dims&, const event_view<T>&, const std::int64_t*, const T*, const T*,   \
                                   const T*, T*);                                                               \
     template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,        \

@@ -90,12 +90,10 @@ struct prepared {
     int p0 = 0, ph = 0, pm = 0, po = 0;  // padded widths: first-layer output, hidden, memory, output
 
     // Input stage folded into the first layer (header comment).
-    int groups = 0;                        // distinct κ_b values
-    std::vector<T> group_kappa;            // [groups]
-    std::vector<std::int32_t> proj_offsets;  // [d_in + 1]: projection rows of each channel
-    std::vector<std::int32_t> proj_group;    // [rows]: κ group of each projection row
-    aligned_vector<T> proj;                  // [rows][p0]: U
-    std::vector<std::int32_t> synapse_row;   // [d_s]: projection row of each synapse, -1 if masked
+    int groups = 0;                          // distinct κ_b values
+    std::vector<T> group_kappa;              // [groups]
+    aligned_vector<T> proj;                  // [groups][d_in][p0]: U (zero rows: channel not in group)
+    std::vector<std::int32_t> synapse_row;   // [d_s]: row g·d_in + c of each synapse, -1 if masked
     aligned_vector<T> w_s;                   // [d_s] ReLU(ŵ_s)
     aligned_vector<T> kappa_branch;          // [d_tree]
     aligned_vector<T> branch_weight;         // [d_tree][p0]: column j of W_0 (branch half), for dw_s
@@ -141,11 +139,24 @@ struct step_rows {
     std::size_t y_stride = 0;
 };
 
-// State carried from step to step: the first-layer input accumulators a_g ([groups][rows][p0]) and
-// κ_m ⊙ m_{t-1} ([rows][pm]); zero before the first step. Scratch: [rows][max(ph, po)].
+// ---- the input stage through the first layer (input_stage.cpp) ----------------------------------------
+// Steps [t0, t1) for `rows` samples: out[s, t] = c_0 + Σ_g a_g,t with a_g,t = κ_g·a_g,t-1 + Σ_events v·U_g[c]
+// (row of sample s, step t at out + s·sample_stride + (t - t0)·step_stride). state: a_g before t0
+// ([groups][rows][p0], zero before the first step), updated to a_g at t1 - 1.
 template <class T>
-void step_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t, T* accumulators,
-                  T* memory_in, T* scratch, const step_rows<T>& out);
+void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state, T* out,
+                   std::size_t sample_stride, std::size_t step_stride);
+// Its transpose over all steps: din = dL/dpre_0 rows ([B][T] layout from sample b0, sample stride as given);
+// r_g,t = din_t + κ_g·r_g,t+1; proj_grad[g][c] += v·r_g,t per event (c, v); dx (optional) [b][t][c] += U_g[c]·r_g,t.
+template <class T>
+void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const T* din,
+                    std::size_t sample_stride, T* proj_grad, T* dx);
+
+// ---- one time step of the recurrence for `rows` samples ------------------------------------------------
+// The first layer's rows already hold c_0 + Σ_g a_g,t (input_forward). memory_in: κ_m ⊙ m_{t-1} per sample
+// ([rows][pm], zero before the first step), updated to κ_m ⊙ m_t. scratch: [rows][max(ph, po)].
+template <class T>
+void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, const step_rows<T>& out);
 
 // ---- a chunk of samples over all steps -------------------------------------------------------------------
 // Activation buffers of the whole batch, [B][T][padded width] (hidden: [l_mlp][B][T][ph]).
@@ -169,8 +180,8 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
                    T* scratch);
 
 // Chunk gradients: g (parameter-block layout) receives the MLP and readout weight/bias gradients; dkappa_m and
-// dgain (d_m each) the gradients of κ_m and of the memory gain; proj_grad ([proj rows][p0]) dL/dU, from
-// which model.cpp derives dW_b and dw_s; dx (optional) dense dL/dx [B][T][d_in]. Consumes the activations.
+// dgain (d_m each) the gradients of κ_m and of the memory gain; proj_grad (as proj) dL/dU, from
+// which model.cpp derives dW_b and dw_s; dx (optional, zeroed by the caller) dense dL/dx [B][T][d_in]. Consumes the activations.
 template <class T>
 void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
                     const T* dy, const parameter_views<T>& g, T* dkappa_m, T* dgain, T* proj_grad, T* dx,

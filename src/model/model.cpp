@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace elm {
 namespace {
@@ -466,9 +467,12 @@ void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, c
     r.memory_stride = p.pm;
     r.y = y.data();
     r.y_stride = p.d.d_o;
-    T* acc = state_.data();
-    detail::step_forward(p, detail::event_view<T>{offsets, channels, values, time}, 0, batch_, t, acc,
-                         acc + n * p.groups * p.p0, scratch_.data(), r);
+    T* input_state = state_.data();
+    T* first = p.d.l_mlp > 0 ? r.hidden : r.delta;
+    const std::size_t first_stride = p.d.l_mlp > 0 ? r.hidden_stride : r.memory_stride;
+    detail::input_forward(p, detail::event_view<T>{offsets, channels, values, time}, 0, batch_, t, t + 1, input_state,
+                          first, first_stride, 0);
+    detail::step_forward(p, batch_, input_state + n * p.groups * p.p0, scratch_.data(), r);
 }
 
 template <class T>
@@ -542,6 +546,15 @@ void sparse_input<T>::validate(std::string_view source) const {
     if (offsets.front() != 0 || offsets.back() != static_cast<std::int64_t>(values.size()))
         throw error(src, "offsets", "offsets[0] = 0 and offsets[last] = number of events",
                     std::to_string(offsets.front()) + " .. " + std::to_string(offsets.back()));
+    // One branch-free pass over everything (it runs on every forward call); the slower scans that name the
+    // first bad entry run only when this finds a problem.
+    bool ok = true;
+    for (std::size_t r = 0; r < rows; ++r) ok &= offsets[r + 1] >= offsets[r];
+    for (std::size_t e = 0; e < values.size(); ++e) {
+        ok &= channels[e] >= 0 && channels[e] < num_input;
+        ok &= std::abs(values[e]) <= std::numeric_limits<T>::max();  // false for NaN and ±inf
+    }
+    if (ok) return;
     for (std::size_t r = 0; r < rows; ++r)
         if (offsets[r + 1] < offsets[r])
             throw error(src, "offsets[" + std::to_string(r + 1) + "]", "non-decreasing", std::to_string(offsets[r + 1]));

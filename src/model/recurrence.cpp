@@ -1,6 +1,6 @@
 // The sequential part of the ELM (docs/model.md E1-E7; reference/paper.md §1.2 v1, §1.3 v2), one step at a time:
-//   a_g,t = κ_g·a_g,t-1 + Σ_{events (c, v)} v·U[c, g]                  input stage folded into layer 0
-//   z_t   = [b_t, κ_m ⊙ m_{t-1}],  pre_0 = W_0·z_t + c_0 = Σ_g a_g,t + W_m·(κ_m ⊙ m_{t-1}) + c_0
+//   z_t   = [b_t, κ_m ⊙ m_{t-1}],  pre_0 = W_0·z_t + c_0 = (c_0 + Σ_g a_g,t) + W_m·(κ_m ⊙ m_{t-1})
+//           where c_0 + Σ_g a_g,t, the input stage through W_b (input_stage.cpp), is already in the rows
 //   Δm_t  = 1.7159·tanh((2/3)·MLP(z_t))                                 "custom_tanh" of the published code
 //   m_t   = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t     gain = λ(1-κ_m) (v1) or 1-κ_λ, κ_λ = exp(-Δt·λ/τ_m) (v2)
 //   y_t   = W_y m_t + b_y                                                 readout of the NEW memory
@@ -22,28 +22,13 @@ constexpr double tanh_scale = 1.7159;  // LeCun's scaled tanh, published custom_
 constexpr double tanh_slope = 2.0 / 3.0;
 
 template <class T>
-using vec = typename simd<T>::vec;
-template <class T>
-constexpr int lanes = simd<T>::lanes;
-
-template <class T>
-vec<T>* as_vec(T* p) {
-    return reinterpret_cast<vec<T>*>(p);
-}
-template <class T>
-const vec<T>* as_vec(const T* p) {
-    return reinterpret_cast<const vec<T>*>(p);
-}
-
-template <class T>
 using array_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <class T>
 using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 // ---- dense_rows: register-blocked rows x vectors of accumulators -------------------------------------------
-// Blocks of up to 4 rows x KB vectors; AVX-512 has 32 vector registers, the others 16.
+// Blocks of up to 4 rows x max_block_vectors vectors.
 constexpr int max_block_rows = 4;
-constexpr int max_block_vectors = simd_bytes == 64 ? 4 : 2;
 
 template <class T, int SB, int KB>
 void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is, T* out,
@@ -124,13 +109,6 @@ void scaled_tanh(T* o, int n) {
     a = T(tanh_scale) * (a * T(tanh_slope)).tanh();
 }
 
-template <class T>
-T horizontal_sum(const vec<T>& v) {
-    T s = 0;
-    for (int l = 0; l < lanes<T>; ++l) s += v[l];
-    return s;
-}
-
 }  // namespace
 
 template <class T>
@@ -149,45 +127,16 @@ void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int 
 }
 
 template <class T>
-void step_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t, T* accumulators,
-                  T* memory_in, T* scratch, const step_rows<T>& out) {
+void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, const step_rows<T>& out) {
     using V = vec<T>;
     const dims& d = p.d;
-    const int L = d.l_mlp, nv0 = p.p0 / lanes<T>, nvm = p.pm / lanes<T>;
-    T* first = L > 0 ? out.hidden : out.delta;  // rows of the first layer's output
+    const int L = d.l_mlp, nvm = p.pm / lanes<T>;
+    T* first = L > 0 ? out.hidden : out.delta;  // rows of the first layer's output, holding c_0 + Σ_g a_g
     const std::size_t fs = L > 0 ? out.hidden_stride : out.memory_stride;
-    const std::size_t group_stride = static_cast<std::size_t>(rows) * p.p0;
-
-    for (int s = 0; s < rows; ++s) {
-        T* acc = accumulators + static_cast<std::size_t>(s) * p.p0;
-        // Input stage (E1-E3) as first-layer accumulators: a_g ← κ_g·a_g + Σ_events v·U[c, g].
-        for (int g = 0; g < p.groups; ++g) {
-            V* ag = as_vec(acc + g * group_stride);
-            const T k = p.group_kappa[g];
-            for (int v = 0; v < nv0; ++v) ag[v] *= k;
-        }
-        const std::int64_t bt = static_cast<std::int64_t>(b0 + s) * x.time + t;
-        for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
-            const int c = x.channels[e];
-            const T value = x.values[e];
-            for (auto r = p.proj_offsets[c]; r < p.proj_offsets[c + 1]; ++r) {
-                V* ag = as_vec(acc + p.proj_group[r] * group_stride);
-                const V* u = as_vec(p.proj.data() + static_cast<std::size_t>(r) * p.p0);
-                for (int v = 0; v < nv0; ++v) ag[v] += value * u[v];
-            }
-        }
-        // pre_0 = c_0 + Σ_g a_g (the W_m half is added below).
-        V* pre = as_vec(first + s * fs);
-        const V* c0 = as_vec(p.bias0.data());
-        for (int v = 0; v < nv0; ++v) {
-            V sum = c0[v];
-            for (int g = 0; g < p.groups; ++g) sum += as_vec(acc + g * group_stride)[v];
-            pre[v] = sum;
-        }
-        if (out.memory_in)
+    if (out.memory_in)
+        for (int s = 0; s < rows; ++s)
             std::memcpy(out.memory_in + s * out.memory_stride, memory_in + static_cast<std::size_t>(s) * p.pm,
                         sizeof(T) * p.pm);
-    }
     // First layer, memory half (E4): pre_0 += W_m·(κ_m ⊙ m_{t-1}).
     dense_rows(rows, memory_in, p.pm, d.d_m, p.memory_weight_t.data(), p.p0, first, fs, first, fs);
 
@@ -236,31 +185,34 @@ template <class T>
 void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a, T* y,
                    T* scratch) {
     const dims& d = p.d;
-    T* acc = scratch;
-    T* memory_in = acc + static_cast<std::size_t>(rows) * p.groups * p.p0;
+    T* input_state = scratch;
+    T* memory_in = input_state + static_cast<std::size_t>(rows) * p.groups * p.p0;
     T* tmp = memory_in + static_cast<std::size_t>(rows) * p.pm;
     std::fill(scratch, tmp, T(0));  // zero initial state (Table S1: s0 = 0, m0 = 0)
-    const std::size_t T_ = static_cast<std::size_t>(d.T);
+    const std::size_t T_ = static_cast<std::size_t>(d.T), first_row = static_cast<std::size_t>(b0) * T_;
+    // The input stage does not depend on the recurrence: all steps first, into the first layer's rows.
+    if (d.l_mlp > 0) input_forward(p, x, b0, rows, 0, d.T, input_state, a.hidden + first_row * p.ph, T_ * p.ph, p.ph);
+    else input_forward(p, x, b0, rows, 0, d.T, input_state, a.delta + first_row * p.pm, T_ * p.pm, p.pm);
     step_rows<T> r;
     r.layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
     r.hidden_stride = T_ * p.ph;
     r.memory_stride = T_ * p.pm;
     r.y_stride = T_ * d.d_o;
     for (int t = 0; t < d.T; ++t) {
-        const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t;
+        const std::size_t row0 = first_row + t;
         r.hidden = d.l_mlp > 0 ? a.hidden + row0 * p.ph : nullptr;
         r.delta = a.delta + row0 * p.pm;
         r.memory = a.memory + row0 * p.pm;
         r.memory_in = a.memory_in + row0 * p.pm;
         r.y = y + row0 * d.d_o;
-        step_forward(p, x, b0, rows, t, acc, memory_in, tmp, r);
+        step_forward(p, rows, memory_in, tmp, r);
     }
 }
 
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
     const std::size_t n = static_cast<std::size_t>(rows);
-    return n * (static_cast<std::size_t>(p.groups) * p.p0 + 5 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm;
+    return n * (4 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm;
 }
 
 template <class T>
@@ -269,11 +221,9 @@ void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     T* scratch) {
     using V = vec<T>;
     const dims& d = p.d;
-    const int L = d.l_mlp, n0 = d.n0(), nv0 = p.p0 / lanes<T>, nvm = p.pm / lanes<T>;
+    const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
-    const std::size_t group_stride = n * p.p0;
-    T* rev = scratch;                                         // [groups][rows][p0] reverse-filtered dL/dpre_0
-    T* carry = rev + static_cast<std::size_t>(p.groups) * group_stride;  // [rows][pm] dL/dm_t
+    T* carry = scratch;                                       // [rows][pm] dL/dm_t
     T* dz = carry + n * p.pm;                                 // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
     T* dk = dz + n * p.pm;                                    // [rows][pm] Σ_t dL/dκ_m per sample
     T* dg = dk + n * p.pm;                                    // [rows][pm] Σ_t dL/dgain per sample
@@ -327,39 +277,6 @@ void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             dfirst = a.dhidden + row0 * p.ph;
             fs = hs;
         }
-        // Input stage: r_g,t = dL/dpre_0,t + κ_g·r_g,t+1 = dL/da_g,t; dL/dU[c, g] += v·r_g,t per event;
-        // dL/dx_t[c] = Σ_g U[c, g]·r_g,t.
-        for (int s = 0; s < rows; ++s) {
-            const V* df = as_vec(dfirst + s * fs);
-            T* rs = rev + static_cast<std::size_t>(s) * p.p0;
-            for (int gi = 0; gi < p.groups; ++gi) {
-                V* r = as_vec(rs + gi * group_stride);
-                const T k = p.group_kappa[gi];
-                for (int v = 0; v < nv0; ++v) r[v] = df[v] + k * r[v];
-            }
-            const std::int64_t bt = static_cast<std::int64_t>(b0 + s) * x.time + t;
-            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
-                const int c = x.channels[e];
-                const T value = x.values[e];
-                for (auto row = p.proj_offsets[c]; row < p.proj_offsets[c + 1]; ++row) {
-                    const V* r = as_vec(rs + p.proj_group[row] * group_stride);
-                    V* q = as_vec(proj_grad + static_cast<std::size_t>(row) * p.p0);
-                    for (int v = 0; v < nv0; ++v) q[v] += value * r[v];
-                }
-            }
-            if (dx) {
-                T* dxt = dx + static_cast<std::size_t>(bt) * d.d_in;
-                for (int c = 0; c < d.d_in; ++c) {
-                    V sum{};
-                    for (auto row = p.proj_offsets[c]; row < p.proj_offsets[c + 1]; ++row) {
-                        const V* r = as_vec(rs + p.proj_group[row] * group_stride);
-                        const V* u = as_vec(p.proj.data() + static_cast<std::size_t>(row) * p.p0);
-                        for (int v = 0; v < nv0; ++v) sum += u[v] * r[v];
-                    }
-                    dxt[c] = horizontal_sum<T>(sum);
-                }
-            }
-        }
         // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz)
         // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ (dL/dm_t + dz).
         dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0, dz,
@@ -377,10 +294,14 @@ void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         }
     }
 
+    // Input stage (E1-E3 through layer 0), reverse time, from dL/dpre_0 of all steps.
+    const std::size_t first_row = static_cast<std::size_t>(b0) * T_;
+    if (L > 0) input_backward(p, x, b0, rows, a.dhidden + first_row * p.ph, hs, proj_grad, dx);
+    else input_backward(p, x, b0, rows, a.delta + first_row * p.pm, ms, proj_grad, dx);
+
     // Weight gradients over all of the chunk's steps: [rows·T]-deep products of the stored activations and
     // the gradients just computed (rows of consecutive samples are contiguous: sample-major buffers).
     const auto R = static_cast<Eigen::Index>(n * T_);
-    const std::size_t first_row = static_cast<std::size_t>(b0) * T_;
     auto rows_of = [&](const T* base, int width, int stride) {
         return const_matrix_map<T>(base + first_row * stride, R, width, Eigen::OuterStride<>(stride));
     };
@@ -418,8 +339,7 @@ void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 #define ELM_INSTANTIATE(T)                                                                                      \
     template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,        \
                                 std::size_t);                                                                   \
-    template void step_forward<T>(const prepared<T>&, const event_view<T>&, int, int, int, T*, T*, T*,            \
-                                  const step_rows<T>&);                                                         \
+    template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                        \
     template std::size_t forward_scratch_size<T>(const prepared<T>&, int);                                      \
     template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                     \
     template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&, T*, \

@@ -23,6 +23,31 @@ struct simd {
     typedef T vec __attribute__((vector_size(simd_bytes), aligned(simd_bytes), may_alias));
 };
 
+template <class T>
+using vec = typename simd<T>::vec;
+template <class T>
+inline constexpr int lanes = simd<T>::lanes;
+
+template <class T>
+vec<T>* as_vec(T* p) {
+    return reinterpret_cast<vec<T>*>(p);
+}
+template <class T>
+const vec<T>* as_vec(const T* p) {
+    return reinterpret_cast<const vec<T>*>(p);
+}
+
+template <class T>
+T horizontal_sum(const vec<T>& v) {
+    T s = 0;
+    for (int l = 0; l < lanes<T>; ++l) s += v[l];
+    return s;
+}
+
+// Register blocking of the kernels: at most this many vectors of one row in registers at once (AVX-512 has
+// 32 vector registers, the others 16).
+inline constexpr int max_block_vectors = simd_bytes == 64 ? 4 : 2;
+
 // n rounded up to whole vectors: the padded width of a feature row.
 template <class T>
 constexpr int padded(int n) {
