@@ -134,6 +134,10 @@ public:
 
     // y: [B][T][num_output]. Fills `ws` with what backward needs.
     void forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const;
+    // Inference: the same outputs as forward, bit for bit, keeping nothing for backward (working memory
+    // independent of the sequence length). The workspace overload reuses its buffers from call to call.
+    void infer(const sparse_input<T>& x, std::span<T> y) const;
+    void infer(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const;
     // Accumulates (+=) d loss/d parameters into `dparams` (same layout as parameters()) given
     // dy = d loss/d y, after forward(x, y, ws) with the same x and parameters. If `dx` is not empty it
     // receives (=) d loss/d x as a dense [B][T][num_input] array. Consumes the workspace: a second backward
@@ -154,6 +158,7 @@ private:
     friend class model;
     model() = default;
     void build_layout();
+    void run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws, bool keep) const;
 
     model_config config_;
     std::vector<parameter_info> layout_;

@@ -177,9 +177,12 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
                 for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
             }
         }
-        for (int q = 0; e < end; ++e, ++q) {
-            const V* u = as_vec(proj + static_cast<std::size_t>(channel[e]) * p0);
-            const T v = value[e];
+        // The last 0-3 events into partials 0, 1, 2 (compile-time indices keep the partials in registers).
+#pragma GCC unroll 4
+        for (int q = 0; q < event_partials - 1; ++q) {
+            if (e + q >= end) break;
+            const V* u = as_vec(proj + static_cast<std::size_t>(channel[e + q]) * p0);
+            const T v = value[e + q];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
         }

@@ -169,23 +169,31 @@ struct activations {
     T* dhidden = nullptr;    // backward: dL/d(pre-activations) [l_mlp][B][T][ph]
 };
 
-// Per-chunk scratch sizes (elements) for forward and backward.
+// Scratch sizes (elements) of forward_chunk and backward_sweep for `rows` samples.
 template <class T>
-std::size_t forward_scratch_size(const prepared<T>& p, int rows);
+std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep);
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows);
 
+// Forward of samples [b0, b0 + rows) over all steps, in blocks of steps. keep: the whole-batch activation
+// buffers to fill for backward, or nullptr for inference (activations only in scratch blocks).
 template <class T>
-void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a, T* y,
+void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep, T* y,
                    T* scratch);
 
-// Chunk gradients: g (parameter-block layout) receives the MLP and readout weight/bias gradients; dkappa_m and
-// dgain (d_m each) the gradients of κ_m and of the memory gain; proj_grad (as proj) dL/dU, from
-// which model.cpp derives dW_b and dw_s; dx (optional, zeroed by the caller) dense dL/dx [B][T][d_in]. Consumes the activations.
+// Backward in two parts. backward_sweep: the reverse-time recurrence for `rows` samples (any grouping: each
+// sample's arithmetic is its own); turns Δm into dL/d(MLP output), fills dhidden = dL/d(pre-activations), and
+// adds each sample's Σ_t dL/dκ_m and dL/dgain to its row of dkappa_rows / dgain_rows ([B][pm]).
 template <class T>
-void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
-                    const T* dy, const parameter_views<T>& g, T* dkappa_m, T* dgain, T* proj_grad, T* dx,
-                    T* scratch);
+void backward_sweep(const prepared<T>& p, int b0, int rows, const activations<T>& a, const T* dy, T* dkappa_rows,
+                    T* dgain_rows, T* scratch);
+// backward_gradients, per fixed chunk of samples after the sweep: adds (+=) the MLP and readout weight/bias
+// gradients to g (parameter-block layout) and dL/dU to proj_grad (layout of proj; model.cpp derives dW_b and
+// dw_s from it); dx (optional) receives dense dL/dx [B][T][d_in] for the chunk's samples. Turns the hidden
+// pre-activations into activations.
+template <class T>
+void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
+                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx);
 
 // ---- diagnostics (not on the forward path) ---------------------------------------------------------------
 // Branch traces b_t[b][t][j] (E1-E3, v2's state; v1's BranchSum(s_t)).

@@ -15,15 +15,22 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 namespace elm {
 namespace {
 
-// Samples per chunk, from the batch size alone (never from the thread count, so that the summation order
-// and thus every result is the same on any number of threads): about 8 chunks to spread over cores for
-// small batches (published NeuronIO training uses 8), up to 8 samples per chunk for larger ones so that
-// each step's products have several rows.
-int chunk_size(int batch) { return std::clamp((batch + 7) / 8, 1, 8); }
+// Samples per gradient chunk, from the batch size alone (never from the thread count, so that the summation
+// order of weight gradients, and thus every result, is the same on any number of threads): about 4 chunks for
+// small batches (published NeuronIO training uses 8 samples), at most 16 samples per chunk.
+int chunk_size(int batch) { return std::clamp((batch + 3) / 4, 1, 16); }
+// Samples [first, last) of thread `tid` of `n`: the recurrence runs a thread's samples in lockstep, so that
+// each step's weights are read once for all of them. A sample's arithmetic does not depend on the grouping.
+std::pair<int, int> thread_samples(int batch, int tid, int n) {
+    const int base = batch / n, extra = batch % n;
+    const int first = tid * base + std::min(tid, extra);
+    return {first, first + base + (tid < extra ? 1 : 0)};
+}
 int thread_count = 0;  // 0: OpenMP default (all cores)
 
 detail::dims make_dims(const model_config& c, int batch, int time) {
@@ -256,7 +263,7 @@ void prepare_into(const model_config& c, const std::vector<parameter_info>& layo
 }  // namespace
 
 template <class T>
-void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const {
+void model<T>::run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws, bool keep) const {
     check_input(config_, x);
     const std::size_t out_size = static_cast<std::size_t>(x.batch) * x.time * config_.num_output;
     if (y.size() != out_size)
@@ -268,21 +275,40 @@ void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& w
     const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
     ws.batch = d.B;
     ws.time = d.T;
-    ws.hidden.resize(bt * p.ph * d.l_mlp);
-    ws.delta_m.resize(bt * p.pm);
-    ws.memory.resize(bt * p.pm);
-    ws.memory_in.resize(bt * p.pm);
-    const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
-    const std::size_t scratch = detail::forward_scratch_size(p, per_chunk);
-    ws.scratch.resize(scratch * chunks);
+    ws.hidden.resize(keep ? bt * p.ph * d.l_mlp : 0);
+    ws.delta_m.resize(keep ? bt * p.pm : 0);
+    ws.memory.resize(keep ? bt * p.pm : 0);
+    ws.memory_in.resize(keep ? bt * p.pm : 0);
+    const int threads = std::min(run_threads(), d.B);
+    const std::size_t scratch = detail::forward_scratch_size(p, (d.B + threads - 1) / threads, keep);
+    ws.scratch.resize(scratch * threads);
     const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data(), ws.memory_in.data(), nullptr};
     const auto ev = events_of(x);
-#pragma omp parallel for schedule(static) num_threads(run_threads())
-    for (int c = 0; c < chunks; ++c) {
-        const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
-        detail::forward_chunk(p, ev, b0, nb, act, y.data(), ws.scratch.data() + static_cast<std::size_t>(c) * scratch);
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num();
+        const auto [first, last] = thread_samples(d.B, tid, omp_get_num_threads());
+        if (last > first)
+            detail::forward_chunk(p, ev, first, last - first, keep ? &act : nullptr, y.data(),
+                                  ws.scratch.data() + static_cast<std::size_t>(tid) * scratch);
     }
-    ws.ready_for_backward = true;
+    ws.ready_for_backward = keep;
+}
+
+template <class T>
+void model<T>::forward(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const {
+    run_forward(x, y, ws, true);
+}
+
+template <class T>
+void model<T>::infer(const sparse_input<T>& x, std::span<T> y) const {
+    workspace<T> ws;
+    run_forward(x, y, ws, false);
+}
+
+template <class T>
+void model<T>::infer(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws) const {
+    run_forward(x, y, ws, false);
 }
 
 template <class T>
@@ -306,34 +332,54 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     if (!dx.empty() && dx.size() != bt * d.d_in)
         throw error("gradient", "dx", std::to_string(bt * d.d_in) + " elements [B][T][num_input]", std::to_string(dx.size()));
 
-    // Per chunk: its gradient block (parameter layout, then dκ_m and d(gain)), dL/dU and kernel scratch; summed
-    // in chunk order below, so the result does not depend on the thread count.
-    const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
-    // Each section starts on a SIMD vector boundary (the kernels use aligned vector loads).
+    // Buffers (each section on a SIMD vector boundary: the kernels use aligned vector loads): dL/d(hidden
+    // pre-activations); per sample Σ_t dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter
+    // layout) and dL/dU, summed in chunk order below so that the result does not depend on the thread count;
+    // per thread the sweep's scratch.
     const auto whole = [](std::size_t n) { return (n + detail::simd<T>::lanes - 1) / detail::simd<T>::lanes * detail::simd<T>::lanes; };
-    const std::size_t P = params_.size(), grad_size = whole(P + 2 * static_cast<std::size_t>(d.d_m));
-    const std::size_t proj_size = p.proj.size(), scratch = whole(detail::backward_scratch_size(p, per_chunk));
-    const std::size_t per = grad_size + proj_size + scratch;
-    const std::size_t dhidden = bt * p.ph * d.l_mlp;
-    ws.scratch.assign(dhidden + per * chunks, T(0));
+    const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
+    const int threads = std::min(run_threads(), d.B);
+    const std::size_t P = params_.size(), grad_size = whole(P), proj_size = p.proj.size();
+    const std::size_t per_chunk_size = grad_size + proj_size;
+    const std::size_t sweep = whole(detail::backward_scratch_size(p, (d.B + threads - 1) / threads));
+    const std::size_t dhidden = bt * p.ph * d.l_mlp, rows_pm = static_cast<std::size_t>(d.B) * p.pm;
+    ws.scratch.assign(dhidden + 2 * rows_pm + per_chunk_size * chunks + sweep * threads, T(0));
+    T* dkappa_rows = ws.scratch.data() + dhidden;
+    T* dgain_rows = dkappa_rows + rows_pm;
+    T* local = dgain_rows + rows_pm;
+    T* sweep_scratch = local + per_chunk_size * chunks;
     const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data(), ws.memory_in.data(),
                                      ws.scratch.data()};
     const auto ev = events_of(x);
-    T* local = ws.scratch.data() + dhidden;
-#pragma omp parallel for schedule(static) num_threads(run_threads())
-    for (int c = 0; c < chunks; ++c) {
-        const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
-        T* g = local + static_cast<std::size_t>(c) * per;
-        const auto gv = views<T>(layout_, g, d.l_mlp);
-        detail::backward_chunk(p, ev, b0, nb, act, dy.data(), gv, g + P, g + P + d.d_m, g + grad_size,
-                               dx.empty() ? nullptr : dx.data(), g + grad_size + proj_size);
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num();
+        const auto [first, last] = thread_samples(d.B, tid, omp_get_num_threads());
+        if (last > first)
+            detail::backward_sweep(p, first, last - first, act, dy.data(), dkappa_rows, dgain_rows,
+                                   sweep_scratch + static_cast<std::size_t>(tid) * sweep);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int c = 0; c < chunks; ++c) {
+            const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
+            T* g = local + static_cast<std::size_t>(c) * per_chunk_size;
+            detail::backward_gradients(p, ev, b0, nb, act, dy.data(), views<T>(layout_, g, d.l_mlp), g + grad_size,
+                                       dx.empty() ? nullptr : dx.data());
+        }
     }
     for (int c = 1; c < chunks; ++c) {
-        const T* src = local + static_cast<std::size_t>(c) * per;
-        for (std::size_t i = 0; i < grad_size + proj_size; ++i) local[i] += src[i];
+        const T* src = local + static_cast<std::size_t>(c) * per_chunk_size;
+        for (std::size_t i = 0; i < per_chunk_size; ++i) local[i] += src[i];
     }
     const T* total = local;
     const T* proj_grad = local + grad_size;
+    // Σ over samples, in sample order, of dL/dκ_m and dL/dgain.
+    std::vector<double> dkappa(static_cast<std::size_t>(d.d_m), 0.0), dgain(dkappa.size(), 0.0);
+    for (int b = 0; b < d.B; ++b)
+        for (int k = 0; k < d.d_m; ++k) {
+            dkappa[k] += static_cast<double>(dkappa_rows[static_cast<std::size_t>(b) * p.pm + k]);
+            dgain[k] += static_cast<double>(dgain_rows[static_cast<std::size_t>(b) * p.pm + k]);
+        }
 
     const auto pv = views<const T>(layout_, params_.data(), d.l_mlp);
     const auto gp = views<T>(layout_, dparams.data(), d.l_mlp);
@@ -377,8 +423,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
         const double dgain_dtau = config_.version == model_version::v1
                                       ? -lambda * dkappa_dtau
                                       : -std::exp(-dt * lambda / tau) * dt * lambda / (tau * tau);
-        const double dtau = static_cast<double>(total[P + k]) * dkappa_dtau +
-                            static_cast<double>(total[P + d.d_m + k]) * dgain_dtau;
+        const double dtau = dkappa[k] * dkappa_dtau + dgain[k] * dgain_dtau;
         gp.proto_tau_m[k] += T(dtau * (hi - lo) * s * (1 - s));
     }
 }

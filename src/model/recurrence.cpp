@@ -27,15 +27,19 @@ template <class T>
 using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 // ---- dense_rows: register-blocked rows x vectors of accumulators -------------------------------------------
-// Blocks of up to 4 rows x max_block_vectors vectors.
-constexpr int max_block_rows = 4;
+// A block is SB rows x KB vectors of accumulators (SB·KB ≤ 16); for each j it loads KB vectors of row j of M
+// and broadcasts SB scalars of x. Blocks of vectors are the outer loop, so the strip of M a block reads
+// (n_in x KB vectors) is reused from L1 by every block of rows.
+constexpr int max_block_rows = 8;
+constexpr int max_accumulators = max_block_vectors * max_block_vectors;  // 16 (AVX-512) or 4
+constexpr std::size_t l1_strip_bytes = 16 * 1024;
 
 template <class T, int SB, int KB>
 void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is, T* out,
                  std::size_t os) {
     using V = vec<T>;
     V acc[SB][KB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int s = 0; s < SB; ++s)
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
@@ -44,14 +48,14 @@ void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const
         V mv[KB];
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) mv[k] = m[k];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
             const T xv = x[s * xs + j];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) acc[s][k] += xv * mv[k];
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int s = 0; s < SB; ++s)
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) as_vec(out + s * os)[k] = acc[s][k];
@@ -60,10 +64,17 @@ void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const
 template <class T>
 using block_fn = void (*)(const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*, std::size_t);
 
+// Table of dense_block<SB, KB> for SB in 1..max_block_rows, KB in 1..max_block_vectors (unused shapes with
+// SB·KB > max_accumulators are left null).
+template <class T, std::size_t I>
+constexpr block_fn<T> block_entry() {
+    constexpr int sb = static_cast<int>(I / max_block_vectors) + 1, kb = static_cast<int>(I % max_block_vectors) + 1;
+    if constexpr (sb * kb <= max_accumulators || sb == 1) return &dense_block<T, sb, kb>;
+    else return nullptr;
+}
 template <class T, std::size_t... I>
 constexpr auto block_table(std::index_sequence<I...>) {
-    return std::array<block_fn<T>, sizeof...(I)>{
-        &dense_block<T, static_cast<int>(I / max_block_vectors) + 1, static_cast<int>(I % max_block_vectors) + 1>...};
+    return std::array<block_fn<T>, sizeof...(I)>{block_entry<T, I>()...};
 }
 
 template <class T>
@@ -115,12 +126,17 @@ template <class T>
 void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
                 T* out, std::size_t os) {
     const int nv = np / lanes<T>;
-    for (int k0 = 0; k0 < nv; k0 += max_block_vectors) {
-        const int kb = std::min(max_block_vectors, nv - k0);
+    // Widest strip of M that stays in L1, then as many rows as the accumulator registers allow.
+    int kb = max_block_vectors;
+    while (kb > 1 && static_cast<std::size_t>(n_in) * kb * simd_bytes > l1_strip_bytes) kb /= 2;
+    kb = std::min(kb, nv);
+    const int sb_max = std::min(max_block_rows, std::max(1, max_accumulators / kb));
+    for (int k0 = 0; k0 < nv; k0 += kb) {
+        const int kbl = std::min(kb, nv - k0);
         const std::size_t col = static_cast<std::size_t>(k0) * lanes<T>;
-        for (int s0 = 0; s0 < rows; s0 += max_block_rows) {
-            const int sb = std::min(max_block_rows, rows - s0);
-            dense_blocks<T>[static_cast<std::size_t>((sb - 1) * max_block_vectors + kb - 1)](
+        for (int s0 = 0; s0 < rows; s0 += sb_max) {
+            const int sb = std::min(sb_max, rows - s0);
+            dense_blocks<T>[static_cast<std::size_t>((sb - 1) * max_block_vectors + kbl - 1)](
                 x + s0 * xs, xs, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is, out + s0 * os + col, os);
         }
     }
@@ -176,63 +192,86 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
         std::memcpy(out.y + s * out.y_stride, y + static_cast<std::size_t>(s) * p.po, sizeof(T) * d.d_o);
 }
 
+namespace {
+
+// Steps per block of the forward: the input stage runs one block ahead of the recurrence, so that the rows it
+// writes are still in cache when the recurrence reads them.
+constexpr int time_block = 32;
+
+}  // namespace
+
 template <class T>
-std::size_t forward_scratch_size(const prepared<T>& p, int rows) {
-    return static_cast<std::size_t>(rows) * (static_cast<std::size_t>(p.groups) * p.p0 + p.pm + std::max(p.ph, p.po));
+std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep) {
+    const std::size_t n = static_cast<std::size_t>(rows);
+    std::size_t size = n * (static_cast<std::size_t>(p.groups) * p.p0 + p.pm + std::max(p.ph, p.po));
+    if (!keep)  // block buffers for the activations
+        size += n * time_block * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm));
+    return size;
 }
 
 template <class T>
-void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a, T* y,
+void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep, T* y,
                    T* scratch) {
     const dims& d = p.d;
+    const std::size_t n = static_cast<std::size_t>(rows), T_ = static_cast<std::size_t>(d.T);
     T* input_state = scratch;
-    T* memory_in = input_state + static_cast<std::size_t>(rows) * p.groups * p.p0;
-    T* tmp = memory_in + static_cast<std::size_t>(rows) * p.pm;
+    T* memory_in = input_state + n * p.groups * p.p0;
+    T* tmp = memory_in + n * p.pm;
     std::fill(scratch, tmp, T(0));  // zero initial state (Table S1: s0 = 0, m0 = 0)
-    const std::size_t T_ = static_cast<std::size_t>(d.T), first_row = static_cast<std::size_t>(b0) * T_;
-    // The input stage does not depend on the recurrence: all steps first, into the first layer's rows.
-    if (d.l_mlp > 0) input_forward(p, x, b0, rows, 0, d.T, input_state, a.hidden + first_row * p.ph, T_ * p.ph, p.ph);
-    else input_forward(p, x, b0, rows, 0, d.T, input_state, a.delta + first_row * p.pm, T_ * p.pm, p.pm);
+    T* block = tmp + n * std::max(p.ph, p.po);
+    // Where the activations go: the whole-batch buffers [l_mlp][B][T][ph], [B][T][pm] (kept for backward), or
+    // blocks of time_block steps [l_mlp][rows][time_block][ph], [rows][time_block][pm] (inference).
+    const std::size_t steps = keep ? T_ : static_cast<std::size_t>(time_block);
+    T* hidden = keep ? keep->hidden + static_cast<std::size_t>(b0) * T_ * p.ph : block;
+    T* delta = keep ? keep->delta + static_cast<std::size_t>(b0) * T_ * p.pm : block + n * steps * p.ph * d.l_mlp;
+    T* memory = keep ? keep->memory + static_cast<std::size_t>(b0) * T_ * p.pm : delta + n * steps * p.pm;
+    T* kept_in = keep ? keep->memory_in + static_cast<std::size_t>(b0) * T_ * p.pm : nullptr;
     step_rows<T> r;
-    r.layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
-    r.hidden_stride = T_ * p.ph;
-    r.memory_stride = T_ * p.pm;
+    r.layer_stride = (keep ? static_cast<std::size_t>(d.B) : n) * steps * p.ph;
+    r.hidden_stride = steps * p.ph;
+    r.memory_stride = steps * p.pm;
     r.y_stride = T_ * d.d_o;
-    for (int t = 0; t < d.T; ++t) {
-        const std::size_t row0 = first_row + t;
-        r.hidden = d.l_mlp > 0 ? a.hidden + row0 * p.ph : nullptr;
-        r.delta = a.delta + row0 * p.pm;
-        r.memory = a.memory + row0 * p.pm;
-        r.memory_in = a.memory_in + row0 * p.pm;
-        r.y = y + row0 * d.d_o;
-        step_forward(p, rows, memory_in, tmp, r);
+    for (int t0 = 0; t0 < d.T; t0 += time_block) {
+        const int t1 = std::min(d.T, t0 + time_block);
+        const std::size_t at = keep ? static_cast<std::size_t>(t0) : 0;  // step t0's index in the buffers
+        // The input stage does not depend on the recurrence: the whole block first, into the first layer's rows.
+        if (d.l_mlp > 0) input_forward(p, x, b0, rows, t0, t1, input_state, hidden + at * p.ph, r.hidden_stride, p.ph);
+        else input_forward(p, x, b0, rows, t0, t1, input_state, delta + at * p.pm, r.memory_stride, p.pm);
+        for (int t = t0; t < t1; ++t) {
+            const std::size_t i = at + static_cast<std::size_t>(t - t0);
+            r.hidden = d.l_mlp > 0 ? hidden + i * p.ph : nullptr;
+            r.delta = delta + i * p.pm;
+            r.memory = memory + i * p.pm;
+            r.memory_in = kept_in ? kept_in + i * p.pm : nullptr;
+            r.y = y + (static_cast<std::size_t>(b0) * T_ + t) * d.d_o;
+            step_forward(p, rows, memory_in, tmp, r);
+        }
     }
 }
 
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
     const std::size_t n = static_cast<std::size_t>(rows);
-    return n * (4 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm;
+    return n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm;
 }
 
 template <class T>
-void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
-                    const T* dy, const parameter_views<T>& g, T* dkappa_m, T* dgain, T* proj_grad, T* dx,
-                    T* scratch) {
+void backward_sweep(const prepared<T>& p, int b0, int rows, const activations<T>& a, const T* dy, T* dkappa_rows,
+                    T* dgain_rows, T* scratch) {
     using V = vec<T>;
     const dims& d = p.d;
     const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
-    T* carry = scratch;                                       // [rows][pm] dL/dm_t
-    T* dz = carry + n * p.pm;                                 // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
-    T* dk = dz + n * p.pm;                                    // [rows][pm] Σ_t dL/dκ_m per sample
-    T* dg = dk + n * p.pm;                                    // [rows][pm] Σ_t dL/dgain per sample
-    T* dh = dg + n * p.pm;                                    // [rows][ph]
-    T* zero = dh + n * p.ph;                                  // [pm] m_{-1} = 0
+    T* carry = scratch;              // [rows][pm] dL/dm_t
+    T* dz = carry + n * p.pm;        // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dh = dz + n * p.pm;           // [rows][ph]
+    T* zero = dh + n * p.ph;         // [pm] m_{-1} = 0
     std::fill(scratch, scratch + backward_scratch_size(p, rows), T(0));
+    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
+    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
 
     const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
-    const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between the chunk's samples at one step
+    const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between samples at one step
     const V* kappa = as_vec(p.kappa_m.data());
     const V* gain = as_vec(p.memory_gain.data());
     const V slope = V{} + T(tanh_slope), scale = V{} + T(tanh_scale), inv_scale = V{} + T(1) / T(tanh_scale);
@@ -278,7 +317,7 @@ void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             fs = hs;
         }
         // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz)
-        // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ (dL/dm_t + dz).
+        // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added above).
         dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0, dz,
                    static_cast<std::size_t>(p.pm));
         for (int s = 0; s < rows; ++s) {
@@ -293,59 +332,77 @@ void backward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             }
         }
     }
+}
+
+namespace {
+
+// out[k] += Σ_r rows[r·stride + k], k < n, rows in order.
+template <class T>
+void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n, T* out) {
+    for (std::size_t r = 0; r < count; ++r) {
+        const T* row = rows + r * stride;
+        for (int k = 0; k < n; ++k) out[k] += row[k];
+    }
+}
+
+}  // namespace
+
+template <class T>
+void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
+                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx) {
+    const dims& d = p.d;
+    const int L = d.l_mlp, n0 = d.n0();
+    const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
+    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
+    const std::size_t first_row = static_cast<std::size_t>(b0) * T_, count = n * T_;
 
     // Input stage (E1-E3 through layer 0), reverse time, from dL/dpre_0 of all steps.
-    const std::size_t first_row = static_cast<std::size_t>(b0) * T_;
-    if (L > 0) input_backward(p, x, b0, rows, a.dhidden + first_row * p.ph, hs, proj_grad, dx);
-    else input_backward(p, x, b0, rows, a.delta + first_row * p.pm, ms, proj_grad, dx);
+    if (L > 0) input_backward(p, x, b0, rows, a.dhidden + first_row * p.ph, T_ * p.ph, proj_grad, dx);
+    else input_backward(p, x, b0, rows, a.delta + first_row * p.pm, T_ * p.pm, proj_grad, dx);
 
-    // Weight gradients over all of the chunk's steps: [rows·T]-deep products of the stored activations and
-    // the gradients just computed (rows of consecutive samples are contiguous: sample-major buffers).
-    const auto R = static_cast<Eigen::Index>(n * T_);
+    // Weight gradients: [rows·T]-deep products of stored activations and their gradients (the samples'
+    // rows are contiguous: sample-major buffers).
+    const auto R = static_cast<Eigen::Index>(count);
     auto rows_of = [&](const T* base, int width, int stride) {
         return const_matrix_map<T>(base + first_row * stride, R, width, Eigen::OuterStride<>(stride));
     };
     for (int l = 0; l < L; ++l) {  // pre-activations -> activations, in place
         T* pre = a.hidden + l * layer_stride + first_row * p.ph;
-        for (std::size_t r = 0; r < n * T_; ++r) activate(p.act, pre + r * p.ph, pre + r * p.ph, p.ph);
+        for (std::size_t r = 0; r < count; ++r) activate(p.act, pre + r * p.ph, pre + r * p.ph, p.ph);
     }
     const auto dout = rows_of(a.delta, d.d_m, p.pm);
     if (L > 0) {
         matrix_map<T>(g.weight[L], d.d_m, d.d_mlp, Eigen::OuterStride<>(d.d_mlp)).noalias() +=
             dout.transpose() * rows_of(a.hidden + (L - 1) * layer_stride, d.d_mlp, p.ph);
-        Eigen::Map<row_vector<T>>(g.bias[L], d.d_m) += dout.colwise().sum();
+        add_column_sums(a.delta + first_row * p.pm, count, p.pm, d.d_m, g.bias[L]);
         for (int l = L - 1; l >= 1; --l) {
-            const auto dpre = rows_of(a.dhidden + l * layer_stride, d.d_mlp, p.ph);
+            const T* dpre = a.dhidden + l * layer_stride;
             matrix_map<T>(g.weight[l], d.d_mlp, d.d_mlp, Eigen::OuterStride<>(d.d_mlp)).noalias() +=
-                dpre.transpose() * rows_of(a.hidden + (l - 1) * layer_stride, d.d_mlp, p.ph);
-            Eigen::Map<row_vector<T>>(g.bias[l], d.d_mlp) += dpre.colwise().sum();
+                rows_of(dpre, d.d_mlp, p.ph).transpose() * rows_of(a.hidden + (l - 1) * layer_stride, d.d_mlp, p.ph);
+            add_column_sums(dpre + first_row * p.ph, count, p.ph, d.d_mlp, g.bias[l]);
         }
     }
-    const auto dfirst_all = L > 0 ? rows_of(a.dhidden, n0, p.ph) : dout;
+    const T* dfirst = L > 0 ? a.dhidden : a.delta;
+    const int fstride = L > 0 ? p.ph : p.pm;
     matrix_map<T>(g.weight[0] + d.d_tree, n0, d.d_m, Eigen::OuterStride<>(d.d_z())).noalias() +=
-        dfirst_all.transpose() * rows_of(a.memory_in, d.d_m, p.pm);
-    Eigen::Map<row_vector<T>>(g.bias[0], n0) += dfirst_all.colwise().sum();
-    const auto dy_all = rows_of(dy, d.d_o, d.d_o);
+        rows_of(dfirst, n0, fstride).transpose() * rows_of(a.memory_in, d.d_m, p.pm);
+    add_column_sums(dfirst + first_row * fstride, count, fstride, n0, g.bias[0]);
     matrix_map<T>(g.w_y, d.d_o, d.d_m, Eigen::OuterStride<>(d.d_m)).noalias() +=
-        dy_all.transpose() * rows_of(a.memory, d.d_m, p.pm);
-    Eigen::Map<row_vector<T>>(g.b_y, d.d_o) += dy_all.colwise().sum();
-    for (int s = 0; s < rows; ++s)
-        for (int k = 0; k < d.d_m; ++k) {
-            dkappa_m[k] += dk[static_cast<std::size_t>(s) * p.pm + k];
-            dgain[k] += dg[static_cast<std::size_t>(s) * p.pm + k];
-        }
+        rows_of(dy, d.d_o, d.d_o).transpose() * rows_of(a.memory, d.d_m, p.pm);
+    add_column_sums(dy + first_row * d.d_o, count, d.d_o, d.d_o, g.b_y);
 }
 
 #define ELM_INSTANTIATE(T)                                                                                      \
     template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,        \
                                 std::size_t);                                                                   \
     template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                        \
-    template std::size_t forward_scratch_size<T>(const prepared<T>&, int);                                      \
+    template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                                \
     template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                     \
-    template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&, T*, \
+    template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>*, T*, \
                                    T*);                                                                         \
-    template void backward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&,    \
-                                    const T*, const parameter_views<T>&, T*, T*, T*, T*, T*);
+    template void backward_sweep<T>(const prepared<T>&, int, int, const activations<T>&, const T*, T*, T*, T*);    \
+    template void backward_gradients<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&, \
+                                        const T*, const parameter_views<T>&, T*, T*);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)
 #undef ELM_INSTANTIATE

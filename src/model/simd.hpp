@@ -8,7 +8,9 @@
 
 namespace elm::detail {
 
-#if defined(__AVX512F__)
+#if defined(ELM_SIMD_BYTES)
+inline constexpr std::size_t simd_bytes = ELM_SIMD_BYTES;
+#elif defined(__AVX512F__)
 inline constexpr std::size_t simd_bytes = 64;
 #elif defined(__AVX__)
 inline constexpr std::size_t simd_bytes = 32;
@@ -44,9 +46,13 @@ T horizontal_sum(const vec<T>& v) {
     return s;
 }
 
-// Register blocking of the kernels: at most this many vectors of one row in registers at once (AVX-512 has
-// 32 vector registers, the others 16).
-inline constexpr int max_block_vectors = simd_bytes == 64 ? 4 : 2;
+// Register blocking of the kernels: at most this many vectors of one row in registers at once (with AVX-512,
+// 32 vector registers of any width; otherwise 16).
+#if defined(__AVX512F__)
+inline constexpr int max_block_vectors = 4;
+#else
+inline constexpr int max_block_vectors = 2;
+#endif
 
 // n rounded up to whole vectors: the padded width of a feature row.
 template <class T>
