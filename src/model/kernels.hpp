@@ -124,6 +124,10 @@ void prepare(const model_config& config, const parameter_views<const T>& p, cons
 template <class T>
 void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
                 T* out, std::size_t os);
+// The same kernel as a deep product for weight gradients: out[i][:] += Σ_{r < depth} A[r][i]·B[r][:] for
+// i < na; A rows padded to pa, B and out rows to pb. Sums in order of r.
+template <class T>
+void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int pb, T* out);
 
 // ---- one time step for `rows` samples (b0, b0+1, ...) -----------------------------------------------------
 // Where step t's activations of the samples go: row s of a buffer at base + s·stride.
@@ -193,7 +197,9 @@ void backward_sweep(const prepared<T>& p, int b0, int rows, const activations<T>
 // pre-activations into activations.
 template <class T>
 void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
-                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx);
+                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx, T* scratch);
+template <class T>
+std::size_t gradients_scratch_size(const prepared<T>& p);
 
 // ---- diagnostics (not on the forward path) ---------------------------------------------------------------
 // Branch traces b_t[b][t][j] (E1-E3, v2's state; v1's BranchSum(s_t)).

@@ -340,7 +340,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
     const int threads = std::min(run_threads(), d.B);
     const std::size_t P = params_.size(), grad_size = whole(P), proj_size = p.proj.size();
-    const std::size_t per_chunk_size = grad_size + proj_size;
+    const std::size_t per_chunk_size = grad_size + proj_size + whole(detail::gradients_scratch_size(p));
     const std::size_t sweep = whole(detail::backward_scratch_size(p, (d.B + threads - 1) / threads));
     const std::size_t dhidden = bt * p.ph * d.l_mlp, rows_pm = static_cast<std::size_t>(d.B) * p.pm;
     ws.scratch.assign(dhidden + 2 * rows_pm + per_chunk_size * chunks + sweep * threads, T(0));
@@ -364,12 +364,12 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
             const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
             T* g = local + static_cast<std::size_t>(c) * per_chunk_size;
             detail::backward_gradients(p, ev, b0, nb, act, dy.data(), views<T>(layout_, g, d.l_mlp), g + grad_size,
-                                       dx.empty() ? nullptr : dx.data());
+                                       dx.empty() ? nullptr : dx.data(), g + grad_size + proj_size);
         }
     }
     for (int c = 1; c < chunks; ++c) {
         const T* src = local + static_cast<std::size_t>(c) * per_chunk_size;
-        for (std::size_t i = 0; i < per_chunk_size; ++i) local[i] += src[i];
+        for (std::size_t i = 0; i < grad_size + proj_size; ++i) local[i] += src[i];
     }
     const T* total = local;
     const T* proj_grad = local + grad_size;

@@ -35,8 +35,8 @@ constexpr int max_accumulators = max_block_vectors * max_block_vectors;  // 16 (
 constexpr std::size_t l1_strip_bytes = 16 * 1024;
 
 template <class T, int SB, int KB>
-void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is, T* out,
-                 std::size_t os) {
+void dense_block(const T* x, std::size_t xs, std::size_t xj, int n_in, const T* M, int np, const T* init,
+                 std::size_t is, T* out, std::size_t os) {
     using V = vec<T>;
     V acc[SB][KB];
 #pragma GCC unroll 8
@@ -50,7 +50,7 @@ void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const
         for (int k = 0; k < KB; ++k) mv[k] = m[k];
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
-            const T xv = x[s * xs + j];
+            const T xv = x[s * xs + j * xj];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) acc[s][k] += xv * mv[k];
         }
@@ -62,7 +62,8 @@ void dense_block(const T* x, std::size_t xs, int n_in, const T* M, int np, const
 }
 
 template <class T>
-using block_fn = void (*)(const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*, std::size_t);
+using block_fn = void (*)(const T*, std::size_t, std::size_t, int, const T*, int, const T*, std::size_t, T*,
+                          std::size_t);
 
 // Table of dense_block<SB, KB> for SB in 1..max_block_rows, KB in 1..max_block_vectors (unused shapes with
 // SB·KB > max_accumulators are left null).
@@ -123,8 +124,8 @@ void scaled_tanh(T* o, int n) {
 }  // namespace
 
 template <class T>
-void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
-                T* out, std::size_t os) {
+void dense_rows_strided(int rows, const T* x, std::size_t xs, std::size_t xj, int n_in, const T* M, int np,
+                        const T* init, std::size_t is, T* out, std::size_t os) {
     const int nv = np / lanes<T>;
     // Widest strip of M that stays in L1, then as many rows as the accumulator registers allow.
     int kb = max_block_vectors;
@@ -137,8 +138,27 @@ void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int 
         for (int s0 = 0; s0 < rows; s0 += sb_max) {
             const int sb = std::min(sb_max, rows - s0);
             dense_blocks<T>[static_cast<std::size_t>((sb - 1) * max_block_vectors + kbl - 1)](
-                x + s0 * xs, xs, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is, out + s0 * os + col, os);
+                x + s0 * xs, xs, xj, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is, out + s0 * os + col,
+                os);
         }
+    }
+}
+
+template <class T>
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
+                T* out, std::size_t os) {
+    dense_rows_strided(rows, x, xs, 1, n_in, M, np, init, is, out, os);
+}
+
+template <class T>
+void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int pb, T* out) {
+    // out[i][:] += Σ_r A[r][i]·B[r][:]: dense_rows with the roles of rows and depth swapped (x[i][r] = A[r][i]),
+    // over blocks of depth small enough that their strips of B and A stay in cache; blocks in order.
+    constexpr std::size_t block = 128;
+    for (std::size_t r0 = 0; r0 < depth; r0 += block) {
+        const int n = static_cast<int>(std::min(block, depth - r0));
+        dense_rows_strided(na, A + r0 * pa, 1, static_cast<std::size_t>(pa), n, B + r0 * pb, pb, out,
+                           static_cast<std::size_t>(pb), out, static_cast<std::size_t>(pb));
     }
 }
 
@@ -349,7 +369,10 @@ void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n
 
 template <class T>
 void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
-                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx) {
+                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx, T* scratch) {
+    T* wtmp = scratch;  // [rows of a weight][padded width]
+    T* dy_pad = scratch + static_cast<std::size_t>(std::max({p.d.d_m, p.d.d_mlp, p.d.d_o, p.d.n0()})) *
+                              static_cast<std::size_t>(std::max({p.ph, p.pm, p.po}));
     const dims& d = p.d;
     const int L = d.l_mlp, n0 = d.n0();
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
@@ -361,35 +384,52 @@ void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, in
     else input_backward(p, x, b0, rows, a.delta + first_row * p.pm, T_ * p.pm, proj_grad, dx);
 
     // Weight gradients: [rows·T]-deep products of stored activations and their gradients (the samples'
-    // rows are contiguous: sample-major buffers).
-    const auto R = static_cast<Eigen::Index>(count);
-    auto rows_of = [&](const T* base, int width, int stride) {
-        return const_matrix_map<T>(base + first_row * stride, R, width, Eigen::OuterStride<>(stride));
-    };
+    // rows are contiguous: sample-major buffers), into padded rows, then added to the parameter layout.
     for (int l = 0; l < L; ++l) {  // pre-activations -> activations, in place
         T* pre = a.hidden + l * layer_stride + first_row * p.ph;
         for (std::size_t r = 0; r < count; ++r) activate(p.act, pre + r * p.ph, pre + r * p.ph, p.ph);
     }
-    const auto dout = rows_of(a.delta, d.d_m, p.pm);
+    auto product = [&](const T* A, int pa, int na, const T* B, int pb, int nb, T* w, std::size_t w_stride) {
+        std::fill(wtmp, wtmp + static_cast<std::size_t>(na) * pb, T(0));
+        deep_product(count, A + first_row * pa, pa, na, B + first_row * pb, pb, wtmp);
+        for (int i = 0; i < na; ++i)
+            for (int j = 0; j < nb; ++j) w[static_cast<std::size_t>(i) * w_stride + j] += wtmp[static_cast<std::size_t>(i) * pb + j];
+    };
     if (L > 0) {
-        matrix_map<T>(g.weight[L], d.d_m, d.d_mlp, Eigen::OuterStride<>(d.d_mlp)).noalias() +=
-            dout.transpose() * rows_of(a.hidden + (L - 1) * layer_stride, d.d_mlp, p.ph);
+        product(a.delta, p.pm, d.d_m, a.hidden + (L - 1) * layer_stride, p.ph, d.d_mlp, g.weight[L], d.d_mlp);
         add_column_sums(a.delta + first_row * p.pm, count, p.pm, d.d_m, g.bias[L]);
         for (int l = L - 1; l >= 1; --l) {
             const T* dpre = a.dhidden + l * layer_stride;
-            matrix_map<T>(g.weight[l], d.d_mlp, d.d_mlp, Eigen::OuterStride<>(d.d_mlp)).noalias() +=
-                rows_of(dpre, d.d_mlp, p.ph).transpose() * rows_of(a.hidden + (l - 1) * layer_stride, d.d_mlp, p.ph);
+            product(dpre, p.ph, d.d_mlp, a.hidden + (l - 1) * layer_stride, p.ph, d.d_mlp, g.weight[l], d.d_mlp);
             add_column_sums(dpre + first_row * p.ph, count, p.ph, d.d_mlp, g.bias[l]);
         }
     }
     const T* dfirst = L > 0 ? a.dhidden : a.delta;
     const int fstride = L > 0 ? p.ph : p.pm;
-    matrix_map<T>(g.weight[0] + d.d_tree, n0, d.d_m, Eigen::OuterStride<>(d.d_z())).noalias() +=
-        rows_of(dfirst, n0, fstride).transpose() * rows_of(a.memory_in, d.d_m, p.pm);
+    product(dfirst, fstride, n0, a.memory_in, p.pm, d.d_m, g.weight[0] + d.d_tree, d.d_z());
     add_column_sums(dfirst + first_row * fstride, count, fstride, n0, g.bias[0]);
-    matrix_map<T>(g.w_y, d.d_o, d.d_m, Eigen::OuterStride<>(d.d_m)).noalias() +=
-        rows_of(dy, d.d_o, d.d_o).transpose() * rows_of(a.memory, d.d_m, p.pm);
+    // The readout's dy rows are not padded: pad them block by block into the scratch.
+    {
+        std::fill(wtmp, wtmp + static_cast<std::size_t>(d.d_o) * p.pm, T(0));
+        constexpr std::size_t block = 128;
+        for (std::size_t r0 = 0; r0 < count; r0 += block) {
+            const std::size_t nr = std::min(block, count - r0);
+            for (std::size_t r = 0; r < nr; ++r)
+                for (int o = 0; o < p.po; ++o)
+                    dy_pad[r * p.po + o] = o < d.d_o ? dy[(first_row + r0 + r) * d.d_o + o] : T(0);
+            deep_product(nr, dy_pad, p.po, d.d_o, a.memory + (first_row + r0) * p.pm, p.pm, wtmp);
+        }
+        for (int o = 0; o < d.d_o; ++o)
+            for (int k = 0; k < d.d_m; ++k) g.w_y[static_cast<std::size_t>(o) * d.d_m + k] += wtmp[static_cast<std::size_t>(o) * p.pm + k];
+    }
     add_column_sums(dy + first_row * d.d_o, count, d.d_o, d.d_o, g.b_y);
+}
+
+template <class T>
+std::size_t gradients_scratch_size(const prepared<T>& p) {
+    const std::size_t widest = static_cast<std::size_t>(std::max({p.ph, p.pm, p.po}));
+    const std::size_t rows = static_cast<std::size_t>(std::max({p.d.d_m, p.d.d_mlp, p.d.d_o, p.d.n0()}));
+    return rows * widest + 128 * static_cast<std::size_t>(p.po);
 }
 
 #define ELM_INSTANTIATE(T)                                                                                      \
@@ -402,7 +442,9 @@ void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, in
                                    T*);                                                                         \
     template void backward_sweep<T>(const prepared<T>&, int, int, const activations<T>&, const T*, T*, T*, T*);    \
     template void backward_gradients<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&, \
-                                        const T*, const parameter_views<T>&, T*, T*);
+                                        const T*, const parameter_views<T>&, T*, T*, T*);                      \
+    template std::size_t gradients_scratch_size<T>(const prepared<T>&);                                          \
+    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)
 #undef ELM_INSTANTIATE
