@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 namespace elm {
@@ -591,14 +593,25 @@ void sparse_input<T>::validate(std::string_view source) const {
     if (offsets.front() != 0 || offsets.back() != static_cast<std::int64_t>(values.size()))
         throw error(src, "offsets", "offsets[0] = 0 and offsets[last] = number of events",
                     std::to_string(offsets.front()) + " .. " + std::to_string(offsets.back()));
-    // One branch-free pass over everything (it runs on every forward call); the slower scans that name the
-    // first bad entry run only when this finds a problem.
-    bool ok = true;
-    for (std::size_t r = 0; r < rows; ++r) ok &= offsets[r + 1] >= offsets[r];
-    for (std::size_t e = 0; e < values.size(); ++e) {
-        ok &= channels[e] >= 0 && channels[e] < num_input;
-        ok &= std::abs(values[e]) <= std::numeric_limits<T>::max();  // false for NaN and ±inf
+    // One branch-free pass over everything (it runs on every forward call): integer compares that the compiler
+    // vectorises, finiteness from the exponent bits; the slower scans that name the first bad entry run only
+    // when this finds a problem.
+    using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr bits_t exponent = sizeof(T) == 4 ? bits_t(0x7f800000u) : bits_t(0x7ff0000000000000ull);
+    const std::int64_t* off = offsets.data();
+    const std::int32_t* ch = channels.data();
+    const auto limit = static_cast<std::uint32_t>(num_input);
+    const std::size_t n = values.size();
+    unsigned bad = 0;
+    for (std::size_t r = 0; r < rows; ++r) bad |= off[r + 1] < off[r] ? 1u : 0u;
+    for (std::size_t e = 0; e < n; ++e) bad |= static_cast<std::uint32_t>(ch[e]) >= limit ? 1u : 0u;
+    const T* val = values.data();
+    for (std::size_t e = 0; e < n; ++e) {
+        bits_t b;
+        std::memcpy(&b, val + e, sizeof b);
+        bad |= (b & exponent) == exponent ? 1u : 0u;
     }
+    const bool ok = bad == 0;
     if (ok) return;
     for (std::size_t r = 0; r < rows; ++r)
         if (offsets[r + 1] < offsets[r])
