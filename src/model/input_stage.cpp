@@ -210,14 +210,20 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
     V r[KB];
 #pragma GCC unroll 4
     for (int k = 0; k < KB; ++k) r[k] = V{};
+    // Local copies: stores through the vector type may alias anything, so members would be reloaded.
+    const std::int64_t* offsets = x.offsets;
+    const std::int32_t* channel = x.channels;
+    const T* value = x.values;
+    const std::int64_t time = x.time;
     for (int t = d.T - 1; t >= 0; --t) {
         const V* di = as_vec(din + static_cast<std::size_t>(t) * step_stride) + k0;
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) r[k] = di[k] + kappa * r[k];
-        const std::int64_t bt = static_cast<std::int64_t>(b) * x.time + t;
-        for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) {
-            V* q = as_vec(q0 + static_cast<std::size_t>(x.channels[e]) * p0);
-            const T v = x.values[e];
+        const std::int64_t bt = static_cast<std::int64_t>(b) * time + t;
+        const auto end = offsets[bt + 1];
+        for (auto e = offsets[bt]; e < end; ++e) {
+            V* q = as_vec(q0 + static_cast<std::size_t>(channel[e]) * p0);
+            const T v = value[e];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) q[k] += v * r[k];
         }
