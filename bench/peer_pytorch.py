@@ -20,6 +20,7 @@ Input (one of):
     peer_pytorch.py --config '{"num_input": 16, "num_output": 10}' --batch 16 --time 4096 \
                     --input onehot --threads 2 --repeats 3
   peer_pytorch.py --info          environment only (torch, threads, BLAS)
+  peer_pytorch.py --sgemm-peak    GFLOP/s of torch.mm (the BLAS torch uses) on 2048 x 2048 float32 at --threads
   peer_pytorch.py --verify DIR    compare with the published code's golden files
 
 Output: one JSON object per shape, one per line, on stdout; times in milliseconds (median of `repeats`
@@ -505,6 +506,18 @@ def profile_shape(shape, seed):
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)
 
 
+def sgemm_peak(n=2048, repeats=5):
+    """Best-of-`repeats` GFLOP/s of one n x n x n float32 torch.mm (BLAS sgemm) after a warm-up."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    (a @ b).sum().item()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
 def set_threads(threads):
     """torch's intra-op threads, and the BLAS pool limited to the same (threadpoolctl, if installed)."""
     limits = None
@@ -615,6 +628,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--info", action="store_true", help="print the environment only")
+    ap.add_argument("--sgemm-peak", action="store_true",
+                    help="print the GFLOP/s of torch.mm on 2048 x 2048 float32 (with --threads) and the environment")
     ap.add_argument("--profile", action="store_true",
                     help="also print torch.profiler's top operators of one forward and one fwd+bwd to stderr")
     ap.add_argument("--verify", metavar="DIR", help="check against the published code's golden files")
@@ -623,7 +638,7 @@ def main():
     if args.verify:
         return verify(args.verify)
 
-    if args.config is None and not args.info:
+    if args.config is None and not args.info and not args.sgemm_peak:
         request = json.load(sys.stdin)
         if "shapes" not in request:
             request = {"shapes": [request], **{k: request[k] for k in ("threads", "repeats", "warmup", "seed")
@@ -641,6 +656,9 @@ def main():
     env = environment()
     if args.info:
         print(json.dumps(env), flush=True)
+        return 0
+    if args.sgemm_peak:
+        print(json.dumps({"sgemm_gflops": sgemm_peak(), **env}), flush=True)
         return 0
     status = 0
     for shape in request["shapes"]:

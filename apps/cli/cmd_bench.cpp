@@ -1,15 +1,20 @@
-// elmneuron bench: forward, forward+backward and full train-step (fwd + bwd + Adam) time on the reference
-// shapes of bench/README.md (or one given config), as a table and JSON. With --peer, runs the published
-// PyTorch implementation (bench/peer_pytorch.py) on the same shapes, same thread count, and reports ratios.
+// elmneuron bench: inference, forward+backward and full train-step (fwd + bwd + Adam) time on the reference
+// shapes of bench/README.md (or one given config), the fraction of the machine limit (per-step MLP FLOPs at
+// the measured single-core sgemm peak), streaming steps/s, as a table and JSON. With --peer, runs the published
+// PyTorch implementation (bench/peer_pytorch.py) on the same shapes with the same thread count and reports
+// ratios. With --scaling DIR, sweeps batch, sequence length, d_m and synapses and plots the cost.
 
+#include <elmneuron/benchmark.hpp>
 #include <elmneuron/config.hpp>
 #include <elmneuron/error.hpp>
 #include <elmneuron/model.hpp>
 #include <elmneuron/optim.hpp>
+#include <elmneuron/tensor_file.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "common.hpp"
 
 #include <sys/resource.h>
 #include <sys/utsname.h>
@@ -23,7 +28,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -38,7 +42,8 @@ struct bench_shape {
     std::string name;
     model_config config;
     int batch, time;
-    std::string input_kind;  // "neuronio" ({-1,0,+1}, 2 % events), "counts" (SHD-like), "onehot"
+    std::string input_kind;  // synthetic_input kinds
+    double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
 };
 
 std::vector<bench_shape> reference_shapes() {
@@ -51,59 +56,35 @@ std::vector<bench_shape> reference_shapes() {
     neuronio.num_synapse_per_branch = 100;
     neuronio.input_to_synapse_routing = routing::neuronio;
     neuronio.memory_tau_max = 150;
-    s.push_back({"neuronio_branch_elm_dm15", neuronio, 32, 500, "neuronio"});
+    s.push_back({"neuronio_branch_elm_dm15", neuronio, 32, 500, "neuronio", 50, 100});
     neuronio.num_memory = 100;
-    s.push_back({"neuronio_branch_elm_dm100", neuronio, 32, 500, "neuronio"});
+    s.push_back({"neuronio_branch_elm_dm100", neuronio, 32, 500, "neuronio", 30, 50});
     model_config shd;
     shd.num_input = 700;
     shd.num_output = 20;
     shd.num_memory = 100;
     shd.delta_t = 4;
-    s.push_back({"shd_vanilla_elm_dm100", shd, 32, 250, "counts"});
+    s.push_back({"shd_vanilla_elm_dm100", shd, 32, 250, "counts", 10, 10});
     model_config longseq;
     longseq.num_input = 16;
     longseq.num_output = 10;
     longseq.num_memory = 100;
-    s.push_back({"long_sequence_onehot_dm100", longseq, 16, 4096, "onehot"});
+    s.push_back({"long_sequence_onehot_dm100", longseq, 16, 4096, "onehot", 10, 10});
     return s;
 }
 
-template <class T>
-sparse_input<T> make_input(const bench_shape& s, std::uint64_t seed) {
-    std::mt19937_64 gen(seed);
-    std::uniform_real_distribution<double> u(0, 1);
-    const int n = s.config.num_input;
-    sparse_input<T> x;
-    x.batch = s.batch;
-    x.time = s.time;
-    x.num_input = n;
-    x.offsets.push_back(0);
-    for (int r = 0; r < s.batch * s.time; ++r) {
-        if (s.input_kind == "onehot") {
-            x.channels.push_back(static_cast<std::int32_t>(gen() % static_cast<std::uint64_t>(n)));
-            x.values.push_back(T(1));
-        } else {
-            const double p = s.input_kind == "neuronio" ? 0.02 : 0.03;
-            for (int c = 0; c < n; ++c)
-                if (u(gen) < p) {
-                    x.channels.push_back(c);
-                    // NeuronIO: +1 excitatory (first half), -1 inhibitory; SHD: spike counts 1-2.
-                    x.values.push_back(s.input_kind == "neuronio" ? T(c < n / 2 ? 1 : -1) : T(1 + (u(gen) < 0.1)));
-                }
-        }
-        x.offsets.push_back(static_cast<std::int64_t>(x.values.size()));
-    }
-    return x;
-}
+constexpr const char* streaming_name = "streaming_single_sample_dm15";
+constexpr double streaming_target = 1e6;  // steps/s per core
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
 }
 
+// Median seconds of `repeats` calls after one untimed warm-up (buffers allocated, caches warm).
 template <class F>
 double time_median(F&& f, int repeats) {
-    f();  // warm-up (workspace allocation, caches)
+    f();
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -119,15 +100,22 @@ double peak_rss_mb() {
     return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
-json bench_one(const bench_shape& s, int repeats) {
+struct machine_peak {
+    double eigen_sgemm = 0, peer_sgemm = 0, fma = 0;
+    // The limit uses the best sgemm measured on this machine (one thread).
+    double sgemm() const { return std::max(eigen_sgemm, peer_sgemm); }
+};
+
+json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
     model<float> m(s.config, 1);
-    const auto x = make_input<float>(s, 2);
+    const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2);
     const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
     std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
-    workspace<float> ws;
+    workspace<float> ws, ws_infer;
     optimizer_config oc;
     oc.lr = 1e-4;
     optimizer<float> opt(oc, g.size());
+    const double infer = time_median([&] { m.infer(x, y, ws_infer); }, repeats);
     const double fwd = time_median([&] { m.forward(x, y, ws); }, repeats);
     const double fwd_bwd = time_median(
         [&] {
@@ -145,39 +133,67 @@ json bench_one(const bench_shape& s, int repeats) {
         },
         repeats);
     const double sample_steps = static_cast<double>(s.batch) * s.time;
-    return {{"shape", s.name},
-            {"batch", s.batch},
-            {"time", s.time},
-            {"num_memory", s.config.num_memory},
-            {"input_events", x.num_events()},
-            {"threads", num_threads()},
-            {"forward_ms", fwd * 1e3},
-            {"forward_backward_ms", fwd_bwd * 1e3},
-            {"train_step_ms", train * 1e3},
-            {"forward_ms_per_step", fwd * 1e3 / s.time},
-            {"train_ms_per_step", train * 1e3 / s.time},
-            {"forward_sample_steps_per_s", sample_steps / fwd},
-            {"train_sample_steps_per_s", sample_steps / train},
-            {"peak_rss_mb", peak_rss_mb()}};
+    const int threads = std::min(num_threads(), s.batch);  // a sample's steps are sequential
+    // Machine limit (the definition): the per-step MLP FLOPs at the single-core sgemm peak, on the
+    // threads used; a train step does that work three times (forward, input gradient, weight gradient).
+    const double flops = mlp_flops_per_sample_step(s.config) * sample_steps;
+    json r{{"shape", s.name},
+           {"config", json::parse(to_json(s.config))},
+           {"batch", s.batch},
+           {"time", s.time},
+           {"input_kind", s.input_kind},
+           {"num_memory", s.config.num_memory},
+           {"input_events", x.num_events()},
+           {"threads", threads},
+           {"inference_ms", infer * 1e3},
+           {"forward_ms", fwd * 1e3},
+           {"forward_backward_ms", fwd_bwd * 1e3},
+           {"train_step_ms", train * 1e3},
+           {"inference_ms_per_step", infer * 1e3 / s.time},
+           {"forward_backward_ms_per_step", fwd_bwd * 1e3 / s.time},
+           {"train_ms_per_step", train * 1e3 / s.time},
+           {"inference_sample_steps_per_s", sample_steps / infer},
+           {"train_sample_steps_per_s", sample_steps / train},
+           {"mlp_gflop_per_call", flops / 1e9},
+           {"workspace_mb", static_cast<double>(ws.bytes()) / (1 << 20)},
+           {"peak_rss_mb", peak_rss_mb()}};
+    if (peak.sgemm() > 0) {
+        const double limit_infer = flops / (peak.sgemm() * 1e9 * threads);
+        r["limit_inference_ms"] = limit_infer * 1e3;
+        r["limit_train_ms"] = 3 * limit_infer * 1e3;
+        r["fraction_of_limit_inference"] = limit_infer / infer;
+        r["fraction_of_limit_train"] = 3 * limit_infer / train;
+    }
+    if (s.target_train > 0) r["target"] = {{"train_step", s.target_train}, {"inference", s.target_infer}};
+    return r;
 }
 
-// One sample, one step at a time (streaming inference): T = 1 calls in a loop carry no state between calls,
-// so streaming is measured as steps/s of single-sample forward over a long sequence instead.
-json bench_streaming(int steps) {
+// One sample, one step per call through elm::stream (state kept between calls), one thread.
+json bench_streaming(int steps, int repeats) {
     auto s = reference_shapes().front();
-    s.name = "streaming_single_sample_dm15";
-    s.batch = 1;
-    s.time = steps;
     model<float> m(s.config, 1);
-    const auto x = make_input<float>(s, 3);
-    std::vector<float> y(static_cast<std::size_t>(steps) * 2);
-    workspace<float> ws;
-    const double t = time_median([&] { m.forward(x, y, ws); }, 5);
-    return {{"shape", s.name}, {"batch", 1}, {"time", steps}, {"threads", 1}, {"forward_ms", t * 1e3},
-            {"forward_sample_steps_per_s", steps / t}};
+    const auto x = synthetic_input<float>(s.input_kind, 1, steps, s.config.num_input, 3);
+    stream<float> st(m, 1);
+    std::vector<float> y(static_cast<std::size_t>(s.config.num_output));
+    const double t = time_median(
+        [&] {
+            st.reset();
+            for (int i = 0; i < steps; ++i) st.step(x, i, y);
+        },
+        repeats);
+    return {{"shape", streaming_name},
+            {"config", json::parse(to_json(s.config))},
+            {"batch", 1},
+            {"time", steps},
+            {"threads", 1},
+            {"api", "elm::stream::step, one call per time step"},
+            {"stream_ms", t * 1e3},
+            {"ns_per_step", t * 1e9 / steps},
+            {"steps_per_s", steps / t},
+            {"target", {{"steps_per_s", streaming_target}}}};
 }
 
-// ---- the PyTorch peer (bench/peer_pytorch.py) -----------------------------------------------------
+// ---- the machine -----------------------------------------------------------------------------------------
 
 std::string read_text(const std::string& path) {
     std::ifstream f(path);
@@ -223,9 +239,18 @@ json machine_info() {
 #else
             {"assertions", true},
 #endif
+#if defined(__AVX512F__)
+            {"simd", "AVX-512"},
+#elif defined(__AVX2__)
+            {"simd", "AVX2"},
+#else
+            {"simd", "SSE2/portable"},
+#endif
             {"kernel", std::string(u.sysname) + " " + u.release + " " + u.machine},
             {"loadavg_start", load_average()}};
 }
+
+// ---- the PyTorch peer (bench/peer_pytorch.py) -------------------------------------------------------------
 
 // Single-quoted for /bin/sh.
 std::string shell_quote(const std::string& v) {
@@ -273,27 +298,21 @@ struct peer_options {
     int warmup = 2;
 };
 
-// Runs the peer on one shape; returns its JSON object (with "error" set if the peer failed on this shape).
-// Throws elm::error when the peer cannot run at all (no interpreter, no torch).
-json run_peer(const bench_shape& s, const peer_options& o) {
+const char* const peer_hint =
+    "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and --peer-python /usr/bin/python3 if "
+    "another python3 comes first in PATH";
+
+// Runs the peer script with `args` and stdin from `request_file` (if not empty); returns its last JSON line
+// that has `key`. Throws elm::error when it gives none.
+json run_peer_script(const peer_options& o, const std::string& args, const std::string& request, const char* key) {
     namespace fs = std::filesystem;
-    const int repeats = o.repeats > 0 ? o.repeats : (s.time > 1000 ? 1 : 3);
-    json request{{"threads", o.threads},
-                 {"repeats", repeats},
-                 {"warmup", o.warmup},
-                 {"seed", 0},
-                 {"shapes",
-                  {{{"name", s.name},
-                    {"config", json::parse(to_json(s.config))},
-                    {"batch", s.batch},
-                    {"time", s.time},
-                    {"input_kind", s.input_kind}}}}};
     const fs::path req = fs::temp_directory_path() / ("elmneuron-peer-" + std::to_string(getpid()) + ".json");
-    {
+    std::string cmd = shell_quote(o.python) + " " + shell_quote(o.script) + " " + args;
+    if (!request.empty()) {
         std::ofstream f(req);
-        f << request.dump() << "\n";
+        f << request << "\n";
+        cmd += " < " + shell_quote(req.string());
     }
-    const std::string cmd = shell_quote(o.python) + " " + shell_quote(o.script) + " < " + shell_quote(req.string());
     std::fflush(stdout);
     FILE* p = popen(cmd.c_str(), "r");
     std::error_code ec;
@@ -311,69 +330,190 @@ json run_peer(const bench_shape& s, const peer_options& o) {
     for (std::string line; std::getline(lines, line);) {
         if (line.empty() || line.front() != '{') continue;
         auto j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.contains("shape")) result = std::move(j);
+        if (!j.is_discarded() && j.contains(key)) result = std::move(j);
     }
     if (!result) {
         const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         throw error("bench", "--peer", "JSON results from " + o.script,
-                    "no result (exit status " + std::to_string(code) + "; command: " + cmd + ")",
-                    "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and --peer-python "
-                    "/usr/bin/python3 if another python3 comes first in PATH");
+                    "no result (exit status " + std::to_string(code) + "; command: " + cmd + ")", peer_hint);
     }
     return *result;
 }
 
-std::string fmt_ms(const json& j, const char* key) {
+json run_peer(const bench_shape& s, const peer_options& o) {
+    const int repeats = o.repeats > 0 ? o.repeats : (s.time > 1000 ? 1 : 3);
+    json request{{"threads", o.threads},
+                 {"repeats", repeats},
+                 {"warmup", o.warmup},
+                 {"seed", 0},
+                 {"shapes",
+                  {{{"name", s.name},
+                    {"config", json::parse(to_json(s.config))},
+                    {"batch", s.batch},
+                    {"time", s.time},
+                    {"input_kind", s.input_kind}}}}};
+    return run_peer_script(o, "", request.dump(), "shape");
+}
+
+std::string fmt(const json& j, const char* key, const char* format = "%.1f") {
     if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return "-";
     char b[32];
-    std::snprintf(b, sizeof b, "%.1f", j[key].get<double>());
+    std::snprintf(b, sizeof b, format, j[key].get<double>());
     return b;
 }
 
-std::string fmt_ratio(const json& ours, const json& peer, const char* key) {
-    if (!peer.is_object() || !peer.contains(key) || !peer[key].is_number()) return "-";
-    char b[32];
-    std::snprintf(b, sizeof b, "%.1fx", peer[key].get<double>() / ours[key].get<double>());
+std::string fmt_ratio(double ratio, double target) {
+    char b[48];
+    if (target > 0) std::snprintf(b, sizeof b, "%.1fx %s", ratio, ratio >= target ? "ok" : "LOW");
+    else std::snprintf(b, sizeof b, "%.1fx", ratio);
     return b;
 }
 
 const char* const peer_environment_keys[] = {"peer", "python", "torch_version", "torch_num_interop_threads",
                                              "torch_parallel_backend", "blas", "env", "cpu_count"};
 
-void print_comparison(const json& results, const json& peer_env) {
-    std::printf("\nours vs the published PyTorch code (peer); ratio = peer time / our time (>1: ours faster)\n");
+void print_comparison(const json& results, const json& peer_env, int threads) {
+    std::printf("\nours vs the published PyTorch code (peer); ratio = peer time / our time (>1: ours faster); "
+                "ok/LOW: against the performance issue's target\n");
     if (peer_env.is_object())
-        std::printf("threads: ours %d, peer %d; peer: torch %s, BLAS %s\n", num_threads(),
+        std::printf("threads: ours %d, peer %d; peer: torch %s, BLAS %s\n", threads,
                     peer_env.value("torch_num_threads", 0), peer_env.value("torch_version", "?").c_str(),
                     peer_env["blas"].value("summary", "?").c_str());
-    std::printf("%-30s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "", "forward", "", "", "fwd+bwd", "", "",
-                "train", "", "");
-    std::printf("%-30s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape (ms)", "ours", "peer", "ratio", "ours",
-                "peer", "ratio", "ours", "peer", "ratio");
+    std::printf("%-28s | %27s | %27s | %27s\n", "", "inference (peer: no_grad)", "forward + backward",
+                "train step (+ Adam)");
+    std::printf("%-28s | %7s %8s %10s | %7s %8s %10s | %7s %8s %10s\n", "shape (ms)", "ours", "peer", "ratio",
+                "ours", "peer", "ratio", "ours", "peer", "ratio");
     for (const auto& r : results) {
-        const json& pr = r.contains("peer") ? r["peer"] : json();
-        std::printf("%-30s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", r["shape"].get<std::string>().c_str(),
-                    fmt_ms(r, "forward_ms").c_str(), fmt_ms(pr, "forward_ms").c_str(),
-                    fmt_ratio(r, pr, "forward_ms").c_str(), fmt_ms(r, "forward_backward_ms").c_str(),
-                    fmt_ms(pr, "forward_backward_ms").c_str(), fmt_ratio(r, pr, "forward_backward_ms").c_str(),
-                    fmt_ms(r, "train_step_ms").c_str(), fmt_ms(pr, "train_step_ms").c_str(),
-                    fmt_ratio(r, pr, "train_step_ms").c_str());
-        if (pr.is_object() && pr.contains("error"))
-            std::printf("  peer failed: %s\n", pr["error"].get<std::string>().c_str());
+        if (!r.contains("peer") || !r["peer"].is_object()) continue;
+        const json& pr = r["peer"];
+        if (pr.contains("error")) {
+            std::printf("%-28s | peer failed: %s\n", r["shape"].get<std::string>().c_str(),
+                        pr["error"].get<std::string>().c_str());
+            continue;
+        }
+        const json target = r.value("target", json::object());
+        const auto& ratio = r["peer_over_ours"];
+        std::printf("%-28s | %7s %8s %10s | %7s %8s %10s | %7s %8s %10s\n", r["shape"].get<std::string>().c_str(),
+                    fmt(r, "inference_ms").c_str(), fmt(pr, "forward_ms").c_str(),
+                    fmt_ratio(ratio["inference"], target.value("inference", 0.0)).c_str(),
+                    fmt(r, "forward_backward_ms").c_str(), fmt(pr, "forward_backward_ms").c_str(),
+                    fmt_ratio(ratio["forward_backward"], 0).c_str(), fmt(r, "train_step_ms").c_str(),
+                    fmt(pr, "train_step_ms").c_str(),
+                    fmt_ratio(ratio["train_step"], target.value("train_step", 0.0)).c_str());
     }
+}
+
+// ---- scaling sweep ---------------------------------------------------------------------------------------
+
+// Cost of inference and of a train step around the NeuronIO d_m = 15 shape, one factor at a time.
+json scaling_sweep(int repeats, const std::string& out_dir) {
+    namespace fs = std::filesystem;
+    const auto base = reference_shapes().front();
+    struct point {
+        std::string factor;
+        double value;
+        bench_shape shape;
+    };
+    std::vector<point> points;
+    for (int b : {1, 2, 4, 8, 16, 32, 64, 128}) {
+        auto s = base;
+        s.batch = b;
+        points.push_back({"batch", double(b), s});
+    }
+    for (int t : {125, 250, 500, 1000, 2000, 4000}) {
+        auto s = base;
+        s.time = t;
+        points.push_back({"time", double(t), s});
+    }
+    for (int dm : {1, 5, 10, 15, 20, 30, 50, 75, 100}) {
+        auto s = base;
+        s.config.num_memory = dm;
+        points.push_back({"num_memory", double(dm), s});
+    }
+    // NeuronIO routing needs at least ceil(1278 / 45) = 29 synapses per branch.
+    for (int k : {29, 50, 100, 200, 400}) {
+        auto s = base;
+        s.config.num_synapse_per_branch = k;
+        points.push_back({"num_synapse", double(k * base.config.num_branch), s});
+    }
+    json rows = json::array();
+    std::string csv = "factor,value,batch,time,num_memory,num_synapse,threads,inference_ms,train_step_ms,"
+                      "inference_ns_per_sample_step,train_ns_per_sample_step\n";
+    progress bar("scaling", static_cast<std::int64_t>(points.size()), "points");
+    std::int64_t done = 0;
+    for (const auto& p : points) {
+        const auto r = bench_one(p.shape, repeats, machine_peak{});
+        const double ss = static_cast<double>(p.shape.batch) * p.shape.time;
+        json row{{"factor", p.factor},
+                 {"value", p.value},
+                 {"batch", p.shape.batch},
+                 {"time", p.shape.time},
+                 {"num_memory", p.shape.config.num_memory},
+                 {"num_synapse", p.shape.config.num_synapse()},
+                 {"threads", r["threads"]},
+                 {"inference_ms", r["inference_ms"]},
+                 {"train_step_ms", r["train_step_ms"]},
+                 {"inference_ns_per_sample_step", r["inference_ms"].get<double>() * 1e6 / ss},
+                 {"train_ns_per_sample_step", r["train_step_ms"].get<double>() * 1e6 / ss}};
+        char line[512];
+        std::snprintf(line, sizeof line, "%s,%g,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g\n", p.factor.c_str(), p.value,
+                      p.shape.batch, p.shape.time, p.shape.config.num_memory, p.shape.config.num_synapse(),
+                      row["threads"].get<int>(), row["inference_ms"].get<double>(), row["train_step_ms"].get<double>(),
+                      row["inference_ns_per_sample_step"].get<double>(), row["train_ns_per_sample_step"].get<double>());
+        csv += line;
+        rows.push_back(std::move(row));
+        ++done;
+        bar.update(done, static_cast<double>(done));
+    }
+    bar.finish();
+    fs::create_directories(out_dir);
+    const std::string csv_path = (fs::path(out_dir) / "scaling.csv").string();
+    write_text_atomic(csv_path, csv);
+    write_json_atomic((fs::path(out_dir) / "scaling.json").string(), json{{"base", base.name}, {"points", rows}});
+    make_plot({"scaling", "--csv", csv_path, "--out", (fs::path(out_dir) / "scaling.png").string()});
+    std::printf("scaling: %zu points -> %s/scaling.{csv,json,png}\n", points.size(), out_dir.c_str());
+    return rows;
+}
+
+// A shape from --config (JSON text or file) and --batch/--time/--input.
+bench_shape custom_shape(const std::string& config, const std::string& name, int batch, int time,
+                         const std::string& input) {
+    std::string text = config, source = "--config";
+    if (std::filesystem::is_regular_file(config)) {
+        text = read_text(config);
+        source = config;
+    } else if (!config.empty() && config.front() != '{') {
+        throw file_not_found_error(config);
+    }
+    bench_shape s{name, parse_model_config(text, source), batch, time, input};
+    s.config.validate(source);
+    return s;
 }
 
 }  // namespace
 
 void register_bench(CLI::App& app) {
-    auto* cmd = app.add_subcommand("bench", "Measure forward / backward / train-step speed on reference shapes");
-    static std::string json_out, only, peer_python, peer_script;
-    static int repeats = 5, threads = 0, peer_repeats = 0, peer_warmup = 2;
+    auto* cmd = app.add_subcommand("bench", "Measure inference / backward / train-step speed on reference shapes");
+    static std::string json_out, only, peer_python, peer_script, config, name = "custom", input = "counts", scaling;
+    static int repeats = 5, threads = 0, peer_repeats = 0, peer_warmup = 2, batch = 8, time = 500;
+    static int stream_steps = 20000;
     static bool peer = false;
     cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
     cmd->add_option("--shape", only, "Run only the shape with this name");
+    cmd->add_option("--config", config,
+                    "Benchmark this model config instead (JSON text or file, published keys) with --batch, --time, "
+                    "--input");
+    cmd->add_option("--name", name, "Name of the --config shape");
+    cmd->add_option("--batch", batch, "Batch size of the --config shape")->check(CLI::PositiveNumber);
+    cmd->add_option("--time", time, "Steps of the --config shape")->check(CLI::PositiveNumber);
+    cmd->add_option("--input", input, "Input of the --config shape: neuronio, counts or onehot")
+        ->check(CLI::IsMember({"neuronio", "counts", "onehot"}));
     cmd->add_option("--repeats", repeats, "Timed repeats per measurement (median reported)")->check(CLI::PositiveNumber);
     cmd->add_option("--threads", threads, "Threads (default: all cores); the peer gets the same number");
+    cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")->check(CLI::PositiveNumber);
+    cmd->add_option("--scaling", scaling,
+                    "Instead: sweep batch, steps, d_m and synapses around the NeuronIO d_m 15 shape; write "
+                    "scaling.csv, scaling.json and scaling.png into this folder");
     cmd->add_flag("--peer", peer, "Also run the published PyTorch implementation (bench/peer_pytorch.py) and print ratios");
     cmd->add_option("--peer-python", peer_python,
                     "Python interpreter for the peer, with torch (default: /usr/bin/python3, which Debian's "
@@ -386,18 +526,33 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--peer-warmup", peer_warmup, "Untimed peer calls before timing (TorchScript optimises on them)")
         ->check(CLI::NonNegativeNumber);
     cmd->callback([] {
-        if (!only.empty() && only != "streaming_single_sample_dm15") {
-            std::string names = "streaming_single_sample_dm15";
-            bool found = false;
-            for (const auto& s : reference_shapes()) {
-                found = found || s.name == only;
-                names += ", " + s.name;
-            }
-            if (!found) throw error("bench", "--shape", "one of " + names, "'" + only + "'");
-        }
         set_num_threads(threads);
+        if (!scaling.empty()) {
+            scaling_sweep(repeats, scaling);
+            return;
+        }
+        std::vector<bench_shape> shapes;
+        bool with_streaming = false;
+        if (!config.empty()) {
+            shapes.push_back(custom_shape(config, name, batch, time, input));
+        } else {
+            std::string names = streaming_name;
+            for (const auto& s : reference_shapes()) {
+                names += ", " + s.name;
+                if (only.empty() || s.name == only) shapes.push_back(s);
+            }
+            with_streaming = only.empty() || only == streaming_name;
+            if (shapes.empty() && !with_streaming) throw error("bench", "--shape", "one of " + names, "'" + only + "'");
+        }
         json machine = machine_info();
         peer_options po;
+        machine_peak peak;
+        // The machine's limit: single-core sgemm (Eigen here; with --peer also torch.mm, i.e. the peer's BLAS)
+        // and the SIMD FMA peak, before the shapes so that nothing else runs meanwhile.
+        std::fprintf(stderr, "measuring single-core sgemm and FMA peaks ...\n");
+        peak.eigen_sgemm = measure_sgemm_gflops();
+        peak.fma = measure_fma_gflops();
+        json peer_env;  // the peer's environment (torch, BLAS), from its first answer
         if (peer) {
             po.python = !peer_python.empty()                             ? peer_python
                         : std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3"
@@ -406,21 +561,40 @@ void register_bench(CLI::App& app) {
             po.threads = num_threads();
             po.repeats = peer_repeats;
             po.warmup = peer_warmup;
+            const json ps = run_peer_script(po, "--sgemm-peak --threads 1", "", "sgemm_gflops");
+            peak.peer_sgemm = ps["sgemm_gflops"].get<double>();
+            machine["peer_sgemm_blas"] = ps["blas"].value("summary", "?");
         }
-        json peer_env;  // the peer's environment (torch, BLAS), from its first answer
+        machine["peak_gflops_one_thread"] = {{"eigen_sgemm", peak.eigen_sgemm},
+                                             {"peer_sgemm", peak.peer_sgemm},
+                                             {"sgemm_used_for_limit", peak.sgemm()},
+                                             {"simd_fma", peak.fma}};
+        std::printf("single-core peaks: sgemm %.1f GFLOP/s (Eigen %.1f%s), SIMD FMA %.1f GFLOP/s\n", peak.sgemm(),
+                    peak.eigen_sgemm,
+                    peer ? (", peer BLAS " + std::to_string(static_cast<int>(peak.peer_sgemm + 0.5))).c_str() : "",
+                    peak.fma);
         json results = json::array();
-        std::printf("%-30s %8s %12s %14s %12s %16s %9s\n", "shape", "threads", "forward ms", "fwd+bwd ms", "train ms",
-                    "train samp-st/s", "RSS MB");
-        for (const auto& s : reference_shapes()) {
-            if (!only.empty() && s.name != only) continue;
-            auto r = bench_one(s, repeats);
-            std::printf("%-30s %8d %12.2f %14.2f %12.2f %16.3g %9.0f\n", s.name.c_str(), r["threads"].get<int>(),
-                        r["forward_ms"].get<double>(), r["forward_backward_ms"].get<double>(),
-                        r["train_step_ms"].get<double>(), r["train_sample_steps_per_s"].get<double>(),
-                        r["peak_rss_mb"].get<double>());
+        std::printf("%-28s %3s %10s %10s %10s %10s %12s %12s %9s %7s\n", "shape", "thr", "infer ms", "fwd ms",
+                    "fwd+bwd ms", "train ms", "infer s-s/s", "train s-s/s", "limit %", "WS MB");
+        for (const auto& s : shapes) {
+            auto r = bench_one(s, repeats, peak);
+            char lim[32];
+            std::snprintf(lim, sizeof lim, "%.0f/%.0f", 100 * r["fraction_of_limit_inference"].get<double>(),
+                          100 * r["fraction_of_limit_train"].get<double>());
+            std::printf("%-28s %3d %10.2f %10.2f %10.2f %10.2f %12.3g %12.3g %9s %7.1f\n", s.name.c_str(),
+                        r["threads"].get<int>(), r["inference_ms"].get<double>(), r["forward_ms"].get<double>(),
+                        r["forward_backward_ms"].get<double>(), r["train_step_ms"].get<double>(),
+                        r["inference_sample_steps_per_s"].get<double>(), r["train_sample_steps_per_s"].get<double>(),
+                        lim, r["workspace_mb"].get<double>());
             if (peer) {  // right after ours, so that both see the same machine load
                 std::fprintf(stderr, "  peer: %s ...\n", s.name.c_str());
-                json pr = run_peer(s, po);
+                json pr;
+                try {
+                    pr = run_peer(s, po);
+                } catch (const error& e) {
+                    if (peer_env.is_null()) throw;  // the peer never ran: report that
+                    pr = {{"error", e.what()}};
+                }
                 if (peer_env.is_null() && !pr.contains("error")) {
                     peer_env = json::object();
                     for (const char* k : peer_environment_keys)
@@ -437,7 +611,7 @@ void register_bench(CLI::App& app) {
                 r["num_trainable"] = ours_params;
                 if (!pr.contains("error"))
                     r["peer_over_ours"] = {
-                        {"forward", pr["forward_ms"].get<double>() / r["forward_ms"].get<double>()},
+                        {"inference", pr["forward_ms"].get<double>() / r["inference_ms"].get<double>()},
                         {"forward_backward",
                          pr["forward_backward_ms"].get<double>() / r["forward_backward_ms"].get<double>()},
                         {"train_step", pr["train_step_ms"].get<double>() / r["train_step_ms"].get<double>()}};
@@ -445,33 +619,30 @@ void register_bench(CLI::App& app) {
             }
             results.push_back(r);
         }
-        if (only.empty() || only == "streaming_single_sample_dm15") {
+        if (with_streaming) {
             const int saved = threads;
             set_num_threads(1);
-            auto r = bench_streaming(20000);
+            auto r = bench_streaming(stream_steps, repeats);
             set_num_threads(saved);
-            std::printf("%-30s %8d %12.2f %14s %12s %16.3g  (forward steps/s)\n", "streaming_single_sample_dm15", 1,
-                        r["forward_ms"].get<double>(), "-", "-", r["forward_sample_steps_per_s"].get<double>());
-            if (peer) {
-                r["peer"] = nullptr;
-                r["peer_note"] = "no peer: the published code has no streaming (one step per call) interface";
-            }
+            const double rate = r["steps_per_s"].get<double>();
+            std::printf("%-28s %3d %10.2f ms for %d steps: %.3g steps/s (%.0f ns/step, one call per step) %s\n",
+                        streaming_name, 1, r["stream_ms"].get<double>(), stream_steps, rate,
+                        r["ns_per_step"].get<double>(), rate >= streaming_target ? "ok" : "LOW");
+            if (peer) r["peer_note"] = "no peer: the published code has no streaming (one step per call) interface";
             results.push_back(r);
         }
         machine["loadavg_end"] = load_average();
         if (peer) {
             machine["peer"] = peer_env;
-            print_comparison(results, peer_env);
-            std::printf("load average at start / end: %s / %s (timings are noisy on a loaded machine)\n",
-                        machine["loadavg_start"].get<std::string>().c_str(),
-                        machine["loadavg_end"].get<std::string>().c_str());
+            print_comparison(results, peer_env, num_threads());
         }
-        if (!json_out.empty()) {
-            std::ofstream f(json_out + ".tmp");
-            f << json{{"machine", machine}, {"results", results}}.dump(2) << "\n";
-            f.close();
-            std::rename((json_out + ".tmp").c_str(), json_out.c_str());
-        }
+        std::printf("limit %% = time of the per-step MLP FLOPs at %.1f GFLOP/s per thread / measured time "
+                    "(inference / train step = 3x the MLP FLOPs)\n",
+                    peak.sgemm());
+        std::printf("load average at start / end: %s / %s (other load on the machine makes timings noisy)\n",
+                    machine["loadavg_start"].get<std::string>().c_str(),
+                    machine["loadavg_end"].get<std::string>().c_str());
+        if (!json_out.empty()) write_json_atomic(json_out, json{{"machine", machine}, {"results", results}});
     });
 }
 

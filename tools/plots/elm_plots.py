@@ -5,6 +5,7 @@ written its numbers (JSON/CSV/safetensors), so a plot failure never loses a resu
   elm_plots.py roc --csv roc.csv --out roc.png [--title T]
   elm_plots.py traces --data example.safetensors --out traces.png [--title T]
   elm_plots.py curves --train-csv train_log.csv [--valid-csv valid_log.csv] --out learning_curves.png
+  elm_plots.py scaling --csv scaling.csv --out scaling.png      (elmneuron bench --scaling)
 """
 import argparse
 import csv
@@ -118,6 +119,36 @@ def plot_curves(args):
     fig.savefig(args.out, dpi=110)
 
 
+def plot_scaling(args):
+    with open(args.csv) as f:
+        rows = list(csv.DictReader(f))
+    factors = [("batch", "batch size"), ("time", "sequence length (steps)"), ("num_memory", "memory units d_m"),
+               ("num_synapse", "synapses (45 branches)")]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    for col, (factor, label) in enumerate(factors):
+        pts = [r for r in rows if r["factor"] == factor]
+        x = np.array([float(r["value"]) for r in pts])
+        for row, (key, what) in enumerate((("ms", "time per call (ms)"), ("ns_per_sample_step", "ns per sample-step"))):
+            ax = axes[row][col]
+            for mode, style in (("inference", "o-"), ("train_step" if key == "ms" else "train", "s-")):
+                name = f"{mode}_{key}"
+                if name not in pts[0]:
+                    continue
+                ax.plot(x, [float(r[name]) for r in pts], style, label=mode.replace("_", " "))
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(what)
+            ax.grid(alpha=0.3, which="both")
+            if row == 0 and col == 0:
+                ax.legend()
+    base = rows[0]
+    fig.suptitle(f"elmneuron cost around the NeuronIO Branch-ELM shape (d_m 15, 45x100 synapses, batch 32, 500 steps; "
+                 f"{base['threads']} threads)")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -129,12 +160,15 @@ def main():
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--title")
+    sc = sub.add_parser("scaling")
+    sc.add_argument("--csv", required=True)
+    sc.add_argument("--out", required=True)
     c = sub.add_parser("curves")
     c.add_argument("--train-csv", required=True)
     c.add_argument("--valid-csv")
     c.add_argument("--out", required=True)
     args = p.parse_args()
-    {"roc": plot_roc, "traces": plot_traces, "curves": plot_curves}[args.cmd](args)
+    {"roc": plot_roc, "traces": plot_traces, "curves": plot_curves, "scaling": plot_scaling}[args.cmd](args)
 
 
 if __name__ == "__main__":

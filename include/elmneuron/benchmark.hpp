@@ -1,0 +1,30 @@
+#pragma once
+// What speed measurements need besides the model (elmneuron bench, bench/bench_model): synthetic inputs with
+// the statistics of the published data, the per-step MLP FLOP count that defines the machine limit, and the
+// measured single-core sgemm and FMA peaks of this machine.
+
+#include <elmneuron/config.hpp>
+#include <elmneuron/model.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace elm {
+
+// "neuronio": 2 % events, +1 on the first (excitatory) half of the channels, -1 on the second;
+// "counts": SHD-like spike counts, 3 % events of value 1 (90 %) or 2; "onehot": one channel per step.
+// Throws elm::error for another kind.
+template <class T>
+sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input, std::uint64_t seed);
+
+// FLOPs per sample-step of the per-step MLP on [branch activations, memory] (reference/paper.md §1.2):
+// 2·((d_tree + d_m)·n0 + (l_mlp - 1)·d_mlp² + d_mlp·d_m) with n0 = d_mlp (l_mlp > 0) or d_m. The irreducible
+// recurrent work of a forward step; the "machine limit" is this at the sgemm peak.
+double mlp_flops_per_sample_step(const model_config& config);
+
+// GFLOP/s of one thread: Eigen's sgemm on n x n float32 matrices (best of `repeats`), and independent SIMD
+// FMAs in registers with the model kernels' vector type (the arithmetic peak).
+double measure_sgemm_gflops(int n = 2048, int repeats = 3);
+double measure_fma_gflops();
+
+}  // namespace elm

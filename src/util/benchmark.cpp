@@ -1,0 +1,92 @@
+// Synthetic inputs and machine peaks for speed measurements (include/elmneuron/benchmark.hpp).
+
+#include <elmneuron/benchmark.hpp>
+#include <elmneuron/error.hpp>
+
+#include "model/simd.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <random>
+
+namespace elm {
+
+template <class T>
+sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input, std::uint64_t seed) {
+    if (kind != "neuronio" && kind != "counts" && kind != "onehot")
+        throw error("synthetic input", "kind", "neuronio, counts or onehot", "'" + kind + "'");
+    if (batch < 1 || time < 1 || num_input < 1)
+        throw error("synthetic input", "shape", "positive batch, time and num_input",
+                    std::to_string(batch) + " x " + std::to_string(time) + " x " + std::to_string(num_input));
+    std::mt19937_64 gen(seed);
+    std::uniform_real_distribution<double> u(0, 1);
+    sparse_input<T> x;
+    x.batch = batch;
+    x.time = time;
+    x.num_input = num_input;
+    x.offsets.reserve(static_cast<std::size_t>(batch) * time + 1);
+    x.offsets.push_back(0);
+    const double rate = kind == "neuronio" ? 0.02 : 0.03;
+    for (std::int64_t r = 0; r < static_cast<std::int64_t>(batch) * time; ++r) {
+        if (kind == "onehot") {
+            x.channels.push_back(static_cast<std::int32_t>(gen() % static_cast<std::uint64_t>(num_input)));
+            x.values.push_back(T(1));
+        } else {
+            for (int c = 0; c < num_input; ++c)
+                if (u(gen) < rate) {
+                    x.channels.push_back(c);
+                    x.values.push_back(kind == "neuronio" ? T(c < num_input / 2 ? 1 : -1) : T(1 + (u(gen) < 0.1)));
+                }
+        }
+        x.offsets.push_back(static_cast<std::int64_t>(x.values.size()));
+    }
+    return x;
+}
+
+double mlp_flops_per_sample_step(const model_config& c) {
+    const double d_tree = c.branches(), d_m = c.num_memory, d_mlp = c.hidden_size(), L = c.mlp_num_layers;
+    const double n0 = L > 0 ? d_mlp : d_m;
+    return 2.0 * ((d_tree + d_m) * n0 + std::max(0.0, L - 1) * d_mlp * d_mlp + (L > 0 ? d_mlp * d_m : 0.0));
+}
+
+double measure_sgemm_gflops(int n, int repeats) {
+    const Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n);
+    Eigen::MatrixXf c(n, n);
+    c.noalias() = a * b;  // warm-up
+    double best = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        c.noalias() = a * b;
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    volatile float sink = c(0, 0);
+    (void)sink;
+    return 2.0 * n * n * static_cast<double>(n) / best / 1e9;
+}
+
+double measure_fma_gflops() {
+    using V = detail::vec<float>;
+    constexpr int chains = 12;  // independent accumulators: enough to cover the FMA latency
+    V acc[chains];
+    for (int i = 0; i < chains; ++i) acc[i] = V{} + 1.0f + static_cast<float>(i) * 1e-3f;
+    const V mul = V{} + 0.999999f, add = V{} + 1e-7f;
+    constexpr long iterations = 20'000'000;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (long n = 0; n < iterations; ++n)
+#pragma GCC unroll 12
+        for (int i = 0; i < chains; ++i) acc[i] = acc[i] * mul + add;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    float sum = 0;
+    for (int i = 0; i < chains; ++i) sum += detail::horizontal_sum<float>(acc[i]);
+    volatile float sink = sum;
+    (void)sink;
+    return static_cast<double>(iterations) * chains * 2.0 * detail::lanes<float> / s / 1e9;
+}
+
+template sparse_input<float> synthetic_input<float>(const std::string&, int, int, int, std::uint64_t);
+template sparse_input<double> synthetic_input<double>(const std::string&, int, int, int, std::uint64_t);
+
+}  // namespace elm
