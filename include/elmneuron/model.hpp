@@ -77,8 +77,8 @@ struct prepared;  // the parameters in kernel layout (src/model/kernels.hpp)
 
 // Activations kept for the backward pass, sized once per (B, T) and reused. Feature rows are padded to the
 // SIMD width (docs/model.md "Memory"); read the memory trace with model::memory_trace. Per sample-step:
-// l_mlp·pad(d_mlp) + 3·pad(d_m) scalars (hidden pre-activations, Δm, m, κ_m ⊙ m_{t-1}), and l_mlp·pad(d_mlp)
-// more during backward.
+// l_mlp·pad(d_mlp) + 2·pad(d_m) scalars (hidden pre-activations, Δm, m); backward adds buffers for a block of
+// steps only.
 template <class T>
 struct workspace {
     int batch = 0, time = 0;
@@ -86,10 +86,9 @@ struct workspace {
     aligned_vector<T> hidden;     // [l_mlp][B][T][pad(d_mlp)] hidden pre-activations
     aligned_vector<T> delta_m;    // [B][T][pad(d_m)]  Δm_t
     aligned_vector<T> memory;     // [B][T][pad(d_m)]  m_t
-    aligned_vector<T> memory_in;  // [B][T][pad(d_m)]  κ_m ⊙ m_{t-1}
     aligned_vector<T> scratch;    // per-chunk scratch, backward gradients
-    // Set by forward, cleared by backward: backward overwrites activations in place (Δm becomes its
-    // gradient), so each backward needs its own forward.
+    // Set by forward, cleared by backward: each backward needs its own forward (as torch without
+    // retain_graph).
     bool ready_for_backward = false;
 
     std::size_t bytes() const;

@@ -198,8 +198,8 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
 }
 
 template <class T, int KB>
-void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, int g, int k0, const T* din,
-                          std::size_t step_stride, T* proj_grad, T* dx) {
+void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, int t0, int t1, int g, int k0,
+                          const T* din, std::size_t step_stride, T* state, T* proj_grad, T* dx) {
     using V = vec<T>;
     const dims& d = p.d;
     const std::size_t p0 = static_cast<std::size_t>(p.p0);
@@ -207,16 +207,17 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
     const T* proj = p.proj.data() + offset;
     T* q0 = proj_grad + offset;
     const T kappa = p.group_kappa[g];
+    V* st = as_vec(state) + k0;
     V r[KB];
 #pragma GCC unroll 4
-    for (int k = 0; k < KB; ++k) r[k] = V{};
+    for (int k = 0; k < KB; ++k) r[k] = st[k];
     // Local copies: stores through the vector type may alias anything, so members would be reloaded.
     const std::int64_t* offsets = x.offsets;
     const std::int32_t* channel = x.channels;
     const T* value = x.values;
     const std::int64_t time = x.time;
-    for (int t = d.T - 1; t >= 0; --t) {
-        const V* di = as_vec(din + static_cast<std::size_t>(t) * step_stride) + k0;
+    for (int t = t1 - 1; t >= t0; --t) {
+        const V* di = as_vec(din + static_cast<std::size_t>(t - t0) * step_stride) + k0;
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) r[k] = di[k] + kappa * r[k];
         const std::int64_t bt = static_cast<std::int64_t>(b) * time + t;
@@ -238,14 +239,16 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
             }
         }
     }
+#pragma GCC unroll 4
+    for (int k = 0; k < KB; ++k) st[k] = r[k];
 }
 
 template <class T>
 using forward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int, T*, T*,
                                   std::size_t);
 template <class T>
-using backward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, const T*, std::size_t,
-                                   T*, T*);
+using backward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int, const T*,
+                                   std::size_t, T*, T*, T*);
 
 template <class T, std::size_t... I>
 constexpr auto forward_blocks(std::index_sequence<I...>) {
@@ -273,20 +276,22 @@ void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int row
 }
 
 template <class T>
-void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const T* din,
-                    std::size_t sample_stride, T* proj_grad, T* dx) {
+void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, const T* din,
+                    std::size_t sample_stride, std::size_t step_stride, T* state, int state_rows, T* proj_grad,
+                    T* dx) {
     static constexpr auto blocks = backward_blocks<T>(std::make_index_sequence<max_block_vectors>{});
     const dims& d = p.d;
     const int nv0 = p.p0 / lanes<T>;
     if (dx)
-        std::fill(dx + static_cast<std::size_t>(b0) * d.T * d.d_in,
-                  dx + static_cast<std::size_t>(b0 + rows) * d.T * d.d_in, T(0));
-    const std::size_t step_stride = sample_stride / static_cast<std::size_t>(d.T);
+        for (int s = 0; s < rows; ++s)
+            std::fill(dx + (static_cast<std::size_t>(b0 + s) * d.T + t0) * d.d_in,
+                      dx + (static_cast<std::size_t>(b0 + s) * d.T + t1) * d.d_in, T(0));
     for (int g = 0; g < p.groups; ++g)
         for (int k0 = 0; k0 < nv0; k0 += max_block_vectors)
             for (int s = 0; s < rows; ++s)
                 blocks[static_cast<std::size_t>(std::min(max_block_vectors, nv0 - k0) - 1)](
-                    p, x, b0 + s, g, k0, din + s * sample_stride, step_stride, proj_grad, dx);
+                    p, x, b0 + s, t0, t1, g, k0, din + s * sample_stride, step_stride,
+                    state + (static_cast<std::size_t>(g) * state_rows + s) * p.p0, proj_grad, dx);
 }
 
 template <class T>
@@ -336,8 +341,8 @@ void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t
                              int, int, prepared<T>&);                                                          \
     template void input_forward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, T*, T*,         \
                                    std::size_t, std::size_t);                                                  \
-    template void input_backward<T>(const prepared<T>&, const event_view<T>&, int, int, const T*, std::size_t, T*, \
-                                    T*);                                                                       \
+    template void input_backward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, const T*,      \
+                                    std::size_t, std::size_t, T*, int, T*, T*);                                \
     template void branch_trace<T>(const dims&, const event_view<T>&, const std::int64_t*, const T*, const T*,   \
                                   const T*, T*);                                                               \
     template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,        \

@@ -137,7 +137,6 @@ struct step_rows {
     std::size_t layer_stride = 0, hidden_stride = 0;
     T* delta = nullptr;         // Δm_t
     T* memory = nullptr;        // m_t
-    T* memory_in = nullptr;     // κ_m ⊙ m_{t-1}, the MLP's memory input (nullptr: not kept)
     std::size_t memory_stride = 0;
     T* y = nullptr;             // y_t: d_o values per row
     std::size_t y_stride = 0;
@@ -150,11 +149,14 @@ struct step_rows {
 template <class T>
 void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state, T* out,
                    std::size_t sample_stride, std::size_t step_stride);
-// Its transpose over all steps: din = dL/dpre_0 rows ([B][T] layout from sample b0, sample stride as given);
-// r_g,t = din_t + κ_g·r_g,t+1; proj_grad[g][c] += v·r_g,t per event (c, v); dx (optional) [b][t][c] += U_g[c]·r_g,t.
+// Its transpose, steps [t1 - 1 .. t0] in reverse: din = dL/dpre_0 (row of sample s, step t at
+// din + s·sample_stride + (t - t0)·step_stride); state: r_g after step t1 - 1 ([groups][state_rows][p0] from
+// sample b0's row; zero after the last step), updated to r_g,t0. r_g,t = din_t + κ_g·r_g,t+1;
+// proj_grad[g][c] += v·r_g,t per event (c, v); dx (optional) [b][t][c] = Σ_g U_g[c]·r_g,t for these steps.
 template <class T>
-void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const T* din,
-                    std::size_t sample_stride, T* proj_grad, T* dx);
+void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, const T* din,
+                    std::size_t sample_stride, std::size_t step_stride, T* state, int state_rows, T* proj_grad,
+                    T* dx);
 
 // ---- one time step of the recurrence for `rows` samples ------------------------------------------------
 // The first layer's rows already hold c_0 + Σ_g a_g,t (input_forward). memory_in: κ_m ⊙ m_{t-1} per sample
@@ -162,18 +164,16 @@ void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 template <class T>
 void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, const step_rows<T>& out);
 
-// ---- a chunk of samples over all steps -------------------------------------------------------------------
-// Activation buffers of the whole batch, [B][T][padded width] (hidden: [l_mlp][B][T][ph]).
+// ---- a range of samples over all steps -------------------------------------------------------------------
+// Forward activations of the whole batch, kept for backward: [B][T][padded width] (hidden: [l_mlp][B][T][ph]).
 template <class T>
 struct activations {
-    T* hidden = nullptr;     // forward: pre-activations; backward turns them into activations h
-    T* delta = nullptr;      // forward: Δm_t; backward: dL/d(MLP output)
-    T* memory = nullptr;     // m_t
-    T* memory_in = nullptr;  // κ_m ⊙ m_{t-1}
-    T* dhidden = nullptr;    // backward: dL/d(pre-activations) [l_mlp][B][T][ph]
+    T* hidden = nullptr;  // pre-activations of the hidden layers
+    T* delta = nullptr;   // Δm_t
+    T* memory = nullptr;  // m_t
 };
 
-// Scratch sizes (elements) of forward_chunk and backward_sweep for `rows` samples.
+// Scratch sizes (elements) of forward_chunk and backward_range for `rows` samples.
 template <class T>
 std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep);
 template <class T>
@@ -185,21 +185,27 @@ template <class T>
 void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep, T* y,
                    T* scratch);
 
-// Backward in two parts. backward_sweep: the reverse-time recurrence for `rows` samples (any grouping: each
-// sample's arithmetic is its own); turns Δm into dL/d(MLP output), fills dhidden = dL/d(pre-activations), and
-// adds each sample's Σ_t dL/dκ_m and dL/dgain to its row of dkappa_rows / dgain_rows ([B][pm]).
+// The outputs of one fixed gradient chunk (chunk_size samples from the batch's start): the parameter-layout
+// block (MLP and readout weights and biases; the branch half of layer 0 and w_s come from proj_grad), dL/dU
+// (layout of proj) and padded weight accumulators (padded_gradients_size, zero before the call).
 template <class T>
-void backward_sweep(const prepared<T>& p, int b0, int rows, const activations<T>& a, const T* dy, T* dkappa_rows,
-                    T* dgain_rows, T* scratch);
-// backward_gradients, per fixed chunk of samples after the sweep: adds (+=) the MLP and readout weight/bias
-// gradients to g (parameter-block layout) and dL/dU to proj_grad (layout of proj; model.cpp derives dW_b and
-// dw_s from it); dx (optional) receives dense dL/dx [B][T][d_in] for the chunk's samples. Turns the hidden
-// pre-activations into activations.
+struct chunk_gradients {
+    parameter_views<T> g;
+    T* proj_grad = nullptr;
+    T* padded = nullptr;
+};
 template <class T>
-void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
-                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx, T* scratch);
+std::size_t padded_gradients_size(const prepared<T>& p);
+
+// Backward (BPTT) of samples [b0, b0 + rows), whole chunks (chunks[0] is the chunk of sample b0), in blocks of
+// steps from the last one back: per block the reverse recurrence for all the samples in lockstep, then each
+// chunk's input-stage and weight-gradient sums over the block while its buffers are in cache. Adds each
+// sample's Σ_t dL/dκ_m and dL/dgain to its row of dkappa_rows / dgain_rows ([B][pm]); dx (optional) dense
+// dL/dx [B][T][d_in]. The summation order of every chunk is fixed by the chunk alone.
 template <class T>
-std::size_t gradients_scratch_size(const prepared<T>& p);
+void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int chunk_size,
+                    const activations<T>& a, const T* dy, T* dkappa_rows, T* dgain_rows,
+                    const chunk_gradients<T>* chunks, T* dx, T* scratch);
 
 // ---- diagnostics (not on the forward path) ---------------------------------------------------------------
 // Branch traces b_t[b][t][j] (E1-E3, v2's state; v1's BranchSum(s_t)).

@@ -26,8 +26,9 @@ namespace {
 // order of weight gradients, and thus every result, is the same on any number of threads): about 4 chunks for
 // small batches (published NeuronIO training uses 8 samples), at most 16 samples per chunk.
 int chunk_size(int batch) { return std::clamp((batch + 3) / 4, 1, 16); }
-// Samples [first, last) of thread `tid` of `n`: the recurrence runs a thread's samples in lockstep, so that
-// each step's weights are read once for all of them. A sample's arithmetic does not depend on the grouping.
+// Items (samples, or gradient chunks) [first, last) of thread `tid` of `n`: the recurrence runs a thread's
+// samples in lockstep, so that each step's weights are read once for all of them. A sample's arithmetic does
+// not depend on the grouping.
 std::pair<int, int> thread_samples(int batch, int tid, int n) {
     const int base = batch / n, extra = batch % n;
     const int first = tid * base + std::min(tid, extra);
@@ -77,7 +78,7 @@ int num_threads() { return run_threads(); }
 
 template <class T>
 std::size_t workspace<T>::bytes() const {
-    return sizeof(T) * (hidden.size() + delta_m.size() + memory.size() + memory_in.size() + scratch.size()) +
+    return sizeof(T) * (hidden.size() + delta_m.size() + memory.size() + scratch.size()) +
            (prepared ? prepared->bytes() : 0);
 }
 
@@ -280,11 +281,10 @@ void model<T>::run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T
     ws.hidden.resize(keep ? bt * p.ph * d.l_mlp : 0);
     ws.delta_m.resize(keep ? bt * p.pm : 0);
     ws.memory.resize(keep ? bt * p.pm : 0);
-    ws.memory_in.resize(keep ? bt * p.pm : 0);
     const int threads = std::min(run_threads(), d.B);
     const std::size_t scratch = detail::forward_scratch_size(p, (d.B + threads - 1) / threads, keep);
     ws.scratch.resize(scratch * threads);
-    const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data(), ws.memory_in.data(), nullptr};
+    const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
     const auto ev = events_of(x);
 #pragma omp parallel num_threads(threads)
     {
@@ -334,39 +334,39 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     if (!dx.empty() && dx.size() != bt * d.d_in)
         throw error("gradient", "dx", std::to_string(bt * d.d_in) + " elements [B][T][num_input]", std::to_string(dx.size()));
 
-    // Buffers (each section on a SIMD vector boundary: the kernels use aligned vector loads): dL/d(hidden
-    // pre-activations); per sample Σ_t dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter
-    // layout) and dL/dU, summed in chunk order below so that the result does not depend on the thread count;
-    // per thread the sweep's scratch.
+    // Buffers (each section on a SIMD vector boundary: the kernels use aligned vector loads): per sample Σ_t
+    // dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter layout), dL/dU and padded weight
+    // accumulators, summed in chunk order below so that the result does not depend on the thread count; per
+    // thread the backward's scratch. Threads take whole chunks.
     const auto whole = [](std::size_t n) { return (n + detail::simd<T>::lanes - 1) / detail::simd<T>::lanes * detail::simd<T>::lanes; };
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
-    const int threads = std::min(run_threads(), d.B);
+    const int threads = std::min(run_threads(), chunks);
     const std::size_t P = params_.size(), grad_size = whole(P), proj_size = p.proj.size();
-    const std::size_t per_chunk_size = grad_size + proj_size + whole(detail::gradients_scratch_size(p));
-    const std::size_t sweep = whole(detail::backward_scratch_size(p, (d.B + threads - 1) / threads));
-    const std::size_t dhidden = bt * p.ph * d.l_mlp, rows_pm = static_cast<std::size_t>(d.B) * p.pm;
-    ws.scratch.assign(dhidden + 2 * rows_pm + per_chunk_size * chunks + sweep * threads, T(0));
-    T* dkappa_rows = ws.scratch.data() + dhidden;
+    const std::size_t per_chunk_size = grad_size + proj_size + whole(detail::padded_gradients_size(p));
+    const int max_chunks_per_thread = (chunks + threads - 1) / threads;
+    const std::size_t scratch = whole(detail::backward_scratch_size(p, max_chunks_per_thread * per_chunk));
+    const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
+    ws.scratch.assign(2 * rows_pm + per_chunk_size * chunks + scratch * threads, T(0));
+    T* dkappa_rows = ws.scratch.data();
     T* dgain_rows = dkappa_rows + rows_pm;
     T* local = dgain_rows + rows_pm;
-    T* sweep_scratch = local + per_chunk_size * chunks;
-    const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data(), ws.memory_in.data(),
-                                     ws.scratch.data()};
+    T* thread_scratch = local + per_chunk_size * chunks;
+    std::vector<detail::chunk_gradients<T>> outputs(static_cast<std::size_t>(chunks));
+    for (int c = 0; c < chunks; ++c) {
+        T* g = local + static_cast<std::size_t>(c) * per_chunk_size;
+        outputs[c] = {views<T>(layout_, g, d.l_mlp), g + grad_size, g + grad_size + proj_size};
+    }
+    const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
     const auto ev = events_of(x);
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num();
-        const auto [first, last] = thread_samples(d.B, tid, omp_get_num_threads());
-        if (last > first)
-            detail::backward_sweep(p, first, last - first, act, dy.data(), dkappa_rows, dgain_rows,
-                                   sweep_scratch + static_cast<std::size_t>(tid) * sweep);
-#pragma omp barrier
-#pragma omp for schedule(static)
-        for (int c = 0; c < chunks; ++c) {
-            const int b0 = c * per_chunk, nb = std::min(per_chunk, d.B - b0);
-            T* g = local + static_cast<std::size_t>(c) * per_chunk_size;
-            detail::backward_gradients(p, ev, b0, nb, act, dy.data(), views<T>(layout_, g, d.l_mlp), g + grad_size,
-                                       dx.empty() ? nullptr : dx.data(), g + grad_size + proj_size);
+        const auto [c0, c1] = thread_samples(chunks, tid, omp_get_num_threads());
+        if (c1 > c0) {
+            const int b0 = c0 * per_chunk, b1 = std::min(d.B, c1 * per_chunk);
+            detail::backward_range(p, ev, b0, b1 - b0, per_chunk, act, dy.data(), dkappa_rows, dgain_rows,
+                                   outputs.data() + c0, dx.empty() ? nullptr : dx.data(),
+                                   thread_scratch + static_cast<std::size_t>(tid) * scratch);
         }
     }
     for (int c = 1; c < chunks; ++c) {

@@ -169,10 +169,6 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
     const int L = d.l_mlp, nvm = p.pm / lanes<T>;
     T* first = L > 0 ? out.hidden : out.delta;  // rows of the first layer's output, holding c_0 + Σ_g a_g
     const std::size_t fs = L > 0 ? out.hidden_stride : out.memory_stride;
-    if (out.memory_in)
-        for (int s = 0; s < rows; ++s)
-            std::memcpy(out.memory_in + s * out.memory_stride, memory_in + static_cast<std::size_t>(s) * p.pm,
-                        sizeof(T) * p.pm);
     // First layer, memory half (E4): pre_0 += W_m·(κ_m ⊙ m_{t-1}).
     dense_rows(rows, memory_in, p.pm, d.d_m, p.memory_weight_t.data(), p.p0, first, fs, first, fs);
 
@@ -245,7 +241,6 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
     T* hidden = keep ? keep->hidden + static_cast<std::size_t>(b0) * T_ * p.ph : block;
     T* delta = keep ? keep->delta + static_cast<std::size_t>(b0) * T_ * p.pm : block + n * steps * p.ph * d.l_mlp;
     T* memory = keep ? keep->memory + static_cast<std::size_t>(b0) * T_ * p.pm : delta + n * steps * p.pm;
-    T* kept_in = keep ? keep->memory_in + static_cast<std::size_t>(b0) * T_ * p.pm : nullptr;
     step_rows<T> r;
     r.layer_stride = (keep ? static_cast<std::size_t>(d.B) : n) * steps * p.ph;
     r.hidden_stride = steps * p.ph;
@@ -262,98 +257,13 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
             r.hidden = d.l_mlp > 0 ? hidden + i * p.ph : nullptr;
             r.delta = delta + i * p.pm;
             r.memory = memory + i * p.pm;
-            r.memory_in = kept_in ? kept_in + i * p.pm : nullptr;
             r.y = y + (static_cast<std::size_t>(b0) * T_ + t) * d.d_o;
             step_forward(p, rows, memory_in, tmp, r);
         }
     }
 }
 
-template <class T>
-std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
-    const std::size_t n = static_cast<std::size_t>(rows);
-    return n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm;
-}
-
-template <class T>
-void backward_sweep(const prepared<T>& p, int b0, int rows, const activations<T>& a, const T* dy, T* dkappa_rows,
-                    T* dgain_rows, T* scratch) {
-    using V = vec<T>;
-    const dims& d = p.d;
-    const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
-    const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
-    T* carry = scratch;              // [rows][pm] dL/dm_t
-    T* dz = carry + n * p.pm;        // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
-    T* dh = dz + n * p.pm;           // [rows][ph]
-    T* zero = dh + n * p.ph;         // [pm] m_{-1} = 0
-    std::fill(scratch, scratch + backward_scratch_size(p, rows), T(0));
-    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
-    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
-
-    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
-    const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between samples at one step
-    const V* kappa = as_vec(p.kappa_m.data());
-    const V* gain = as_vec(p.memory_gain.data());
-    const V slope = V{} + T(tanh_slope), scale = V{} + T(tanh_scale), inv_scale = V{} + T(1) / T(tanh_scale);
-
-    for (int t = d.T - 1; t >= 0; --t) {
-        const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t;
-        T* delta = a.delta + row0 * p.pm;  // Δm_t, replaced by dL/d(MLP output)
-        // Readout (E7): dL/dm_t += W_yᵀ·dy_t.
-        dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), p.pm, carry, p.pm, carry, p.pm);
-        // E6 and E5 backward: m_t = κ_m⊙m_{t-1} + gain⊙Δm_t, Δm = 1.7159·tanh(2/3·o) so
-        // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159).
-        for (int s = 0; s < rows; ++s) {
-            const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
-            const V* c = as_vec(carry + s * p.pm);
-            V* dm = as_vec(delta + s * ms);
-            V* dks = as_vec(dk + s * p.pm);
-            V* dgs = as_vec(dg + s * p.pm);
-            for (int v = 0; v < nvm; ++v) {
-                const V m = dm[v];
-                dgs[v] += m * c[v];
-                dks[v] += mprev[v] * c[v];
-                dm[v] = c[v] * gain[v] * slope * (scale - m * m * inv_scale);
-            }
-        }
-        // Back through the MLP: dpre_l = dh ⊙ act'(pre_l), dh = dpre_l·W_l.
-        T* dfirst = delta;
-        std::size_t fs = ms;
-        if (L > 0) {
-            const auto& last = p.layers[static_cast<std::size_t>(L - 1)];
-            dense_rows(rows, delta, ms, d.d_m, last.rows.data(), p.ph, static_cast<const T*>(nullptr), 0, dh,
-                       static_cast<std::size_t>(p.ph));
-            for (int l = L - 1; l >= 0; --l) {
-                const T* pre = a.hidden + l * layer_stride + row0 * p.ph;
-                T* dpre = a.dhidden + l * layer_stride + row0 * p.ph;
-                for (int s = 0; s < rows; ++s) activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * hs, p.ph);
-                if (l > 0) {
-                    const auto& w = p.layers[static_cast<std::size_t>(l - 1)];
-                    dense_rows(rows, dpre, hs, d.d_mlp, w.rows.data(), p.ph, static_cast<const T*>(nullptr), 0, dh,
-                               static_cast<std::size_t>(p.ph));
-                }
-            }
-            dfirst = a.dhidden + row0 * p.ph;
-            fs = hs;
-        }
-        // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz)
-        // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added above).
-        dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0, dz,
-                   static_cast<std::size_t>(p.pm));
-        for (int s = 0; s < rows; ++s) {
-            const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
-            V* c = as_vec(carry + s * p.pm);
-            const V* dzs = as_vec(dz + s * p.pm);
-            V* dks = as_vec(dk + s * p.pm);
-            for (int v = 0; v < nvm; ++v) {
-                const V total = c[v] + dzs[v];
-                dks[v] += mprev[v] * dzs[v];
-                c[v] = kappa[v] * total;
-            }
-        }
-    }
-}
-
+// ---- backward ------------------------------------------------------------------------------------------
 namespace {
 
 // out[k] += Σ_r rows[r·stride + k], k < n, rows in order.
@@ -365,86 +275,216 @@ void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n
     }
 }
 
+// Steps per backward block: as many as keep the block's buffers (dL/d(MLP output), κ_m ⊙ m_{t-1}, hidden
+// gradients and activations) of all the thread's samples in about half of L2.
+template <class T>
+int backward_block_steps(const prepared<T>& p, int rows) {
+    const std::size_t per_step = static_cast<std::size_t>(rows) * sizeof(T) *
+                                 (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
+    return static_cast<int>(std::clamp<std::size_t>((512 * 1024) / std::max<std::size_t>(per_step, 1), 4, 64));
+}
+
+// Offsets of the padded weight-gradient accumulators of one chunk (padded_gradients_size).
+template <class T>
+struct padded_offsets {
+    std::size_t last = 0, hidden = 0, memory = 0, readout = 0, total = 0;
+    explicit padded_offsets(const prepared<T>& p) {
+        const dims& d = p.d;
+        const std::size_t L = static_cast<std::size_t>(d.l_mlp);
+        last = 0;                                                                          // [d_m][ph] (L > 0)
+        hidden = last + (L > 0 ? static_cast<std::size_t>(d.d_m) * p.ph : 0);             // (L-1) x [d_mlp][ph]
+        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);                          // [n0][pm]
+        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;                        // [d_o][pm]
+        total = readout + static_cast<std::size_t>(d.d_o) * p.pm;
+    }
+};
+
 }  // namespace
 
 template <class T>
-void backward_gradients(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>& a,
-                        const T* dy, const parameter_views<T>& g, T* proj_grad, T* dx, T* scratch) {
-    T* wtmp = scratch;  // [rows of a weight][padded width]
-    T* dy_pad = scratch + static_cast<std::size_t>(std::max({p.d.d_m, p.d.d_mlp, p.d.d_o, p.d.n0()})) *
-                              static_cast<std::size_t>(std::max({p.ph, p.pm, p.po}));
-    const dims& d = p.d;
-    const int L = d.l_mlp, n0 = d.n0();
-    const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
-    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;
-    const std::size_t first_row = static_cast<std::size_t>(b0) * T_, count = n * T_;
-
-    // Input stage (E1-E3 through layer 0), reverse time, from dL/dpre_0 of all steps.
-    if (L > 0) input_backward(p, x, b0, rows, a.dhidden + first_row * p.ph, T_ * p.ph, proj_grad, dx);
-    else input_backward(p, x, b0, rows, a.delta + first_row * p.pm, T_ * p.pm, proj_grad, dx);
-
-    // Weight gradients: [rows·T]-deep products of stored activations and their gradients (the samples'
-    // rows are contiguous: sample-major buffers), into padded rows, then added to the parameter layout.
-    for (int l = 0; l < L; ++l) {  // pre-activations -> activations, in place
-        T* pre = a.hidden + l * layer_stride + first_row * p.ph;
-        for (std::size_t r = 0; r < count; ++r) activate(p.act, pre + r * p.ph, pre + r * p.ph, p.ph);
-    }
-    auto product = [&](const T* A, int pa, int na, const T* B, int pb, int nb, T* w, std::size_t w_stride) {
-        std::fill(wtmp, wtmp + static_cast<std::size_t>(na) * pb, T(0));
-        deep_product(count, A + first_row * pa, pa, na, B + first_row * pb, pb, wtmp);
-        for (int i = 0; i < na; ++i)
-            for (int j = 0; j < nb; ++j) w[static_cast<std::size_t>(i) * w_stride + j] += wtmp[static_cast<std::size_t>(i) * pb + j];
-    };
-    if (L > 0) {
-        product(a.delta, p.pm, d.d_m, a.hidden + (L - 1) * layer_stride, p.ph, d.d_mlp, g.weight[L], d.d_mlp);
-        add_column_sums(a.delta + first_row * p.pm, count, p.pm, d.d_m, g.bias[L]);
-        for (int l = L - 1; l >= 1; --l) {
-            const T* dpre = a.dhidden + l * layer_stride;
-            product(dpre, p.ph, d.d_mlp, a.hidden + (l - 1) * layer_stride, p.ph, d.d_mlp, g.weight[l], d.d_mlp);
-            add_column_sums(dpre + first_row * p.ph, count, p.ph, d.d_mlp, g.bias[l]);
-        }
-    }
-    const T* dfirst = L > 0 ? a.dhidden : a.delta;
-    const int fstride = L > 0 ? p.ph : p.pm;
-    product(dfirst, fstride, n0, a.memory_in, p.pm, d.d_m, g.weight[0] + d.d_tree, d.d_z());
-    add_column_sums(dfirst + first_row * fstride, count, fstride, n0, g.bias[0]);
-    // The readout's dy rows are not padded: pad them block by block into the scratch.
-    {
-        std::fill(wtmp, wtmp + static_cast<std::size_t>(d.d_o) * p.pm, T(0));
-        constexpr std::size_t block = 128;
-        for (std::size_t r0 = 0; r0 < count; r0 += block) {
-            const std::size_t nr = std::min(block, count - r0);
-            for (std::size_t r = 0; r < nr; ++r)
-                for (int o = 0; o < p.po; ++o)
-                    dy_pad[r * p.po + o] = o < d.d_o ? dy[(first_row + r0 + r) * d.d_o + o] : T(0);
-            deep_product(nr, dy_pad, p.po, d.d_o, a.memory + (first_row + r0) * p.pm, p.pm, wtmp);
-        }
-        for (int o = 0; o < d.d_o; ++o)
-            for (int k = 0; k < d.d_m; ++k) g.w_y[static_cast<std::size_t>(o) * d.d_m + k] += wtmp[static_cast<std::size_t>(o) * p.pm + k];
-    }
-    add_column_sums(dy + first_row * d.d_o, count, d.d_o, d.d_o, g.b_y);
+std::size_t padded_gradients_size(const prepared<T>& p) {
+    return padded_offsets<T>(p).total;
 }
 
 template <class T>
-std::size_t gradients_scratch_size(const prepared<T>& p) {
-    const std::size_t widest = static_cast<std::size_t>(std::max({p.ph, p.pm, p.po}));
-    const std::size_t rows = static_cast<std::size_t>(std::max({p.d.d_m, p.d.d_mlp, p.d.d_o, p.d.n0()}));
-    return rows * widest + 128 * static_cast<std::size_t>(p.po);
+std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
+    const std::size_t n = static_cast<std::size_t>(rows), tb = static_cast<std::size_t>(backward_block_steps(p, rows));
+    const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups * p.p0;
+    const std::size_t block = n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
+    return state + block + tb * p.po;
+}
+
+template <class T>
+void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int chunk_size,
+                    const activations<T>& a, const T* dy, T* dkappa_rows, T* dgain_rows,
+                    const chunk_gradients<T>* chunks, T* dx, T* scratch) {
+    using V = vec<T>;
+    const dims& d = p.d;
+    const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
+    const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
+    const int tb = backward_block_steps(p, rows);
+    // State carried from step to step (zero after the last step) and the block buffers.
+    T* carry = scratch;                                  // [rows][pm] dL/dm_t
+    T* dz = carry + n * p.pm;                            // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dh = dz + n * p.pm;                               // [rows][ph]
+    T* zero = dh + n * p.ph;                             // [pm] m_{-1} = 0
+    T* input_state = zero + p.pm;                        // [groups][rows][p0] reverse-filtered dL/dpre_0
+    T* block = input_state + n * p.groups * p.p0;
+    std::fill(scratch, block, T(0));
+    T* dout_blk = block;                                                     // [rows][steps][pm]
+    T* zm_blk = dout_blk + n * tb * p.pm;                                    // [rows][steps][pm]
+    T* dpre_blk = zm_blk + n * tb * p.pm;                                    // [l_mlp][rows][steps][ph]
+    T* h_blk = dpre_blk + static_cast<std::size_t>(L) * n * tb * p.ph;      // [l_mlp][rows][steps][ph]
+    T* dy_pad = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;        // [steps][po]
+    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
+    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
+
+    const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;  // of the forward's buffers
+    const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between samples in the forward's buffers
+    const V* kappa = as_vec(p.kappa_m.data());
+    const V* gain = as_vec(p.memory_gain.data());
+    const V slope = V{} + T(tanh_slope), scale = V{} + T(tanh_scale), inv_scale = V{} + T(1) / T(tanh_scale);
+    const padded_offsets<T> off(p);
+    const int first_chunk = b0 / chunk_size;
+
+    for (int t1 = d.T; t1 > 0; t1 -= tb) {
+        const int t0 = std::max(0, t1 - tb);
+        const std::size_t steps = static_cast<std::size_t>(t1 - t0);
+        // Block buffers are [sample][step] for this block's steps: a chunk's rows are contiguous.
+        const std::size_t bs_m = steps * p.pm, bs_h = steps * p.ph, blayer = n * bs_h;
+        for (int t = t1 - 1; t >= t0; --t) {
+            const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t, i = static_cast<std::size_t>(t - t0);
+            const T* delta = a.delta + row0 * p.pm;  // Δm_t
+            T* dout = dout_blk + i * p.pm;
+            // Readout (E7): dL/dm_t += W_yᵀ·dy_t.
+            dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), p.pm, carry, p.pm, carry,
+                       p.pm);
+            // E6 and E5 backward: m_t = κ_m⊙m_{t-1} + gain⊙Δm_t, Δm = 1.7159·tanh(2/3·o), so
+            // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159). Also the MLP's memory input κ_m ⊙ m_{t-1}, as forward made it.
+            for (int s = 0; s < rows; ++s) {
+                const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
+                const V* c = as_vec(carry + s * p.pm);
+                const V* dm = as_vec(delta + s * ms);
+                V* o = as_vec(dout + s * bs_m);
+                V* z = as_vec(zm_blk + s * bs_m + i * p.pm);
+                V* dks = as_vec(dk + s * p.pm);
+                V* dgs = as_vec(dg + s * p.pm);
+                for (int v = 0; v < nvm; ++v) {
+                    const V m = dm[v];
+                    dgs[v] += m * c[v];
+                    dks[v] += mprev[v] * c[v];
+                    o[v] = c[v] * gain[v] * slope * (scale - m * m * inv_scale);
+                    z[v] = kappa[v] * mprev[v];
+                }
+            }
+            // Back through the MLP: dpre_l = dh ⊙ act'(pre_l), dh = dpre_l·W_l; h_l = act(pre_l) kept for dW.
+            const T* dfirst = dout;
+            std::size_t fs = bs_m;
+            if (L > 0) {
+                const auto& last = p.layers[static_cast<std::size_t>(L - 1)];
+                dense_rows(rows, static_cast<const T*>(dout), bs_m, d.d_m, last.rows.data(), p.ph,
+                           static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
+                for (int l = L - 1; l >= 0; --l) {
+                    const T* pre = a.hidden + l * layer_stride + row0 * p.ph;
+                    T* dpre = dpre_blk + l * blayer + i * p.ph;
+                    T* h = h_blk + l * blayer + i * p.ph;
+                    for (int s = 0; s < rows; ++s) {
+                        activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h, p.ph);
+                        activate(p.act, pre + s * hs, h + s * bs_h, p.ph);
+                    }
+                    if (l > 0) {
+                        const auto& w = p.layers[static_cast<std::size_t>(l - 1)];
+                        dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, w.rows.data(), p.ph,
+                                   static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
+                    }
+                }
+                dfirst = dpre_blk + i * p.ph;
+                fs = bs_h;
+            }
+            // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz)
+            // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added above).
+            dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0, dz,
+                       static_cast<std::size_t>(p.pm));
+            for (int s = 0; s < rows; ++s) {
+                const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
+                V* c = as_vec(carry + s * p.pm);
+                const V* dzs = as_vec(dz + s * p.pm);
+                V* dks = as_vec(dk + s * p.pm);
+                for (int v = 0; v < nvm; ++v) {
+                    const V total = c[v] + dzs[v];
+                    dks[v] += mprev[v] * dzs[v];
+                    c[v] = kappa[v] * total;
+                }
+            }
+        }
+
+        // This block's contribution to each chunk's gradients, while its buffers are in cache. The order of
+        // the sums is fixed by the chunk alone: blocks from the last step back, then samples, then steps.
+        const T* dfirst_blk = L > 0 ? dpre_blk : dout_blk;
+        const std::size_t f_stride = L > 0 ? bs_h : bs_m;
+        const int fw = L > 0 ? p.ph : p.pm;
+        for (int c0 = 0; c0 < rows; c0 += chunk_size) {
+            const int nb = std::min(chunk_size, rows - c0);
+            const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
+            const parameter_views<T>& g = cg.g;
+            const std::size_t depth = static_cast<std::size_t>(nb) * steps;
+            // Input stage (E1-E3 through layer 0), reverse time.
+            input_backward(p, x, b0 + c0, nb, t0, t1, dfirst_blk + c0 * f_stride, f_stride,
+                           static_cast<std::size_t>(fw), input_state + static_cast<std::size_t>(c0) * p.p0, rows,
+                           cg.proj_grad, dx);
+            const T* dout_c = dout_blk + c0 * bs_m;
+            if (L > 0) {
+                deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, cg.padded + off.last);
+                add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
+                for (int l = L - 1; l >= 1; --l) {
+                    const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
+                    deep_product(depth, dpre_c, p.ph, d.d_mlp, h_blk + (l - 1) * blayer + c0 * bs_h, p.ph,
+                                 cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph);
+                    add_column_sums(dpre_c, depth, p.ph, d.d_mlp, g.bias[l]);
+                }
+            }
+            const T* dfirst_c = dfirst_blk + c0 * f_stride;
+            deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, p.pm, cg.padded + off.memory);
+            add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
+            // Readout: dy rows are the caller's [B][T][d_o]; pad them per sample.
+            for (int s = c0; s < c0 + nb; ++s) {
+                const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
+                for (std::size_t r = 0; r < steps; ++r)
+                    for (int o = 0; o < p.po; ++o) dy_pad[r * p.po + o] = o < d.d_o ? dy[(row + r) * d.d_o + o] : T(0);
+                deep_product(steps, dy_pad, p.po, d.d_o, a.memory + row * p.pm, p.pm, cg.padded + off.readout);
+                add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
+            }
+        }
+    }
+    // Padded accumulators into the parameter layout of each chunk.
+    for (int c0 = 0; c0 < rows; c0 += chunk_size) {
+        const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
+        auto add = [&](std::size_t from, int na, int pw, int nb, T* w, std::size_t w_stride) {
+            for (int i = 0; i < na; ++i)
+                for (int j = 0; j < nb; ++j)
+                    w[static_cast<std::size_t>(i) * w_stride + j] += cg.padded[from + static_cast<std::size_t>(i) * pw + j];
+        };
+        if (L > 0) add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp);
+        for (int l = 1; l < L; ++l)
+            add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp, cg.g.weight[l],
+                d.d_mlp);
+        add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z());
+        add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m);
+    }
 }
 
 #define ELM_INSTANTIATE(T)                                                                                      \
     template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,        \
                                 std::size_t);                                                                   \
+    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);                          \
     template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                        \
     template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                                \
     template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                     \
+    template std::size_t padded_gradients_size<T>(const prepared<T>&);                                          \
     template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>*, T*, \
                                    T*);                                                                         \
-    template void backward_sweep<T>(const prepared<T>&, int, int, const activations<T>&, const T*, T*, T*, T*);    \
-    template void backward_gradients<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>&, \
-                                        const T*, const parameter_views<T>&, T*, T*, T*);                      \
-    template std::size_t gradients_scratch_size<T>(const prepared<T>&);                                          \
-    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);
+    template void backward_range<T>(const prepared<T>&, const event_view<T>&, int, int, int, const activations<T>&, \
+                                    const T*, T*, T*, const chunk_gradients<T>*, T*, T*);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)
 #undef ELM_INSTANTIATE
