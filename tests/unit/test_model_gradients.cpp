@@ -1,6 +1,7 @@
 // Hand-written BPTT against central finite differences in float64 over randomised configurations
-// (v1/v2, every routing, learnable τ_m, SiLU, 0-3 hidden layers, Δt, λ): ‖g - g_fd‖/‖g_fd‖ < 1e-6 for every
-// parameter tensor and for the input gradient. Loss = Σ y ⊙ R with a random R.
+// (v1/v2, every routing, learnable τ_m, SiLU, 0-3 hidden layers, Δt, λ, τ_s varied per branch so that the
+// input stage runs several κ groups, sequences longer than the kernels' blocks of steps):
+// ‖g - g_fd‖/‖g_fd‖ < 1e-6 for every parameter tensor and for the input gradient. Loss = Σ y ⊙ R, random R.
 
 #include <elmneuron/model.hpp>
 
@@ -69,6 +70,16 @@ std::vector<fd_case> cases() {
         c.mlp_num_layers = 3;
         c.mlp_hidden_size = 5;
         out.push_back({tag + "neuronio_routing_three_layers", c, 2, 10, true});
+
+        // Longer than the forward's and the backward's blocks of steps (several blocks, the last partial),
+        // with a batch that splits into several gradient chunks (one partial).
+        c = base(v, 7, 2, 3);
+        c.num_branch = 3;
+        c.num_synapse_per_branch = 4;
+        c.input_to_synapse_routing = elm::routing::random;
+        c.learn_memory_tau = true;
+        c.memory_tau_max = 40;
+        out.push_back({tag + "long_sequence_several_blocks", c, 7, 150, true});
     }
     return out;
 }

@@ -1,0 +1,326 @@
+// The fast paths against independent references (llm.c style: every kernel checked):
+// - dense_rows and deep_product, the one matrix kernel, against plain triple loops on random shapes that
+//   cover every register block, strip width and remainder;
+// - the whole forward against a plain step-by-step transcription of reference/paper.md §1.2-1.5 written
+//   here (synapse traces, branch sums, concatenation, MLP, scaled tanh, memory update, readout), including
+//   per-branch τ (several κ groups), which none of the published golden cases has;
+// - infer and stream are bit-identical to forward; a sample's output does not depend on the batch it is in;
+//   sequences longer than the forward and backward blocks of steps.
+
+#include <elmneuron/benchmark.hpp>
+#include <elmneuron/error.hpp>
+#include <elmneuron/model.hpp>
+
+#include "model/kernels.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace {
+
+using elm::detail::padded;
+
+template <class T>
+elm::aligned_vector<T> random_vector(std::size_t n, std::mt19937_64& gen) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    elm::aligned_vector<T> v(n);
+    for (auto& x : v) x = T(normal(gen));
+    return v;
+}
+
+template <class T>
+void check_dense_rows(int rows, int n_in, int n_out, bool with_init, std::mt19937_64& gen) {
+    const int np = padded<T>(n_out);
+    const std::size_t xs = static_cast<std::size_t>(n_in) + 3;  // rows of x with a gap between them
+    const auto x = random_vector<T>(rows * xs, gen);
+    auto M = random_vector<T>(static_cast<std::size_t>(n_in) * np, gen);
+    const auto init = random_vector<T>(static_cast<std::size_t>(rows) * np, gen);
+    elm::aligned_vector<T> out(static_cast<std::size_t>(rows) * np, T(-7));
+    elm::detail::dense_rows<T>(rows, x.data(), xs, n_in, M.data(), np, with_init ? init.data() : nullptr,
+                               static_cast<std::size_t>(np), out.data(), static_cast<std::size_t>(np));
+    for (int s = 0; s < rows; ++s)
+        for (int k = 0; k < np; ++k) {
+            double ref = with_init ? double(init[s * np + k]) : 0.0;
+            for (int j = 0; j < n_in; ++j) ref += double(x[s * xs + j]) * double(M[static_cast<std::size_t>(j) * np + k]);
+            const double tol = (std::is_same_v<T, float> ? 1e-5 : 1e-13) * (1 + std::sqrt(double(n_in)));
+            ASSERT_NEAR(double(out[s * np + k]), ref, tol * (1 + std::abs(ref)))
+                << "rows " << rows << " n_in " << n_in << " n_out " << n_out << " at (" << s << ", " << k << ")";
+        }
+}
+
+TEST(kernels, dense_rows_matches_triple_loop) {
+    std::mt19937_64 gen(11);
+    for (int rows : {1, 2, 3, 5, 8, 9, 17})
+        for (int n_in : {1, 7, 30, 100, 300})
+            for (int n_out : {1, 2, 15, 16, 30, 100, 130}) {
+                check_dense_rows<float>(rows, n_in, n_out, (rows + n_in) % 2 == 0, gen);
+                check_dense_rows<double>(rows, n_in, n_out, (rows + n_out) % 2 == 1, gen);
+            }
+}
+
+TEST(kernels, dense_rows_with_one_init_row_broadcasts_it) {
+    std::mt19937_64 gen(3);
+    const int rows = 6, n_in = 9, np = padded<float>(20);
+    const auto x = random_vector<float>(rows * n_in, gen);
+    const auto M = random_vector<float>(static_cast<std::size_t>(n_in) * np, gen);
+    const auto bias = random_vector<float>(np, gen);
+    elm::aligned_vector<float> out(static_cast<std::size_t>(rows) * np);
+    elm::detail::dense_rows<float>(rows, x.data(), n_in, n_in, M.data(), np, bias.data(), 0, out.data(), np);
+    for (int s = 0; s < rows; ++s)
+        for (int k = 0; k < np; ++k) {
+            double ref = bias[k];
+            for (int j = 0; j < n_in; ++j) ref += double(x[s * n_in + j]) * M[j * np + k];
+            EXPECT_NEAR(out[s * np + k], ref, 1e-5 * (1 + std::abs(ref)));
+        }
+}
+
+TEST(kernels, deep_product_matches_triple_loop) {
+    std::mt19937_64 gen(5);
+    for (std::size_t depth : {std::size_t(1), std::size_t(127), std::size_t(128), std::size_t(129), std::size_t(1000)})
+        for (int na : {1, 2, 15, 100})
+            for (int nb : {1, 15, 30, 200}) {
+                const int pa = padded<double>(na), pb = padded<double>(nb);
+                const auto A = random_vector<double>(depth * pa, gen);
+                const auto B = random_vector<double>(depth * pb, gen);
+                auto out = random_vector<double>(static_cast<std::size_t>(na) * pb, gen);
+                const auto before = out;
+                elm::detail::deep_product<double>(depth, A.data(), pa, na, B.data(), pb, out.data());
+                for (int i = 0; i < na; ++i)
+                    for (int j = 0; j < nb; ++j) {
+                        double ref = before[i * pb + j];
+                        for (std::size_t r = 0; r < depth; ++r) ref += A[r * pa + i] * B[r * pb + j];
+                        ASSERT_NEAR(out[i * pb + j], ref, 1e-12 * (1 + std::abs(ref)) * std::sqrt(double(depth)))
+                            << "depth " << depth << " na " << na << " nb " << nb;
+                    }
+            }
+}
+
+// ---- reference forward: reference/paper.md §1.2 (v1) and §1.3 (v2), one step at a time, in double ---------
+
+std::vector<double> reference_forward(const elm::model<double>& m, const std::vector<double>& dense, int B, int T) {
+    const auto& c = m.config();
+    const int n_in = c.num_input, S = c.num_synapse(), nb = c.branches(), db = c.num_synapse_per_branch;
+    const int dm = c.num_memory, dh = c.hidden_size(), L = c.mlp_num_layers, d_o = c.num_output;
+    const bool v1 = c.version == elm::model_version::v1;
+    const auto idx = m.synapse_input_index();
+    const auto mask = m.synapse_mask();
+    const auto proto_ws = m.parameter("_proto_w_s");
+    const auto tau = m.parameter(v1 ? "tau_s" : "tau_b");
+    const auto proto_tau_m = m.parameter("_proto_tau_m");
+    const double dt = c.delta_t, lam = c.lambda_value, lo = c.memory_tau_min, hi = c.effective_tau_max();
+    std::vector<double> w_s(S), kappa_m(dm), tau_m(dm);
+    for (int i = 0; i < S; ++i) w_s[i] = std::max(0.0, proto_ws[i]);
+    for (int k = 0; k < dm; ++k) {
+        tau_m[k] = (hi - lo) / (1 + std::exp(-proto_tau_m[k])) + lo;
+        kappa_m[k] = std::exp(-dt / std::max(tau_m[k], 1e-6));
+    }
+    auto linear = [&](int l, const std::vector<double>& in) {
+        const std::string name = "mlp.network." + std::to_string(2 * l);
+        const auto w = m.parameter(name + ".weight");
+        const auto b = m.parameter(name + ".bias");
+        std::vector<double> out(b.size());
+        for (std::size_t o = 0; o < out.size(); ++o) {
+            double acc = b[o];
+            for (std::size_t i = 0; i < in.size(); ++i) acc += w[o * in.size() + i] * in[i];
+            out[o] = acc;
+        }
+        return out;
+    };
+    const auto wy = m.parameter("w_y.weight");
+    const auto by = m.parameter("w_y.bias");
+    std::vector<double> y(static_cast<std::size_t>(B) * T * d_o);
+    for (int b = 0; b < B; ++b) {
+        std::vector<double> trace(v1 ? S : nb, 0.0), mem(dm, 0.0);
+        for (int t = 0; t < T; ++t) {
+            const double* x = dense.data() + (static_cast<std::size_t>(b) * T + t) * n_in;
+            std::vector<double> branch(nb, 0.0);
+            if (v1) {  // s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
+                for (int i = 0; i < S; ++i) {
+                    trace[i] = std::exp(-dt / std::max(tau[i], 1e-6)) * trace[i] + w_s[i] * x[idx[i]] * mask[i];
+                    branch[i / db] += trace[i];
+                }
+            } else {  // b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
+                for (int i = 0; i < S; ++i) branch[i / db] += w_s[i] * x[idx[i]] * mask[i];
+                for (int j = 0; j < nb; ++j) {
+                    trace[j] = std::exp(-dt / std::max(tau[j], 1e-6)) * trace[j] + branch[j];
+                    branch[j] = trace[j];
+                }
+            }
+            std::vector<double> z(branch);
+            for (int k = 0; k < dm; ++k) z.push_back(kappa_m[k] * mem[k]);
+            auto h = z;
+            for (int l = 0; l <= L; ++l) {
+                h = linear(l, h);
+                if (l < L)
+                    for (auto& v : h)
+                        v = c.mlp_activation == elm::activation::relu ? std::max(0.0, v) : v / (1 + std::exp(-v));
+            }
+            (void)dh;
+            for (int k = 0; k < dm; ++k) {
+                const double delta = 1.7159 * std::tanh(2.0 / 3.0 * h[k]);
+                const double gain = v1 ? lam * (1 - kappa_m[k]) : 1 - std::exp(-dt * lam / std::max(tau_m[k], 1e-6));
+                mem[k] = kappa_m[k] * mem[k] + gain * delta;
+            }
+            for (int o = 0; o < d_o; ++o) {
+                double acc = by[o];
+                for (int k = 0; k < dm; ++k) acc += wy[o * dm + k] * mem[k];
+                y[(static_cast<std::size_t>(b) * T + t) * d_o + o] = acc;
+            }
+        }
+    }
+    return y;
+}
+
+struct reference_case {
+    const char* name;
+    elm::model_config config;
+    bool per_branch_tau;
+};
+
+std::vector<reference_case> reference_cases() {
+    std::vector<reference_case> out;
+    for (auto v : {elm::model_version::v1, elm::model_version::v2}) {
+        elm::model_config c;
+        c.version = v;
+        c.num_input = 40;
+        c.num_output = 3;
+        c.num_memory = 9;
+        c.num_branch = 6;
+        c.num_synapse_per_branch = 8;
+        c.input_to_synapse_routing = elm::routing::neuronio;
+        c.mlp_num_layers = 2;
+        c.mlp_hidden_size = 21;
+        out.push_back({v == elm::model_version::v1 ? "v1_routed_per_branch_tau" : "v2_routed_per_branch_tau", c, true});
+        c.mlp_activation = elm::activation::silu;
+        c.input_to_synapse_routing = elm::routing::random;
+        out.push_back({v == elm::model_version::v1 ? "v1_random_silu" : "v2_random_silu", c, false});
+        elm::model_config vanilla;
+        vanilla.version = v;
+        vanilla.num_input = 33;
+        vanilla.num_output = 2;
+        vanilla.num_memory = 17;
+        vanilla.mlp_num_layers = 0;
+        out.push_back({v == elm::model_version::v1 ? "v1_vanilla_linear_mlp" : "v2_vanilla_linear_mlp", vanilla, true});
+    }
+    return out;
+}
+
+TEST(forward, matches_a_plain_transcription_of_the_equations) {
+    for (const auto& rc : reference_cases()) {
+        elm::model<double> m(rc.config, 21);
+        std::mt19937_64 gen(8);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        for (auto& w : m.parameter("_proto_w_s")) w = 0.5 + 0.5 * normal(gen);
+        if (rc.per_branch_tau) {  // a different κ on every branch: one κ group per branch
+            const bool v1 = rc.config.version == elm::model_version::v1;
+            auto tau = m.parameter(v1 ? "tau_s" : "tau_b");
+            const int per = v1 ? rc.config.num_synapse_per_branch : 1;
+            for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 1.5 + 2.0 * static_cast<double>(i / per);
+        }
+        const int B = 3, T = 90;  // longer than a forward block of steps
+        std::vector<double> dense(static_cast<std::size_t>(B) * T * rc.config.num_input);
+        std::uniform_real_distribution<double> u(0, 1);
+        for (auto& v : dense) v = u(gen) < 0.1 ? normal(gen) : 0.0;
+        const auto x = elm::sparse_from_dense<double>(dense, B, T, rc.config.num_input);
+        std::vector<double> y(static_cast<std::size_t>(B) * T * rc.config.num_output);
+        elm::workspace<double> ws;
+        m.forward(x, y, ws);
+        const auto ref = reference_forward(m, dense, B, T);
+        double num = 0, den = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) {
+            num += (y[i] - ref[i]) * (y[i] - ref[i]);
+            den += ref[i] * ref[i];
+        }
+        EXPECT_LT(std::sqrt(num / den), 1e-12) << rc.name;
+    }
+}
+
+elm::model_config neuronio_like(int num_memory) {
+    elm::model_config c;
+    c.num_input = 300;
+    c.num_output = 2;
+    c.num_memory = num_memory;
+    c.num_branch = 12;
+    c.num_synapse_per_branch = 40;
+    c.input_to_synapse_routing = elm::routing::neuronio;
+    return c;
+}
+
+TEST(forward, infer_and_stream_are_bit_identical_to_forward) {
+    for (int dm : {1, 15, 40}) {
+        const auto c = neuronio_like(dm);
+        elm::model<float> m(c, 4);
+        const int B = 5, T = 77;
+        const auto x = elm::synthetic_input<float>("neuronio", B, T, c.num_input, 9);
+        std::vector<float> y(static_cast<std::size_t>(B) * T * 2), yi(y.size()), ys(y.size());
+        elm::workspace<float> ws;
+        m.forward(x, y, ws);
+        m.infer(x, yi);
+        EXPECT_EQ(y, yi) << "d_m " << dm;
+        elm::stream<float> st(m, B);
+        std::vector<float> yt(static_cast<std::size_t>(B) * 2);
+        for (int t = 0; t < T; ++t) {
+            st.step(x, t, yt);
+            for (int b = 0; b < B; ++b)
+                for (int o = 0; o < 2; ++o) ys[(static_cast<std::size_t>(b) * T + t) * 2 + o] = yt[b * 2 + o];
+        }
+        EXPECT_EQ(y, ys) << "d_m " << dm;
+        // The stream's memory after the last step is the forward's m_{T-1}.
+        const auto mem = st.memory();
+        const auto trace = m.memory_trace(ws);
+        for (int b = 0; b < B; ++b)
+            for (int k = 0; k < dm; ++k)
+                EXPECT_EQ(mem[b * dm + k], trace[(static_cast<std::size_t>(b) * T + T - 1) * dm + k]);
+        st.reset();
+        st.step(x, 0, yt);
+        for (int o = 0; o < 2; ++o) EXPECT_EQ(yt[o], y[o]);
+    }
+}
+
+TEST(forward, a_sample_does_not_depend_on_its_batch) {
+    const auto c = neuronio_like(20);
+    elm::model<float> m(c, 2);
+    const int B = 13, T = 40;
+    const auto x = elm::synthetic_input<float>("neuronio", B, T, c.num_input, 5);
+    std::vector<float> y(static_cast<std::size_t>(B) * T * 2);
+    elm::workspace<float> ws;
+    m.forward(x, y, ws);
+    for (int b : {0, 6, 12}) {  // the sample alone
+        elm::sparse_input<float> one;
+        one.batch = 1;
+        one.time = T;
+        one.num_input = c.num_input;
+        const auto first = x.offsets[static_cast<std::size_t>(b) * T];
+        for (int t = 0; t <= T; ++t) one.offsets.push_back(x.offsets[static_cast<std::size_t>(b) * T + t] - first);
+        one.channels.assign(x.channels.begin() + first, x.channels.begin() + x.offsets[static_cast<std::size_t>(b + 1) * T]);
+        one.values.assign(x.values.begin() + first, x.values.begin() + x.offsets[static_cast<std::size_t>(b + 1) * T]);
+        std::vector<float> y1(static_cast<std::size_t>(T) * 2);
+        m.infer(one, y1);
+        for (int i = 0; i < T * 2; ++i) ASSERT_EQ(y1[i], y[static_cast<std::size_t>(b) * T * 2 + i]) << "sample " << b;
+    }
+}
+
+TEST(stream, rejects_bad_steps_with_clear_errors) {
+    const auto c = neuronio_like(5);
+    elm::model<float> m(c, 1);
+    elm::stream<float> st(m, 2);
+    std::vector<float> y(4);
+    const std::vector<std::int64_t> offsets{0, 1, 2};
+    const std::vector<std::int32_t> channels{3, 299};
+    const std::vector<float> values{1.f, -1.f};
+    EXPECT_NO_THROW(st.step(offsets, channels, values, y));
+    EXPECT_THROW(st.step(std::vector<std::int64_t>{0, 1}, channels, values, y), elm::error);          // batch + 1
+    EXPECT_THROW(st.step(std::vector<std::int64_t>{0, 2, 1}, channels, values, y), elm::error);       // decreasing
+    EXPECT_THROW(st.step(offsets, std::vector<std::int32_t>{3, 300}, values, y), elm::error);         // channel
+    EXPECT_THROW(st.step(offsets, channels, std::vector<float>{1.f, std::nanf("")}, y), elm::error);  // NaN
+    std::vector<float> short_y(3);
+    EXPECT_THROW(st.step(offsets, channels, values, short_y), elm::error);  // y size
+    EXPECT_THROW(elm::stream<float>(m, 0), elm::error);
+    const auto x = elm::synthetic_input<float>("neuronio", 2, 4, c.num_input, 1);
+    EXPECT_THROW(st.step(x, 4, y), elm::error);  // step out of range
+}
+
+}  // namespace
