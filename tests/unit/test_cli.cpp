@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <string>
@@ -109,6 +110,67 @@ TEST(cli, bad_inputs_exit_2_naming_the_file) {
     r = run_cli("frobnicate");
     EXPECT_EQ(r.status, 2);
     fs::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(cli, bench_custom_config_writes_every_measurement) {
+    const auto dir = temp_dir();
+    const auto out = dir / "bench.json";
+    const auto r = run_cli("bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 3 "
+                           "--time 40 --input counts --repeats 1 --threads 1 --json " + out.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::ifstream f(out);
+    const auto j = nlohmann::json::parse(f);
+    const auto& peaks = j["machine"]["peak_gflops_one_thread"];
+    EXPECT_GT(peaks["eigen_sgemm"].get<double>(), 0);
+    EXPECT_GT(peaks["simd_fma"].get<double>(), 0);
+    ASSERT_EQ(j["results"].size(), 1u);
+    const auto& s = j["results"][0];
+    EXPECT_EQ(s["shape"], "custom");
+    EXPECT_EQ(s["batch"], 3);
+    EXPECT_EQ(s["time"], 40);
+    for (const char* key : {"inference_ms", "forward_ms", "forward_backward_ms", "train_step_ms", "train_ms_per_step",
+                            "inference_sample_steps_per_s", "train_sample_steps_per_s", "workspace_mb", "peak_rss_mb",
+                            "limit_inference_ms", "fraction_of_limit_inference", "fraction_of_limit_train"})
+        EXPECT_GT(s[key].get<double>(), 0) << key;
+    // The limit is the MLP's FLOPs at the sgemm peak: 2·((20 + 4)·8 + 8·4) FLOPs per sample-step.
+    EXPECT_NEAR(s["mlp_gflop_per_call"].get<double>(), 2.0 * (24 * 8 + 8 * 4) * 3 * 40 / 1e9, 1e-12);
+    fs::remove_all(dir);
+}
+
+TEST(cli, bench_rejects_unknown_shapes_and_bad_configs) {
+    auto r = run_cli("bench --shape no_such_shape");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("--shape"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("neuronio_branch_elm_dm15"), std::string::npos) << r.output;
+    r = run_cli("bench --config '{\"num_input\": 0, \"num_output\": 2}'");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("num_input"), std::string::npos) << r.output;
+    r = run_cli("bench --config /no/such/config.json");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("/no/such/config.json"), std::string::npos) << r.output;
+}
+
+TEST(cli, bench_scaling_writes_csv_json_and_plot) {
+    const auto dir = temp_dir() / "scaling";
+    const auto r = run_cli("bench --scaling " + dir.string() + " --repeats 1 --threads 1");
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::ifstream csv(dir / "scaling.csv");
+    std::string header, line;
+    std::getline(csv, header);
+    EXPECT_EQ(header.rfind("factor,value,batch,time,num_memory,num_synapse", 0), 0u) << header;
+    std::map<std::string, int> per_factor;
+    while (std::getline(csv, line)) ++per_factor[line.substr(0, line.find(','))];
+    EXPECT_EQ(per_factor["batch"], 8);
+    EXPECT_EQ(per_factor["time"], 6);
+    EXPECT_EQ(per_factor["num_memory"], 9);
+    EXPECT_EQ(per_factor["num_synapse"], 5);
+    EXPECT_TRUE(fs::exists(dir / "scaling.json"));
+    EXPECT_GT(fs::file_size(dir / "scaling.png"), 10000u);  // a real plot, not an empty file
+    fs::remove_all(dir.parent_path());
 }
 
 }  // namespace

@@ -142,9 +142,9 @@ def plot_scaling(args):
             ax.grid(alpha=0.3, which="both")
             if row == 0 and col == 0:
                 ax.legend()
-    base = rows[0]
-    fig.suptitle(f"elmneuron cost around the NeuronIO Branch-ELM shape (d_m 15, 45x100 synapses, batch 32, 500 steps; "
-                 f"{base['threads']} threads)")
+    threads = max(int(r["threads"]) for r in rows)
+    fig.suptitle("elmneuron cost around the NeuronIO Branch-ELM shape (d_m 15, 45x100 synapses, batch 32, 500 steps; "
+                 f"up to {threads} threads, one per sample at most)")
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
 
