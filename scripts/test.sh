@@ -5,7 +5,7 @@
 #   ELM_SKIP_SANITIZE=1 scripts/test.sh   only the Release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh --neuron
+scripts/install-deps.sh --neuron --peer
 jobs=$(nproc)
 
 echo "== Release build and tests"

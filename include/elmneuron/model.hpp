@@ -177,6 +177,7 @@ extern template class model<double>;
 template <class T>
 class stream {
 public:
+    using value_type = T;
     explicit stream(const model<T>& m, int batch = 1);
     int batch() const { return batch_; }
     const model_config& config() const { return config_; }

@@ -13,6 +13,8 @@ Running and training
     y, traces = model.forward(x, traces=True) traces["memory"], traces["branch"]
     grads = model.backward(dy)                {name: d loss / d parameter} for the trainable parameters
     grads, dx = model.backward(dy, input_grad=True)
+    y = model.infer(x)                        inference only: same output, nothing kept for backward
+    s = model.stream(batch=1); y_t = s.step(x_t)   one step per call, state kept (Stream)
     Optimizer(model, kind="adam", lr=1e-3).step(model, grads)
     LRSchedule, clip_grad_norm, bce_with_logits, mse, cross_entropy_last_step, neuronio_loss,
     last_step_accuracy
@@ -39,6 +41,7 @@ from ._elmneuron import (
     ModelConfig,
     Optimizer,
     SparseInput,
+    Stream,
     bce_with_logits,
     clip_grad_norm,
     cross_entropy_last_step,
@@ -66,6 +69,7 @@ __all__ = [
     "ModelConfig",
     "Optimizer",
     "SparseInput",
+    "Stream",
     "bce_with_logits",
     "clip_grad_norm",
     "cross_entropy_last_step",

@@ -18,6 +18,7 @@ struct model_state {
     using scalar = T;
     elm::model<T> model;
     elm::workspace<T> ws;                       // activations of the latest successful forward
+    elm::workspace<T> infer_ws;                 // buffers of infer (nothing kept for backward)
     std::optional<elm::sparse_input<T>> input;  // its input; empty before forward, after a failed one,
                                                 // after backward (which consumes ws) and after a parameter
                                                 // update through load_state_dict or Optimizer.step
@@ -28,7 +29,7 @@ class py_model {
 public:
     template <class T>
     explicit py_model(elm::model<T>&& m)
-        : state_(std::in_place_type<model_state<T>>, model_state<T>{std::move(m), {}, {}}) {}
+        : state_(std::in_place_type<model_state<T>>, model_state<T>{std::move(m), {}, {}, {}}) {}
     py_model(const py_model&) = delete;
     py_model& operator=(const py_model&) = delete;
 
@@ -46,6 +47,24 @@ public:
 private:
     std::variant<model_state<float>, model_state<double>> state_;
     std::mutex mutex_;
+};
+
+}  // namespace elm::py
+
+namespace elm::py {
+
+// A Python Stream: elm::stream over a snapshot of a Model's parameters, one step per call.
+class py_stream {
+public:
+    template <class T>
+    explicit py_stream(elm::stream<T>&& s) : stream_(std::move(s)) {}
+    template <class F>
+    decltype(auto) visit(F&& f) {
+        return std::visit(std::forward<F>(f), stream_);
+    }
+
+private:
+    std::variant<elm::stream<float>, elm::stream<double>> stream_;
 };
 
 }  // namespace elm::py

@@ -255,6 +255,69 @@ pyb::object forward(const pyb::object& self, const pyb::handle& x, bool traces) 
     });
 }
 
+pyb::array infer(const pyb::object& self, const pyb::handle& x) {
+    auto& pm = model_of(self);
+    return pm.visit([&](auto& st) -> pyb::array {
+        using T = typename std::decay_t<decltype(st)>::scalar;
+        auto in = model_input<T>(x, "input");
+        pyb::array_t<T> y({static_cast<pyb::ssize_t>(in.batch), static_cast<pyb::ssize_t>(in.time),
+                           static_cast<pyb::ssize_t>(st.model.config().num_output)});
+        const std::span<T> out(y.mutable_data(), static_cast<std::size_t>(y.size()));
+        pyb::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(pm.mutex());
+        st.model.infer(in, out, st.infer_ws);
+        return y;
+    });
+}
+
+pyb::object make_stream(const pyb::object& self, int batch) {
+    auto& pm = model_of(self);
+    return pm.visit([&](auto& st) -> pyb::object {
+        using T = typename std::decay_t<decltype(st)>::scalar;
+        std::unique_ptr<py_stream> s;
+        {
+            pyb::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(pm.mutex());
+            s = std::make_unique<py_stream>(elm::stream<T>(st.model, batch));
+        }
+        return pyb::cast(std::move(s));
+    });
+}
+
+// One step: x_t dense [batch, num_input] (or [num_input] for batch 1) -> y_t [batch, num_output].
+pyb::array stream_step(py_stream& ps, const pyb::handle& x) {
+    return ps.visit([&](auto& st) -> pyb::array {
+        using T = typename std::decay_t<decltype(st)>::value_type;
+        const char* src = "Stream.step";
+        const auto a = as_array<T>(x, src, "x");
+        const auto shape = shape_of(a);
+        const int B = st.batch(), n = st.config().num_input;
+        const bool ok = (shape.size() == 2 && shape[0] == B && shape[1] == n) || (shape.size() == 1 && B == 1 && shape[0] == n);
+        if (!ok)
+            throw elm::error(src, "x", "shape [" + std::to_string(B) + ", " + std::to_string(n) + "]" +
+                                           (B == 1 ? " or [" + std::to_string(n) + "]" : std::string()),
+                             "shape " + shape_string(shape));
+        std::vector<std::int64_t> offsets{0};
+        std::vector<std::int32_t> channels;
+        std::vector<T> values;
+        const T* d = a.data();
+        for (int b = 0; b < B; ++b) {
+            for (int c = 0; c < n; ++c) {
+                const T v = d[static_cast<std::size_t>(b) * n + c];
+                if (v != T(0)) {
+                    channels.push_back(c);
+                    values.push_back(v);
+                }
+            }
+            offsets.push_back(static_cast<std::int64_t>(values.size()));
+        }
+        pyb::array_t<T> y(shape.size() == 2 ? std::vector<pyb::ssize_t>{B, st.config().num_output}
+                                            : std::vector<pyb::ssize_t>{st.config().num_output});
+        st.step(offsets, channels, values, std::span<T>(y.mutable_data(), static_cast<std::size_t>(y.size())));
+        return y;
+    });
+}
+
 pyb::object backward(const pyb::object& self, const pyb::handle& dy_obj, bool input_grad) {
     auto& pm = model_of(self);
     return pm.visit([&](auto& st) -> pyb::object {
@@ -491,6 +554,12 @@ x: a dense [batch, time, num_input] array (converted to the model's dtype and to
 or a SparseInput. traces=True returns (y, {"memory": m_t [B, T, num_memory], "branch": b_t
 [B, T, num_branch]}) (copies). The input and activations are kept for backward.)")
         .def("__call__", &forward, "x"_a, "traces"_a = false, "Same as forward.")
+        .def("infer", &infer, "x"_a,
+             R"(Inference: the same output as forward, bit for bit, keeping nothing for backward (working memory
+does not grow with the sequence length). Does not disturb the activations kept for backward.)")
+        .def("stream", &make_stream, "batch"_a = 1,
+             R"(A Stream over a snapshot of the current parameters: one time step per call, the state kept between
+calls; feeding a sequence step by step gives the same outputs as forward, bit for bit.)")
         .def("backward", &backward, "dy"_a, "input_grad"_a = false,
              R"(Gradients of a loss given dy = d loss / d y for the output of the latest forward call.
 
@@ -561,6 +630,23 @@ backward consumes the activations: a second backward needs a new forward.)")
             pm.visit([&](auto& st) { elm::save_model(path.string(), st.model); });
         },
         "path"_a, "model"_a, "Saves a model as *.safetensors (atomic).");
+    pyb::class_<py_stream>(m, "Stream", R"(Step-by-step inference (Model.stream(batch)): state kept between calls.)")
+        .def("step", &stream_step, "x"_a,
+             "Advance one step: x [batch, num_input] (or [num_input] for batch 1) -> y [batch, num_output].")
+        .def("reset", [](py_stream& s) { s.visit([](auto& st) { st.reset(); }); }, "Back to the zero state.")
+        .def_property_readonly("batch", [](py_stream& s) { return s.visit([](auto& st) { return st.batch(); }); })
+        .def_property_readonly(
+            "memory",
+            [](py_stream& s) {
+                return s.visit([](auto& st) -> pyb::array {
+                    using T = typename std::decay_t<decltype(st)>::value_type;
+                    const auto m = st.memory();
+                    pyb::array_t<T> out({st.batch(), st.config().num_memory});
+                    std::copy(m.begin(), m.end(), out.mutable_data());
+                    return out;
+                });
+            },
+            "m_t after the latest step, [batch, num_memory] (a copy).");
     m.def("set_num_threads", &elm::set_num_threads, "n"_a,
           "Threads used by forward/backward (default: all cores). Results do not depend on it.");
     m.def("num_threads", &elm::num_threads);

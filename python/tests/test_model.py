@@ -321,3 +321,40 @@ def test_concurrent_calls_from_python_threads(small_config, rng):
     assert not errors
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+# ---- inference and streaming
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_infer_and_stream_equal_forward(golden, dtype):
+    g = golden("v2_random_routing_silu_learn_tau")
+    m = g.model(dtype)
+    x = g.tensors["input"]
+    y = m.forward(x)
+    assert np.array_equal(m.infer(x), y)
+    s = m.stream(batch=x.shape[0])
+    assert s.batch == x.shape[0]
+    steps = np.stack([s.step(x[:, t]) for t in range(x.shape[1])], axis=1)
+    assert np.array_equal(steps, y)
+    _, traces = m.forward(x, traces=True)
+    assert np.array_equal(s.memory, traces["memory"][:, -1])
+    s.reset()
+    assert np.array_equal(s.step(x[:, 0]), y[:, 0])
+    # infer leaves the activations of forward in place: backward still works.
+    m.forward(x)
+    m.infer(x)
+    grads = m.backward(g.tensors["grad_output"].astype(dtype))
+    assert grads
+
+
+def test_stream_of_one_sample_takes_a_vector_and_rejects_bad_shapes(small_config, rng):
+    m = elmneuron.Model(small_config, seed=1)
+    s = m.stream()
+    x = rng.normal(size=(5, small_config.num_input)).astype(np.float32)
+    y = np.stack([s.step(x[t]) for t in range(5)])
+    assert np.array_equal(y, m.forward(x[None])[0])
+    with pytest.raises(elmneuron.Error, match="shape"):
+        s.step(np.zeros(small_config.num_input + 1, dtype=np.float32))
+    with pytest.raises(elmneuron.Error):
+        s.step(np.full(small_config.num_input, np.nan, dtype=np.float32))
