@@ -1,16 +1,19 @@
-// Google Benchmark: forward and forward+backward time per sample-step at the NeuronIO Branch-ELM shape
-// (d_m = 15 and 20, 45 x 100 synapses, NeuronIO routing, batch 32, 500 steps, 1278 inputs with ~2 % events
-// in {-1, +1}). Counters: sample_steps/s (rate) and ns per sample-step. Results in bench/README.md.
+// Google Benchmark: time per sample-step of inference, forward (keeping activations), forward+backward and
+// one-step streaming at the NeuronIO Branch-ELM shape (d_m given, 45 x 100 synapses, NeuronIO routing, batch
+// 32, 500 steps, 1278 inputs with ~2 % events in {-1, +1}). Counters: sample_steps/s and ns per sample-step.
+// Results in bench/README.md.
 //   build/bench/bench_model --benchmark_counters_tabular=true
 
+#include <elmneuron/benchmark.hpp>
 #include <elmneuron/model.hpp>
 
 #include <benchmark/benchmark.h>
 
-#include <random>
 #include <vector>
 
 namespace {
+
+constexpr int batch = 32, steps = 500;
 
 elm::model_config neuronio_config(int num_memory) {
     elm::model_config c;
@@ -24,63 +27,73 @@ elm::model_config neuronio_config(int num_memory) {
     return c;
 }
 
-elm::sparse_input<float> neuronio_input(int batch, int time) {
-    std::mt19937_64 gen(42);
-    std::uniform_real_distribution<double> u(0, 1);
-    elm::sparse_input<float> x;
-    x.batch = batch;
-    x.time = time;
-    x.num_input = 1278;
-    x.offsets.push_back(0);
-    for (int r = 0; r < batch * time; ++r) {
-        for (int c = 0; c < 1278; ++c)
-            if (u(gen) < 0.02) {
-                x.channels.push_back(c);
-                x.values.push_back(c < 639 ? 1.f : -1.f);
-            }
-        x.offsets.push_back(static_cast<std::int64_t>(x.values.size()));
-    }
-    return x;
-}
-
-void set_counters(benchmark::State& state, int batch, int time) {
-    const double sample_steps = static_cast<double>(batch) * time;
-    state.counters["sample_steps/s"] =
-        benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
+void set_counters(benchmark::State& state, double sample_steps) {
+    state.counters["sample_steps/s"] = benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["ns/sample_step"] = benchmark::Counter(
         sample_steps * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
-void bm_forward(benchmark::State& state) {
-    const int d_m = static_cast<int>(state.range(0)), B = 32, T = 500;
-    elm::model<float> m(neuronio_config(d_m), 1);
-    const auto x = neuronio_input(B, T);
-    std::vector<float> y(static_cast<std::size_t>(B) * T * 2);
+struct fixture {
+    explicit fixture(int d_m)
+        : m(neuronio_config(d_m), 1),
+          x(elm::synthetic_input<float>("neuronio", batch, steps, 1278, 42)),
+          y(static_cast<std::size_t>(batch) * steps * 2),
+          dy(y.size(), 1e-3f),
+          g(m.parameters().size()) {}
+    elm::model<float> m;
+    elm::sparse_input<float> x;
+    std::vector<float> y, dy, g;
     elm::workspace<float> ws;
+};
+
+void bm_inference(benchmark::State& state) {
+    fixture f(static_cast<int>(state.range(0)));
     for (auto _ : state) {
-        m.forward(x, y, ws);
-        benchmark::DoNotOptimize(y.data());
+        f.m.infer(f.x, f.y, f.ws);
+        benchmark::DoNotOptimize(f.y.data());
     }
-    set_counters(state, B, T);
+    set_counters(state, double(batch) * steps);
+}
+
+void bm_forward(benchmark::State& state) {
+    fixture f(static_cast<int>(state.range(0)));
+    for (auto _ : state) {
+        f.m.forward(f.x, f.y, f.ws);
+        benchmark::DoNotOptimize(f.y.data());
+    }
+    set_counters(state, double(batch) * steps);
 }
 
 void bm_forward_backward(benchmark::State& state) {
-    const int d_m = static_cast<int>(state.range(0)), B = 32, T = 500;
-    elm::model<float> m(neuronio_config(d_m), 1);
-    const auto x = neuronio_input(B, T);
-    std::vector<float> y(static_cast<std::size_t>(B) * T * 2), dy(y.size(), 1e-3f), g(m.parameters().size());
-    elm::workspace<float> ws;
+    fixture f(static_cast<int>(state.range(0)));
     for (auto _ : state) {
-        m.forward(x, y, ws);
-        std::fill(g.begin(), g.end(), 0.f);
-        m.backward(x, dy, ws, g);
-        benchmark::DoNotOptimize(g.data());
+        f.m.forward(f.x, f.y, f.ws);
+        std::fill(f.g.begin(), f.g.end(), 0.f);
+        f.m.backward(f.x, f.dy, f.ws, f.g);
+        benchmark::DoNotOptimize(f.g.data());
     }
-    set_counters(state, B, T);
+    set_counters(state, double(batch) * steps);
+}
+
+// One sample, one step per call (elm::stream), one thread.
+void bm_stream_step(benchmark::State& state) {
+    elm::model<float> m(neuronio_config(static_cast<int>(state.range(0))), 1);
+    const auto x = elm::synthetic_input<float>("neuronio", 1, 4096, 1278, 7);
+    elm::stream<float> s(m, 1);
+    std::vector<float> y(2);
+    int t = 0;
+    for (auto _ : state) {
+        s.step(x, t, y);
+        benchmark::DoNotOptimize(y.data());
+        if (++t == x.time) t = 0;
+    }
+    set_counters(state, 1);
 }
 
 }  // namespace
 
+BENCHMARK(bm_inference)->Arg(15)->Arg(20)->Arg(100)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_forward)->Arg(15)->Arg(20)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_forward_backward)->Arg(15)->Arg(20)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_forward_backward)->Arg(15)->Arg(20)->Arg(100)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_stream_step)->Arg(15)->Unit(benchmark::kNanosecond);
 BENCHMARK_MAIN();
