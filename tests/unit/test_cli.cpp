@@ -134,7 +134,8 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     EXPECT_EQ(s["time"], 40);
     for (const char* key : {"inference_ms", "forward_ms", "forward_backward_ms", "train_step_ms", "train_ms_per_step",
                             "inference_sample_steps_per_s", "train_sample_steps_per_s", "workspace_mb", "peak_rss_mb",
-                            "limit_inference_ms", "fraction_of_limit_inference", "fraction_of_limit_train"})
+                            "limit_inference_ms", "fraction_of_limit_inference", "fraction_of_limit_train",
+                            "own_gflop_inference", "own_gflop_train_step", "fma_bound_inference_ms", "fma_bound_train_ms"})
         EXPECT_GT(s[key].get<double>(), 0) << key;
     // The limit is the MLP's FLOPs at the sgemm peak: 2·((20 + 4)·8 + 8·4) FLOPs per sample-step.
     EXPECT_NEAR(s["mlp_gflop_per_call"].get<double>(), 2.0 * (24 * 8 + 8 * 4) * 3 * 40 / 1e9, 1e-12);
