@@ -506,6 +506,12 @@ bench_shape custom_shape(const std::string& config, const std::string& name, int
     } else if (!config.empty() && config.front() != '{') {
         throw file_not_found_error(config);
     }
+    // A run config (elmneuron train --config) holds the model under "model".
+    const auto j = json::parse(text, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("model") && j["model"].is_object()) {
+        text = j["model"].dump();
+        source += ":model";
+    }
     bench_shape s{name, parse_model_config(text, source), batch, time, input};
     s.config.validate(source);
     return s;
@@ -522,8 +528,8 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
     cmd->add_option("--shape", only, "Run only the shape with this name");
     cmd->add_option("--config", config,
-                    "Benchmark this model config instead (JSON text or file, published keys) with --batch, --time, "
-                    "--input");
+                    "Benchmark this model config instead (JSON text or file with the published keys, or a run config "
+                    "with a \"model\" section) with --batch, --time, --input");
     cmd->add_option("--name", name, "Name of the --config shape");
     cmd->add_option("--batch", batch, "Batch size of the --config shape")->check(CLI::PositiveNumber);
     cmd->add_option("--time", time, "Steps of the --config shape")->check(CLI::PositiveNumber);
