@@ -19,8 +19,6 @@
 
 #include "model/simd.hpp"
 
-#include <Eigen/Core>
-
 #include <cstdint>
 #include <vector>
 
@@ -39,15 +37,6 @@ struct dims {
     int n0() const { return l_mlp > 0 ? d_mlp : d_m; }  // width of the first Linear layer's output
     int d_z() const { return d_tree + d_m; }              // MLP input: [b_t, κ_m ⊙ m_{t-1}]
 };
-
-template <class T>
-using row_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using matrix_map = Eigen::Map<row_matrix<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using const_matrix_map = Eigen::Map<const row_matrix<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using row_vector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
 
 // Views of the parameters (or of their gradients) inside the flat block, in layout order.
 template <class P>

@@ -9,6 +9,8 @@
 
 #include "model/kernels.hpp"
 
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
