@@ -15,18 +15,6 @@ namespace {
 
 constexpr int batch = 32, steps = 500;
 
-elm::model_config neuronio_config(int num_memory) {
-    elm::model_config c;
-    c.num_input = 1278;
-    c.num_output = 2;
-    c.num_memory = num_memory;
-    c.num_branch = 45;
-    c.num_synapse_per_branch = 100;
-    c.input_to_synapse_routing = elm::routing::neuronio;
-    c.memory_tau_max = 150;
-    return c;
-}
-
 void set_counters(benchmark::State& state, double sample_steps) {
     state.counters["sample_steps/s"] = benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["ns/sample_step"] = benchmark::Counter(
@@ -35,7 +23,7 @@ void set_counters(benchmark::State& state, double sample_steps) {
 
 struct fixture {
     explicit fixture(int d_m)
-        : m(neuronio_config(d_m), 1),
+        : m(elm::neuronio_branch_elm_config(d_m), 1),
           x(elm::synthetic_input<float>("neuronio", batch, steps, 1278, 42)),
           y(static_cast<std::size_t>(batch) * steps * 2),
           dy(y.size(), 1e-3f),
@@ -77,7 +65,7 @@ void bm_forward_backward(benchmark::State& state) {
 
 // One sample, one step per call (elm::stream), one thread.
 void bm_stream_step(benchmark::State& state) {
-    elm::model<float> m(neuronio_config(static_cast<int>(state.range(0))), 1);
+    elm::model<float> m(elm::neuronio_branch_elm_config(static_cast<int>(state.range(0))), 1);
     const auto x = elm::synthetic_input<float>("neuronio", 1, 4096, 1278, 7);
     elm::stream<float> s(m, 1);
     std::vector<float> y(2);

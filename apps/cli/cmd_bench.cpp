@@ -48,17 +48,8 @@ struct bench_shape {
 
 std::vector<bench_shape> reference_shapes() {
     std::vector<bench_shape> s;
-    model_config neuronio;
-    neuronio.num_input = 1278;
-    neuronio.num_output = 2;
-    neuronio.num_memory = 15;
-    neuronio.num_branch = 45;
-    neuronio.num_synapse_per_branch = 100;
-    neuronio.input_to_synapse_routing = routing::neuronio;
-    neuronio.memory_tau_max = 150;
-    s.push_back({"neuronio_branch_elm_dm15", neuronio, 32, 500, "neuronio", 50, 100});
-    neuronio.num_memory = 100;
-    s.push_back({"neuronio_branch_elm_dm100", neuronio, 32, 500, "neuronio", 30, 50});
+    s.push_back({"neuronio_branch_elm_dm15", neuronio_branch_elm_config(15), 32, 500, "neuronio", 50, 100});
+    s.push_back({"neuronio_branch_elm_dm100", neuronio_branch_elm_config(100), 32, 500, "neuronio", 30, 50});
     model_config shd;
     shd.num_input = 700;
     shd.num_output = 20;

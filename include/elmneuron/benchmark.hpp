@@ -11,6 +11,10 @@
 
 namespace elm {
 
+// The published NeuronIO Branch-ELM (reference/paper.md §3.1): 1278 inputs, 2 outputs, 45 branches x 100
+// synapses with NeuronIO routing, τ_m in [1, 150] ms, the given number of memory units.
+model_config neuronio_branch_elm_config(int num_memory);
+
 // "neuronio": 2 % events, +1 on the first (excitatory) half of the channels, -1 on the second;
 // "counts": SHD-like spike counts, 3 % events of value 1 (90 %) or 2; "onehot": one channel per step.
 // Throws elm::error for another kind.

@@ -51,17 +51,8 @@ std::size_t prepared<T>::bytes() const {
 template <class T>
 void prepare(const model_config& c, const parameter_views<const T>& p, const std::int64_t* synapse_index,
              const T* synapse_mask, int batch, int time, prepared<T>& o) {
-    dims& d = o.d;
-    d.B = batch;
-    d.T = time;
-    d.d_in = c.num_input;
-    d.d_s = c.num_synapse();
-    d.d_tree = c.branches();
-    d.d_brch = c.num_synapse_per_branch;
-    d.d_mlp = c.hidden_size();
-    d.l_mlp = c.mlp_num_layers;
-    d.d_m = c.num_memory;
-    d.d_o = c.num_output;
+    o.d = make_dims(c, batch, time);
+    const dims& d = o.d;
     o.act = c.mlp_activation;
     const int n0 = d.n0(), dz = d.d_z();
     o.p0 = padded<T>(n0);

@@ -38,6 +38,21 @@ struct dims {
     int d_z() const { return d_tree + d_m; }              // MLP input: [b_t, κ_m ⊙ m_{t-1}]
 };
 
+inline dims make_dims(const model_config& c, int batch, int time) {
+    dims d;
+    d.B = batch;
+    d.T = time;
+    d.d_in = c.num_input;
+    d.d_s = c.num_synapse();
+    d.d_tree = c.branches();
+    d.d_brch = c.num_synapse_per_branch;
+    d.d_mlp = c.hidden_size();
+    d.l_mlp = c.mlp_num_layers;
+    d.d_m = c.num_memory;
+    d.d_o = c.num_output;
+    return d;
+}
+
 // Views of the parameters (or of their gradients) inside the flat block, in layout order.
 template <class P>
 struct parameter_views {

@@ -36,20 +36,6 @@ std::pair<int, int> thread_samples(int batch, int tid, int n) {
 }
 int thread_count = 0;  // 0: OpenMP default (all cores)
 
-detail::dims make_dims(const model_config& c, int batch, int time) {
-    detail::dims d;
-    d.B = batch;
-    d.T = time;
-    d.d_in = c.num_input;
-    d.d_s = c.num_synapse();
-    d.d_tree = c.branches();
-    d.d_brch = c.num_synapse_per_branch;
-    d.d_mlp = c.hidden_size();
-    d.l_mlp = c.mlp_num_layers;
-    d.d_m = c.num_memory;
-    d.d_o = c.num_output;
-    return d;
-}
 
 template <class P, class Block>
 detail::parameter_views<P> views(const std::vector<parameter_info>& layout, Block* base, int l_mlp) {
@@ -446,7 +432,7 @@ std::vector<T> model<T>::memory_trace(const workspace<T>& ws) const {
 template <class T>
 void model<T>::branch_trace(const sparse_input<T>& x, std::span<T> b) const {
     check_input(config_, x);
-    const auto d = make_dims(config_, x.batch, x.time);
+    const auto d = detail::make_dims(config_, x.batch, x.time);
     if (b.size() != static_cast<std::size_t>(d.B) * d.T * d.d_tree)
         throw error("output", "branch trace", "[B][T][num_branch] elements", std::to_string(b.size()));
     std::shared_ptr<detail::prepared<T>> p;
@@ -460,7 +446,7 @@ void model<T>::synapse_trace(const sparse_input<T>& x, std::span<T> s) const {
     check_input(config_, x);
     if (config_.version != model_version::v1)
         throw error("model", "synapse_trace", "a v1 model (v2 keeps branch traces only)", "v2");
-    const auto d = make_dims(config_, x.batch, x.time);
+    const auto d = detail::make_dims(config_, x.batch, x.time);
     if (s.size() != static_cast<std::size_t>(d.B) * d.T * d.d_s)
         throw error("output", "s", "[B][T][num_synapse] elements", std::to_string(s.size()));
     const auto tau = parameter("tau_s");

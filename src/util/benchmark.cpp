@@ -14,6 +14,18 @@
 
 namespace elm {
 
+model_config neuronio_branch_elm_config(int num_memory) {
+    model_config c;
+    c.num_input = 1278;
+    c.num_output = 2;
+    c.num_memory = num_memory;
+    c.num_branch = 45;
+    c.num_synapse_per_branch = 100;
+    c.input_to_synapse_routing = routing::neuronio;
+    c.memory_tau_max = 150;
+    return c;
+}
+
 template <class T>
 sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input, std::uint64_t seed) {
     if (kind != "neuronio" && kind != "counts" && kind != "onehot")
