@@ -111,7 +111,7 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
             if (start >= D) break;
             const auto x = neuronio_window_input<T>(file, sims, start, W);
             y.resize(static_cast<std::size_t>(x.batch) * W * d_o);
-            m.forward(x, y, ws);
+            m.infer(x, y, ws);  // nothing kept for backward
             // Window 0 writes [0, W); later windows write [start + B, min(start + W, D)).
             const int t_from = k == 0 ? 0 : B;
             for (int b = 0; b < x.batch; ++b)
