@@ -111,17 +111,25 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
         fill_layer(p.weight[l], p.bias[l], l < d.l_mlp ? d.d_mlp : d.d_m, d.d_mlp, o.layers[l - 1]);
     fill_layer(p.w_y, p.b_y, d.d_o, d.d_m, o.readout);
 
-    // Projection: one [d_in][p0] matrix per κ group; each valid synapse adds w_s·(its branch's W_0 column)
-    // to the row of its channel, in synapse order.
-    o.proj.assign(static_cast<std::size_t>(o.groups) * d.d_in * o.p0, T(0));
+    // Projection: one row per (κ group, channel) with a valid synapse, in order of first synapse; each valid
+    // synapse adds w_s·(its branch's W_0 column) to its row, in synapse order. The zero row comes last.
+    o.row_of.assign(static_cast<std::size_t>(o.groups) * d.d_in, -1);
     o.synapse_row.assign(static_cast<std::size_t>(d.d_s), -1);
+    std::int32_t rows = 0;
     for (int i = 0; i < d.d_s; ++i) {
         if (synapse_mask[i] == T(0)) continue;
-        const int j = i / d.d_brch;
-        const auto row = branch_group[static_cast<std::size_t>(j)] * d.d_in + static_cast<std::int32_t>(synapse_index[i]);
-        o.synapse_row[i] = row;
-        T* u = o.proj.data() + static_cast<std::size_t>(row) * o.p0;
-        const T* wb = o.branch_weight.data() + static_cast<std::size_t>(j) * o.p0;
+        auto& r = o.row_of[static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) * d.d_in +
+                           static_cast<std::size_t>(synapse_index[i])];
+        if (r < 0) r = rows++;
+        o.synapse_row[i] = r;
+    }
+    for (auto& r : o.row_of)
+        if (r < 0) r = rows;  // the zero row
+    o.proj.assign((static_cast<std::size_t>(rows) + 1) * o.p0, T(0));
+    for (int i = 0; i < d.d_s; ++i) {
+        if (o.synapse_row[i] < 0) continue;
+        T* u = o.proj.data() + static_cast<std::size_t>(o.synapse_row[i]) * o.p0;
+        const T* wb = o.branch_weight.data() + static_cast<std::size_t>(i / d.d_brch) * o.p0;
         const T w = o.w_s[i];
         for (int k = 0; k < n0; ++k) u[k] += w * wb[k];
     }
@@ -139,7 +147,8 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
                          T* state, T* out, std::size_t step_stride) {
     using V = vec<T>;
     const std::size_t p0 = static_cast<std::size_t>(p.p0);
-    const T* proj = p.proj.data() + static_cast<std::size_t>(g) * p.d.d_in * p0 + static_cast<std::size_t>(k0) * lanes<T>;
+    const T* proj = p.proj.data() + static_cast<std::size_t>(k0) * lanes<T>;
+    const std::int32_t* row_of = p.row_of.data() + static_cast<std::size_t>(g) * p.d.d_in;
     const V* c0 = as_vec(p.bias0.data()) + k0;
     const T kappa = p.group_kappa[g];
     V* st = as_vec(state) + k0;
@@ -162,7 +171,7 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
         for (; e + event_partials <= end; e += event_partials) {
 #pragma GCC unroll 4
             for (int q = 0; q < event_partials; ++q) {
-                const V* u = as_vec(proj + static_cast<std::size_t>(channel[e + q]) * p0);
+                const V* u = as_vec(proj + static_cast<std::size_t>(row_of[channel[e + q]]) * p0);
                 const T v = value[e + q];
 #pragma GCC unroll 4
                 for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
@@ -172,7 +181,7 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
 #pragma GCC unroll 4
         for (int q = 0; q < event_partials - 1; ++q) {
             if (e + q >= end) break;
-            const V* u = as_vec(proj + static_cast<std::size_t>(channel[e + q]) * p0);
+            const V* u = as_vec(proj + static_cast<std::size_t>(row_of[channel[e + q]]) * p0);
             const T v = value[e + q];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
@@ -194,9 +203,10 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
     using V = vec<T>;
     const dims& d = p.d;
     const std::size_t p0 = static_cast<std::size_t>(p.p0);
-    const std::size_t offset = static_cast<std::size_t>(g) * d.d_in * p0 + static_cast<std::size_t>(k0) * lanes<T>;
+    const std::size_t offset = static_cast<std::size_t>(k0) * lanes<T>;
     const T* proj = p.proj.data() + offset;
     T* q0 = proj_grad + offset;
+    const std::int32_t* row_of = p.row_of.data() + static_cast<std::size_t>(g) * d.d_in;
     const T kappa = p.group_kappa[g];
     V* st = as_vec(state) + k0;
     V r[KB];
@@ -214,7 +224,7 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
         const std::int64_t bt = static_cast<std::int64_t>(b) * time + t;
         const auto end = offsets[bt + 1];
         for (auto e = offsets[bt]; e < end; ++e) {
-            V* q = as_vec(q0 + static_cast<std::size_t>(channel[e]) * p0);
+            V* q = as_vec(q0 + static_cast<std::size_t>(row_of[channel[e]]) * p0);
             const T v = value[e];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) q[k] += v * r[k];
@@ -222,7 +232,7 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
         if (dx) {
             T* dxt = dx + static_cast<std::size_t>(bt) * d.d_in;
             for (int c = 0; c < d.d_in; ++c) {
-                const V* u = as_vec(proj + static_cast<std::size_t>(c) * p0);
+                const V* u = as_vec(proj + static_cast<std::size_t>(row_of[c]) * p0);
                 V sum{};
 #pragma GCC unroll 4
                 for (int k = 0; k < KB; ++k) sum += u[k] * r[k];

@@ -96,8 +96,12 @@ struct prepared {
     // Input stage folded into the first layer (header comment).
     int groups = 0;                          // distinct κ_b values
     std::vector<T> group_kappa;              // [groups]
-    aligned_vector<T> proj;                  // [groups][d_in][p0]: U (zero rows: channel not in group)
-    std::vector<std::int32_t> synapse_row;   // [d_s]: row g·d_in + c of each synapse, -1 if masked
+    // U as compact rows, one per (group, channel) with a valid synapse, plus one zero row last: row_of maps
+    // [groups][d_in] to a row (the zero row where the channel has no synapse in the group), so the event
+    // loops need no branch and memory grows with the synapses, not with groups × channels.
+    aligned_vector<T> proj;                  // [rows + 1][p0]
+    std::vector<std::int32_t> row_of;        // [groups][d_in]
+    std::vector<std::int32_t> synapse_row;   // [d_s]: row of each synapse, -1 if masked
     aligned_vector<T> w_s;                   // [d_s] ReLU(ŵ_s)
     aligned_vector<T> kappa_branch;          // [d_tree]
     aligned_vector<T> branch_weight;         // [d_tree][p0]: column j of W_0 (branch half), for dw_s

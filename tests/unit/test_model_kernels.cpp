@@ -324,3 +324,32 @@ TEST(stream, rejects_bad_steps_with_clear_errors) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(forward, one_kappa_group_per_synapse_stays_compact) {
+    // A vanilla ELM with a different τ_s on every synapse: 2000 κ groups. The projection has one row per
+    // (group, channel) with a synapse (2000 + 1 rows), not one matrix per group (2000 x 2000 rows, 256 MB).
+    elm::model_config c;
+    c.num_input = 2000;
+    c.num_output = 1;
+    c.num_memory = 4;
+    elm::model<float> m(c, 3);
+    auto tau = m.parameter("tau_s");
+    for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 2.0f + 0.01f * static_cast<float>(i);
+    const auto x = elm::synthetic_input<float>("counts", 2, 5, c.num_input, 4);
+    std::vector<float> y(2 * 5);
+    elm::workspace<float> ws;
+    m.forward(x, y, ws);
+    EXPECT_LT(ws.bytes(), std::size_t(32) << 20);
+    for (float v : y) EXPECT_TRUE(std::isfinite(v));
+    // Same outputs as the plain transcription of the equations.
+    const auto md = m.cast<double>();
+    std::vector<double> dense(static_cast<std::size_t>(2) * 5 * c.num_input, 0.0);
+    for (int r = 0; r < 10; ++r)
+        for (auto e = x.offsets[r]; e < x.offsets[r + 1]; ++e) dense[static_cast<std::size_t>(r) * c.num_input + x.channels[e]] = x.values[e];
+    const auto ref = reference_forward(md, dense, 2, 5);
+    for (int i = 0; i < 10; ++i) EXPECT_NEAR(y[i], ref[i], 1e-5 * (1 + std::abs(ref[i])));
+}
+
+}  // namespace
