@@ -4,8 +4,9 @@
 //   Δm_t  = 1.7159·tanh((2/3)·MLP(z_t))                                 "custom_tanh" of the published code
 //   m_t   = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t     gain = λ(1-κ_m) (v1) or 1-κ_λ, κ_λ = exp(-Δt·λ/τ_m) (v2)
 //   y_t   = W_y m_t + b_y                                                 readout of the NEW memory
-// and its reverse-time transpose (BPTT). Per step everything is dense_rows on the chunk's samples; weight
-// gradients, which do not feed the recurrence, are summed afterwards as [rows·T]-deep products (Eigen).
+// and its reverse-time transpose (BPTT), in blocks of steps. Every product is dense_rows, the one matrix kernel,
+// on the samples of a thread in lockstep; weight gradients, which do not feed the recurrence, are the same
+// kernel as deep products over each block's rows (deep_product). Eigen supplies the vectorised tanh and exp.
 
 #include "model/kernels.hpp"
 
@@ -33,7 +34,9 @@ using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 // and broadcasts SB scalars of x. Blocks of vectors are the outer loop, so the strip of M a block reads
 // (n_in x KB vectors) is reused from L1 by every block of rows.
 constexpr int max_block_rows = 8;
-constexpr int max_accumulators = max_block_vectors * max_block_vectors;  // 16 (AVX-512) or 4
+// Accumulator registers: 16 of the 32 vector registers with AVX-512, 8 of the 16 otherwise (enough independent
+// FMA chains to cover their latency, and room for the loaded row of M and the broadcasts).
+constexpr int max_accumulators = max_block_vectors == 4 ? 16 : 8;
 constexpr std::size_t l1_strip_bytes = 16 * 1024;
 
 template <class T, int SB, int KB>
