@@ -111,18 +111,23 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
         fill_layer(p.weight[l], p.bias[l], l < d.l_mlp ? d.d_mlp : d.d_m, d.d_mlp, o.layers[l - 1]);
     fill_layer(p.w_y, p.b_y, d.d_o, d.d_m, o.readout);
 
-    // Projection: one row per (κ group, channel) with a valid synapse, in order of first synapse; each valid
+    // Projection: one row per (κ group, channel) with a valid synapse, in (group, channel) order; each valid
     // synapse adds w_s·(its branch's W_0 column) to its row, in synapse order. The zero row comes last.
     o.row_of.assign(static_cast<std::size_t>(o.groups) * d.d_in, -1);
     o.synapse_row.assign(static_cast<std::size_t>(d.d_s), -1);
+    for (int i = 0; i < d.d_s; ++i)
+        if (synapse_mask[i] != T(0))
+            o.row_of[static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) * d.d_in +
+                     static_cast<std::size_t>(synapse_index[i])] = 0;  // marks a (group, channel) pair in use
     std::int32_t rows = 0;
-    for (int i = 0; i < d.d_s; ++i) {
-        if (synapse_mask[i] == T(0)) continue;
-        auto& r = o.row_of[static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) * d.d_in +
-                           static_cast<std::size_t>(synapse_index[i])];
-        if (r < 0) r = rows++;
-        o.synapse_row[i] = r;
-    }
+    for (auto& r : o.row_of)
+        if (r == 0) r = rows++;
+    for (int i = 0; i < d.d_s; ++i)
+        if (synapse_mask[i] != T(0))
+            o.synapse_row[i] = o.row_of[static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) *
+                                            d.d_in +
+                                        static_cast<std::size_t>(synapse_index[i])];
+    o.rows_are_channels = o.groups == 1 && rows == d.d_in;
     for (auto& r : o.row_of)
         if (r < 0) r = rows;  // the zero row
     o.proj.assign((static_cast<std::size_t>(rows) + 1) * o.p0, T(0));
@@ -142,7 +147,8 @@ namespace {
 // consecutive events do not wait for each other; the order depends on the input alone.
 constexpr int event_partials = 4;
 
-template <class T, int KB>
+// Direct: the row of channel c is c (prepared::rows_are_channels), no lookup per event.
+template <class T, int KB, bool Direct>
 void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, int t0, int t1, int g, int k0,
                          T* state, T* out, std::size_t step_stride) {
     using V = vec<T>;
@@ -171,7 +177,7 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
         for (; e + event_partials <= end; e += event_partials) {
 #pragma GCC unroll 4
             for (int q = 0; q < event_partials; ++q) {
-                const V* u = as_vec(proj + static_cast<std::size_t>(row_of[channel[e + q]]) * p0);
+                const V* u = as_vec(proj + static_cast<std::size_t>(Direct ? channel[e + q] : row_of[channel[e + q]]) * p0);
                 const T v = value[e + q];
 #pragma GCC unroll 4
                 for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
@@ -181,7 +187,7 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
 #pragma GCC unroll 4
         for (int q = 0; q < event_partials - 1; ++q) {
             if (e + q >= end) break;
-            const V* u = as_vec(proj + static_cast<std::size_t>(row_of[channel[e + q]]) * p0);
+            const V* u = as_vec(proj + static_cast<std::size_t>(Direct ? channel[e + q] : row_of[channel[e + q]]) * p0);
             const T v = value[e + q];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
@@ -197,7 +203,7 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
     for (int k = 0; k < KB; ++k) st[k] = a[k];
 }
 
-template <class T, int KB>
+template <class T, int KB, bool Direct>
 void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, int t0, int t1, int g, int k0,
                           const T* din, std::size_t step_stride, T* state, T* proj_grad, T* dx) {
     using V = vec<T>;
@@ -224,7 +230,7 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
         const std::int64_t bt = static_cast<std::int64_t>(b) * time + t;
         const auto end = offsets[bt + 1];
         for (auto e = offsets[bt]; e < end; ++e) {
-            V* q = as_vec(q0 + static_cast<std::size_t>(row_of[channel[e]]) * p0);
+            V* q = as_vec(q0 + static_cast<std::size_t>(Direct ? channel[e] : row_of[channel[e]]) * p0);
             const T v = value[e];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) q[k] += v * r[k];
@@ -232,7 +238,7 @@ void input_backward_block(const prepared<T>& p, const event_view<T>& x, int b, i
         if (dx) {
             T* dxt = dx + static_cast<std::size_t>(bt) * d.d_in;
             for (int c = 0; c < d.d_in; ++c) {
-                const V* u = as_vec(proj + static_cast<std::size_t>(row_of[c]) * p0);
+                const V* u = as_vec(proj + static_cast<std::size_t>(Direct ? c : row_of[c]) * p0);
                 V sum{};
 #pragma GCC unroll 4
                 for (int k = 0; k < KB; ++k) sum += u[k] * r[k];
@@ -251,21 +257,30 @@ template <class T>
 using backward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int, const T*,
                                    std::size_t, T*, T*, T*);
 
-template <class T, std::size_t... I>
+// Tables [Direct][KB - 1].
+template <class T, bool Direct, std::size_t... I>
 constexpr auto forward_blocks(std::index_sequence<I...>) {
-    return std::array<forward_block_fn<T>, sizeof...(I)>{&input_forward_block<T, static_cast<int>(I) + 1>...};
+    return std::array<forward_block_fn<T>, sizeof...(I)>{&input_forward_block<T, static_cast<int>(I) + 1, Direct>...};
 }
-template <class T, std::size_t... I>
+template <class T, bool Direct, std::size_t... I>
 constexpr auto backward_blocks(std::index_sequence<I...>) {
-    return std::array<backward_block_fn<T>, sizeof...(I)>{&input_backward_block<T, static_cast<int>(I) + 1>...};
+    return std::array<backward_block_fn<T>, sizeof...(I)>{&input_backward_block<T, static_cast<int>(I) + 1, Direct>...};
 }
+template <class T>
+constexpr std::array<std::array<forward_block_fn<T>, max_block_vectors>, 2> forward_tables{
+    forward_blocks<T, false>(std::make_index_sequence<max_block_vectors>{}),
+    forward_blocks<T, true>(std::make_index_sequence<max_block_vectors>{})};
+template <class T>
+constexpr std::array<std::array<backward_block_fn<T>, max_block_vectors>, 2> backward_tables{
+    backward_blocks<T, false>(std::make_index_sequence<max_block_vectors>{}),
+    backward_blocks<T, true>(std::make_index_sequence<max_block_vectors>{})};
 
 }  // namespace
 
 template <class T>
 void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state, T* out,
                    std::size_t sample_stride, std::size_t step_stride) {
-    static constexpr auto blocks = forward_blocks<T>(std::make_index_sequence<max_block_vectors>{});
+    const auto& blocks = forward_tables<T>[p.rows_are_channels ? 1 : 0];
     const int nv0 = p.p0 / lanes<T>;
     // Vector blocks outermost: one pass touches only that block's columns of U, which stays in cache.
     for (int g = 0; g < p.groups; ++g)
@@ -280,7 +295,7 @@ template <class T>
 void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, const T* din,
                     std::size_t sample_stride, std::size_t step_stride, T* state, int state_rows, T* proj_grad,
                     T* dx) {
-    static constexpr auto blocks = backward_blocks<T>(std::make_index_sequence<max_block_vectors>{});
+    const auto& blocks = backward_tables<T>[p.rows_are_channels ? 1 : 0];
     const dims& d = p.d;
     const int nv0 = p.p0 / lanes<T>;
     if (dx)

@@ -99,8 +99,9 @@ struct prepared {
     // U as compact rows, one per (group, channel) with a valid synapse, plus one zero row last: row_of maps
     // [groups][d_in] to a row (the zero row where the channel has no synapse in the group), so the event
     // loops need no branch and memory grows with the synapses, not with groups × channels.
-    aligned_vector<T> proj;                  // [rows + 1][p0]
+    aligned_vector<T> proj;                  // [rows + 1][p0], rows in (group, channel) order
     std::vector<std::int32_t> row_of;        // [groups][d_in]
+    bool rows_are_channels = false;          // one group and every channel connected: row_of[c] == c
     std::vector<std::int32_t> synapse_row;   // [d_s]: row of each synapse, -1 if masked
     aligned_vector<T> w_s;                   // [d_s] ReLU(ŵ_s)
     aligned_vector<T> kappa_branch;          // [d_tree]
