@@ -1,8 +1,9 @@
 #pragma once
 // Forward and backward kernels of the ELM (docs/model.md "Computation"), over raw buffers. model.cpp
-// sequences them over fixed chunks of samples.
+// sequences them: the forward over each thread's samples, the backward over whole, batch-derived gradient
+// chunks per thread.
 //
-// The input stage is folded into the first MLP layer (docs/model.md "Input projection"): with one κ per
+// The input stage is folded into the first MLP layer (docs/model.md "Computation"): with one κ per
 // branch, the branch traces are linear in the input events, so W_b·b_t (the branch half of the first layer)
 // equals a κ-filtered sum of per-event rows U[c] = Σ_{synapses i of channel c} w_s[i]·W_b[:, branch(i)].
 // Each input event adds one padded row of U to a first-layer accumulator instead of touching synapses and
