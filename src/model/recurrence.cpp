@@ -281,12 +281,13 @@ void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n
 }
 
 // Steps per backward block: as many as keep the block's buffers (dL/d(MLP output), κ_m ⊙ m_{t-1}, hidden
-// gradients and activations) of all the thread's samples in about half of L2.
+// gradients and activations) of the whole batch in about 1 MB, so of any thread's samples in less. From
+// the batch alone: the blocks order the weight-gradient sums, which must not depend on the thread count.
 template <class T>
-int backward_block_steps(const prepared<T>& p, int rows) {
-    const std::size_t per_step = static_cast<std::size_t>(rows) * sizeof(T) *
+int backward_block_steps(const prepared<T>& p) {
+    const std::size_t per_step = static_cast<std::size_t>(p.d.B) * sizeof(T) *
                                  (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
-    return static_cast<int>(std::clamp<std::size_t>((512 * 1024) / std::max<std::size_t>(per_step, 1), 4, 64));
+    return static_cast<int>(std::clamp<std::size_t>((1024 * 1024) / std::max<std::size_t>(per_step, 1), 4, 64));
 }
 
 // Offsets of the padded weight-gradient accumulators of one chunk (padded_gradients_size).
@@ -313,7 +314,7 @@ std::size_t padded_gradients_size(const prepared<T>& p) {
 
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
-    const std::size_t n = static_cast<std::size_t>(rows), tb = static_cast<std::size_t>(backward_block_steps(p, rows));
+    const std::size_t n = static_cast<std::size_t>(rows), tb = static_cast<std::size_t>(backward_block_steps(p));
     const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups * p.p0;
     const std::size_t block = n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
     return state + block + tb * p.po;
@@ -327,7 +328,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const dims& d = p.d;
     const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
-    const int tb = backward_block_steps(p, rows);
+    const int tb = backward_block_steps(p);
     // State carried from step to step (zero after the last step) and the block buffers.
     T* carry = scratch;                                  // [rows][pm] dL/dm_t
     T* dz = carry + n * p.pm;                            // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
