@@ -195,6 +195,7 @@ public:
 private:
     void run(const std::int64_t* offsets, const std::int32_t* channels, const T* values, int time, int t,
              std::span<T> y);
+    std::size_t memory_offset() const;  // of m_t in rows_ (after the hidden and Δm rows)
     model_config config_;
     std::shared_ptr<detail::prepared<T>> prepared_;
     int batch_ = 1;

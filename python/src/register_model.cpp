@@ -297,23 +297,12 @@ pyb::array stream_step(py_stream& ps, const pyb::handle& x) {
             throw elm::error(src, "x", "shape [" + std::to_string(B) + ", " + std::to_string(n) + "]" +
                                            (B == 1 ? " or [" + std::to_string(n) + "]" : std::string()),
                              "shape " + shape_string(shape));
-        std::vector<std::int64_t> offsets{0};
-        std::vector<std::int32_t> channels;
-        std::vector<T> values;
-        const T* d = a.data();
-        for (int b = 0; b < B; ++b) {
-            for (int c = 0; c < n; ++c) {
-                const T v = d[static_cast<std::size_t>(b) * n + c];
-                if (v != T(0)) {
-                    channels.push_back(c);
-                    values.push_back(v);
-                }
-            }
-            offsets.push_back(static_cast<std::int64_t>(values.size()));
-        }
+        // One step of `B` samples: events of the [B, 1, num_input] input (rejects NaN/inf naming the entry).
+        const auto events = elm::sparse_from_dense<T>(std::span<const T>(a.data(), static_cast<std::size_t>(a.size())), B,
+                                                     1, n, src);
         pyb::array_t<T> y(shape.size() == 2 ? std::vector<pyb::ssize_t>{B, st.config().num_output}
                                             : std::vector<pyb::ssize_t>{st.config().num_output});
-        st.step(offsets, channels, values, std::span<T>(y.mutable_data(), static_cast<std::size_t>(y.size())));
+        st.step(events, 0, std::span<T>(y.mutable_data(), static_cast<std::size_t>(y.size())));
         return y;
     });
 }

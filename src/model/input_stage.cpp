@@ -20,8 +20,6 @@ namespace {
 
 template <class T>
 void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>& l) {
-    l.in = in;
-    l.out = out;
     l.padded_in = padded<T>(in);
     l.padded_out = padded<T>(out);
     l.transposed.assign(static_cast<std::size_t>(in) * l.padded_out, T(0));
@@ -45,7 +43,7 @@ std::size_t prepared<T>::bytes() const {
                     memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size() +
                     readout.transposed.size() + readout.rows.size() + readout.bias.size();
     for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
-    return n * sizeof(T);
+    return n * sizeof(T) + (row_of.size() + synapse_row.size()) * sizeof(std::int32_t);
 }
 
 template <class T>
@@ -89,7 +87,6 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
         branch_group[j] = static_cast<std::int32_t>(it - o.group_kappa.begin());
         if (it == o.group_kappa.end()) o.group_kappa.push_back(o.kappa_branch[j]);
     }
-    o.groups = static_cast<int>(o.group_kappa.size());
 
     // First layer's branch half as padded rows (column j of W_0), bias, memory half in both layouts.
     const T* w0 = p.weight[0];
@@ -113,21 +110,21 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
 
     // Projection: one row per (κ group, channel) with a valid synapse, in (group, channel) order; each valid
     // synapse adds w_s·(its branch's W_0 column) to its row, in synapse order. The zero row comes last.
-    o.row_of.assign(static_cast<std::size_t>(o.groups) * d.d_in, -1);
+    // (group, channel) index of synapse i in row_of.
+    auto pair_of = [&](int i) {
+        return static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) * d.d_in +
+               static_cast<std::size_t>(synapse_index[i]);
+    };
+    o.row_of.assign(static_cast<std::size_t>(o.groups()) * d.d_in, -1);
     o.synapse_row.assign(static_cast<std::size_t>(d.d_s), -1);
     for (int i = 0; i < d.d_s; ++i)
-        if (synapse_mask[i] != T(0))
-            o.row_of[static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) * d.d_in +
-                     static_cast<std::size_t>(synapse_index[i])] = 0;  // marks a (group, channel) pair in use
+        if (synapse_mask[i] != T(0)) o.row_of[pair_of(i)] = 0;  // marks a (group, channel) pair in use
     std::int32_t rows = 0;
     for (auto& r : o.row_of)
         if (r == 0) r = rows++;
     for (int i = 0; i < d.d_s; ++i)
-        if (synapse_mask[i] != T(0))
-            o.synapse_row[i] = o.row_of[static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) *
-                                            d.d_in +
-                                        static_cast<std::size_t>(synapse_index[i])];
-    o.rows_are_channels = o.groups == 1 && rows == d.d_in;
+        if (synapse_mask[i] != T(0)) o.synapse_row[i] = o.row_of[pair_of(i)];
+    o.rows_are_channels = o.groups() == 1 && rows == d.d_in;
     for (auto& r : o.row_of)
         if (r < 0) r = rows;  // the zero row
     o.proj.assign((static_cast<std::size_t>(rows) + 1) * o.p0, T(0));
@@ -283,7 +280,7 @@ void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int row
     const auto& blocks = forward_tables<T>[p.rows_are_channels ? 1 : 0];
     const int nv0 = p.p0 / lanes<T>;
     // Vector blocks outermost: one pass touches only that block's columns of U, which stays in cache.
-    for (int g = 0; g < p.groups; ++g)
+    for (int g = 0; g < p.groups(); ++g)
         for (int k0 = 0; k0 < nv0; k0 += max_block_vectors)
             for (int s = 0; s < rows; ++s)
                 blocks[static_cast<std::size_t>(std::min(max_block_vectors, nv0 - k0) - 1)](
@@ -302,7 +299,7 @@ void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         for (int s = 0; s < rows; ++s)
             std::fill(dx + (static_cast<std::size_t>(b0 + s) * d.T + t0) * d.d_in,
                       dx + (static_cast<std::size_t>(b0 + s) * d.T + t1) * d.d_in, T(0));
-    for (int g = 0; g < p.groups; ++g)
+    for (int g = 0; g < p.groups(); ++g)
         for (int k0 = 0; k0 < nv0; k0 += max_block_vectors)
             for (int s = 0; s < rows; ++s)
                 blocks[static_cast<std::size_t>(std::min(max_block_vectors, nv0 - k0) - 1)](

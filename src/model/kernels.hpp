@@ -79,7 +79,7 @@ struct event_view {
 // (h·Wᵀ), as stored [out][pad(in)] for backward ones (g·W); zeros in the padding.
 template <class T>
 struct dense_layer {
-    int in = 0, out = 0, padded_in = 0, padded_out = 0;
+    int padded_in = 0, padded_out = 0;
     aligned_vector<T> transposed;  // [in][padded_out]
     aligned_vector<T> rows;        // [out][padded_in]
     aligned_vector<T> bias;        // [padded_out]
@@ -95,8 +95,8 @@ struct prepared {
     int p0 = 0, ph = 0, pm = 0, po = 0;  // padded widths: first-layer output, hidden, memory, output
 
     // Input stage folded into the first layer (header comment).
-    int groups = 0;                          // distinct κ_b values
-    std::vector<T> group_kappa;              // [groups]
+    std::vector<T> group_kappa;              // [groups]: the distinct κ_b values
+    int groups() const { return static_cast<int>(group_kappa.size()); }
     // U as compact rows, one per (group, channel) with a valid synapse, plus one zero row last: row_of maps
     // [groups][d_in] to a row (the zero row where the channel has no synapse in the group), so the event
     // loops need no branch and memory grows with the synapses, not with groups × channels.

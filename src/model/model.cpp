@@ -224,6 +224,23 @@ model<U> model<T>::cast() const {
 
 namespace {
 
+// Checks the events [lo, hi) of one sample's step: a range within the n events, channels in [0, num_input),
+// finite values. Throws elm::error naming the bad entry.
+template <class T>
+void check_step_events(const char* src, const std::int32_t* channels, const T* values, std::int64_t n,
+                       std::int64_t lo, std::int64_t hi, int num_input) {
+    if (lo < 0 || hi < lo || hi > n)
+        throw error(src, "offsets", "a non-decreasing event range within [0, " + std::to_string(n) + "]",
+                    std::to_string(lo) + " .. " + std::to_string(hi));
+    for (auto e = lo; e < hi; ++e) {
+        if (channels[e] < 0 || channels[e] >= num_input)
+            throw error(src, "channels[" + std::to_string(e) + "]", "in [0, " + std::to_string(num_input) + ")",
+                        std::to_string(channels[e]));
+        if (!std::isfinite(static_cast<double>(values[e])))
+            throw error(src, "values[" + std::to_string(e) + "]", "a finite value", "NaN or inf");
+    }
+}
+
 template <class T>
 void check_input(const model_config& c, const sparse_input<T>& x) {
     if (x.num_input != c.num_input)
@@ -241,12 +258,11 @@ detail::event_view<T> events_of(const sparse_input<T>& x) {
 }
 
 template <class T>
-void prepare_into(const model_config& c, const std::vector<parameter_info>& layout, const aligned_vector<T>& params,
-                  const std::vector<std::int64_t>& index, const std::vector<T>& mask, int batch, int time,
-                  std::shared_ptr<detail::prepared<T>>& out) {
+void prepare_into(const model<T>& m, int batch, int time, std::shared_ptr<detail::prepared<T>>& out) {
     if (!out) out = std::make_shared<detail::prepared<T>>();
-    detail::prepare(c, views<const T>(layout, params.data(), c.mlp_num_layers), index.data(), mask.data(), batch,
-                    time, *out);
+    const auto& c = m.config();
+    detail::prepare(c, views<const T>(m.layout(), m.parameters().data(), c.mlp_num_layers),
+                    m.synapse_input_index().data(), m.synapse_mask().data(), batch, time, *out);
 }
 
 }  // namespace
@@ -258,7 +274,7 @@ void model<T>::run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T
     if (y.size() != out_size)
         throw error("output", "y", std::to_string(out_size) + " elements [B][T][num_output]", std::to_string(y.size()));
     ws.ready_for_backward = false;
-    prepare_into(config_, layout_, params_, synapse_index_, synapse_mask_, x.batch, x.time, ws.prepared);
+    prepare_into(*this, x.batch, x.time, ws.prepared);
     const auto& p = *ws.prepared;
     const auto& d = p.d;
     const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
@@ -324,13 +340,12 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter layout), dL/dU and padded weight
     // accumulators, summed in chunk order below so that the result does not depend on the thread count; per
     // thread the backward's scratch. Threads take whole chunks.
-    const auto whole = [](std::size_t n) { return (n + detail::simd<T>::lanes - 1) / detail::simd<T>::lanes * detail::simd<T>::lanes; };
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
     const int threads = std::min(run_threads(), chunks);
-    const std::size_t P = params_.size(), grad_size = whole(P), proj_size = p.proj.size();
-    const std::size_t per_chunk_size = grad_size + proj_size + whole(detail::padded_gradients_size(p));
+    const std::size_t P = params_.size(), grad_size = detail::padded<T>(P), proj_size = p.proj.size();
+    const std::size_t per_chunk_size = grad_size + proj_size + detail::padded<T>(detail::padded_gradients_size(p));
     const int max_chunks_per_thread = (chunks + threads - 1) / threads;
-    const std::size_t scratch = whole(detail::backward_scratch_size(p, max_chunks_per_thread * per_chunk));
+    const std::size_t scratch = detail::padded<T>(detail::backward_scratch_size(p, max_chunks_per_thread * per_chunk));
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
     ws.scratch.assign(2 * rows_pm + per_chunk_size * chunks + scratch * threads, T(0));
     T* dkappa_rows = ws.scratch.data();
@@ -436,7 +451,7 @@ void model<T>::branch_trace(const sparse_input<T>& x, std::span<T> b) const {
     if (b.size() != static_cast<std::size_t>(d.B) * d.T * d.d_tree)
         throw error("output", "branch trace", "[B][T][num_branch] elements", std::to_string(b.size()));
     std::shared_ptr<detail::prepared<T>> p;
-    prepare_into(config_, layout_, params_, synapse_index_, synapse_mask_, x.batch, x.time, p);
+    prepare_into(*this, x.batch, x.time, p);
     detail::branch_trace(d, events_of(x), synapse_index_.data(), synapse_mask_.data(), p->w_s.data(),
                          p->kappa_branch.data(), b.data());
 }
@@ -464,16 +479,10 @@ void model<T>::synapse_trace(const sparse_input<T>& x, std::span<T> s) const {
 template <class T>
 stream<T>::stream(const model<T>& m, int batch) : config_(m.config()), batch_(batch) {
     if (batch < 1) throw error("stream", "batch", "at least 1 sample", std::to_string(batch));
-    const auto index = m.synapse_input_index();
-    const auto mask = m.synapse_mask();
-    const std::vector<std::int64_t> idx(index.begin(), index.end());
-    const std::vector<T> msk(mask.begin(), mask.end());
-    const auto params = m.parameters();
-    const aligned_vector<T> copy(params.begin(), params.end());
-    prepare_into(config_, m.layout(), copy, idx, msk, batch, 1, prepared_);
+    prepare_into(m, batch, 1, prepared_);  // the kernel layout is the snapshot of the parameters
     const auto& p = *prepared_;
     const std::size_t n = static_cast<std::size_t>(batch);
-    state_.assign(n * (static_cast<std::size_t>(p.groups) * p.p0 + p.pm), T(0));
+    state_.assign(n * (static_cast<std::size_t>(p.groups()) * p.p0 + p.pm), T(0));
     rows_.assign(n * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm)), T(0));
     scratch_.assign(n * static_cast<std::size_t>(std::max(p.ph, p.po)), T(0));
 }
@@ -495,8 +504,8 @@ void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, c
     r.hidden = rows_.data();
     r.hidden_stride = p.ph;
     r.layer_stride = n * p.ph;
-    r.delta = rows_.data() + n * p.ph * p.d.l_mlp;
-    r.memory = r.delta + n * p.pm;
+    r.memory = rows_.data() + memory_offset();
+    r.delta = r.memory - n * p.pm;
     r.memory_stride = p.pm;
     r.y = y.data();
     r.y_stride = p.d.d_o;
@@ -505,8 +514,9 @@ void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, c
     const std::size_t first_stride = p.d.l_mlp > 0 ? r.hidden_stride : r.memory_stride;
     detail::input_forward(p, detail::event_view<T>{offsets, channels, values, time}, 0, batch_, t, t + 1, input_state,
                           first, first_stride, 0);
-    detail::step_forward(p, batch_, input_state + n * p.groups * p.p0, scratch_.data(), r);
+    detail::step_forward(p, batch_, input_state + n * p.groups() * p.p0, scratch_.data(), r);
 }
+
 
 template <class T>
 void stream<T>::step(std::span<const std::int64_t> offsets, std::span<const std::int32_t> channels,
@@ -517,51 +527,44 @@ void stream<T>::step(std::span<const std::int64_t> offsets, std::span<const std:
     if (channels.size() != values.size())
         throw error(src, "channels", std::to_string(values.size()) + " entries (one per value)",
                     std::to_string(channels.size()));
-    if (offsets.front() < 0 || offsets.back() > static_cast<std::int64_t>(values.size()))
-        throw error(src, "offsets", "within [0, number of events]",
-                    std::to_string(offsets.front()) + " .. " + std::to_string(offsets.back()));
-    for (int b = 0; b < batch_; ++b) {
-        if (offsets[b + 1] < offsets[b])
-            throw error(src, "offsets[" + std::to_string(b + 1) + "]", "non-decreasing", std::to_string(offsets[b + 1]));
-        for (auto e = offsets[b]; e < offsets[b + 1]; ++e) {
-            if (channels[e] < 0 || channels[e] >= config_.num_input)
-                throw error(src, "channels[" + std::to_string(e) + "]",
-                            "in [0, " + std::to_string(config_.num_input) + ")", std::to_string(channels[e]));
-            if (!std::isfinite(static_cast<double>(values[e])))
-                throw error(src, "values[" + std::to_string(e) + "]", "a finite value", "NaN or inf");
-        }
-    }
+    for (int b = 0; b < batch_; ++b)
+        check_step_events(src, channels.data(), values.data(), static_cast<std::int64_t>(values.size()), offsets[b],
+                          offsets[b + 1], config_.num_input);
     run(offsets.data(), channels.data(), values.data(), 1, 0, y);
 }
 
 template <class T>
 void stream<T>::step(const sparse_input<T>& x, int t, std::span<T> y) {
+    const char* src = "stream step";
     if (x.batch != batch_ || x.num_input != config_.num_input)
-        throw error("stream step", "input", std::to_string(batch_) + " samples of " + std::to_string(config_.num_input) +
+        throw error(src, "input", std::to_string(batch_) + " samples of " + std::to_string(config_.num_input) +
                     " channels", std::to_string(x.batch) + " samples of " + std::to_string(x.num_input) + " channels");
     if (t < 0 || t >= x.time)
-        throw error("stream step", "t", "a step in [0, " + std::to_string(x.time) + ")", std::to_string(t));
+        throw error(src, "t", "a step in [0, " + std::to_string(x.time) + ")", std::to_string(t));
     if (x.offsets.size() != static_cast<std::size_t>(x.batch) * x.time + 1)
-        throw error("stream step", "offsets", "batch*time + 1 entries", std::to_string(x.offsets.size()));
+        throw error(src, "offsets", "batch*time + 1 entries", std::to_string(x.offsets.size()));
+    if (x.channels.size() != x.values.size())
+        throw error(src, "channels", std::to_string(x.values.size()) + " entries (one per value)",
+                    std::to_string(x.channels.size()));
     for (int b = 0; b < batch_; ++b) {
         const std::size_t bt = static_cast<std::size_t>(b) * x.time + t;
-        const auto lo = x.offsets[bt], hi = x.offsets[bt + 1];
-        if (lo < 0 || hi < lo || hi > static_cast<std::int64_t>(x.values.size()) || x.channels.size() != x.values.size())
-            throw error("stream step", "offsets[" + std::to_string(bt) + "]", "a valid event range",
-                        std::to_string(lo) + " .. " + std::to_string(hi));
-        for (auto e = lo; e < hi; ++e)
-            if (x.channels[e] < 0 || x.channels[e] >= config_.num_input || !std::isfinite(static_cast<double>(x.values[e])))
-                throw error("stream step", "event " + std::to_string(e), "a channel in range and a finite value",
-                            std::to_string(x.channels[e]));
+        check_step_events(src, x.channels.data(), x.values.data(), static_cast<std::int64_t>(x.values.size()),
+                          x.offsets[bt], x.offsets[bt + 1], config_.num_input);
     }
     run(x.offsets.data(), x.channels.data(), x.values.data(), x.time, t, y);
+}
+
+template <class T>
+std::size_t stream<T>::memory_offset() const {
+    const auto& p = *prepared_;
+    return static_cast<std::size_t>(batch_) * (p.ph * static_cast<std::size_t>(p.d.l_mlp) + p.pm);
 }
 
 template <class T>
 std::vector<T> stream<T>::memory() const {
     const auto& p = *prepared_;
     std::vector<T> out(static_cast<std::size_t>(batch_) * p.d.d_m);
-    const T* m = rows_.data() + static_cast<std::size_t>(batch_) * p.ph * p.d.l_mlp + static_cast<std::size_t>(batch_) * p.pm;
+    const T* m = rows_.data() + memory_offset();
     for (int b = 0; b < batch_; ++b)
         std::copy_n(m + static_cast<std::size_t>(b) * p.pm, p.d.d_m, out.begin() + static_cast<std::ptrdiff_t>(b) * p.d.d_m);
     return out;
@@ -597,18 +600,11 @@ void sparse_input<T>::validate(std::string_view source) const {
         std::memcpy(&b, val + e, sizeof b);
         bad |= (b & exponent) == exponent ? 1u : 0u;
     }
-    const bool ok = bad == 0;
-    if (ok) return;
+    if (bad == 0) return;
     for (std::size_t r = 0; r < rows; ++r)
         if (offsets[r + 1] < offsets[r])
             throw error(src, "offsets[" + std::to_string(r + 1) + "]", "non-decreasing", std::to_string(offsets[r + 1]));
-    for (std::size_t e = 0; e < values.size(); ++e) {
-        if (channels[e] < 0 || channels[e] >= num_input)
-            throw error(src, "channels[" + std::to_string(e) + "]", "in [0, " + std::to_string(num_input) + ")",
-                        std::to_string(channels[e]));
-        if (!std::isfinite(static_cast<double>(values[e])))
-            throw error(src, "values[" + std::to_string(e) + "]", "a finite value", "NaN or inf");
-    }
+    check_step_events(src.c_str(), ch, val, static_cast<std::int64_t>(n), 0, static_cast<std::int64_t>(n), num_input);
 }
 
 template <class T>

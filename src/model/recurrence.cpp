@@ -224,7 +224,7 @@ constexpr int time_block = 32;
 template <class T>
 std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep) {
     const std::size_t n = static_cast<std::size_t>(rows);
-    std::size_t size = n * (static_cast<std::size_t>(p.groups) * p.p0 + p.pm + std::max(p.ph, p.po));
+    std::size_t size = n * (static_cast<std::size_t>(p.groups()) * p.p0 + p.pm + std::max(p.ph, p.po));
     if (!keep)  // block buffers for the activations
         size += n * time_block * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm));
     return size;
@@ -236,7 +236,7 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
     const dims& d = p.d;
     const std::size_t n = static_cast<std::size_t>(rows), T_ = static_cast<std::size_t>(d.T);
     T* input_state = scratch;
-    T* memory_in = input_state + n * p.groups * p.p0;
+    T* memory_in = input_state + n * p.groups() * p.p0;
     T* tmp = memory_in + n * p.pm;
     std::fill(scratch, tmp, T(0));  // zero initial state (Table S1: s0 = 0, m0 = 0)
     T* block = tmp + n * std::max(p.ph, p.po);
@@ -315,7 +315,7 @@ std::size_t padded_gradients_size(const prepared<T>& p) {
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
     const std::size_t n = static_cast<std::size_t>(rows), tb = static_cast<std::size_t>(backward_block_steps(p));
-    const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups * p.p0;
+    const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0;
     const std::size_t block = n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
     return state + block + tb * p.po;
 }
@@ -335,7 +335,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     T* dh = dz + n * p.pm;                               // [rows][ph]
     T* zero = dh + n * p.ph;                             // [pm] m_{-1} = 0
     T* input_state = zero + p.pm;                        // [groups][rows][p0] reverse-filtered dL/dpre_0
-    T* block = input_state + n * p.groups * p.p0;
+    T* block = input_state + n * p.groups() * p.p0;
     std::fill(scratch, block, T(0));
     T* dout_blk = block;                                                     // [rows][steps][pm]
     T* zm_blk = dout_blk + n * tb * p.pm;                                    // [rows][steps][pm]

@@ -54,10 +54,10 @@ inline constexpr int max_block_vectors = 4;
 inline constexpr int max_block_vectors = 2;
 #endif
 
-// n rounded up to whole vectors: the padded width of a feature row.
-template <class T>
-constexpr int padded(int n) {
-    constexpr int l = simd<T>::lanes;
+// n rounded up to whole vectors: the padded width of a feature row, or the aligned size of a buffer section.
+template <class T, class N>
+constexpr N padded(N n) {
+    constexpr N l = static_cast<N>(simd<T>::lanes);
     return (n + l - 1) / l * l;
 }
 
