@@ -16,7 +16,8 @@ namespace {
 constexpr int batch = 32, steps = 500;
 
 void set_counters(benchmark::State& state, double sample_steps) {
-    state.counters["sample_steps/s"] = benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["sample_steps/s"] =
+        benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["ns/sample_step"] = benchmark::Counter(
         sample_steps * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }

@@ -1,8 +1,8 @@
 // elmneuron bench: inference, forward+backward and full train-step (fwd + bwd + Adam) time on the reference
 // shapes of bench/README.md (or one given config), the fraction of the machine limit (per-step MLP FLOPs at
-// the measured single-core sgemm peak), streaming steps/s, as a table and JSON. With --peer, runs the published
-// PyTorch implementation (bench/peer_pytorch.py) on the same shapes with the same thread count and reports
-// ratios. With --scaling DIR, sweeps batch, sequence length, d_m and synapses and plots the cost.
+// the measured single-core sgemm peak), streaming steps/s, as a table and JSON. With --peer, runs the
+// published PyTorch implementation (bench/peer_pytorch.py) on the same shapes with the same thread count and
+// reports ratios. With --scaling DIR, sweeps batch, sequence length, d_m and synapses and plots the cost.
 
 #include <elmneuron/benchmark.hpp>
 #include <elmneuron/config.hpp>
@@ -42,7 +42,7 @@ struct bench_shape {
     std::string name;
     model_config config;
     int batch, time;
-    std::string input_kind;  // synthetic_input kinds
+    std::string input_kind;                     // synthetic_input kinds
     double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
 };
 
@@ -154,8 +154,8 @@ json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
     {
         const auto& c = s.config;
         const double dm = c.num_memory, dh = c.hidden_size(), L = c.mlp_num_layers, n0 = L > 0 ? dh : dm;
-        const double dense = 2.0 * (dm * n0 + std::max(0.0, L - 1) * dh * dh + (L > 0 ? dh * dm : 0.0) +
-                                    dm * c.num_output);
+        const double dense =
+            2.0 * (dm * n0 + std::max(0.0, L - 1) * dh * dh + (L > 0 ? dh * dm : 0.0) + dm * c.num_output);
         const double events = 2.0 * n0 * static_cast<double>(x.num_events());
         r["own_gflop_inference"] = (dense * sample_steps + events) / 1e9;
         r["own_gflop_train_step"] = (3 * dense * sample_steps + 2 * events) / 1e9;
@@ -237,10 +237,9 @@ std::string compiler() {
 json machine_info() {
     utsname u{};
     uname(&u);
-    return {{"cpu_model", cpu_model()},
-            {"logical_cpus", std::thread::hardware_concurrency()},
-            {"threads", num_threads()},
-            {"compiler", compiler()},
+    return {
+        {"cpu_model", cpu_model()}, {"logical_cpus", std::thread::hardware_concurrency()},
+            {"threads", num_threads()}, {"compiler", compiler()},
 #ifdef NDEBUG
             {"assertions", false},
 #else
@@ -253,8 +252,10 @@ json machine_info() {
 #else
             {"simd", "SSE2/portable"},
 #endif
-            {"kernel", std::string(u.sysname) + " " + u.release + " " + u.machine},
-            {"loadavg_start", load_average()}};
+            {"kernel", std::string(u.sysname) + " " + u.release + " " + u.machine}, {
+            "loadavg_start", load_average()
+        }
+    };
 }
 
 // ---- the PyTorch peer (bench/peer_pytorch.py) -------------------------------------------------------------
@@ -294,8 +295,8 @@ std::string locate_peer_script(const std::string& given) {
         if (fs::is_regular_file(c)) return fs::weakly_canonical(c).string();
         tried += (tried.empty() ? "" : ", ") + c.string();
     }
-    throw error("bench", "--peer-script", "the path of bench/peer_pytorch.py", "not found (tried " + tried + ")",
-                "pass --peer-script PATH or set ELM_PEER_SCRIPT");
+    throw error("bench", "--peer-script", "the path of bench/peer_pytorch.py",
+                "not found (tried " + tried + ")", "pass --peer-script PATH or set ELM_PEER_SCRIPT");
 }
 
 struct peer_options {
@@ -306,12 +307,14 @@ struct peer_options {
 };
 
 const char* const peer_hint =
-    "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and --peer-python /usr/bin/python3 if "
+    "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and --peer-python "
+    "/usr/bin/python3 if "
     "another python3 comes first in PATH";
 
 // Runs the peer script with `args` and stdin from `request_file` (if not empty); returns its last JSON line
 // that has `key`. Throws elm::error when it gives none.
-json run_peer_script(const peer_options& o, const std::string& args, const std::string& request, const char* key) {
+json run_peer_script(const peer_options& o, const std::string& args, const std::string& request,
+                     const char* key) {
     namespace fs = std::filesystem;
     const fs::path req = fs::temp_directory_path() / ("elmneuron-peer-" + std::to_string(getpid()) + ".json");
     std::string cmd = shell_quote(o.python) + " " + shell_quote(o.script) + " " + args;
@@ -371,17 +374,21 @@ std::string fmt(const json& j, const char* key, const char* format = "%.1f") {
 
 std::string fmt_ratio(double ratio, double target) {
     char b[48];
-    if (target > 0) std::snprintf(b, sizeof b, "%.1fx %s", ratio, ratio >= target ? "ok" : "LOW");
-    else std::snprintf(b, sizeof b, "%.1fx", ratio);
+    if (target > 0)
+        std::snprintf(b, sizeof b, "%.1fx %s", ratio, ratio >= target ? "ok" : "LOW");
+    else
+        std::snprintf(b, sizeof b, "%.1fx", ratio);
     return b;
 }
 
-const char* const peer_environment_keys[] = {"peer", "python", "torch_version", "torch_num_interop_threads",
-                                             "torch_parallel_backend", "blas", "env", "cpu_count"};
+const char* const peer_environment_keys[] = {
+    "peer", "python", "torch_version", "torch_num_interop_threads", "torch_parallel_backend",
+    "blas", "env",    "cpu_count"};
 
 void print_comparison(const json& results, const json& peer_env, int threads) {
-    std::printf("\nours vs the published PyTorch code (peer); ratio = peer time / our time (>1: ours faster); "
-                "ok/LOW: against the performance issue's target\n");
+    std::printf(
+        "\nours vs the published PyTorch code (peer); ratio = peer time / our time (>1: ours faster); "
+        "ok/LOW: against the performance issue's target\n");
     if (peer_env.is_object())
         std::printf("threads: ours %d, peer %d; peer: torch %s, BLAS %s\n", threads,
                     peer_env.value("torch_num_threads", 0), peer_env.value("torch_version", "?").c_str(),
@@ -400,8 +407,9 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
         }
         const json target = r.value("target", json::object());
         const auto& ratio = r["peer_over_ours"];
-        std::printf("%-28s | %7s %8s %10s | %7s %8s %10s | %7s %8s %10s\n", r["shape"].get<std::string>().c_str(),
-                    fmt(r, "inference_ms").c_str(), fmt(pr, "forward_ms").c_str(),
+        std::printf("%-28s | %7s %8s %10s | %7s %8s %10s | %7s %8s %10s\n",
+                    r["shape"].get<std::string>().c_str(), fmt(r, "inference_ms").c_str(),
+                    fmt(pr, "forward_ms").c_str(),
                     fmt_ratio(ratio["inference"], target.value("inference", 0.0)).c_str(),
                     fmt(r, "forward_backward_ms").c_str(), fmt(pr, "forward_backward_ms").c_str(),
                     fmt_ratio(ratio["forward_backward"], 0).c_str(), fmt(r, "train_step_ms").c_str(),
@@ -449,8 +457,9 @@ json scaling_sweep(int repeats, const std::string& out_dir) {
         points.push_back({"num_synapse", double(k * base.config.num_branch), s});
     }
     json rows = json::array();
-    std::string csv = "factor,value,batch,time,num_memory,num_synapse,threads,inference_ms,train_step_ms,"
-                      "inference_ns_per_sample_step,train_ns_per_sample_step\n";
+    std::string csv =
+        "factor,value,batch,time,num_memory,num_synapse,threads,inference_ms,train_step_ms,"
+        "inference_ns_per_sample_step,train_ns_per_sample_step\n";
     progress bar("scaling", static_cast<std::int64_t>(points.size()), "points");
     std::int64_t done = 0;
     for (const auto& p : points) {
@@ -468,10 +477,11 @@ json scaling_sweep(int repeats, const std::string& out_dir) {
                  {"inference_ns_per_sample_step", r["inference_ms"].get<double>() * 1e6 / ss},
                  {"train_ns_per_sample_step", r["train_step_ms"].get<double>() * 1e6 / ss}};
         char line[512];
-        std::snprintf(line, sizeof line, "%s,%g,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g\n", p.factor.c_str(), p.value,
-                      p.shape.batch, p.shape.time, p.shape.config.num_memory, p.shape.config.num_synapse(),
-                      row["threads"].get<int>(), row["inference_ms"].get<double>(), row["train_step_ms"].get<double>(),
-                      row["inference_ns_per_sample_step"].get<double>(), row["train_ns_per_sample_step"].get<double>());
+        std::snprintf(
+            line, sizeof line, "%s,%g,%d,%d,%d,%d,%d,%.6g,%.6g,%.6g,%.6g\n", p.factor.c_str(), p.value,
+            p.shape.batch, p.shape.time, p.shape.config.num_memory, p.shape.config.num_synapse(),
+            row["threads"].get<int>(), row["inference_ms"].get<double>(), row["train_step_ms"].get<double>(),
+            row["inference_ns_per_sample_step"].get<double>(), row["train_ns_per_sample_step"].get<double>());
         csv += line;
         rows.push_back(std::move(row));
         ++done;
@@ -481,7 +491,8 @@ json scaling_sweep(int repeats, const std::string& out_dir) {
     fs::create_directories(out_dir);
     const std::string csv_path = (fs::path(out_dir) / "scaling.csv").string();
     write_text_atomic(csv_path, csv);
-    write_json_atomic((fs::path(out_dir) / "scaling.json").string(), json{{"base", base.name}, {"points", rows}});
+    write_json_atomic((fs::path(out_dir) / "scaling.json").string(),
+                      json{{"base", base.name}, {"points", rows}});
     make_plot({"scaling", "--csv", csv_path, "--out", (fs::path(out_dir) / "scaling.png").string()});
     std::printf("scaling: %zu points -> %s/scaling.{csv,json,png}\n", points.size(), out_dir.c_str());
     return rows;
@@ -511,28 +522,34 @@ bench_shape custom_shape(const std::string& config, const std::string& name, int
 }  // namespace
 
 void register_bench(CLI::App& app) {
-    auto* cmd = app.add_subcommand("bench", "Measure inference / backward / train-step speed on reference shapes");
-    static std::string json_out, only, peer_python, peer_script, config, name = "custom", input = "counts", scaling;
+    auto* cmd =
+        app.add_subcommand("bench", "Measure inference / backward / train-step speed on reference shapes");
+    static std::string json_out, only, peer_python, peer_script, config, name = "custom", input = "counts",
+                                                                         scaling;
     static int repeats = 5, threads = 0, peer_repeats = 0, peer_warmup = 2, batch = 8, time = 500;
     static int stream_steps = 20000;
     static bool peer = false;
     cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
     cmd->add_option("--shape", only, "Run only the shape with this name");
-    cmd->add_option("--config", config,
-                    "Benchmark this model config instead (JSON text or file with the published keys, or a run config "
-                    "with a \"model\" section) with --batch, --time, --input");
+    cmd->add_option(
+        "--config", config,
+        "Benchmark this model config instead (JSON text or file with the published keys, or a run config "
+        "with a \"model\" section) with --batch, --time, --input");
     cmd->add_option("--name", name, "Name of the --config shape");
     cmd->add_option("--batch", batch, "Batch size of the --config shape")->check(CLI::PositiveNumber);
     cmd->add_option("--time", time, "Steps of the --config shape")->check(CLI::PositiveNumber);
     cmd->add_option("--input", input, "Input of the --config shape: neuronio, counts or onehot")
         ->check(CLI::IsMember({"neuronio", "counts", "onehot"}));
-    cmd->add_option("--repeats", repeats, "Timed repeats per measurement (median reported)")->check(CLI::PositiveNumber);
+    cmd->add_option("--repeats", repeats, "Timed repeats per measurement (median reported)")
+        ->check(CLI::PositiveNumber);
     cmd->add_option("--threads", threads, "Threads (default: all cores); the peer gets the same number");
-    cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")->check(CLI::PositiveNumber);
+    cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")
+        ->check(CLI::PositiveNumber);
     cmd->add_option("--scaling", scaling,
                     "Instead: sweep batch, steps, d_m and synapses around the NeuronIO d_m 15 shape; write "
                     "scaling.csv, scaling.json and scaling.png into this folder");
-    cmd->add_flag("--peer", peer, "Also run the published PyTorch implementation (bench/peer_pytorch.py) and print ratios");
+    cmd->add_flag("--peer", peer,
+                  "Also run the published PyTorch implementation (bench/peer_pytorch.py) and print ratios");
     cmd->add_option("--peer-python", peer_python,
                     "Python interpreter for the peer, with torch (default: /usr/bin/python3, which Debian's "
                     "python3-torch serves, else python3 from PATH)");
@@ -541,7 +558,8 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--peer-repeats", peer_repeats,
                     "Timed repeats of the peer per measurement (default: 3, 1 for sequences over 1000 steps)")
         ->check(CLI::NonNegativeNumber);
-    cmd->add_option("--peer-warmup", peer_warmup, "Untimed peer calls before timing (TorchScript optimises on them)")
+    cmd->add_option("--peer-warmup", peer_warmup,
+                    "Untimed peer calls before timing (TorchScript optimises on them)")
         ->check(CLI::NonNegativeNumber);
     cmd->callback([] {
         set_num_threads(threads);
@@ -560,21 +578,22 @@ void register_bench(CLI::App& app) {
                 if (only.empty() || s.name == only) shapes.push_back(s);
             }
             with_streaming = only.empty() || only == streaming_name;
-            if (shapes.empty() && !with_streaming) throw error("bench", "--shape", "one of " + names, "'" + only + "'");
+            if (shapes.empty() && !with_streaming)
+                throw error("bench", "--shape", "one of " + names, "'" + only + "'");
         }
         json machine = machine_info();
         peer_options po;
         machine_peak peak;
-        // The machine's limit: single-core sgemm (Eigen here; with --peer also torch.mm, i.e. the peer's BLAS)
-        // and the SIMD FMA peak, before the shapes so that nothing else runs meanwhile.
+        // The machine's limit: single-core sgemm (Eigen here; with --peer also torch.mm, i.e. the peer's
+        // BLAS) and the SIMD FMA peak, before the shapes so that nothing else runs meanwhile.
         std::fprintf(stderr, "measuring single-core sgemm and FMA peaks ...\n");
         peak.eigen_sgemm = measure_sgemm_gflops();
         peak.fma = measure_fma_gflops();
         json peer_env;  // the peer's environment (torch, BLAS), from its first answer
         if (peer) {
-            po.python = !peer_python.empty()                             ? peer_python
+            po.python = !peer_python.empty()                          ? peer_python
                         : std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3"
-                                                                       : "python3";
+                                                                      : "python3";
             po.script = locate_peer_script(peer_script);
             po.threads = num_threads();
             po.repeats = peer_repeats;
@@ -587,10 +606,11 @@ void register_bench(CLI::App& app) {
                                              {"peer_sgemm", peak.peer_sgemm},
                                              {"sgemm_used_for_limit", peak.sgemm()},
                                              {"simd_fma", peak.fma}};
-        std::printf("single-core peaks: sgemm %.1f GFLOP/s (Eigen %.1f%s), SIMD FMA %.1f GFLOP/s\n", peak.sgemm(),
-                    peak.eigen_sgemm,
-                    peer ? (", peer BLAS " + std::to_string(static_cast<int>(peak.peer_sgemm + 0.5))).c_str() : "",
-                    peak.fma);
+        std::printf(
+            "single-core peaks: sgemm %.1f GFLOP/s (Eigen %.1f%s), SIMD FMA %.1f GFLOP/s\n", peak.sgemm(),
+            peak.eigen_sgemm,
+            peer ? (", peer BLAS " + std::to_string(static_cast<int>(peak.peer_sgemm + 0.5))).c_str() : "",
+            peak.fma);
         json results = json::array();
         std::printf("%-28s %3s %10s %10s %10s %10s %12s %12s %9s %7s\n", "shape", "thr", "infer ms", "fwd ms",
                     "fwd+bwd ms", "train ms", "infer s-s/s", "train s-s/s", "limit %", "WS MB");
@@ -600,10 +620,10 @@ void register_bench(CLI::App& app) {
             std::snprintf(lim, sizeof lim, "%.0f/%.0f", 100 * r["fraction_of_limit_inference"].get<double>(),
                           100 * r["fraction_of_limit_train"].get<double>());
             std::printf("%-28s %3d %10.2f %10.2f %10.2f %10.2f %12.3g %12.3g %9s %7.1f\n", s.name.c_str(),
-                        r["threads"].get<int>(), r["inference_ms"].get<double>(), r["forward_ms"].get<double>(),
-                        r["forward_backward_ms"].get<double>(), r["train_step_ms"].get<double>(),
-                        r["inference_sample_steps_per_s"].get<double>(), r["train_sample_steps_per_s"].get<double>(),
-                        lim, r["workspace_mb"].get<double>());
+                        r["threads"].get<int>(), r["inference_ms"].get<double>(),
+                        r["forward_ms"].get<double>(), r["forward_backward_ms"].get<double>(),
+                        r["train_step_ms"].get<double>(), r["inference_sample_steps_per_s"].get<double>(),
+                        r["train_sample_steps_per_s"].get<double>(), lim, r["workspace_mb"].get<double>());
             if (peer) {  // right after ours, so that both see the same machine load
                 std::fprintf(stderr, "  peer: %s ...\n", s.name.c_str());
                 json pr;
@@ -629,8 +649,10 @@ void register_bench(CLI::App& app) {
                 r["num_trainable"] = ours_params;
                 if (!pr.contains("error") && r.contains("fma_bound_inference_ms"))
                     r["best_possible_ratio_at_fma_peak"] = {
-                        {"inference", pr["forward_ms"].get<double>() / r["fma_bound_inference_ms"].get<double>()},
-                        {"train_step", pr["train_step_ms"].get<double>() / r["fma_bound_train_ms"].get<double>()}};
+                        {"inference",
+                         pr["forward_ms"].get<double>() / r["fma_bound_inference_ms"].get<double>()},
+                        {"train_step",
+                         pr["train_step_ms"].get<double>() / r["fma_bound_train_ms"].get<double>()}};
                 if (!pr.contains("error"))
                     r["peer_over_ours"] = {
                         {"inference", pr["forward_ms"].get<double>() / r["inference_ms"].get<double>()},
@@ -647,10 +669,12 @@ void register_bench(CLI::App& app) {
             auto r = bench_streaming(stream_steps, repeats);
             set_num_threads(saved);
             const double rate = r["steps_per_s"].get<double>();
-            std::printf("%-28s %3d %10.2f ms for %d steps: %.3g steps/s (%.0f ns/step, one call per step) %s\n",
-                        streaming_name, 1, r["stream_ms"].get<double>(), stream_steps, rate,
-                        r["ns_per_step"].get<double>(), rate >= streaming_target ? "ok" : "LOW");
-            if (peer) r["peer_note"] = "no peer: the published code has no streaming (one step per call) interface";
+            std::printf(
+                "%-28s %3d %10.2f ms for %d steps: %.3g steps/s (%.0f ns/step, one call per step) %s\n",
+                streaming_name, 1, r["stream_ms"].get<double>(), stream_steps, rate,
+                r["ns_per_step"].get<double>(), rate >= streaming_target ? "ok" : "LOW");
+            if (peer)
+                r["peer_note"] = "no peer: the published code has no streaming (one step per call) interface";
             results.push_back(r);
         }
         machine["loadavg_end"] = load_average();
@@ -658,13 +682,16 @@ void register_bench(CLI::App& app) {
             machine["peer"] = peer_env;
             print_comparison(results, peer_env, num_threads());
         }
-        std::printf("limit %% = time of the per-step MLP FLOPs at %.1f GFLOP/s per thread / measured time "
-                    "(inference / train step = 3x the MLP FLOPs)\n",
-                    peak.sgemm());
+        std::printf(
+            "limit %% = time of the per-step MLP FLOPs at %.1f GFLOP/s per thread / measured time "
+            "(inference / train step = 3x the MLP FLOPs)\n",
+            peak.sgemm());
         if (peer)
-            std::printf("bound = peer time / (the FLOPs this implementation cannot avoid at the %.1f GFLOP/s SIMD FMA peak "
-                        "per thread): no code doing this arithmetic can beat it\n",
-                        peak.fma);
+            std::printf(
+                "bound = peer time / (the FLOPs this implementation cannot avoid at the %.1f GFLOP/s SIMD "
+                "FMA peak "
+                "per thread): no code doing this arithmetic can beat it\n",
+                peak.fma);
         std::printf("load average at start / end: %s / %s (other load on the machine makes timings noisy)\n",
                     machine["loadavg_start"].get<std::string>().c_str(),
                     machine["loadavg_end"].get<std::string>().c_str());

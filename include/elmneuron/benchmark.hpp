@@ -19,7 +19,8 @@ model_config neuronio_branch_elm_config(int num_memory);
 // "counts": SHD-like spike counts, 3 % events of value 1 (90 %) or 2; "onehot": one channel per step.
 // Throws elm::error for another kind.
 template <class T>
-sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input, std::uint64_t seed);
+sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input,
+                                std::uint64_t seed);
 
 // FLOPs per sample-step of the per-step MLP on [branch activations, memory] (reference/paper.md §1.2):
 // 2·((d_tree + d_m)·n0 + (l_mlp - 1)·d_mlp² + d_mlp·d_m) with n0 = d_mlp (l_mlp > 0) or d_m. The irreducible

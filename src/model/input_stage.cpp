@@ -174,7 +174,8 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
         for (; e + event_partials <= end; e += event_partials) {
 #pragma GCC unroll 4
             for (int q = 0; q < event_partials; ++q) {
-                const V* u = as_vec(proj + static_cast<std::size_t>(Direct ? channel[e + q] : row_of[channel[e + q]]) * p0);
+                const V* u = as_vec(
+                    proj + static_cast<std::size_t>(Direct ? channel[e + q] : row_of[channel[e + q]]) * p0);
                 const T v = value[e + q];
 #pragma GCC unroll 4
                 for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
@@ -184,7 +185,8 @@ void input_forward_block(const prepared<T>& p, const event_view<T>& x, int b, in
 #pragma GCC unroll 4
         for (int q = 0; q < event_partials - 1; ++q) {
             if (e + q >= end) break;
-            const V* u = as_vec(proj + static_cast<std::size_t>(Direct ? channel[e + q] : row_of[channel[e + q]]) * p0);
+            const V* u = as_vec(
+                proj + static_cast<std::size_t>(Direct ? channel[e + q] : row_of[channel[e + q]]) * p0);
             const T v = value[e + q];
 #pragma GCC unroll 4
             for (int k = 0; k < KB; ++k) part[q][k] += v * u[k];
@@ -251,17 +253,19 @@ template <class T>
 using forward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int, T*, T*,
                                   std::size_t);
 template <class T>
-using backward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int, const T*,
-                                   std::size_t, T*, T*, T*);
+using backward_block_fn = void (*)(const prepared<T>&, const event_view<T>&, int, int, int, int, int,
+                                   const T*, std::size_t, T*, T*, T*);
 
 // Tables [Direct][KB - 1].
 template <class T, bool Direct, std::size_t... I>
 constexpr auto forward_blocks(std::index_sequence<I...>) {
-    return std::array<forward_block_fn<T>, sizeof...(I)>{&input_forward_block<T, static_cast<int>(I) + 1, Direct>...};
+    return std::array<forward_block_fn<T>, sizeof...(I)>{
+        &input_forward_block<T, static_cast<int>(I) + 1, Direct>...};
 }
 template <class T, bool Direct, std::size_t... I>
 constexpr auto backward_blocks(std::index_sequence<I...>) {
-    return std::array<backward_block_fn<T>, sizeof...(I)>{&input_backward_block<T, static_cast<int>(I) + 1, Direct>...};
+    return std::array<backward_block_fn<T>, sizeof...(I)>{
+        &input_backward_block<T, static_cast<int>(I) + 1, Direct>...};
 }
 template <class T>
 constexpr std::array<std::array<forward_block_fn<T>, max_block_vectors>, 2> forward_tables{
@@ -275,8 +279,8 @@ constexpr std::array<std::array<backward_block_fn<T>, max_block_vectors>, 2> bac
 }  // namespace
 
 template <class T>
-void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state, T* out,
-                   std::size_t sample_stride, std::size_t step_stride) {
+void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state,
+                   T* out, std::size_t sample_stride, std::size_t step_stride) {
     const auto& blocks = forward_tables<T>[p.rows_are_channels ? 1 : 0];
     const int nv0 = p.p0 / lanes<T>;
     // Vector blocks outermost: one pass touches only that block's columns of U, which stays in cache.
@@ -289,9 +293,9 @@ void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int row
 }
 
 template <class T>
-void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, const T* din,
-                    std::size_t sample_stride, std::size_t step_stride, T* state, int state_rows, T* proj_grad,
-                    T* dx) {
+void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1,
+                    const T* din, std::size_t sample_stride, std::size_t step_stride, T* state,
+                    int state_rows, T* proj_grad, T* dx) {
     const auto& blocks = backward_tables<T>[p.rows_are_channels ? 1 : 0];
     const dims& d = p.d;
     const int nv0 = p.p0 / lanes<T>;
@@ -308,8 +312,8 @@ void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 }
 
 template <class T>
-void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index, const T* synapse_mask,
-                  const T* w_s, const T* kappa_branch, T* branch) {
+void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index,
+                  const T* synapse_mask, const T* w_s, const T* kappa_branch, T* branch) {
     std::vector<T> dense(static_cast<std::size_t>(d.d_in));
     for (int b = 0; b < d.B; ++b) {
         for (int t = 0; t < d.T; ++t) {
@@ -348,17 +352,17 @@ void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t
     }
 }
 
-#define ELM_INSTANTIATE(T)                                                                                     \
-    template struct prepared<T>;                                                                               \
-    template void prepare<T>(const model_config&, const parameter_views<const T>&, const std::int64_t*, const T*, \
-                             int, int, prepared<T>&);                                                          \
-    template void input_forward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, T*, T*,         \
-                                   std::size_t, std::size_t);                                                  \
-    template void input_backward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, const T*,      \
-                                    std::size_t, std::size_t, T*, int, T*, T*);                                \
-    template void branch_trace<T>(const dims&, const event_view<T>&, const std::int64_t*, const T*, const T*,   \
-                                  const T*, T*);                                                               \
-    template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,        \
+#define ELM_INSTANTIATE(T)                                                                                  \
+    template struct prepared<T>;                                                                            \
+    template void prepare<T>(const model_config&, const parameter_views<const T>&, const std::int64_t*,     \
+                             const T*, int, int, prepared<T>&);                                             \
+    template void input_forward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, T*, T*,    \
+                                   std::size_t, std::size_t);                                               \
+    template void input_backward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, const T*, \
+                                    std::size_t, std::size_t, T*, int, T*, T*);                             \
+    template void branch_trace<T>(const dims&, const event_view<T>&, const std::int64_t*, const T*,         \
+                                  const T*, const T*, T*);                                                  \
+    template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,    \
                                      const T*, const T*, T*);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)

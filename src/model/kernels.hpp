@@ -27,16 +27,16 @@ namespace elm::detail {
 
 struct dims {
     int B = 0, T = 0;
-    int d_in = 0;    // input channels
-    int d_s = 0;     // synapses = d_tree·d_brch
-    int d_tree = 0;  // branches
-    int d_brch = 0;  // synapses per branch
-    int d_mlp = 0;   // hidden width
-    int l_mlp = 0;   // hidden layers
-    int d_m = 0;     // memory units
-    int d_o = 0;     // outputs
+    int d_in = 0;                                       // input channels
+    int d_s = 0;                                        // synapses = d_tree·d_brch
+    int d_tree = 0;                                     // branches
+    int d_brch = 0;                                     // synapses per branch
+    int d_mlp = 0;                                      // hidden width
+    int l_mlp = 0;                                      // hidden layers
+    int d_m = 0;                                        // memory units
+    int d_o = 0;                                        // outputs
     int n0() const { return l_mlp > 0 ? d_mlp : d_m; }  // width of the first Linear layer's output
-    int d_z() const { return d_tree + d_m; }              // MLP input: [b_t, κ_m ⊙ m_{t-1}]
+    int d_z() const { return d_tree + d_m; }            // MLP input: [b_t, κ_m ⊙ m_{t-1}]
 };
 
 inline dims make_dims(const model_config& c, int batch, int time) {
@@ -95,27 +95,27 @@ struct prepared {
     int p0 = 0, ph = 0, pm = 0, po = 0;  // padded widths: first-layer output, hidden, memory, output
 
     // Input stage folded into the first layer (header comment).
-    std::vector<T> group_kappa;              // [groups]: the distinct κ_b values
+    std::vector<T> group_kappa;  // [groups]: the distinct κ_b values
     int groups() const { return static_cast<int>(group_kappa.size()); }
     // U as compact rows, one per (group, channel) with a valid synapse, plus one zero row last: row_of maps
     // [groups][d_in] to a row (the zero row where the channel has no synapse in the group), so the event
     // loops need no branch and memory grows with the synapses, not with groups × channels.
-    aligned_vector<T> proj;                  // [rows + 1][p0], rows in (group, channel) order
-    std::vector<std::int32_t> row_of;        // [groups][d_in]
-    bool rows_are_channels = false;          // one group and every channel connected: row_of[c] == c
-    std::vector<std::int32_t> synapse_row;   // [d_s]: row of each synapse, -1 if masked
-    aligned_vector<T> w_s;                   // [d_s] ReLU(ŵ_s)
-    aligned_vector<T> kappa_branch;          // [d_tree]
-    aligned_vector<T> branch_weight;         // [d_tree][p0]: column j of W_0 (branch half), for dw_s
+    aligned_vector<T> proj;                 // [rows + 1][p0], rows in (group, channel) order
+    std::vector<std::int32_t> row_of;       // [groups][d_in]
+    bool rows_are_channels = false;         // one group and every channel connected: row_of[c] == c
+    std::vector<std::int32_t> synapse_row;  // [d_s]: row of each synapse, -1 if masked
+    aligned_vector<T> w_s;                  // [d_s] ReLU(ŵ_s)
+    aligned_vector<T> kappa_branch;         // [d_tree]
+    aligned_vector<T> branch_weight;        // [d_tree][p0]: column j of W_0 (branch half), for dw_s
 
     // MLP: first layer split into the memory half W_m (transposed [d_m][p0] and as stored [n0][pm]) and c_0;
     // layers 1..l_mlp; readout W_y.
-    aligned_vector<T> bias0;                  // [p0]
-    aligned_vector<T> memory_weight_t;        // [d_m][p0]
-    aligned_vector<T> memory_weight;          // [n0][pm]
-    std::vector<dense_layer<T>> layers;       // l_mlp layers after the first
-    dense_layer<T> readout;                   // d_m -> d_o
-    aligned_vector<T> kappa_m, memory_gain;   // [pm], 0 in the padding
+    aligned_vector<T> bias0;                 // [p0]
+    aligned_vector<T> memory_weight_t;       // [d_m][p0]
+    aligned_vector<T> memory_weight;         // [n0][pm]
+    std::vector<dense_layer<T>> layers;      // l_mlp layers after the first
+    dense_layer<T> readout;                  // d_m -> d_o
+    aligned_vector<T> kappa_m, memory_gain;  // [pm], 0 in the padding
 
     std::size_t bytes() const;
 };
@@ -132,8 +132,8 @@ void prepare(const model_config& config, const parameter_views<const T>& p, cons
 // (strides os, is; is = 0 repeats one init row, e.g. a bias; init may be out). Summation order per element:
 // init, then j = 0, 1, ..., the same for every row.
 template <class T>
-void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
-                T* out, std::size_t os);
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init,
+                std::size_t is, T* out, std::size_t os);
 // The same kernel as a deep product for weight gradients: out[i][:] += Σ_{r < depth} A[r][i]·B[r][:] for
 // i < na; A rows padded to pa, B and out rows to pb. Sums in order of r.
 template <class T>
@@ -143,12 +143,12 @@ void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int
 // Where step t's activations of the samples go: row s of a buffer at base + s·stride.
 template <class T>
 struct step_rows {
-    T* hidden = nullptr;        // pre-activations of hidden layer l at hidden + l·layer_stride (l_mlp > 0)
+    T* hidden = nullptr;  // pre-activations of hidden layer l at hidden + l·layer_stride (l_mlp > 0)
     std::size_t layer_stride = 0, hidden_stride = 0;
-    T* delta = nullptr;         // Δm_t
-    T* memory = nullptr;        // m_t
+    T* delta = nullptr;   // Δm_t
+    T* memory = nullptr;  // m_t
     std::size_t memory_stride = 0;
-    T* y = nullptr;             // y_t: d_o values per row
+    T* y = nullptr;  // y_t: d_o values per row
     std::size_t y_stride = 0;
 };
 
@@ -157,16 +157,16 @@ struct step_rows {
 // (row of sample s, step t at out + s·sample_stride + (t - t0)·step_stride). state: a_g before t0
 // ([groups][rows][p0], zero before the first step), updated to a_g at t1 - 1.
 template <class T>
-void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state, T* out,
-                   std::size_t sample_stride, std::size_t step_stride);
+void input_forward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, T* state,
+                   T* out, std::size_t sample_stride, std::size_t step_stride);
 // Its transpose, steps [t1 - 1 .. t0] in reverse: din = dL/dpre_0 (row of sample s, step t at
 // din + s·sample_stride + (t - t0)·step_stride); state: r_g after step t1 - 1 ([groups][state_rows][p0] from
 // sample b0's row; zero after the last step), updated to r_g,t0. r_g,t = din_t + κ_g·r_g,t+1;
 // proj_grad[g][c] += v·r_g,t per event (c, v); dx (optional) [b][t][c] = Σ_g U_g[c]·r_g,t for these steps.
 template <class T>
-void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1, const T* din,
-                    std::size_t sample_stride, std::size_t step_stride, T* state, int state_rows, T* proj_grad,
-                    T* dx);
+void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int t0, int t1,
+                    const T* din, std::size_t sample_stride, std::size_t step_stride, T* state,
+                    int state_rows, T* proj_grad, T* dx);
 
 // ---- one time step of the recurrence for `rows` samples ------------------------------------------------
 // The first layer's rows already hold c_0 + Σ_g a_g,t (input_forward). memory_in: κ_m ⊙ m_{t-1} per sample
@@ -175,7 +175,8 @@ template <class T>
 void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, const step_rows<T>& out);
 
 // ---- a range of samples over all steps -------------------------------------------------------------------
-// Forward activations of the whole batch, kept for backward: [B][T][padded width] (hidden: [l_mlp][B][T][ph]).
+// Forward activations of the whole batch, kept for backward: [B][T][padded width] (hidden:
+// [l_mlp][B][T][ph]).
 template <class T>
 struct activations {
     T* hidden = nullptr;  // pre-activations of the hidden layers
@@ -192,8 +193,8 @@ std::size_t backward_scratch_size(const prepared<T>& p, int rows);
 // Forward of samples [b0, b0 + rows) over all steps, in blocks of steps. keep: the whole-batch activation
 // buffers to fill for backward, or nullptr for inference (activations only in scratch blocks).
 template <class T>
-void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep, T* y,
-                   T* scratch);
+void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep,
+                   T* y, T* scratch);
 
 // The outputs of one fixed gradient chunk (chunk_size samples from the batch's start): the parameter-layout
 // block (MLP and readout weights and biases; the branch half of layer 0 and w_s come from proj_grad), dL/dU
@@ -207,9 +208,9 @@ struct chunk_gradients {
 template <class T>
 std::size_t padded_gradients_size(const prepared<T>& p);
 
-// Backward (BPTT) of samples [b0, b0 + rows), whole chunks (chunks[0] is the chunk of sample b0), in blocks of
-// steps from the last one back: per block the reverse recurrence for all the samples in lockstep, then each
-// chunk's input-stage and weight-gradient sums over the block while its buffers are in cache. Adds each
+// Backward (BPTT) of samples [b0, b0 + rows), whole chunks (chunks[0] is the chunk of sample b0), in blocks
+// of steps from the last one back: per block the reverse recurrence for all the samples in lockstep, then
+// each chunk's input-stage and weight-gradient sums over the block while its buffers are in cache. Adds each
 // sample's Σ_t dL/dκ_m and dL/dgain to its row of dkappa_rows / dgain_rows ([B][pm]); dx (optional) dense
 // dL/dx [B][T][d_in]. The summation order of every chunk is fixed by the chunk alone.
 template <class T>
@@ -220,8 +221,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 // ---- diagnostics (not on the forward path) ---------------------------------------------------------------
 // Branch traces b_t[b][t][j] (E1-E3, v2's state; v1's BranchSum(s_t)).
 template <class T>
-void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index, const T* synapse_mask,
-                  const T* w_s, const T* kappa_branch, T* branch);
+void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index,
+                  const T* synapse_mask, const T* w_s, const T* kappa_branch, T* branch);
 // v1 per-synapse currents s[b][t][i] (E1).
 template <class T>
 void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t* synapse_index,

@@ -36,7 +36,6 @@ std::pair<int, int> thread_samples(int batch, int tid, int n) {
 }
 int thread_count = 0;  // 0: OpenMP default (all cores)
 
-
 template <class P, class Block>
 detail::parameter_views<P> views(const std::vector<parameter_info>& layout, Block* base, int l_mlp) {
     // Layout order (build_layout): _proto_w_s, tau_s|tau_b, _proto_tau_m, (weight, bias) per Linear, w_y.
@@ -80,8 +79,10 @@ void model<T>::build_layout() {
         layout_.push_back({std::move(name), std::move(shape), offset, n, trainable});
     };
     add("_proto_w_s", {S}, c.learn_w_s);
-    if (c.version == model_version::v1) add("tau_s", {S}, false);
-    else add("tau_b", {c.branches()}, false);
+    if (c.version == model_version::v1)
+        add("tau_s", {S}, false);
+    else
+        add("tau_b", {c.branches()}, false);
     add("_proto_tau_m", {c.num_memory}, c.learn_memory_tau);
     std::int64_t in = c.mlp_input_size();
     for (int l = 0; l <= c.mlp_num_layers; ++l) {
@@ -96,7 +97,8 @@ void model<T>::build_layout() {
     params_.assign(layout_.back().offset + layout_.back().size, T(0));
     trainable_mask_.assign(params_.size(), 0);
     for (const auto& p : layout_)
-        if (p.trainable) std::fill_n(trainable_mask_.begin() + static_cast<std::ptrdiff_t>(p.offset), p.size, 1);
+        if (p.trainable)
+            std::fill_n(trainable_mask_.begin() + static_cast<std::ptrdiff_t>(p.offset), p.size, 1);
 }
 
 template <class T>
@@ -155,20 +157,24 @@ std::span<const T> model<T>::parameter(std::string_view name) const {
 }
 
 template <class T>
-void model<T>::set_routing(std::span<const std::int64_t> index, std::span<const T> mask, std::string_view source) {
+void model<T>::set_routing(std::span<const std::int64_t> index, std::span<const T> mask,
+                           std::string_view source) {
     const auto S = static_cast<std::size_t>(config_.num_synapse());
     const std::string src(source);
     if (index.size() != S)
-        throw error(src, "input_to_synapse_indices", std::to_string(S) + " entries (num_branch*num_synapse_per_branch)",
+        throw error(src, "input_to_synapse_indices",
+                    std::to_string(S) + " entries (num_branch*num_synapse_per_branch)",
                     std::to_string(index.size()));
     if (mask.size() != S)
         throw error(src, "valid_indices_mask", std::to_string(S) + " entries", std::to_string(mask.size()));
     for (std::size_t i = 0; i < S; ++i) {
         if (index[i] < 0 || index[i] >= config_.num_input)
             throw error(src, "input_to_synapse_indices[" + std::to_string(i) + "]",
-                        "an input channel in [0, " + std::to_string(config_.num_input) + ")", std::to_string(index[i]));
+                        "an input channel in [0, " + std::to_string(config_.num_input) + ")",
+                        std::to_string(index[i]));
         if (mask[i] != T(0) && mask[i] != T(1))
-            throw error(src, "valid_indices_mask[" + std::to_string(i) + "]", "0 or 1", std::to_string(mask[i]));
+            throw error(src, "valid_indices_mask[" + std::to_string(i) + "]", "0 or 1",
+                        std::to_string(mask[i]));
     }
     synapse_index_.assign(index.begin(), index.end());
     synapse_mask_.assign(mask.begin(), mask.end());
@@ -184,7 +190,8 @@ void model<T>::validate_parameters(std::string_view source) const {
         for (std::size_t i = 0; i < p.size; ++i) {
             const double v = static_cast<double>(params_[p.offset + i]);
             if (std::isnan(v) || (!inf_allowed && std::isinf(v)))
-                throw error(src, p.name + "[" + std::to_string(i) + "]", "a finite value", std::isnan(v) ? "NaN" : "inf");
+                throw error(src, p.name + "[" + std::to_string(i) + "]", "a finite value",
+                            std::isnan(v) ? "NaN" : "inf");
         }
     }
     if (config_.version == model_version::v1) {
@@ -197,7 +204,8 @@ void model<T>::validate_parameters(std::string_view source) const {
                 throw error(src, "tau_s[" + std::to_string(i) + "]",
                             "equal to the other synapses of branch " + std::to_string(i / db) + " (" +
                                 std::to_string(tau[i - i % static_cast<std::size_t>(db)]) + ")",
-                            std::to_string(tau[i]), "per-synapse time constants within a branch are not supported");
+                            std::to_string(tau[i]),
+                            "per-synapse time constants within a branch are not supported");
     }
 }
 
@@ -234,8 +242,8 @@ void check_step_events(const char* src, const std::int32_t* channels, const T* v
                     std::to_string(lo) + " .. " + std::to_string(hi));
     for (auto e = lo; e < hi; ++e) {
         if (channels[e] < 0 || channels[e] >= num_input)
-            throw error(src, "channels[" + std::to_string(e) + "]", "in [0, " + std::to_string(num_input) + ")",
-                        std::to_string(channels[e]));
+            throw error(src, "channels[" + std::to_string(e) + "]",
+                        "in [0, " + std::to_string(num_input) + ")", std::to_string(channels[e]));
         if (!std::isfinite(static_cast<double>(values[e])))
             throw error(src, "values[" + std::to_string(e) + "]", "a finite value", "NaN or inf");
     }
@@ -272,7 +280,8 @@ void model<T>::run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T
     check_input(config_, x);
     const std::size_t out_size = static_cast<std::size_t>(x.batch) * x.time * config_.num_output;
     if (y.size() != out_size)
-        throw error("output", "y", std::to_string(out_size) + " elements [B][T][num_output]", std::to_string(y.size()));
+        throw error("output", "y", std::to_string(out_size) + " elements [B][T][num_output]",
+                    std::to_string(y.size()));
     ws.ready_for_backward = false;
     prepare_into(*this, x.batch, x.time, ws.prepared);
     const auto& p = *ws.prepared;
@@ -316,8 +325,8 @@ void model<T>::infer(const sparse_input<T>& x, std::span<T> y, workspace<T>& ws)
 }
 
 template <class T>
-void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws, std::span<T> dparams,
-                        std::span<T> dx) const {
+void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspace<T>& ws,
+                        std::span<T> dparams, std::span<T> dx) const {
     check_input(config_, x);
     if (!ws.ready_for_backward || !ws.prepared)
         throw error("workspace", "forward", "a forward call on this workspace before each backward",
@@ -330,11 +339,14 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     ws.ready_for_backward = false;
     const std::size_t bt = static_cast<std::size_t>(d.B) * d.T;
     if (dy.size() != bt * d.d_o)
-        throw error("gradient", "dy", std::to_string(bt * d.d_o) + " elements [B][T][num_output]", std::to_string(dy.size()));
+        throw error("gradient", "dy", std::to_string(bt * d.d_o) + " elements [B][T][num_output]",
+                    std::to_string(dy.size()));
     if (dparams.size() != params_.size())
-        throw error("gradient", "dparams", std::to_string(params_.size()) + " elements", std::to_string(dparams.size()));
+        throw error("gradient", "dparams", std::to_string(params_.size()) + " elements",
+                    std::to_string(dparams.size()));
     if (!dx.empty() && dx.size() != bt * d.d_in)
-        throw error("gradient", "dx", std::to_string(bt * d.d_in) + " elements [B][T][num_input]", std::to_string(dx.size()));
+        throw error("gradient", "dx", std::to_string(bt * d.d_in) + " elements [B][T][num_input]",
+                    std::to_string(dx.size()));
 
     // Buffers (each section on a SIMD vector boundary: the kernels use aligned vector loads): per sample Σ_t
     // dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter layout), dL/dU and padded weight
@@ -343,9 +355,11 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
     const int threads = std::min(run_threads(), chunks);
     const std::size_t P = params_.size(), grad_size = detail::padded<T>(P), proj_size = p.proj.size();
-    const std::size_t per_chunk_size = grad_size + proj_size + detail::padded<T>(detail::padded_gradients_size(p));
+    const std::size_t per_chunk_size =
+        grad_size + proj_size + detail::padded<T>(detail::padded_gradients_size(p));
     const int max_chunks_per_thread = (chunks + threads - 1) / threads;
-    const std::size_t scratch = detail::padded<T>(detail::backward_scratch_size(p, max_chunks_per_thread * per_chunk));
+    const std::size_t scratch =
+        detail::padded<T>(detail::backward_scratch_size(p, max_chunks_per_thread * per_chunk));
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
     ws.scratch.assign(2 * rows_pm + per_chunk_size * chunks + scratch * threads, T(0));
     T* dkappa_rows = ws.scratch.data();
@@ -440,7 +454,8 @@ std::vector<T> model<T>::memory_trace(const workspace<T>& ws) const {
                     std::to_string(ws.memory.size()) + " stored values");
     std::vector<T> out(rows * dm);
     for (std::size_t r = 0; r < rows; ++r)
-        std::copy_n(ws.memory.begin() + static_cast<std::ptrdiff_t>(r * pm), dm, out.begin() + static_cast<std::ptrdiff_t>(r * dm));
+        std::copy_n(ws.memory.begin() + static_cast<std::ptrdiff_t>(r * pm), dm,
+                    out.begin() + static_cast<std::ptrdiff_t>(r * dm));
     return out;
 }
 
@@ -471,7 +486,8 @@ void model<T>::synapse_trace(const sparse_input<T>& x, std::span<T> s) const {
         w[i] = proto[i] > T(0) ? proto[i] : T(0);
         kappa[i] = std::exp(-T(config_.delta_t) / std::max(tau[i], T(1e-6)));
     }
-    detail::synapse_forward(d, x, synapse_index_.data(), synapse_mask_.data(), w.data(), kappa.data(), s.data());
+    detail::synapse_forward(d, x, synapse_index_.data(), synapse_mask_.data(), w.data(), kappa.data(),
+                            s.data());
 }
 
 // ---- stream ---------------------------------------------------------------------------------------------
@@ -493,8 +509,8 @@ void stream<T>::reset() {
 }
 
 template <class T>
-void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, const T* values, int time, int t,
-                    std::span<T> y) {
+void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, const T* values, int time,
+                    int t, std::span<T> y) {
     const auto& p = *prepared_;
     if (y.size() != static_cast<std::size_t>(batch_) * p.d.d_o)
         throw error("stream output", "y", std::to_string(batch_ * p.d.d_o) + " elements [batch][num_output]",
@@ -512,24 +528,24 @@ void stream<T>::run(const std::int64_t* offsets, const std::int32_t* channels, c
     T* input_state = state_.data();
     T* first = p.d.l_mlp > 0 ? r.hidden : r.delta;
     const std::size_t first_stride = p.d.l_mlp > 0 ? r.hidden_stride : r.memory_stride;
-    detail::input_forward(p, detail::event_view<T>{offsets, channels, values, time}, 0, batch_, t, t + 1, input_state,
-                          first, first_stride, 0);
+    detail::input_forward(p, detail::event_view<T>{offsets, channels, values, time}, 0, batch_, t, t + 1,
+                          input_state, first, first_stride, 0);
     detail::step_forward(p, batch_, input_state + n * p.groups() * p.p0, scratch_.data(), r);
 }
-
 
 template <class T>
 void stream<T>::step(std::span<const std::int64_t> offsets, std::span<const std::int32_t> channels,
                      std::span<const T> values, std::span<T> y) {
     const char* src = "stream step";
     if (offsets.size() != static_cast<std::size_t>(batch_) + 1)
-        throw error(src, "offsets", std::to_string(batch_ + 1) + " entries (batch + 1)", std::to_string(offsets.size()));
+        throw error(src, "offsets", std::to_string(batch_ + 1) + " entries (batch + 1)",
+                    std::to_string(offsets.size()));
     if (channels.size() != values.size())
         throw error(src, "channels", std::to_string(values.size()) + " entries (one per value)",
                     std::to_string(channels.size()));
     for (int b = 0; b < batch_; ++b)
-        check_step_events(src, channels.data(), values.data(), static_cast<std::int64_t>(values.size()), offsets[b],
-                          offsets[b + 1], config_.num_input);
+        check_step_events(src, channels.data(), values.data(), static_cast<std::int64_t>(values.size()),
+                          offsets[b], offsets[b + 1], config_.num_input);
     run(offsets.data(), channels.data(), values.data(), 1, 0, y);
 }
 
@@ -537,8 +553,9 @@ template <class T>
 void stream<T>::step(const sparse_input<T>& x, int t, std::span<T> y) {
     const char* src = "stream step";
     if (x.batch != batch_ || x.num_input != config_.num_input)
-        throw error(src, "input", std::to_string(batch_) + " samples of " + std::to_string(config_.num_input) +
-                    " channels", std::to_string(x.batch) + " samples of " + std::to_string(x.num_input) + " channels");
+        throw error(src, "input",
+                    std::to_string(batch_) + " samples of " + std::to_string(config_.num_input) + " channels",
+                    std::to_string(x.batch) + " samples of " + std::to_string(x.num_input) + " channels");
     if (t < 0 || t >= x.time)
         throw error(src, "t", "a step in [0, " + std::to_string(x.time) + ")", std::to_string(t));
     if (x.offsets.size() != static_cast<std::size_t>(x.batch) * x.time + 1)
@@ -566,7 +583,8 @@ std::vector<T> stream<T>::memory() const {
     std::vector<T> out(static_cast<std::size_t>(batch_) * p.d.d_m);
     const T* m = rows_.data() + memory_offset();
     for (int b = 0; b < batch_; ++b)
-        std::copy_n(m + static_cast<std::size_t>(b) * p.pm, p.d.d_m, out.begin() + static_cast<std::ptrdiff_t>(b) * p.d.d_m);
+        std::copy_n(m + static_cast<std::size_t>(b) * p.pm, p.d.d_m,
+                    out.begin() + static_cast<std::ptrdiff_t>(b) * p.d.d_m);
     return out;
 }
 
@@ -575,16 +593,17 @@ void sparse_input<T>::validate(std::string_view source) const {
     const std::string src(source);
     const std::size_t rows = static_cast<std::size_t>(batch) * static_cast<std::size_t>(time);
     if (offsets.size() != rows + 1)
-        throw error(src, "offsets", std::to_string(rows + 1) + " entries (batch*time + 1)", std::to_string(offsets.size()));
+        throw error(src, "offsets", std::to_string(rows + 1) + " entries (batch*time + 1)",
+                    std::to_string(offsets.size()));
     if (channels.size() != values.size())
         throw error(src, "channels", std::to_string(values.size()) + " entries (one per value)",
                     std::to_string(channels.size()));
     if (offsets.front() != 0 || offsets.back() != static_cast<std::int64_t>(values.size()))
         throw error(src, "offsets", "offsets[0] = 0 and offsets[last] = number of events",
                     std::to_string(offsets.front()) + " .. " + std::to_string(offsets.back()));
-    // One branch-free pass over everything (it runs on every forward call): integer compares that the compiler
-    // vectorises, finiteness from the exponent bits; the slower scans that name the first bad entry run only
-    // when this finds a problem.
+    // One branch-free pass over everything (it runs on every forward call): integer compares that the
+    // compiler vectorises, finiteness from the exponent bits; the slower scans that name the first bad entry
+    // run only when this finds a problem.
     using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
     constexpr bits_t exponent = sizeof(T) == 4 ? bits_t(0x7f800000u) : bits_t(0x7ff0000000000000ull);
     const std::int64_t* off = offsets.data();
@@ -603,12 +622,15 @@ void sparse_input<T>::validate(std::string_view source) const {
     if (bad == 0) return;
     for (std::size_t r = 0; r < rows; ++r)
         if (offsets[r + 1] < offsets[r])
-            throw error(src, "offsets[" + std::to_string(r + 1) + "]", "non-decreasing", std::to_string(offsets[r + 1]));
-    check_step_events(src.c_str(), ch, val, static_cast<std::int64_t>(n), 0, static_cast<std::int64_t>(n), num_input);
+            throw error(src, "offsets[" + std::to_string(r + 1) + "]", "non-decreasing",
+                        std::to_string(offsets[r + 1]));
+    check_step_events(src.c_str(), ch, val, static_cast<std::int64_t>(n), 0, static_cast<std::int64_t>(n),
+                      num_input);
 }
 
 template <class T>
-sparse_input<T> sparse_from_dense(std::span<const T> x, int batch, int time, int num_input, std::string_view source) {
+sparse_input<T> sparse_from_dense(std::span<const T> x, int batch, int time, int num_input,
+                                  std::string_view source) {
     const std::string src(source);
     if (batch < 1 || time < 1 || num_input < 1)
         throw error(src, "shape", "positive [batch, time, num_input]",
@@ -625,8 +647,9 @@ sparse_input<T> sparse_from_dense(std::span<const T> x, int batch, int time, int
         for (int c = 0; c < num_input; ++c) {
             const T v = x[r * num_input + c];
             if (!std::isfinite(static_cast<double>(v)))
-                throw error(src, "[" + std::to_string(r / time) + ", " + std::to_string(r % time) + ", " +
-                                     std::to_string(c) + "]",
+                throw error(src,
+                            "[" + std::to_string(r / time) + ", " + std::to_string(r % time) + ", " +
+                                std::to_string(c) + "]",
                             "a finite input value", std::isnan(static_cast<double>(v)) ? "NaN" : "inf");
             if (v != T(0)) {
                 s.channels.push_back(c);

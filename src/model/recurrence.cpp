@@ -1,12 +1,14 @@
-// The sequential part of the ELM (docs/model.md E1-E7; reference/paper.md §1.2 v1, §1.3 v2), one step at a time:
+// The sequential part of the ELM (docs/model.md E1-E7; reference/paper.md §1.2 v1, §1.3 v2), one step at a
+// time:
 //   z_t   = [b_t, κ_m ⊙ m_{t-1}],  pre_0 = W_0·z_t + c_0 = (c_0 + Σ_g a_g,t) + W_m·(κ_m ⊙ m_{t-1})
 //           where c_0 + Σ_g a_g,t, the input stage through W_b (input_stage.cpp), is already in the rows
 //   Δm_t  = 1.7159·tanh((2/3)·MLP(z_t))                                 "custom_tanh" of the published code
 //   m_t   = κ_m ⊙ m_{t-1} + gain ⊙ Δm_t     gain = λ(1-κ_m) (v1) or 1-κ_λ, κ_λ = exp(-Δt·λ/τ_m) (v2)
 //   y_t   = W_y m_t + b_y                                                 readout of the NEW memory
-// and its reverse-time transpose (BPTT), in blocks of steps. Every product is dense_rows, the one matrix kernel,
-// on the samples of a thread in lockstep; weight gradients, which do not feed the recurrence, are the same
-// kernel as deep products over each block's rows (deep_product). Eigen supplies the vectorised tanh and exp.
+// and its reverse-time transpose (BPTT), in blocks of steps. Every product is dense_rows, the one matrix
+// kernel, on the samples of a thread in lockstep; weight gradients, which do not feed the recurrence, are the
+// same kernel as deep products over each block's rows (deep_product). Eigen supplies the vectorised tanh and
+// exp.
 
 #include "model/kernels.hpp"
 
@@ -29,13 +31,13 @@ using array_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <class T>
 using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
-// ---- dense_rows: register-blocked rows x vectors of accumulators -------------------------------------------
-// A block is SB rows x KB vectors of accumulators (SB·KB ≤ 16); for each j it loads KB vectors of row j of M
-// and broadcasts SB scalars of x. Blocks of vectors are the outer loop, so the strip of M a block reads
-// (n_in x KB vectors) is reused from L1 by every block of rows.
+// ---- dense_rows: register-blocked rows x vectors of accumulators
+// ------------------------------------------- A block is SB rows x KB vectors of accumulators (SB·KB ≤ 16);
+// for each j it loads KB vectors of row j of M and broadcasts SB scalars of x. Blocks of vectors are the
+// outer loop, so the strip of M a block reads (n_in x KB vectors) is reused from L1 by every block of rows.
 constexpr int max_block_rows = 8;
-// Accumulator registers: 16 of the 32 vector registers with AVX-512, 8 of the 16 otherwise (enough independent
-// FMA chains to cover their latency, and room for the loaded row of M and the broadcasts).
+// Accumulator registers: 16 of the 32 vector registers with AVX-512, 8 of the 16 otherwise (enough
+// independent FMA chains to cover their latency, and room for the loaded row of M and the broadcasts).
 constexpr int max_accumulators = max_block_vectors == 4 ? 16 : 8;
 constexpr std::size_t l1_strip_bytes = 16 * 1024;
 
@@ -74,9 +76,12 @@ using block_fn = void (*)(const T*, std::size_t, std::size_t, int, const T*, int
 // SB·KB > max_accumulators are left null).
 template <class T, std::size_t I>
 constexpr block_fn<T> block_entry() {
-    constexpr int sb = static_cast<int>(I / max_block_vectors) + 1, kb = static_cast<int>(I % max_block_vectors) + 1;
-    if constexpr (sb * kb <= max_accumulators || sb == 1) return &dense_block<T, sb, kb>;
-    else return nullptr;
+    constexpr int sb = static_cast<int>(I / max_block_vectors) + 1,
+                  kb = static_cast<int>(I % max_block_vectors) + 1;
+    if constexpr (sb * kb <= max_accumulators || sb == 1)
+        return &dense_block<T, sb, kb>;
+    else
+        return nullptr;
 }
 template <class T, std::size_t... I>
 constexpr auto block_table(std::index_sequence<I...>) {
@@ -86,7 +91,8 @@ constexpr auto block_table(std::index_sequence<I...>) {
 template <class T>
 constexpr auto dense_blocks = block_table<T>(std::make_index_sequence<max_block_rows * max_block_vectors>{});
 
-// ---- element-wise parts on padded rows ---------------------------------------------------------------------
+// ---- element-wise parts on padded rows
+// ---------------------------------------------------------------------
 
 // h = act(pre) over n (padded) elements.
 template <class T>
@@ -143,22 +149,23 @@ void dense_rows_strided(int rows, const T* x, std::size_t xs, std::size_t xj, in
         for (int s0 = 0; s0 < rows; s0 += sb_max) {
             const int sb = std::min(sb_max, rows - s0);
             dense_blocks<T>[static_cast<std::size_t>((sb - 1) * max_block_vectors + kbl - 1)](
-                x + s0 * xs, xs, xj, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is, out + s0 * os + col,
-                os);
+                x + s0 * xs, xs, xj, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is,
+                out + s0 * os + col, os);
         }
     }
 }
 
 template <class T>
-void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init, std::size_t is,
-                T* out, std::size_t os) {
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init,
+                std::size_t is, T* out, std::size_t os) {
     dense_rows_strided(rows, x, xs, 1, n_in, M, np, init, is, out, os);
 }
 
 template <class T>
 void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int pb, T* out) {
-    // out[i][:] += Σ_r A[r][i]·B[r][:]: dense_rows with the roles of rows and depth swapped (x[i][r] = A[r][i]),
-    // over blocks of depth small enough that their strips of B and A stay in cache; blocks in order.
+    // out[i][:] += Σ_r A[r][i]·B[r][:]: dense_rows with the roles of rows and depth swapped (x[i][r] =
+    // A[r][i]), over blocks of depth small enough that their strips of B and A stay in cache; blocks in
+    // order.
     constexpr std::size_t block = 128;
     for (std::size_t r0 = 0; r0 < depth; r0 += block) {
         const int n = static_cast<int>(std::min(block, depth - r0));
@@ -207,8 +214,8 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
 
     // E7: y = W_y·m + b_y.
     T* y = scratch;
-    dense_rows(rows, out.memory, out.memory_stride, d.d_m, p.readout.transposed.data(), p.po, p.readout.bias.data(), 0,
-               y, static_cast<std::size_t>(p.po));
+    dense_rows(rows, out.memory, out.memory_stride, d.d_m, p.readout.transposed.data(), p.po,
+               p.readout.bias.data(), 0, y, static_cast<std::size_t>(p.po));
     for (int s = 0; s < rows; ++s)
         std::memcpy(out.y + s * out.y_stride, y + static_cast<std::size_t>(s) * p.po, sizeof(T) * d.d_o);
 }
@@ -226,13 +233,14 @@ std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep) {
     const std::size_t n = static_cast<std::size_t>(rows);
     std::size_t size = n * (static_cast<std::size_t>(p.groups()) * p.p0 + p.pm + std::max(p.ph, p.po));
     if (!keep)  // block buffers for the activations
-        size += n * time_block * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm));
+        size += n * time_block *
+                (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm));
     return size;
 }
 
 template <class T>
-void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep, T* y,
-                   T* scratch) {
+void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int rows, const activations<T>* keep,
+                   T* y, T* scratch) {
     const dims& d = p.d;
     const std::size_t n = static_cast<std::size_t>(rows), T_ = static_cast<std::size_t>(d.T);
     T* input_state = scratch;
@@ -244,7 +252,8 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
     // blocks of time_block steps [l_mlp][rows][time_block][ph], [rows][time_block][pm] (inference).
     const std::size_t steps = keep ? T_ : static_cast<std::size_t>(time_block);
     T* hidden = keep ? keep->hidden + static_cast<std::size_t>(b0) * T_ * p.ph : block;
-    T* delta = keep ? keep->delta + static_cast<std::size_t>(b0) * T_ * p.pm : block + n * steps * p.ph * d.l_mlp;
+    T* delta =
+        keep ? keep->delta + static_cast<std::size_t>(b0) * T_ * p.pm : block + n * steps * p.ph * d.l_mlp;
     T* memory = keep ? keep->memory + static_cast<std::size_t>(b0) * T_ * p.pm : delta + n * steps * p.pm;
     step_rows<T> r;
     r.layer_stride = (keep ? static_cast<std::size_t>(d.B) : n) * steps * p.ph;
@@ -254,9 +263,12 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
     for (int t0 = 0; t0 < d.T; t0 += time_block) {
         const int t1 = std::min(d.T, t0 + time_block);
         const std::size_t at = keep ? static_cast<std::size_t>(t0) : 0;  // step t0's index in the buffers
-        // The input stage does not depend on the recurrence: the whole block first, into the first layer's rows.
-        if (d.l_mlp > 0) input_forward(p, x, b0, rows, t0, t1, input_state, hidden + at * p.ph, r.hidden_stride, p.ph);
-        else input_forward(p, x, b0, rows, t0, t1, input_state, delta + at * p.pm, r.memory_stride, p.pm);
+        // The input stage does not depend on the recurrence: the whole block first, into the first layer's
+        // rows.
+        if (d.l_mlp > 0)
+            input_forward(p, x, b0, rows, t0, t1, input_state, hidden + at * p.ph, r.hidden_stride, p.ph);
+        else
+            input_forward(p, x, b0, rows, t0, t1, input_state, delta + at * p.pm, r.memory_stride, p.pm);
         for (int t = t0; t < t1; ++t) {
             const std::size_t i = at + static_cast<std::size_t>(t - t0);
             r.hidden = d.l_mlp > 0 ? hidden + i * p.ph : nullptr;
@@ -285,9 +297,11 @@ void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n
 // the batch alone: the blocks order the weight-gradient sums, which must not depend on the thread count.
 template <class T>
 int backward_block_steps(const prepared<T>& p) {
-    const std::size_t per_step = static_cast<std::size_t>(p.d.B) * sizeof(T) *
-                                 (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
-    return static_cast<int>(std::clamp<std::size_t>((1024 * 1024) / std::max<std::size_t>(per_step, 1), 4, 64));
+    const std::size_t per_step =
+        static_cast<std::size_t>(p.d.B) * sizeof(T) *
+        (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
+    return static_cast<int>(
+        std::clamp<std::size_t>((1024 * 1024) / std::max<std::size_t>(per_step, 1), 4, 64));
 }
 
 // Offsets of the padded weight-gradient accumulators of one chunk (padded_gradients_size).
@@ -297,10 +311,10 @@ struct padded_offsets {
     explicit padded_offsets(const prepared<T>& p) {
         const dims& d = p.d;
         const std::size_t L = static_cast<std::size_t>(d.l_mlp);
-        last = 0;                                                                          // [d_m][ph] (L > 0)
-        hidden = last + (L > 0 ? static_cast<std::size_t>(d.d_m) * p.ph : 0);             // (L-1) x [d_mlp][ph]
-        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);                          // [n0][pm]
-        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;                        // [d_o][pm]
+        last = 0;                                                              // [d_m][ph] (L > 0)
+        hidden = last + (L > 0 ? static_cast<std::size_t>(d.d_m) * p.ph : 0);  // (L-1) x [d_mlp][ph]
+        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);              // [n0][pm]
+        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;            // [d_o][pm]
         total = readout + static_cast<std::size_t>(d.d_o) * p.pm;
     }
 };
@@ -314,9 +328,11 @@ std::size_t padded_gradients_size(const prepared<T>& p) {
 
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
-    const std::size_t n = static_cast<std::size_t>(rows), tb = static_cast<std::size_t>(backward_block_steps(p));
+    const std::size_t n = static_cast<std::size_t>(rows),
+                      tb = static_cast<std::size_t>(backward_block_steps(p));
     const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0;
-    const std::size_t block = n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
+    const std::size_t block =
+        n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
     return state + block + tb * p.po;
 }
 
@@ -330,20 +346,20 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
     const int tb = backward_block_steps(p);
     // State carried from step to step (zero after the last step) and the block buffers.
-    T* carry = scratch;                                  // [rows][pm] dL/dm_t
-    T* dz = carry + n * p.pm;                            // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
-    T* dh = dz + n * p.pm;                               // [rows][ph]
-    T* zero = dh + n * p.ph;                             // [pm] m_{-1} = 0
-    T* input_state = zero + p.pm;                        // [groups][rows][p0] reverse-filtered dL/dpre_0
+    T* carry = scratch;            // [rows][pm] dL/dm_t
+    T* dz = carry + n * p.pm;      // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dh = dz + n * p.pm;         // [rows][ph]
+    T* zero = dh + n * p.ph;       // [pm] m_{-1} = 0
+    T* input_state = zero + p.pm;  // [groups][rows][p0] reverse-filtered dL/dpre_0
     T* block = input_state + n * p.groups() * p.p0;
     std::fill(scratch, block, T(0));
-    T* dout_blk = block;                                                     // [rows][steps][pm]
-    T* zm_blk = dout_blk + n * tb * p.pm;                                    // [rows][steps][pm]
-    T* dpre_blk = zm_blk + n * tb * p.pm;                                    // [l_mlp][rows][steps][ph]
-    T* h_blk = dpre_blk + static_cast<std::size_t>(L) * n * tb * p.ph;      // [l_mlp][rows][steps][ph]
-    T* dy_pad = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;        // [steps][po]
-    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
-    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
+    T* dout_blk = block;                                                // [rows][steps][pm]
+    T* zm_blk = dout_blk + n * tb * p.pm;                               // [rows][steps][pm]
+    T* dpre_blk = zm_blk + n * tb * p.pm;                               // [l_mlp][rows][steps][ph]
+    T* h_blk = dpre_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [l_mlp][rows][steps][ph]
+    T* dy_pad = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;    // [steps][po]
+    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;          // Σ_t dL/dκ_m per sample
+    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;           // Σ_t dL/dgain per sample
 
     const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;  // of the forward's buffers
     const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between samples in the forward's buffers
@@ -359,14 +375,16 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         // Block buffers are [sample][step] for this block's steps: a chunk's rows are contiguous.
         const std::size_t bs_m = steps * p.pm, bs_h = steps * p.ph, blayer = n * bs_h;
         for (int t = t1 - 1; t >= t0; --t) {
-            const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t, i = static_cast<std::size_t>(t - t0);
+            const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t,
+                              i = static_cast<std::size_t>(t - t0);
             const T* delta = a.delta + row0 * p.pm;  // Δm_t
             T* dout = dout_blk + i * p.pm;
             // Readout (E7): dL/dm_t += W_yᵀ·dy_t.
-            dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), p.pm, carry, p.pm, carry,
-                       p.pm);
+            dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), p.pm, carry, p.pm,
+                       carry, p.pm);
             // E6 and E5 backward: m_t = κ_m⊙m_{t-1} + gain⊙Δm_t, Δm = 1.7159·tanh(2/3·o), so
-            // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159). Also the MLP's memory input κ_m ⊙ m_{t-1}, as forward made it.
+            // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159). Also the MLP's memory input κ_m ⊙ m_{t-1}, as forward
+            // made it.
             for (int s = 0; s < rows; ++s) {
                 const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
                 const V* c = as_vec(carry + s * p.pm);
@@ -407,10 +425,11 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                 dfirst = dpre_blk + i * p.ph;
                 fs = bs_h;
             }
-            // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz)
-            // (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added above).
-            dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0, dz,
-                       static_cast<std::size_t>(p.pm));
+            // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t
+            // + dz) (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added
+            // above).
+            dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0,
+                       dz, static_cast<std::size_t>(p.pm));
             for (int s = 0; s < rows; ++s) {
                 const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
                 V* c = as_vec(carry + s * p.pm);
@@ -436,11 +455,12 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             const std::size_t depth = static_cast<std::size_t>(nb) * steps;
             // Input stage (E1-E3 through layer 0), reverse time.
             input_backward(p, x, b0 + c0, nb, t0, t1, dfirst_blk + c0 * f_stride, f_stride,
-                           static_cast<std::size_t>(fw), input_state + static_cast<std::size_t>(c0) * p.p0, rows,
-                           cg.proj_grad, dx);
+                           static_cast<std::size_t>(fw), input_state + static_cast<std::size_t>(c0) * p.p0,
+                           rows, cg.proj_grad, dx);
             const T* dout_c = dout_blk + c0 * bs_m;
             if (L > 0) {
-                deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, cg.padded + off.last);
+                deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph,
+                             cg.padded + off.last);
                 add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
                 for (int l = L - 1; l >= 1; --l) {
                     const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
@@ -456,8 +476,10 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             for (int s = c0; s < c0 + nb; ++s) {
                 const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
                 for (std::size_t r = 0; r < steps; ++r)
-                    for (int o = 0; o < p.po; ++o) dy_pad[r * p.po + o] = o < d.d_o ? dy[(row + r) * d.d_o + o] : T(0);
-                deep_product(steps, dy_pad, p.po, d.d_o, a.memory + row * p.pm, p.pm, cg.padded + off.readout);
+                    for (int o = 0; o < p.po; ++o)
+                        dy_pad[r * p.po + o] = o < d.d_o ? dy[(row + r) * d.d_o + o] : T(0);
+                deep_product(steps, dy_pad, p.po, d.d_o, a.memory + row * p.pm, p.pm,
+                             cg.padded + off.readout);
                 add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
             }
         }
@@ -468,29 +490,31 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         auto add = [&](std::size_t from, int na, int pw, int nb, T* w, std::size_t w_stride) {
             for (int i = 0; i < na; ++i)
                 for (int j = 0; j < nb; ++j)
-                    w[static_cast<std::size_t>(i) * w_stride + j] += cg.padded[from + static_cast<std::size_t>(i) * pw + j];
+                    w[static_cast<std::size_t>(i) * w_stride + j] +=
+                        cg.padded[from + static_cast<std::size_t>(i) * pw + j];
         };
         if (L > 0) add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp);
         for (int l = 1; l < L; ++l)
-            add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp, cg.g.weight[l],
-                d.d_mlp);
+            add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
+                cg.g.weight[l], d.d_mlp);
         add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z());
         add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m);
     }
 }
 
-#define ELM_INSTANTIATE(T)                                                                                      \
-    template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,        \
-                                std::size_t);                                                                   \
-    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);                          \
-    template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                        \
-    template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                                \
-    template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                     \
-    template std::size_t padded_gradients_size<T>(const prepared<T>&);                                          \
-    template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int, const activations<T>*, T*, \
-                                   T*);                                                                         \
-    template void backward_range<T>(const prepared<T>&, const event_view<T>&, int, int, int, const activations<T>&, \
-                                    const T*, T*, T*, const chunk_gradients<T>*, T*, T*);
+#define ELM_INSTANTIATE(T)                                                                                  \
+    template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,  \
+                                std::size_t);                                                               \
+    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);                      \
+    template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                    \
+    template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                            \
+    template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                 \
+    template std::size_t padded_gradients_size<T>(const prepared<T>&);                                      \
+    template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int,                      \
+                                   const activations<T>*, T*, T*);                                          \
+    template void backward_range<T>(const prepared<T>&, const event_view<T>&, int, int, int,                \
+                                    const activations<T>&, const T*, T*, T*, const chunk_gradients<T>*, T*, \
+                                    T*);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)
 #undef ELM_INSTANTIATE

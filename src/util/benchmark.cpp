@@ -27,7 +27,8 @@ model_config neuronio_branch_elm_config(int num_memory) {
 }
 
 template <class T>
-sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input, std::uint64_t seed) {
+sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input,
+                                std::uint64_t seed) {
     if (kind != "neuronio" && kind != "counts" && kind != "onehot")
         throw error("synthetic input", "kind", "neuronio, counts or onehot", "'" + kind + "'");
     if (batch < 1 || time < 1 || num_input < 1)
@@ -50,7 +51,8 @@ sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, in
             for (int c = 0; c < num_input; ++c)
                 if (u(gen) < rate) {
                     x.channels.push_back(c);
-                    x.values.push_back(kind == "neuronio" ? T(c < num_input / 2 ? 1 : -1) : T(1 + (u(gen) < 0.1)));
+                    x.values.push_back(kind == "neuronio" ? T(c < num_input / 2 ? 1 : -1)
+                                                          : T(1 + (u(gen) < 0.1)));
                 }
         }
         x.offsets.push_back(static_cast<std::int64_t>(x.values.size()));

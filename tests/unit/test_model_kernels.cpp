@@ -44,10 +44,12 @@ void check_dense_rows(int rows, int n_in, int n_out, bool with_init, std::mt1993
     for (int s = 0; s < rows; ++s)
         for (int k = 0; k < np; ++k) {
             double ref = with_init ? double(init[s * np + k]) : 0.0;
-            for (int j = 0; j < n_in; ++j) ref += double(x[s * xs + j]) * double(M[static_cast<std::size_t>(j) * np + k]);
+            for (int j = 0; j < n_in; ++j)
+                ref += double(x[s * xs + j]) * double(M[static_cast<std::size_t>(j) * np + k]);
             const double tol = (std::is_same_v<T, float> ? 1e-5 : 1e-13) * (1 + std::sqrt(double(n_in)));
             ASSERT_NEAR(double(out[s * np + k]), ref, tol * (1 + std::abs(ref)))
-                << "rows " << rows << " n_in " << n_in << " n_out " << n_out << " at (" << s << ", " << k << ")";
+                << "rows " << rows << " n_in " << n_in << " n_out " << n_out << " at (" << s << ", " << k
+                << ")";
         }
 }
 
@@ -79,7 +81,8 @@ TEST(kernels, dense_rows_with_one_init_row_broadcasts_it) {
 
 TEST(kernels, deep_product_matches_triple_loop) {
     std::mt19937_64 gen(5);
-    for (std::size_t depth : {std::size_t(1), std::size_t(127), std::size_t(128), std::size_t(129), std::size_t(1000)})
+    for (std::size_t depth :
+         {std::size_t(1), std::size_t(127), std::size_t(128), std::size_t(129), std::size_t(1000)})
         for (int na : {1, 2, 15, 100})
             for (int nb : {1, 15, 30, 200}) {
                 const int pa = padded<double>(na), pb = padded<double>(nb);
@@ -92,7 +95,8 @@ TEST(kernels, deep_product_matches_triple_loop) {
                     for (int j = 0; j < nb; ++j) {
                         double ref = before[i * pb + j];
                         for (std::size_t r = 0; r < depth; ++r) ref += A[r * pa + i] * B[r * pb + j];
-                        ASSERT_NEAR(out[i * pb + j], ref, 1e-12 * (1 + std::abs(ref)) * std::sqrt(double(depth)))
+                        ASSERT_NEAR(out[i * pb + j], ref,
+                                    1e-12 * (1 + std::abs(ref)) * std::sqrt(double(depth)))
                             << "depth " << depth << " na " << na << " nb " << nb;
                     }
             }
@@ -100,7 +104,8 @@ TEST(kernels, deep_product_matches_triple_loop) {
 
 // ---- reference forward: reference/paper.md §1.2 (v1) and §1.3 (v2), one step at a time, in double ---------
 
-std::vector<double> reference_forward(const elm::model<double>& m, const std::vector<double>& dense, int B, int T) {
+std::vector<double> reference_forward(const elm::model<double>& m, const std::vector<double>& dense, int B,
+                                      int T) {
     const auto& c = m.config();
     const int n_in = c.num_input, S = c.num_synapse(), nb = c.branches(), db = c.num_synapse_per_branch;
     const int dm = c.num_memory, dh = c.hidden_size(), L = c.mlp_num_layers, d_o = c.num_output;
@@ -139,7 +144,8 @@ std::vector<double> reference_forward(const elm::model<double>& m, const std::ve
             std::vector<double> branch(nb, 0.0);
             if (v1) {  // s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
                 for (int i = 0; i < S; ++i) {
-                    trace[i] = std::exp(-dt / std::max(tau[i], 1e-6)) * trace[i] + w_s[i] * x[idx[i]] * mask[i];
+                    trace[i] =
+                        std::exp(-dt / std::max(tau[i], 1e-6)) * trace[i] + w_s[i] * x[idx[i]] * mask[i];
                     branch[i / db] += trace[i];
                 }
             } else {  // b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
@@ -156,12 +162,14 @@ std::vector<double> reference_forward(const elm::model<double>& m, const std::ve
                 h = linear(l, h);
                 if (l < L)
                     for (auto& v : h)
-                        v = c.mlp_activation == elm::activation::relu ? std::max(0.0, v) : v / (1 + std::exp(-v));
+                        v = c.mlp_activation == elm::activation::relu ? std::max(0.0, v)
+                                                                      : v / (1 + std::exp(-v));
             }
             (void)dh;
             for (int k = 0; k < dm; ++k) {
                 const double delta = 1.7159 * std::tanh(2.0 / 3.0 * h[k]);
-                const double gain = v1 ? lam * (1 - kappa_m[k]) : 1 - std::exp(-dt * lam / std::max(tau_m[k], 1e-6));
+                const double gain =
+                    v1 ? lam * (1 - kappa_m[k]) : 1 - std::exp(-dt * lam / std::max(tau_m[k], 1e-6));
                 mem[k] = kappa_m[k] * mem[k] + gain * delta;
             }
             for (int o = 0; o < d_o; ++o) {
@@ -193,7 +201,8 @@ std::vector<reference_case> reference_cases() {
         c.input_to_synapse_routing = elm::routing::neuronio;
         c.mlp_num_layers = 2;
         c.mlp_hidden_size = 21;
-        out.push_back({v == elm::model_version::v1 ? "v1_routed_per_branch_tau" : "v2_routed_per_branch_tau", c, true});
+        out.push_back(
+            {v == elm::model_version::v1 ? "v1_routed_per_branch_tau" : "v2_routed_per_branch_tau", c, true});
         c.mlp_activation = elm::activation::silu;
         c.input_to_synapse_routing = elm::routing::random;
         out.push_back({v == elm::model_version::v1 ? "v1_random_silu" : "v2_random_silu", c, false});
@@ -203,7 +212,8 @@ std::vector<reference_case> reference_cases() {
         vanilla.num_output = 2;
         vanilla.num_memory = 17;
         vanilla.mlp_num_layers = 0;
-        out.push_back({v == elm::model_version::v1 ? "v1_vanilla_linear_mlp" : "v2_vanilla_linear_mlp", vanilla, true});
+        out.push_back(
+            {v == elm::model_version::v1 ? "v1_vanilla_linear_mlp" : "v2_vanilla_linear_mlp", vanilla, true});
     }
     return out;
 }
@@ -294,12 +304,16 @@ TEST(forward, a_sample_does_not_depend_on_its_batch) {
         one.time = T;
         one.num_input = c.num_input;
         const auto first = x.offsets[static_cast<std::size_t>(b) * T];
-        for (int t = 0; t <= T; ++t) one.offsets.push_back(x.offsets[static_cast<std::size_t>(b) * T + t] - first);
-        one.channels.assign(x.channels.begin() + first, x.channels.begin() + x.offsets[static_cast<std::size_t>(b + 1) * T]);
-        one.values.assign(x.values.begin() + first, x.values.begin() + x.offsets[static_cast<std::size_t>(b + 1) * T]);
+        for (int t = 0; t <= T; ++t)
+            one.offsets.push_back(x.offsets[static_cast<std::size_t>(b) * T + t] - first);
+        one.channels.assign(x.channels.begin() + first,
+                            x.channels.begin() + x.offsets[static_cast<std::size_t>(b + 1) * T]);
+        one.values.assign(x.values.begin() + first,
+                          x.values.begin() + x.offsets[static_cast<std::size_t>(b + 1) * T]);
         std::vector<float> y1(static_cast<std::size_t>(T) * 2);
         m.infer(one, y1);
-        for (int i = 0; i < T * 2; ++i) ASSERT_EQ(y1[i], y[static_cast<std::size_t>(b) * T * 2 + i]) << "sample " << b;
+        for (int i = 0; i < T * 2; ++i)
+            ASSERT_EQ(y1[i], y[static_cast<std::size_t>(b) * T * 2 + i]) << "sample " << b;
     }
 }
 
@@ -312,9 +326,9 @@ TEST(stream, rejects_bad_steps_with_clear_errors) {
     const std::vector<std::int32_t> channels{3, 299};
     const std::vector<float> values{1.f, -1.f};
     EXPECT_NO_THROW(st.step(offsets, channels, values, y));
-    EXPECT_THROW(st.step(std::vector<std::int64_t>{0, 1}, channels, values, y), elm::error);          // batch + 1
-    EXPECT_THROW(st.step(std::vector<std::int64_t>{0, 2, 1}, channels, values, y), elm::error);       // decreasing
-    EXPECT_THROW(st.step(offsets, std::vector<std::int32_t>{3, 300}, values, y), elm::error);         // channel
+    EXPECT_THROW(st.step(std::vector<std::int64_t>{0, 1}, channels, values, y), elm::error);     // batch + 1
+    EXPECT_THROW(st.step(std::vector<std::int64_t>{0, 2, 1}, channels, values, y), elm::error);  // decreasing
+    EXPECT_THROW(st.step(offsets, std::vector<std::int32_t>{3, 300}, values, y), elm::error);    // channel
     EXPECT_THROW(st.step(offsets, channels, std::vector<float>{1.f, std::nanf("")}, y), elm::error);  // NaN
     std::vector<float> short_y(3);
     EXPECT_THROW(st.step(offsets, channels, values, short_y), elm::error);  // y size
@@ -347,7 +361,8 @@ TEST(forward, one_kappa_group_per_synapse_stays_compact) {
     const auto md = m.cast<double>();
     std::vector<double> dense(static_cast<std::size_t>(2) * 5 * c.num_input, 0.0);
     for (int r = 0; r < 10; ++r)
-        for (auto e = x.offsets[r]; e < x.offsets[r + 1]; ++e) dense[static_cast<std::size_t>(r) * c.num_input + x.channels[e]] = x.values[e];
+        for (auto e = x.offsets[r]; e < x.offsets[r + 1]; ++e)
+            dense[static_cast<std::size_t>(r) * c.num_input + x.channels[e]] = x.values[e];
     const auto ref = reference_forward(md, dense, 2, 5);
     for (int i = 0; i < 10; ++i) EXPECT_NEAR(y[i], ref[i], 1e-5 * (1 + std::abs(ref[i])));
 }
