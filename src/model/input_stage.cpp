@@ -110,31 +110,32 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
 
     // Projection: one row per (κ group, channel) with a valid synapse, in (group, channel) order; each valid
     // synapse adds w_s·(its branch's W_0 column) to its row, in synapse order. The zero row comes last.
-    // (group, channel) index of synapse i in row_of.
-    auto pair_of = [&](int i) {
-        return static_cast<std::size_t>(branch_group[static_cast<std::size_t>(i / d.d_brch)]) * d.d_in +
-               static_cast<std::size_t>(synapse_index[i]);
+    // Synapse i = j·d_brch + k is on branch j; its (group, channel) pair indexes row_of. (Loops over j and k:
+    // no division per synapse, which made prepare a visible part of a short inference call.)
+    auto for_valid_synapses = [&](auto&& f) {
+        for (int j = 0, i = 0; j < d.d_tree; ++j) {
+            const std::size_t group_base = static_cast<std::size_t>(branch_group[j]) * d.d_in;
+            for (int k = 0; k < d.d_brch; ++k, ++i)
+                if (synapse_mask[i] != T(0)) f(i, j, group_base + static_cast<std::size_t>(synapse_index[i]));
+        }
     };
     o.row_of.assign(static_cast<std::size_t>(o.groups()) * d.d_in, -1);
     o.synapse_row.assign(static_cast<std::size_t>(d.d_s), -1);
-    for (int i = 0; i < d.d_s; ++i)
-        if (synapse_mask[i] != T(0)) o.row_of[pair_of(i)] = 0;  // marks a (group, channel) pair in use
+    for_valid_synapses([&](int, int, std::size_t pair) { o.row_of[pair] = 0; });  // marks a pair in use
     std::int32_t rows = 0;
     for (auto& r : o.row_of)
         if (r == 0) r = rows++;
-    for (int i = 0; i < d.d_s; ++i)
-        if (synapse_mask[i] != T(0)) o.synapse_row[i] = o.row_of[pair_of(i)];
+    for_valid_synapses([&](int i, int, std::size_t pair) { o.synapse_row[i] = o.row_of[pair]; });
     o.rows_are_channels = o.groups() == 1 && rows == d.d_in;
     for (auto& r : o.row_of)
         if (r < 0) r = rows;  // the zero row
     o.proj.assign((static_cast<std::size_t>(rows) + 1) * o.p0, T(0));
-    for (int i = 0; i < d.d_s; ++i) {
-        if (o.synapse_row[i] < 0) continue;
+    for_valid_synapses([&](int i, int j, std::size_t) {
         T* u = o.proj.data() + static_cast<std::size_t>(o.synapse_row[i]) * o.p0;
-        const T* wb = o.branch_weight.data() + static_cast<std::size_t>(i / d.d_brch) * o.p0;
+        const T* wb = o.branch_weight.data() + static_cast<std::size_t>(j) * o.p0;
         const T w = o.w_s[i];
         for (int k = 0; k < n0; ++k) u[k] += w * wb[k];
-    }
+    });
 }
 
 // ---- the input stage through the first layer, forward and reverse -----------------------------------------

@@ -125,11 +125,13 @@ void activation_backward(activation act, const T* pre, const T* g, T* out, int n
     }
 }
 
-// Δm = 1.7159·tanh((2/3)·o) in place (E5).
+// Δm = 1.7159·tanh((2/3)·o) of one vector (E5), through a fixed-size Eigen array: the same packet tanh as
+// over a whole row, without a row loop per call (this runs once per sample, step and memory vector).
 template <class T>
-void scaled_tanh(T* o, int n) {
-    array_map<T> a(o, n);
+vec<T> scaled_tanh(vec<T> o) {
+    Eigen::Map<Eigen::Array<T, lanes<T>, 1>, Eigen::Aligned> a(reinterpret_cast<T*>(&o));
     a = T(tanh_scale) * (a * T(tanh_slope)).tanh();
+    return o;
 }
 
 }  // namespace
@@ -200,13 +202,13 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
     const V* kappa = as_vec(p.kappa_m.data());
     const V* gain = as_vec(p.memory_gain.data());
     for (int s = 0; s < rows; ++s) {
-        T* delta = out.delta + s * out.memory_stride;
-        scaled_tanh(delta, p.pm);
-        const V* dm = as_vec(delta);
+        V* dm = as_vec(out.delta + s * out.memory_stride);
         V* m = as_vec(out.memory + s * out.memory_stride);
         V* z = as_vec(memory_in + static_cast<std::size_t>(s) * p.pm);
         for (int v = 0; v < nvm; ++v) {
-            const V mv = z[v] + gain[v] * dm[v];
+            const V delta = scaled_tanh<T>(dm[v]);
+            dm[v] = delta;
+            const V mv = z[v] + gain[v] * delta;
             m[v] = mv;
             z[v] = kappa[v] * mv;
         }
