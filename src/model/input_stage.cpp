@@ -43,7 +43,9 @@ std::size_t prepared<T>::bytes() const {
                     memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size() +
                     readout.transposed.size() + readout.rows.size() + readout.bias.size();
     for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
-    return n * sizeof(T) + (row_of.size() + synapse_row.size()) * sizeof(std::int32_t);
+    n += made_from.parameters.size() + made_from.synapse_mask.size();
+    return n * sizeof(T) + (row_of.size() + synapse_row.size()) * sizeof(std::int32_t) +
+           made_from.synapse_index.size() * sizeof(std::int64_t) + made_from.config.size();
 }
 
 template <class T>

@@ -21,6 +21,7 @@
 #include "model/simd.hpp"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace elm::detail {
@@ -116,6 +117,15 @@ struct prepared {
     std::vector<dense_layer<T>> layers;      // l_mlp layers after the first
     dense_layer<T> readout;                  // d_m -> d_o
     aligned_vector<T> kappa_m, memory_gain;  // [pm], 0 in the padding
+
+    // What it was made from (model.cpp prepare_into reuses it when a call's model is bit-for-bit the same).
+    struct source {
+        bool valid = false;
+        std::string config;  // model_config as JSON
+        std::vector<T> parameters;
+        std::vector<std::int64_t> synapse_index;
+        std::vector<T> synapse_mask;
+    } made_from;
 
     std::size_t bytes() const;
 };

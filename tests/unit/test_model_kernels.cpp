@@ -317,6 +317,50 @@ TEST(forward, a_sample_does_not_depend_on_its_batch) {
     }
 }
 
+// A workspace keeps the kernel layout of the parameters it last ran and reuses it when a model is bit-for-bit
+// the same: any change of a parameter (each kind: synapse weight, branch τ, first layer, memory τ, readout),
+// of the routing or of the config must give what a fresh workspace gives.
+TEST(forward, a_reused_workspace_follows_every_change_of_the_model) {
+    const auto c = neuronio_like(15);
+    elm::model<float> m(c, 3);
+    const int B = 3, T = 30;
+    const auto x = elm::synthetic_input<float>("neuronio", B, T, c.num_input, 4);
+    std::vector<float> y(static_cast<std::size_t>(B) * T * 2), fresh(y.size()), before(y.size());
+    elm::workspace<float> ws;
+    m.forward(x, before, ws);
+    auto expect_fresh = [&](const elm::model<float>& mm, const std::string& what) {
+        mm.infer(x, y, ws);
+        elm::workspace<float> other;
+        mm.infer(x, fresh, other);
+        EXPECT_EQ(y, fresh) << what;
+        EXPECT_NE(y, before) << what << ": the change should change the output";
+        mm.forward(x, before, ws);  // the new baseline, through the same workspace
+        EXPECT_EQ(before, fresh) << what;
+    };
+    for (const auto& entry : m.layout()) {
+        auto params = m.parameters().subspan(entry.offset, entry.size);
+        for (auto& v : params) v = v * 1.1f + 0.05f;
+        expect_fresh(m, "parameter " + entry.name);
+    }
+    // Routing: mask one synapse off.
+    std::vector<std::int64_t> index(m.synapse_input_index().begin(), m.synapse_input_index().end());
+    std::vector<float> mask(m.synapse_mask().begin(), m.synapse_mask().end());
+    for (std::size_t i = 0; i < mask.size(); ++i)
+        if (mask[i] != 0.f) {
+            mask[i] = 0.f;
+            break;
+        }
+    m.set_routing(index, mask, "test");
+    expect_fresh(m, "routing");
+    // Config: another model with the same parameter block but a different Δt.
+    auto c2 = c;
+    c2.delta_t = 2.0;
+    elm::model<float> m2(c2, 3);
+    std::copy(m.parameters().begin(), m.parameters().end(), m2.parameters().begin());
+    m2.set_routing(index, mask, "test");
+    expect_fresh(m2, "config delta_t");
+}
+
 TEST(stream, rejects_bad_steps_with_clear_errors) {
     const auto c = neuronio_like(5);
     elm::model<float> m(c, 1);
