@@ -109,19 +109,27 @@ void activate(activation act, const T* pre, T* h, int n) {
     }
 }
 
-// g ⊙ act'(pre) into out. ReLU'(0) = 0 as torch's threshold_backward; SiLU' = σ(a)·(1 + a·(1 - σ(a))).
+// The backward's pass over a hidden layer: g ⊙ act'(pre) into dpre and, for the weight gradients, the
+// activation act(pre) recomputed into h (not stored by the forward), in one read of pre. ReLU'(0) = 0 as
+// torch's threshold_backward; SiLU' = σ(a)·(1 + a·(1 - σ(a))), SiLU = a·σ(a) as activate computes it.
 template <class T>
-void activation_backward(activation act, const T* pre, const T* g, T* out, int n) {
+void activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h, int n) {
     if (act == activation::relu) {
         const vec<T>* a = as_vec(pre);
         const vec<T>* gv = as_vec(g);
-        vec<T>* o = as_vec(out);
+        vec<T>* d = as_vec(dpre);
+        vec<T>* o = as_vec(h);
         const vec<T> zero{};
-        for (int v = 0; v < n / lanes<T>; ++v) o[v] = a[v] > zero ? gv[v] : zero;
+        for (int v = 0; v < n / lanes<T>; ++v) {
+            const auto on = a[v] > zero;
+            d[v] = on ? gv[v] : zero;
+            o[v] = on ? a[v] : zero;
+        }
     } else {
         const const_array_map<T> a(pre, n);
+        array_map<T>(h, n) = a / (T(1) + (-a).exp());
         const auto s = T(1) / (T(1) + (-a).exp());
-        array_map<T>(out, n) = const_array_map<T>(g, n) * (s * (T(1) + a * (T(1) - s)));
+        array_map<T>(dpre, n) = const_array_map<T>(g, n) * (s * (T(1) + a * (T(1) - s)));
     }
 }
 
@@ -415,8 +423,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     T* dpre = dpre_blk + l * blayer + i * p.ph;
                     T* h = h_blk + l * blayer + i * p.ph;
                     for (int s = 0; s < rows; ++s) {
-                        activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h, p.ph);
-                        activate(p.act, pre + s * hs, h + s * bs_h, p.ph);
+                        activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h, h + s * bs_h,
+                                            p.ph);
                     }
                     if (l > 0) {
                         const auto& w = p.layers[static_cast<std::size_t>(l - 1)];
