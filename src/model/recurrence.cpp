@@ -303,12 +303,12 @@ void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n
 }
 
 // Steps per backward block: as many as keep the block's buffers (dL/d(MLP output), κ_m ⊙ m_{t-1}, hidden
-// gradients and activations) of the whole batch in about 1 MB, so of any thread's samples in less. From
-// the batch alone: the blocks order the weight-gradient sums, which must not depend on the thread count.
+// gradients and activations) of one gradient chunk in about 1 MB. From the chunk size, which the batch alone
+// sets: the blocks order the weight-gradient sums, which must not depend on the thread count.
 template <class T>
-int backward_block_steps(const prepared<T>& p) {
+int backward_block_steps(const prepared<T>& p, int chunk_size) {
     const std::size_t per_step =
-        static_cast<std::size_t>(p.d.B) * sizeof(T) *
+        static_cast<std::size_t>(chunk_size) * sizeof(T) *
         (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
     return static_cast<int>(
         std::clamp<std::size_t>((1024 * 1024) / std::max<std::size_t>(per_step, 1), 4, 64));
@@ -339,7 +339,7 @@ std::size_t padded_gradients_size(const prepared<T>& p) {
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
     const std::size_t n = static_cast<std::size_t>(rows),
-                      tb = static_cast<std::size_t>(backward_block_steps(p));
+                      tb = static_cast<std::size_t>(backward_block_steps(p, rows));
     const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0;
     const std::size_t block =
         n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
@@ -354,7 +354,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const dims& d = p.d;
     const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
-    const int tb = backward_block_steps(p);
+    const int tb = backward_block_steps(p, chunk_size);
     // State carried from step to step (zero after the last step) and the block buffers.
     T* carry = scratch;            // [rows][pm] dL/dm_t
     T* dz = carry + n * p.pm;      // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
