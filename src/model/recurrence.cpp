@@ -293,12 +293,22 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
 // ---- backward ------------------------------------------------------------------------------------------
 namespace {
 
-// out[k] += Σ_r rows[r·stride + k], k < n, rows in order.
+// out[k] += Σ_r rows[r·stride + k], k < n: the rows summed in order, then added to out (bias gradients).
+// Padded rows (stride a whole number of vectors, aligned) are summed in whole vectors.
 template <class T>
 void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n, T* out) {
-    for (std::size_t r = 0; r < count; ++r) {
-        const T* row = rows + r * stride;
-        for (int k = 0; k < n; ++k) out[k] += row[k];
+    if (stride % lanes<T> == 0) {
+        for (int v = 0; v * lanes<T> < n; ++v) {
+            vec<T> sum{};
+            for (std::size_t r = 0; r < count; ++r) sum += as_vec(rows + r * stride)[v];
+            for (int l = 0; l < lanes<T> && v * lanes<T> + l < n; ++l) out[v * lanes<T> + l] += sum[l];
+        }
+        return;
+    }
+    for (int k = 0; k < n; ++k) {
+        T sum = 0;
+        for (std::size_t r = 0; r < count; ++r) sum += rows[r * stride + k];
+        out[k] += sum;
     }
 }
 
@@ -343,7 +353,7 @@ std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
     const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0;
     const std::size_t block =
         n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
-    return state + block + tb * p.po;
+    return state + block;
 }
 
 template <class T>
@@ -367,7 +377,6 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     T* zm_blk = dout_blk + n * tb * p.pm;                               // [rows][steps][pm]
     T* dpre_blk = zm_blk + n * tb * p.pm;                               // [l_mlp][rows][steps][ph]
     T* h_blk = dpre_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [l_mlp][rows][steps][ph]
-    T* dy_pad = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;    // [steps][po]
     T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;          // Σ_t dL/dκ_m per sample
     T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;           // Σ_t dL/dgain per sample
 
@@ -482,13 +491,10 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             const T* dfirst_c = dfirst_blk + c0 * f_stride;
             deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, p.pm, cg.padded + off.memory);
             add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
-            // Readout: dy rows are the caller's [B][T][d_o]; pad them per sample.
+            // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding needed).
             for (int s = c0; s < c0 + nb; ++s) {
                 const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
-                for (std::size_t r = 0; r < steps; ++r)
-                    for (int o = 0; o < p.po; ++o)
-                        dy_pad[r * p.po + o] = o < d.d_o ? dy[(row + r) * d.d_o + o] : T(0);
-                deep_product(steps, dy_pad, p.po, d.d_o, a.memory + row * p.pm, p.pm,
+                deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, p.pm,
                              cg.padded + off.readout);
                 add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
             }
