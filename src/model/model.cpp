@@ -437,20 +437,27 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // Input stage from dL/dU (kernels.hpp): U[c, g] = Σ_i w_s[i]·W_b[:, branch(i)], so per valid synapse i
     // dW_b[:, branch(i)] += w_s[i]·dL/dU and dw_s[i] = W_b[:, branch(i)]·dL/dU; w_s = ReLU(ŵ_s) passes the
     // gradient where ŵ_s > 0 (torch's relu backward gives 0 at 0).
-    const int n0 = d.n0(), dz = d.d_z();
-    for (int i = 0; i < d.d_s; ++i) {
-        const auto r = p.synapse_row[i];
-        if (r < 0) continue;  // masked: multiplied by 0 in the published model
-        const int j = i / d.d_brch;
-        const T* q = proj_grad + static_cast<std::size_t>(r) * p.p0;
-        const T* wb = p.branch_weight.data() + static_cast<std::size_t>(j) * p.p0;
-        const T w = p.w_s[i];
-        T dw = 0;
-        for (int k = 0; k < n0; ++k) {
-            gp.weight[0][static_cast<std::size_t>(k) * dz + j] += w * q[k];
-            dw += wb[k] * q[k];
+    // Per branch: its column of dW_0 summed over its synapses in padded vectors, then stored once (the
+    // column is strided in the parameter layout); rows of dL/dU and W_b are zero in the padding.
+    const int n0 = d.n0(), dz = d.d_z(), nv0 = p.p0 / detail::lanes<T>;
+    aligned_vector<T> column(static_cast<std::size_t>(p.p0));
+    for (int j = 0, i = 0; j < d.d_tree; ++j) {
+        std::fill(column.begin(), column.end(), T(0));
+        auto* dwb = detail::as_vec(column.data());
+        const auto* wb = detail::as_vec(p.branch_weight.data() + static_cast<std::size_t>(j) * p.p0);
+        for (int k = 0; k < d.d_brch; ++k, ++i) {
+            const auto r = p.synapse_row[i];
+            if (r < 0) continue;  // masked: multiplied by 0 in the published model
+            const auto* q = detail::as_vec(proj_grad + static_cast<std::size_t>(r) * p.p0);
+            const T w = p.w_s[i];
+            detail::vec<T> dw{};
+            for (int v = 0; v < nv0; ++v) {
+                dwb[v] += w * q[v];
+                dw += wb[v] * q[v];
+            }
+            if (pv.proto_w_s[i] > T(0)) gp.proto_w_s[i] += detail::horizontal_sum<T>(dw);
         }
-        if (pv.proto_w_s[i] > T(0)) gp.proto_w_s[i] += dw;
+        for (int k = 0; k < n0; ++k) gp.weight[0][static_cast<std::size_t>(k) * dz + j] += column[k];
     }
     // τ_m through κ_m and the gain (§1.4): dτ/dp = (hi - lo)·σ(p)(1 - σ(p)).
     const double lo = config_.memory_tau_min, hi = config_.effective_tau_max();
