@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,16 +73,29 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-// Median seconds of `repeats` calls after one untimed warm-up (buffers allocated, caches warm).
+// How often each measurement calls the code: at least `repeats` times and until `min_seconds` are timed, so
+// that a short call is timed many times and a burst of other load on the machine moves few of the samples.
+struct timing {
+    int repeats = 5;
+    double min_seconds = 0.3;
+};
+constexpr int max_timed_calls = 10000;
+
+// Median seconds of the timed calls after one untimed warm-up (buffers allocated, caches warm); their number
+// into *calls.
 template <class F>
-double time_median(F&& f, int repeats) {
+double time_median(F&& f, const timing& how, int* calls = nullptr) {
     f();
     std::vector<double> t;
-    for (int i = 0; i < repeats; ++i) {
+    double total = 0;
+    while (static_cast<int>(t.size()) < how.repeats ||
+           (total < how.min_seconds && static_cast<int>(t.size()) < max_timed_calls)) {
         const auto t0 = std::chrono::steady_clock::now();
         f();
         t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        total += t.back();
     }
+    if (calls) *calls = static_cast<int>(t.size());
     return median(t);
 }
 
@@ -97,7 +111,7 @@ struct machine_peak {
     double sgemm() const { return std::max(eigen_sgemm, peer_sgemm); }
 };
 
-json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
+json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak) {
     model<float> m(s.config, 1);
     const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2);
     const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
@@ -106,15 +120,16 @@ json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
     optimizer_config oc;
     oc.lr = 1e-4;
     optimizer<float> opt(oc, g.size());
-    const double infer = time_median([&] { m.infer(x, y, ws_infer); }, repeats);
-    const double fwd = time_median([&] { m.forward(x, y, ws); }, repeats);
+    std::array<int, 4> calls{};
+    const double infer = time_median([&] { m.infer(x, y, ws_infer); }, how, &calls[0]);
+    const double fwd = time_median([&] { m.forward(x, y, ws); }, how, &calls[1]);
     const double fwd_bwd = time_median(
         [&] {
             m.forward(x, y, ws);
             std::fill(g.begin(), g.end(), 0.f);
             m.backward(x, dy, ws, g);
         },
-        repeats);
+        how, &calls[2]);
     const double train = time_median(
         [&] {
             m.forward(x, y, ws);
@@ -122,7 +137,7 @@ json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
             m.backward(x, dy, ws, g);
             opt.step(m.parameters(), g, m.trainable_mask(), oc.lr);
         },
-        repeats);
+        how, &calls[3]);
     const double sample_steps = static_cast<double>(s.batch) * s.time;
     const int threads = std::min(num_threads(), s.batch);  // a sample's steps are sequential
     // Machine limit (the definition): the per-step MLP FLOPs at the single-core sgemm peak, on the
@@ -147,7 +162,9 @@ json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
            {"train_sample_steps_per_s", sample_steps / train},
            {"mlp_gflop_per_call", flops / 1e9},
            {"workspace_mb", static_cast<double>(ws.bytes()) / (1 << 20)},
-           {"peak_rss_mb", peak_rss_mb()}};
+           {"peak_rss_mb", peak_rss_mb()},
+           {"timed_calls",
+            {{"inference", calls[0]}, {"forward", calls[1]}, {"forward_backward", calls[2]}, {"train_step", calls[3]}}}};
     // The arithmetic this implementation cannot avoid (unpadded): per step the memory half of layer 0, the
     // hidden and output layers and the readout, plus one row of U per input event; a train step does the
     // dense part three times and the input part twice. At the SIMD FMA peak this bounds any ratio.
@@ -176,7 +193,7 @@ json bench_one(const bench_shape& s, int repeats, const machine_peak& peak) {
 }
 
 // One sample, one step per call through elm::stream (state kept between calls), one thread.
-json bench_streaming(int steps, int repeats) {
+json bench_streaming(int steps, const timing& how) {
     auto s = reference_shapes().front();
     model<float> m(s.config, 1);
     const auto x = synthetic_input<float>(s.input_kind, 1, steps, s.config.num_input, 3);
@@ -187,7 +204,7 @@ json bench_streaming(int steps, int repeats) {
             st.reset();
             for (int i = 0; i < steps; ++i) st.step(x, i, y);
         },
-        repeats);
+        how);
     return {{"shape", streaming_name},
             {"config", json::parse(to_json(s.config))},
             {"batch", 1},
@@ -426,7 +443,7 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
 // ---- scaling sweep ---------------------------------------------------------------------------------------
 
 // Cost of inference and of a train step around the NeuronIO d_m = 15 shape, one factor at a time.
-json scaling_sweep(int repeats, const std::string& out_dir) {
+json scaling_sweep(const timing& how, const std::string& out_dir) {
     namespace fs = std::filesystem;
     const auto base = reference_shapes().front();
     struct point {
@@ -463,7 +480,7 @@ json scaling_sweep(int repeats, const std::string& out_dir) {
     progress bar("scaling", static_cast<std::int64_t>(points.size()), "points");
     std::int64_t done = 0;
     for (const auto& p : points) {
-        const auto r = bench_one(p.shape, repeats, machine_peak{});
+        const auto r = bench_one(p.shape, how, machine_peak{});
         const double ss = static_cast<double>(p.shape.batch) * p.shape.time;
         json row{{"factor", p.factor},
                  {"value", p.value},
@@ -527,6 +544,7 @@ void register_bench(CLI::App& app) {
     static std::string json_out, only, peer_python, peer_script, config, name = "custom", input = "counts",
                                                                          scaling;
     static int repeats = 5, threads = 0, peer_repeats = 0, peer_warmup = 2, batch = 8, time = 500;
+    static double min_time = 0.3;
     static int stream_steps = 20000;
     static bool peer = false;
     cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
@@ -540,8 +558,11 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--time", time, "Steps of the --config shape")->check(CLI::PositiveNumber);
     cmd->add_option("--input", input, "Input of the --config shape: neuronio, counts or onehot")
         ->check(CLI::IsMember({"neuronio", "counts", "onehot"}));
-    cmd->add_option("--repeats", repeats, "Timed repeats per measurement (median reported)")
+    cmd->add_option("--repeats", repeats, "Timed calls per measurement, at least (median reported)")
         ->check(CLI::PositiveNumber);
+    cmd->add_option("--min-time", min_time,
+                    "Seconds each measurement times at least (more calls of short ones; 0: --repeats only)")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--threads", threads, "Threads (default: all cores); the peer gets the same number");
     cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")
         ->check(CLI::PositiveNumber);
@@ -564,7 +585,7 @@ void register_bench(CLI::App& app) {
     cmd->callback([] {
         set_num_threads(threads);
         if (!scaling.empty()) {
-            scaling_sweep(repeats, scaling);
+            scaling_sweep(timing{repeats, min_time}, scaling);
             return;
         }
         std::vector<bench_shape> shapes;
@@ -602,6 +623,9 @@ void register_bench(CLI::App& app) {
             peak.peer_sgemm = ps["sgemm_gflops"].get<double>();
             machine["peer_sgemm_blas"] = ps["blas"].value("summary", "?");
         }
+        machine["timing"] = {{"ours", "median of at least --repeats calls timing at least --min-time s, after a warm-up"},
+                             {"repeats", repeats},
+                             {"min_time_s", min_time}};
         machine["peak_gflops_one_thread"] = {{"eigen_sgemm", peak.eigen_sgemm},
                                              {"peer_sgemm", peak.peer_sgemm},
                                              {"sgemm_used_for_limit", peak.sgemm()},
@@ -615,7 +639,7 @@ void register_bench(CLI::App& app) {
         std::printf("%-28s %3s %10s %10s %10s %10s %12s %12s %9s %7s\n", "shape", "thr", "infer ms", "fwd ms",
                     "fwd+bwd ms", "train ms", "infer s-s/s", "train s-s/s", "limit %", "WS MB");
         for (const auto& s : shapes) {
-            auto r = bench_one(s, repeats, peak);
+            auto r = bench_one(s, timing{repeats, min_time}, peak);
             char lim[32];
             std::snprintf(lim, sizeof lim, "%.0f/%.0f", 100 * r["fraction_of_limit_inference"].get<double>(),
                           100 * r["fraction_of_limit_train"].get<double>());
@@ -666,7 +690,7 @@ void register_bench(CLI::App& app) {
         if (with_streaming) {
             const int saved = threads;
             set_num_threads(1);
-            auto r = bench_streaming(stream_steps, repeats);
+            auto r = bench_streaming(stream_steps, timing{repeats, min_time});
             set_num_threads(saved);
             const double rate = r["steps_per_s"].get<double>();
             std::printf(

@@ -43,7 +43,7 @@ def test_bench_peer_prints_every_ratio():
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
-                            "--batch", "2", "--time", "30", "--input", "neuronio", "--repeats", "1",
+                            "--batch", "2", "--time", "30", "--input", "neuronio", "--repeats", "1", "--min-time", "0",
                             "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "1", "--json", out],
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr

@@ -120,7 +120,7 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     const auto dir = temp_dir();
     const auto out = dir / "bench.json";
     const auto r = run_cli("bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 3 "
-                           "--time 40 --input counts --repeats 1 --threads 1 --json " + out.string());
+                           "--time 40 --input counts --repeats 1 --min-time 0 --threads 1 --json " + out.string());
     ASSERT_EQ(r.status, 0) << r.output;
     std::ifstream f(out);
     const auto j = nlohmann::json::parse(f);
@@ -139,6 +139,31 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
         EXPECT_GT(s[key].get<double>(), 0) << key;
     // The limit is the MLP's FLOPs at the sgemm peak: 2·((20 + 4)·8 + 8·4) FLOPs per sample-step.
     EXPECT_NEAR(s["mlp_gflop_per_call"].get<double>(), 2.0 * (24 * 8 + 8 * 4) * 3 * 40 / 1e9, 1e-12);
+    EXPECT_EQ(j["machine"]["timing"]["repeats"], 1);
+    EXPECT_EQ(j["machine"]["timing"]["min_time_s"], 0.0);
+    fs::remove_all(dir);
+}
+
+// --min-time: each of the four measurements (inference, forward, forward+backward, train step) keeps calling
+// the model until it has timed that long, however short one call is; --repeats alone times that many calls.
+TEST(cli, bench_min_time_times_each_measurement_that_long) {
+    const auto dir = temp_dir();
+    const std::string model = "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' "
+                              "--batch 3 --time 40 --input counts --threads 1 --json ";
+    const auto r = run_cli(model + (dir / "a.json").string() + " --repeats 2 --min-time 0.2");
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto r0 = run_cli(model + (dir / "b.json").string() + " --repeats 2 --min-time 0");
+    ASSERT_EQ(r0.status, 0) << r0.output;
+    std::ifstream fa(dir / "a.json"), fb(dir / "b.json");
+    const auto a = nlohmann::json::parse(fa)["results"][0], b = nlohmann::json::parse(fb)["results"][0];
+    for (const char* m : {"inference", "forward", "forward_backward", "train_step"}) {
+        EXPECT_EQ(b["timed_calls"][m], 2) << m;
+        const int n = a["timed_calls"][m];
+        const double ms = a[std::string(m) + "_ms"];
+        // n calls of about `ms` each fill 0.2 s (the median call may differ from the mean: a factor 3 of slack).
+        EXPECT_GT(n, 2) << m;
+        EXPECT_GE(n * ms * 3, 200.0) << m << ": " << n << " calls of " << ms << " ms";
+    }
     fs::remove_all(dir);
 }
 
@@ -157,7 +182,7 @@ TEST(cli, bench_rejects_unknown_shapes_and_bad_configs) {
 
 TEST(cli, bench_scaling_writes_csv_json_and_plot) {
     const auto dir = temp_dir() / "scaling";
-    const auto r = run_cli("bench --scaling " + dir.string() + " --repeats 1 --threads 1");
+    const auto r = run_cli("bench --scaling " + dir.string() + " --repeats 1 --min-time 0 --threads 1");
     ASSERT_EQ(r.status, 0) << r.output;
     std::ifstream csv(dir / "scaling.csv");
     std::string header, line;
