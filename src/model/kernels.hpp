@@ -141,6 +141,9 @@ void prepare(const model_config& config, const parameter_views<const T>& p, cons
 // np a multiple of the SIMD width; x: rows of n_in scalars (row stride xs); out/init rows of np values
 // (strides os, is; is = 0 repeats one init row, e.g. a bias; init may be out). Summation order per element:
 // init, then j = 0, 1, ..., the same for every row.
+// Rows per register block of dense_rows: a product over fewer rows reloads its weights for fewer of them.
+inline constexpr int max_block_rows = 8;
+
 template <class T>
 void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init,
                 std::size_t is, T* out, std::size_t os);
@@ -194,11 +197,12 @@ struct activations {
     T* memory = nullptr;  // m_t
 };
 
-// Scratch sizes (elements) of forward_chunk and backward_range for `rows` samples.
+// Scratch sizes (elements) of forward_chunk and backward_range for `rows` samples (backward: in chunks of
+// chunk_size).
 template <class T>
 std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep);
 template <class T>
-std::size_t backward_scratch_size(const prepared<T>& p, int rows);
+std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size);
 
 // Forward of samples [b0, b0 + rows) over all steps, in blocks of steps. keep: the whole-batch activation
 // buffers to fill for backward, or nullptr for inference (activations only in scratch blocks).

@@ -35,7 +35,6 @@ using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 // ------------------------------------------- A block is SB rows x KB vectors of accumulators (SB·KB ≤ 16);
 // for each j it loads KB vectors of row j of M and broadcasts SB scalars of x. Blocks of vectors are the
 // outer loop, so the strip of M a block reads (n_in x KB vectors) is reused from L1 by every block of rows.
-constexpr int max_block_rows = 8;
 // Accumulator registers: 16 of the 32 vector registers with AVX-512, 8 of the 16 otherwise (enough
 // independent FMA chains to cover their latency, and room for the loaded row of M and the broadcasts).
 constexpr int max_accumulators = max_block_vectors == 4 ? 16 : 8;
@@ -347,9 +346,9 @@ std::size_t padded_gradients_size(const prepared<T>& p) {
 }
 
 template <class T>
-std::size_t backward_scratch_size(const prepared<T>& p, int rows) {
+std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size) {
     const std::size_t n = static_cast<std::size_t>(rows),
-                      tb = static_cast<std::size_t>(backward_block_steps(p, rows));
+                      tb = static_cast<std::size_t>(backward_block_steps(p, chunk_size));
     const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0;
     const std::size_t block =
         n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
@@ -524,7 +523,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);                      \
     template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                    \
     template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                            \
-    template std::size_t backward_scratch_size<T>(const prepared<T>&, int);                                 \
+    template std::size_t backward_scratch_size<T>(const prepared<T>&, int, int);                            \
     template std::size_t padded_gradients_size<T>(const prepared<T>&);                                      \
     template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int,                      \
                                    const activations<T>*, T*, T*);                                          \
