@@ -164,7 +164,10 @@ json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak
            {"workspace_mb", static_cast<double>(ws.bytes()) / (1 << 20)},
            {"peak_rss_mb", peak_rss_mb()},
            {"timed_calls",
-            {{"inference", calls[0]}, {"forward", calls[1]}, {"forward_backward", calls[2]}, {"train_step", calls[3]}}}};
+            {{"inference", calls[0]},
+             {"forward", calls[1]},
+             {"forward_backward", calls[2]},
+             {"train_step", calls[3]}}}};
     // The arithmetic this implementation cannot avoid (unpadded): per step the memory half of layer 0, the
     // hidden and output layers and the readout, plus one row of U per input event; a train step does the
     // dense part three times and the input part twice. At the SIMD FMA peak this bounds any ratio.
@@ -623,9 +626,10 @@ void register_bench(CLI::App& app) {
             peak.peer_sgemm = ps["sgemm_gflops"].get<double>();
             machine["peer_sgemm_blas"] = ps["blas"].value("summary", "?");
         }
-        machine["timing"] = {{"ours", "median of at least --repeats calls timing at least --min-time s, after a warm-up"},
-                             {"repeats", repeats},
-                             {"min_time_s", min_time}};
+        machine["timing"] = {
+            {"ours", "median of at least --repeats calls timing at least --min-time s, after a warm-up"},
+            {"repeats", repeats},
+            {"min_time_s", min_time}};
         machine["peak_gflops_one_thread"] = {{"eigen_sgemm", peak.eigen_sgemm},
                                              {"peer_sgemm", peak.peer_sgemm},
                                              {"sgemm_used_for_limit", peak.sgemm()},

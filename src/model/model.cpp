@@ -377,15 +377,17 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter layout), dL/dU and padded weight
     // accumulators, summed in chunk order below so that the result does not depend on the thread count; per
     // thread the backward's scratch. Threads take whole chunks and run them one group after another (the
-    // samples of a group in lockstep): a group's dL/dU and block buffers share the cache with no other group's.
-    // A group is one chunk, or as many small chunks as fill a register block of rows (max_block_rows).
+    // samples of a group in lockstep): a group's dL/dU and block buffers share the cache with no other
+    // group's. A group is one chunk, or as many small chunks as fill a register block of rows
+    // (max_block_rows).
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
     const int threads = std::min(run_threads(), chunks);
     const std::size_t P = params_.size(), grad_size = detail::padded<T>(P), proj_size = p.proj.size();
     const std::size_t per_chunk_size =
         grad_size + proj_size + detail::padded<T>(detail::padded_gradients_size(p));
     const int group = std::max(1, detail::max_block_rows / per_chunk);
-    const std::size_t scratch = detail::padded<T>(detail::backward_scratch_size(p, group * per_chunk, per_chunk));
+    const std::size_t scratch =
+        detail::padded<T>(detail::backward_scratch_size(p, group * per_chunk, per_chunk));
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
     ws.scratch.assign(2 * rows_pm + per_chunk_size * chunks + scratch * threads, T(0));
     T* dkappa_rows = ws.scratch.data();

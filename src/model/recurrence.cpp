@@ -490,7 +490,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             const T* dfirst_c = dfirst_blk + c0 * f_stride;
             deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, p.pm, cg.padded + off.memory);
             add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
-            // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding needed).
+            // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding
+            // needed).
             for (int s = c0; s < c0 + nb; ++s) {
                 const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
                 deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, p.pm,

@@ -148,8 +148,9 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
 // the model until it has timed that long, however short one call is; --repeats alone times that many calls.
 TEST(cli, bench_min_time_times_each_measurement_that_long) {
     const auto dir = temp_dir();
-    const std::string model = "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' "
-                              "--batch 3 --time 40 --input counts --threads 1 --json ";
+    const std::string model =
+        "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' "
+        "--batch 3 --time 40 --input counts --threads 1 --json ";
     const auto r = run_cli(model + (dir / "a.json").string() + " --repeats 2 --min-time 0.2");
     ASSERT_EQ(r.status, 0) << r.output;
     const auto r0 = run_cli(model + (dir / "b.json").string() + " --repeats 2 --min-time 0");
@@ -160,7 +161,8 @@ TEST(cli, bench_min_time_times_each_measurement_that_long) {
         EXPECT_EQ(b["timed_calls"][m], 2) << m;
         const int n = a["timed_calls"][m];
         const double ms = a[std::string(m) + "_ms"];
-        // n calls of about `ms` each fill 0.2 s (the median call may differ from the mean: a factor 3 of slack).
+        // n calls of about `ms` each fill 0.2 s (the median call may differ from the mean: a factor 3 of
+        // slack).
         EXPECT_GT(n, 2) << m;
         EXPECT_GE(n * ms * 3, 200.0) << m << ": " << n << " calls of " << ms << " ms";
     }
