@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -293,10 +294,11 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
 namespace {
 
 // out[k] += Σ_r rows[r·stride + k], k < n: the rows summed in order, then added to out (bias gradients).
-// Padded rows (stride a whole number of vectors, aligned) are summed in whole vectors.
+// Padded rows (stride a whole number of vectors, aligned: our buffers, not the caller's dy) are summed in
+// whole vectors.
 template <class T>
 void add_column_sums(const T* rows, std::size_t count, std::size_t stride, int n, T* out) {
-    if (stride % lanes<T> == 0) {
+    if (stride % lanes<T> == 0 && reinterpret_cast<std::uintptr_t>(rows) % simd_bytes == 0) {
         for (int v = 0; v * lanes<T> < n; ++v) {
             vec<T> sum{};
             for (std::size_t r = 0; r < count; ++r) sum += as_vec(rows + r * stride)[v];

@@ -162,9 +162,9 @@ TEST(cli, bench_min_time_times_each_measurement_that_long) {
         const int n = a["timed_calls"][m];
         const double ms = a[std::string(m) + "_ms"];
         // n calls of about `ms` each fill 0.2 s (the median call may differ from the mean: a factor 3 of
-        // slack).
+        // slack), unless the cap of 10000 calls came first.
         EXPECT_GT(n, 2) << m;
-        EXPECT_GE(n * ms * 3, 200.0) << m << ": " << n << " calls of " << ms << " ms";
+        EXPECT_TRUE(n == 10000 || n * ms * 3 >= 200.0) << m << ": " << n << " calls of " << ms << " ms";
     }
     fs::remove_all(dir);
 }

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -342,16 +343,36 @@ TEST(forward, a_reused_workspace_follows_every_change_of_the_model) {
         for (auto& v : params) v = v * 1.1f + 0.05f;
         expect_fresh(m, "parameter " + entry.name);
     }
-    // Routing: mask one synapse off.
+    // The very last parameter alone (the compared range must cover the whole block).
+    m.parameters().back() += 0.25f;
+    expect_fresh(m, "last parameter");
+    // Routing: one synapse moved to another input channel, then one synapse masked off.
     std::vector<std::int64_t> index(m.synapse_input_index().begin(), m.synapse_input_index().end());
     std::vector<float> mask(m.synapse_mask().begin(), m.synapse_mask().end());
-    for (std::size_t i = 0; i < mask.size(); ++i)
-        if (mask[i] != 0.f) {
-            mask[i] = 0.f;
-            break;
-        }
+    const auto first_valid = static_cast<std::size_t>(
+        std::find_if(mask.begin(), mask.end(), [](float v) { return v != 0.f; }) - mask.begin());
+    ASSERT_LT(first_valid, mask.size());
+    index[first_valid] = (index[first_valid] + 1) % c.num_input;
     m.set_routing(index, mask, "test");
-    expect_fresh(m, "routing");
+    expect_fresh(m, "routing index");
+    mask[first_valid] = 0.f;
+    m.set_routing(index, mask, "test");
+    expect_fresh(m, "routing mask");
+    // Another batch and length through the same (reused) layout.
+    const auto x2 = elm::synthetic_input<float>("neuronio", 2, 17, c.num_input, 8);
+    std::vector<float> y2(2 * 17 * 2), y2_fresh(y2.size());
+    m.infer(x2, y2, ws);
+    elm::workspace<float> other;
+    m.infer(x2, y2_fresh, other);
+    EXPECT_EQ(y2, y2_fresh);
+    // A backward after a forward that reused the layout gives the gradients of a fresh workspace.
+    std::vector<float> dy(y.size(), 1e-2f), g(m.parameters().size(), 0.f), g_fresh(g.size(), 0.f);
+    m.forward(x, y, ws);
+    m.backward(x, dy, ws, g);
+    elm::workspace<float> fresh_ws;
+    m.forward(x, fresh, fresh_ws);
+    m.backward(x, dy, fresh_ws, g_fresh);
+    EXPECT_EQ(g, g_fresh);
     // Config: another model with the same parameter block but a different Δt.
     auto c2 = c;
     c2.delta_t = 2.0;
