@@ -171,6 +171,25 @@ TEST_P(model_gradients, match_central_differences) {
 INSTANTIATE_TEST_SUITE_P(randomised_configs, model_gradients, ::testing::ValuesIn(cases()),
                          [](const auto& param_info) { return param_info.param.name; });
 
+// Outputs and parameter gradients of one forward + backward with 1, 2 and 3 threads.
+struct thread_run {
+    std::vector<float> y, g;
+};
+std::vector<thread_run> run_over_threads(const elm::model<float>& m, const elm::sparse_input<float>& x,
+                                         const std::vector<float>& dy) {
+    std::vector<thread_run> runs;
+    for (int threads : {1, 2, 3}) {
+        elm::set_num_threads(threads);
+        thread_run r{std::vector<float>(dy.size()), std::vector<float>(m.parameters().size(), 0.f)};
+        elm::workspace<float> ws;
+        m.forward(x, r.y, ws);
+        m.backward(x, dy, ws, r.g);
+        runs.push_back(std::move(r));
+    }
+    elm::set_num_threads(0);
+    return runs;
+}
+
 TEST(model_gradients, results_do_not_depend_on_thread_count) {
     elm::model_config c;
     c.num_input = 12;
@@ -185,21 +204,11 @@ TEST(model_gradients, results_do_not_depend_on_thread_count) {
     const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
     std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
     for (auto& v : r) v = normal(gen);
-    std::vector<std::vector<float>> outs, grads;
-    for (int threads : {1, 2, 3}) {
-        elm::set_num_threads(threads);
-        std::vector<float> y(r.size()), g(m.parameters().size(), 0.f);
-        elm::workspace<float> ws;
-        m.forward(x, y, ws);
-        m.backward(x, r, ws, g);
-        outs.push_back(y);
-        grads.push_back(g);
+    const auto runs = run_over_threads(m, x, r);
+    for (int i : {1, 2}) {
+        EXPECT_EQ(runs[0].y, runs[i].y);
+        EXPECT_EQ(runs[0].g, runs[i].g);
     }
-    elm::set_num_threads(0);
-    EXPECT_EQ(outs[0], outs[1]);
-    EXPECT_EQ(outs[0], outs[2]);
-    EXPECT_EQ(grads[0], grads[1]);
-    EXPECT_EQ(grads[0], grads[2]);
 }
 
 }  // namespace
@@ -228,18 +237,8 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
         const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
         std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
         for (auto& v : r) v = normal(gen);
-        std::vector<std::vector<float>> grads;
-        for (int threads : {1, 2, 3}) {
-            elm::set_num_threads(threads);
-            std::vector<float> y(r.size()), g(m.parameters().size(), 0.f);
-            elm::workspace<float> ws;
-            m.forward(x, y, ws);
-            m.backward(x, r, ws, g);
-            grads.push_back(g);
-        }
-        elm::set_num_threads(0);
-        EXPECT_EQ(grads[0], grads[1]) << "batch " << B;
-        EXPECT_EQ(grads[0], grads[2]) << "batch " << B;
+        const auto runs = run_over_threads(m, x, r);
+        for (int i : {1, 2}) EXPECT_EQ(runs[0].g, runs[i].g) << "batch " << B << ", " << i + 1 << " threads";
     }
 }
 
