@@ -126,10 +126,14 @@ void activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h
             o[v] = on ? a[v] : zero;
         }
     } else {
+        // One exp per element: the denominator 1 + exp(-a) goes into dpre first (element-wise, so the
+        // in-place update below reads each element before writing it); same values as activate's.
         const const_array_map<T> a(pre, n);
-        array_map<T>(h, n) = a / (T(1) + (-a).exp());
-        const auto s = T(1) / (T(1) + (-a).exp());
-        array_map<T>(dpre, n) = const_array_map<T>(g, n) * (s * (T(1) + a * (T(1) - s)));
+        array_map<T> d(dpre, n);
+        d = T(1) + (-a).exp();
+        array_map<T>(h, n) = a / d;
+        const auto s = T(1) / d;
+        d = const_array_map<T>(g, n) * (s * (T(1) + a * (T(1) - s)));
     }
 }
 
