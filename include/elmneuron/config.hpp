@@ -49,6 +49,8 @@ struct model_config {
 
     // Throws elm::error (file = source) if sizes or ranges are inconsistent.
     void validate(std::string_view source) const;
+
+    bool operator==(const model_config&) const = default;
 };
 
 // Parses JSON text with the published keys; every unknown key, wrong type or invalid value is an error

@@ -45,7 +45,7 @@ std::size_t prepared<T>::bytes() const {
     for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
     n += made_from.parameters.size() + made_from.synapse_mask.size();
     return n * sizeof(T) + (row_of.size() + synapse_row.size()) * sizeof(std::int32_t) +
-           made_from.synapse_index.size() * sizeof(std::int64_t) + made_from.config.size();
+           made_from.synapse_index.size() * sizeof(std::int64_t);
 }
 
 template <class T>

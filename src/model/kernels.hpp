@@ -21,7 +21,6 @@
 #include "model/simd.hpp"
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 namespace elm::detail {
@@ -118,10 +117,11 @@ struct prepared {
     dense_layer<T> readout;                  // d_m -> d_o
     aligned_vector<T> kappa_m, memory_gain;  // [pm], 0 in the padding
 
-    // What it was made from (model.cpp prepare_into reuses it when a call's model is bit-for-bit the same).
+    // What it was made from (model.cpp prepare_into reuses it when a call's model has an equal config and
+    // the same bits of parameters and routing).
     struct source {
         bool valid = false;
-        std::string config;  // model_config as JSON
+        model_config config;
         std::vector<T> parameters;
         std::vector<std::int64_t> synapse_index;
         std::vector<T> synapse_mask;

@@ -271,7 +271,8 @@ bool same_bits(std::span<const U> a, const std::vector<U>& b) {
 }
 
 // The kernel layout depends on the parameters, routing and config alone (the batch and time only set its
-// dims). When they are bit-for-bit those it was made from, it is reused: evaluation calls the model batch
+// dims). When they are those it was made from (an equal config, the same bits of parameters and routing),
+// it is reused: evaluation calls the model batch
 // after batch with the same parameters, and prepare is a visible part of a short call. A training step
 // changes the parameters, so the next forward prepares again.
 template <class T>
@@ -279,11 +280,10 @@ void prepare_into(const model<T>& m, int batch, int time, std::shared_ptr<detail
     if (!out) out = std::make_shared<detail::prepared<T>>();
     auto& p = *out;
     const auto& c = m.config();
-    const std::string config = to_json(c);
     const std::span<const T> params(m.parameters().data(), m.parameters().size());
     const std::span<const std::int64_t> index(m.synapse_input_index().data(), m.synapse_input_index().size());
     const std::span<const T> mask(m.synapse_mask().data(), m.synapse_mask().size());
-    if (p.made_from.valid && p.made_from.config == config && same_bits(params, p.made_from.parameters) &&
+    if (p.made_from.valid && p.made_from.config == c && same_bits(params, p.made_from.parameters) &&
         same_bits(index, p.made_from.synapse_index) && same_bits(mask, p.made_from.synapse_mask)) {
         p.d = detail::make_dims(c, batch, time);
         return;
@@ -291,7 +291,7 @@ void prepare_into(const model<T>& m, int batch, int time, std::shared_ptr<detail
     p.made_from.valid = false;  // until prepare has finished (it may throw)
     detail::prepare(c, views<const T>(m.layout(), params.data(), c.mlp_num_layers), index.data(), mask.data(),
                     batch, time, p);
-    p.made_from.config = config;
+    p.made_from.config = c;
     p.made_from.parameters.assign(params.begin(), params.end());
     p.made_from.synapse_index.assign(index.begin(), index.end());
     p.made_from.synapse_mask.assign(mask.begin(), mask.end());
