@@ -629,9 +629,9 @@ backward consumes the activations: a second backward needs a new forward.)")
             [](py_stream& s) {
                 return s.visit([](auto& st) -> pyb::array {
                     using T = typename std::decay_t<decltype(st)>::value_type;
-                    const auto m = st.memory();
+                    const auto memory = st.memory();
                     pyb::array_t<T> out({st.batch(), st.config().num_memory});
-                    std::copy(m.begin(), m.end(), out.mutable_data());
+                    std::copy(memory.begin(), memory.end(), out.mutable_data());
                     return out;
                 });
             },

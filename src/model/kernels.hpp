@@ -138,19 +138,21 @@ void prepare(const model_config& config, const parameter_views<const T>& p, cons
 
 // ---- the matrix kernel ----------------------------------------------------------------------------------
 // out[s][:] = init[s][:] + Σ_{j < n_in} x[s][j]·M[j][:] for s < rows (init = nullptr: 0). M: [n_in][np],
-// np a multiple of the SIMD width; x: rows of n_in scalars (row stride xs); out/init rows of np values
-// (strides os, is; is = 0 repeats one init row, e.g. a bias; init may be out). Summation order per element:
-// init, then j = 0, 1, ..., the same for every row.
+// np = padded(n_out), the real width n_out padded to whole SIMD vectors (M's padding columns are zero);
+// x: rows of n_in scalars (row stride xs); out/init rows of np values (strides os, is; is = 0 repeats one
+// init row, e.g. a bias; init may be out). Summation order per element: init, then j = 0, 1, ..., the same
+// for every row. Padding elements of out get init's (0 without init).
+//
 // Rows per register block of dense_rows: a product over fewer rows reloads its weights for fewer of them.
 inline constexpr int max_block_rows = 8;
 
 template <class T>
-void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init,
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int n_out, const T* init,
                 std::size_t is, T* out, std::size_t os);
 // The same kernel as a deep product for weight gradients: out[i][:] += Σ_{r < depth} A[r][i]·B[r][:] for
-// i < na; A rows padded to pa, B and out rows to pb. Sums in order of r.
+// i < na; A rows padded to pa, B and out rows nb wide, padded to whole vectors. Sums in order of r.
 template <class T>
-void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int pb, T* out);
+void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int nb, T* out);
 
 // ---- one time step for `rows` samples (b0, b0+1, ...) -----------------------------------------------------
 // Where step t's activations of the samples go: row s of a buffer at base + s·stride.

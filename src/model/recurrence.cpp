@@ -32,67 +32,95 @@ using array_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <class T>
 using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
-// ---- dense_rows: register-blocked rows x vectors of accumulators
-// ------------------------------------------- A block is SB rows x KB vectors of accumulators (SB·KB ≤ 16);
-// for each j it loads KB vectors of row j of M and broadcasts SB scalars of x. Blocks of vectors are the
-// outer loop, so the strip of M a block reads (n_in x KB vectors) is reused from L1 by every block of rows.
-// Accumulator registers: 16 of the 32 vector registers with AVX-512, 8 of the 16 otherwise (enough
-// independent FMA chains to cover their latency, and room for the loaded row of M and the broadcasts).
+// ---- dense_rows: register-blocked rows x vectors of accumulators ------------------------------------------
+// A block is SB rows x KB vectors of accumulators (SB·KB ≤ 16); for each j it loads KB vectors of row j of M
+// and broadcasts SB scalars of x. Blocks of vectors are the outer loop, so the strip of M a block reads
+// (n_in x KB vectors) is reused from L1 by every block of rows. Accumulator registers: 16 of the 32 vector
+// registers with AVX-512, 8 of the 16 otherwise (enough independent FMA chains to cover their latency, and
+// room for the loaded row of M and the broadcasts).
 constexpr int max_accumulators = max_block_vectors == 4 ? 16 : 8;
 constexpr std::size_t l1_strip_bytes = 16 * 1024;
 
-template <class T, int SB, int KB>
+// Half-width last vector: where a row's real width leaves at most half of its last vector in use (d_m 100:
+// 100 = 6·16 + 4), that vector's products run on half-width vectors. With AVX-512 this halves their cost on
+// cores that execute 512-bit FMAs as two 256-bit halves (AMD Zen 4) and costs nothing elsewhere; the unused
+// half of the output vector keeps init's values (what the zero columns of M gave before).
+inline constexpr bool use_half_tail = simd_bytes == 64;
+template <class T>
+struct half_simd {
+    typedef T vec __attribute__((vector_size(simd_bytes / 2), aligned(simd_bytes / 2), may_alias));
+};
+template <class T>
+using half_vec = typename half_simd<T>::vec;
+
+template <class T, int SB, int KB, bool HalfLast>
 void dense_block(const T* x, std::size_t xs, std::size_t xj, int n_in, const T* M, int np, const T* init,
                  std::size_t is, T* out, std::size_t os) {
     using V = vec<T>;
-    V acc[SB][KB];
+    using H = half_vec<T>;
+    constexpr int KF = HalfLast ? KB - 1 : KB;  // full-width vectors of the block
+    V acc[SB][KF > 0 ? KF : 1];
+    H tail[SB];
 #pragma GCC unroll 8
-    for (int s = 0; s < SB; ++s)
+    for (int s = 0; s < SB; ++s) {
 #pragma GCC unroll 4
-        for (int k = 0; k < KB; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
+        for (int k = 0; k < KF; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
+        if constexpr (HalfLast)
+            tail[s] = init ? *reinterpret_cast<const H*>(as_vec(init + s * is) + KF) : H{};
+    }
     for (int j = 0; j < n_in; ++j) {
         const V* m = as_vec(M + static_cast<std::size_t>(j) * np);
-        V mv[KB];
+        V mv[KF > 0 ? KF : 1];
 #pragma GCC unroll 4
-        for (int k = 0; k < KB; ++k) mv[k] = m[k];
+        for (int k = 0; k < KF; ++k) mv[k] = m[k];
+        H mh{};
+        if constexpr (HalfLast) mh = *reinterpret_cast<const H*>(m + KF);
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
             const T xv = x[s * xs + j * xj];
 #pragma GCC unroll 4
-            for (int k = 0; k < KB; ++k) acc[s][k] += xv * mv[k];
+            for (int k = 0; k < KF; ++k) acc[s][k] += xv * mv[k];
+            if constexpr (HalfLast) tail[s] += xv * mh;
         }
     }
 #pragma GCC unroll 8
-    for (int s = 0; s < SB; ++s)
+    for (int s = 0; s < SB; ++s) {
 #pragma GCC unroll 4
-        for (int k = 0; k < KB; ++k) as_vec(out + s * os)[k] = acc[s][k];
+        for (int k = 0; k < KF; ++k) as_vec(out + s * os)[k] = acc[s][k];
+        if constexpr (HalfLast) {
+            H* o = reinterpret_cast<H*>(as_vec(out + s * os) + KF);
+            o[0] = tail[s];
+            o[1] = init ? reinterpret_cast<const H*>(as_vec(init + s * is) + KF)[1] : H{};
+        }
+    }
 }
 
 template <class T>
 using block_fn = void (*)(const T*, std::size_t, std::size_t, int, const T*, int, const T*, std::size_t, T*,
                           std::size_t);
 
-// Table of dense_block<SB, KB> for SB in 1..max_block_rows, KB in 1..max_block_vectors (unused shapes with
-// SB·KB > max_accumulators are left null).
-template <class T, std::size_t I>
+// Table of dense_block<SB, KB, HalfLast> at [HalfLast][(SB - 1)·max_block_vectors + KB - 1] for SB in
+// 1..max_block_rows, KB in 1..max_block_vectors (unused shapes with SB·KB > max_accumulators are left null).
+template <class T, bool HalfLast, std::size_t I>
 constexpr block_fn<T> block_entry() {
     constexpr int sb = static_cast<int>(I / max_block_vectors) + 1,
                   kb = static_cast<int>(I % max_block_vectors) + 1;
     if constexpr (sb * kb <= max_accumulators || sb == 1)
-        return &dense_block<T, sb, kb>;
+        return &dense_block<T, sb, kb, HalfLast>;
     else
         return nullptr;
 }
-template <class T, std::size_t... I>
+template <class T, bool HalfLast, std::size_t... I>
 constexpr auto block_table(std::index_sequence<I...>) {
-    return std::array<block_fn<T>, sizeof...(I)>{block_entry<T, I>()...};
+    return std::array<block_fn<T>, sizeof...(I)>{block_entry<T, HalfLast, I>()...};
 }
 
 template <class T>
-constexpr auto dense_blocks = block_table<T>(std::make_index_sequence<max_block_rows * max_block_vectors>{});
+constexpr std::array<std::array<block_fn<T>, max_block_rows * max_block_vectors>, 2> dense_blocks{
+    block_table<T, false>(std::make_index_sequence<max_block_rows * max_block_vectors>{}),
+    block_table<T, true>(std::make_index_sequence<max_block_rows * max_block_vectors>{})};
 
-// ---- element-wise parts on padded rows
-// ---------------------------------------------------------------------
+// ---- element-wise parts on padded rows ---------------------------------------------------------------------
 
 // h = act(pre) over n (padded) elements.
 template <class T>
@@ -149,9 +177,10 @@ vec<T> scaled_tanh(vec<T> o) {
 }  // namespace
 
 template <class T>
-void dense_rows_strided(int rows, const T* x, std::size_t xs, std::size_t xj, int n_in, const T* M, int np,
+void dense_rows_strided(int rows, const T* x, std::size_t xs, std::size_t xj, int n_in, const T* M, int n_out,
                         const T* init, std::size_t is, T* out, std::size_t os) {
-    const int nv = np / lanes<T>;
+    const int np = padded<T>(n_out), nv = np / lanes<T>, last_lanes = n_out - (nv - 1) * lanes<T>;
+    const bool half_tail = use_half_tail && 2 * last_lanes <= lanes<T>;
     // Widest strip of M that stays in L1, then as many rows as the accumulator registers allow.
     int kb = max_block_vectors;
     while (kb > 1 && static_cast<std::size_t>(n_in) * kb * simd_bytes > l1_strip_bytes) kb /= 2;
@@ -162,28 +191,30 @@ void dense_rows_strided(int rows, const T* x, std::size_t xs, std::size_t xj, in
         const std::size_t col = static_cast<std::size_t>(k0) * lanes<T>;
         for (int s0 = 0; s0 < rows; s0 += sb_max) {
             const int sb = std::min(sb_max, rows - s0);
-            dense_blocks<T>[static_cast<std::size_t>((sb - 1) * max_block_vectors + kbl - 1)](
-                x + s0 * xs, xs, xj, n_in, M + col, np, init ? init + s0 * is + col : nullptr, is,
-                out + s0 * os + col, os);
+            dense_blocks<T>[half_tail && k0 + kbl == nv ? 1 : 0]
+                           [static_cast<std::size_t>((sb - 1) * max_block_vectors + kbl - 1)](
+                               x + s0 * xs, xs, xj, n_in, M + col, np, init ? init + s0 * is + col : nullptr,
+                               is, out + s0 * os + col, os);
         }
     }
 }
 
 template <class T>
-void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int np, const T* init,
+void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int n_out, const T* init,
                 std::size_t is, T* out, std::size_t os) {
-    dense_rows_strided(rows, x, xs, 1, n_in, M, np, init, is, out, os);
+    dense_rows_strided(rows, x, xs, 1, n_in, M, n_out, init, is, out, os);
 }
 
 template <class T>
-void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int pb, T* out) {
+void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int nb, T* out) {
     // out[i][:] += Σ_r A[r][i]·B[r][:]: dense_rows with the roles of rows and depth swapped (x[i][r] =
     // A[r][i]), over blocks of depth small enough that their strips of B and A stay in cache; blocks in
     // order.
     constexpr std::size_t block = 128;
+    const int pb = padded<T>(nb);
     for (std::size_t r0 = 0; r0 < depth; r0 += block) {
         const int n = static_cast<int>(std::min(block, depth - r0));
-        dense_rows_strided(na, A + r0 * pa, 1, static_cast<std::size_t>(pa), n, B + r0 * pb, pb, out,
+        dense_rows_strided(na, A + r0 * pa, 1, static_cast<std::size_t>(pa), n, B + r0 * pb, nb, out,
                            static_cast<std::size_t>(pb), out, static_cast<std::size_t>(pb));
     }
 }
@@ -196,7 +227,7 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
     T* first = L > 0 ? out.hidden : out.delta;  // rows of the first layer's output, holding c_0 + Σ_g a_g
     const std::size_t fs = L > 0 ? out.hidden_stride : out.memory_stride;
     // First layer, memory half (E4): pre_0 += W_m·(κ_m ⊙ m_{t-1}).
-    dense_rows(rows, memory_in, p.pm, d.d_m, p.memory_weight_t.data(), p.p0, first, fs, first, fs);
+    dense_rows(rows, memory_in, p.pm, d.d_m, p.memory_weight_t.data(), d.n0(), first, fs, first, fs);
 
     // Hidden layers: h = act(pre_l), pre_{l+1} = W_{l+1}·h + c_{l+1}; the last one gives the MLP output.
     T* h = scratch;
@@ -206,8 +237,8 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
         const auto& w = p.layers[static_cast<std::size_t>(l)];
         const bool last = l + 1 == L;
         T* next = last ? out.delta : out.hidden + (l + 1) * out.layer_stride;
-        dense_rows(rows, h, p.ph, d.d_mlp, w.transposed.data(), w.padded_out, w.bias.data(), 0, next,
-                   last ? out.memory_stride : out.hidden_stride);
+        dense_rows(rows, h, p.ph, d.d_mlp, w.transposed.data(), last ? d.d_m : d.d_mlp, w.bias.data(), 0,
+                   next, last ? out.memory_stride : out.hidden_stride);
     }
 
     // E5-E6: Δm = 1.7159·tanh((2/3)·o); m = κ_m⊙m_{t-1} + gain⊙Δm; carry κ_m⊙m for the next step.
@@ -228,7 +259,7 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
 
     // E7: y = W_y·m + b_y.
     T* y = scratch;
-    dense_rows(rows, out.memory, out.memory_stride, d.d_m, p.readout.transposed.data(), p.po,
+    dense_rows(rows, out.memory, out.memory_stride, d.d_m, p.readout.transposed.data(), d.d_o,
                p.readout.bias.data(), 0, y, static_cast<std::size_t>(p.po));
     for (int s = 0; s < rows; ++s)
         std::memcpy(out.y + s * out.y_stride, y + static_cast<std::size_t>(s) * p.po, sizeof(T) * d.d_o);
@@ -404,7 +435,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             const T* delta = a.delta + row0 * p.pm;  // Δm_t
             T* dout = dout_blk + i * p.pm;
             // Readout (E7): dL/dm_t += W_yᵀ·dy_t.
-            dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), p.pm, carry, p.pm,
+            dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), d.d_m, carry, p.pm,
                        carry, p.pm);
             // E6 and E5 backward: m_t = κ_m⊙m_{t-1} + gain⊙Δm_t, Δm = 1.7159·tanh(2/3·o), so
             // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159). Also the MLP's memory input κ_m ⊙ m_{t-1}, as forward
@@ -430,7 +461,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             std::size_t fs = bs_m;
             if (L > 0) {
                 const auto& last = p.layers[static_cast<std::size_t>(L - 1)];
-                dense_rows(rows, static_cast<const T*>(dout), bs_m, d.d_m, last.rows.data(), p.ph,
+                dense_rows(rows, static_cast<const T*>(dout), bs_m, d.d_m, last.rows.data(), d.d_mlp,
                            static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
                 for (int l = L - 1; l >= 0; --l) {
                     const T* pre = a.hidden + l * layer_stride + row0 * p.ph;
@@ -442,7 +473,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     }
                     if (l > 0) {
                         const auto& w = p.layers[static_cast<std::size_t>(l - 1)];
-                        dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, w.rows.data(), p.ph,
+                        dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, w.rows.data(), d.d_mlp,
                                    static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
                     }
                 }
@@ -452,7 +483,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t
             // + dz) (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added
             // above).
-            dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), p.pm, static_cast<const T*>(nullptr), 0,
+            dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), d.d_m, static_cast<const T*>(nullptr), 0,
                        dz, static_cast<std::size_t>(p.pm));
             for (int s = 0; s < rows; ++s) {
                 const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
@@ -483,24 +514,24 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                            rows, cg.proj_grad, dx);
             const T* dout_c = dout_blk + c0 * bs_m;
             if (L > 0) {
-                deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph,
+                deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, d.d_mlp,
                              cg.padded + off.last);
                 add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
                 for (int l = L - 1; l >= 1; --l) {
                     const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
-                    deep_product(depth, dpre_c, p.ph, d.d_mlp, h_blk + (l - 1) * blayer + c0 * bs_h, p.ph,
+                    deep_product(depth, dpre_c, p.ph, d.d_mlp, h_blk + (l - 1) * blayer + c0 * bs_h, d.d_mlp,
                                  cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph);
                     add_column_sums(dpre_c, depth, p.ph, d.d_mlp, g.bias[l]);
                 }
             }
             const T* dfirst_c = dfirst_blk + c0 * f_stride;
-            deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, p.pm, cg.padded + off.memory);
+            deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory);
             add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
             // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding
             // needed).
             for (int s = c0; s < c0 + nb; ++s) {
                 const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
-                deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, p.pm,
+                deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, d.d_m,
                              cg.padded + off.readout);
                 add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
             }

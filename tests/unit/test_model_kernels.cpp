@@ -38,10 +38,14 @@ void check_dense_rows(int rows, int n_in, int n_out, bool with_init, std::mt1993
     const std::size_t xs = static_cast<std::size_t>(n_in) + 3;  // rows of x with a gap between them
     const auto x = random_vector<T>(rows * xs, gen);
     auto M = random_vector<T>(static_cast<std::size_t>(n_in) * np, gen);
+    for (int j = 0; j < n_in; ++j)  // the kernel's contract: M's padding columns are zero
+        for (int k = n_out; k < np; ++k) M[static_cast<std::size_t>(j) * np + k] = T(0);
     const auto init = random_vector<T>(static_cast<std::size_t>(rows) * np, gen);
     elm::aligned_vector<T> out(static_cast<std::size_t>(rows) * np, T(-7));
-    elm::detail::dense_rows<T>(rows, x.data(), xs, n_in, M.data(), np, with_init ? init.data() : nullptr,
+    elm::detail::dense_rows<T>(rows, x.data(), xs, n_in, M.data(), n_out, with_init ? init.data() : nullptr,
                                static_cast<std::size_t>(np), out.data(), static_cast<std::size_t>(np));
+    // Every element, padding included (which must come out as init's, or 0: later element-wise passes run
+    // over whole vectors and read it).
     for (int s = 0; s < rows; ++s)
         for (int k = 0; k < np; ++k) {
             double ref = with_init ? double(init[s * np + k]) : 0.0;
@@ -66,12 +70,15 @@ TEST(kernels, dense_rows_matches_triple_loop) {
 
 TEST(kernels, dense_rows_with_one_init_row_broadcasts_it) {
     std::mt19937_64 gen(3);
-    const int rows = 6, n_in = 9, np = padded<float>(20);
+    const int rows = 6, n_in = 9, n_out = 20, np = padded<float>(n_out);
     const auto x = random_vector<float>(rows * n_in, gen);
-    const auto M = random_vector<float>(static_cast<std::size_t>(n_in) * np, gen);
+    auto M = random_vector<float>(static_cast<std::size_t>(n_in) * np, gen);
+    for (int j = 0; j < n_in; ++j)
+        for (int k = n_out; k < np; ++k) M[static_cast<std::size_t>(j) * np + k] = 0.0f;
     const auto bias = random_vector<float>(np, gen);
     elm::aligned_vector<float> out(static_cast<std::size_t>(rows) * np);
-    elm::detail::dense_rows<float>(rows, x.data(), n_in, n_in, M.data(), np, bias.data(), 0, out.data(), np);
+    elm::detail::dense_rows<float>(rows, x.data(), n_in, n_in, M.data(), n_out, bias.data(), 0, out.data(),
+                                   np);
     for (int s = 0; s < rows; ++s)
         for (int k = 0; k < np; ++k) {
             double ref = bias[k];
@@ -80,27 +87,39 @@ TEST(kernels, dense_rows_with_one_init_row_broadcasts_it) {
         }
 }
 
-TEST(kernels, deep_product_matches_triple_loop) {
-    std::mt19937_64 gen(5);
+template <class T>
+void check_deep_product(std::mt19937_64& gen) {
     for (std::size_t depth :
          {std::size_t(1), std::size_t(127), std::size_t(128), std::size_t(129), std::size_t(1000)})
         for (int na : {1, 2, 15, 100})
-            for (int nb : {1, 15, 30, 200}) {
-                const int pa = padded<double>(na), pb = padded<double>(nb);
-                const auto A = random_vector<double>(depth * pa, gen);
-                const auto B = random_vector<double>(depth * pb, gen);
-                auto out = random_vector<double>(static_cast<std::size_t>(na) * pb, gen);
+            for (int nb : {1, 15, 30, 100, 200}) {
+                const int pa = padded<T>(na), pb = padded<T>(nb);
+                const auto A = random_vector<T>(depth * pa, gen);
+                auto B = random_vector<T>(depth * pb, gen);
+                for (std::size_t r = 0; r < depth;
+                     ++r)  // padding of B's rows is zero, as in the model's rows
+                    for (int j = nb; j < pb; ++j) B[r * pb + j] = T(0);
+                auto out = random_vector<T>(static_cast<std::size_t>(na) * pb, gen);
                 const auto before = out;
-                elm::detail::deep_product<double>(depth, A.data(), pa, na, B.data(), pb, out.data());
+                elm::detail::deep_product<T>(depth, A.data(), pa, na, B.data(), nb, out.data());
+                const double eps = std::is_same_v<T, float> ? 1e-5 : 1e-12;
                 for (int i = 0; i < na; ++i)
-                    for (int j = 0; j < nb; ++j) {
+                    for (int j = 0; j < pb; ++j) {  // padding included: it must keep its value
                         double ref = before[i * pb + j];
-                        for (std::size_t r = 0; r < depth; ++r) ref += A[r * pa + i] * B[r * pb + j];
-                        ASSERT_NEAR(out[i * pb + j], ref,
-                                    1e-12 * (1 + std::abs(ref)) * std::sqrt(double(depth)))
-                            << "depth " << depth << " na " << na << " nb " << nb;
+                        for (std::size_t r = 0; r < depth; ++r)
+                            ref += double(A[r * pa + i]) * double(B[r * pb + j]);
+                        ASSERT_NEAR(double(out[i * pb + j]), ref,
+                                    eps * (1 + std::abs(ref)) * std::sqrt(double(depth)))
+                            << "depth " << depth << " na " << na << " nb " << nb << " at (" << i << ", " << j
+                            << ")";
                     }
             }
+}
+
+TEST(kernels, deep_product_matches_triple_loop) {
+    std::mt19937_64 gen(5);
+    check_deep_product<double>(gen);
+    check_deep_product<float>(gen);
 }
 
 // ---- reference forward: reference/paper.md §1.2 (v1) and §1.3 (v2), one step at a time, in double ---------
