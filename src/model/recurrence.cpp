@@ -120,7 +120,7 @@ constexpr std::array<std::array<block_fn<T>, max_block_rows * max_block_vectors>
     block_table<T, false>(std::make_index_sequence<max_block_rows * max_block_vectors>{}),
     block_table<T, true>(std::make_index_sequence<max_block_rows * max_block_vectors>{})};
 
-// ---- element-wise parts on padded rows ---------------------------------------------------------------------
+// ---- element-wise parts on padded rows ------------------------------------------------------------------
 
 // h = act(pre) over n (padded) elements.
 template <class T>
