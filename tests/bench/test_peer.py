@@ -8,12 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
+import pytest
 import torch  # noqa: F401  (the peer's dependency: fail here, clearly, if it is missing)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PEER = os.path.join(ROOT, "bench", "peer_pytorch.py")
+SUMMARIZE = os.path.join(ROOT, "bench", "summarize_runs.py")
 CLI = os.environ["ELM_CLI"]
 
 
@@ -37,27 +38,69 @@ def test_peer_reports_its_blas_and_sgemm_peak():
     assert info["blas"]["summary"]
 
 
-def test_bench_peer_prints_every_ratio():
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    """One small `elmneuron bench --peer --json` run (its parsed JSON and the file)."""
     config = {"num_input": 30, "num_output": 2, "num_memory": 5, "num_branch": 6, "num_synapse_per_branch": 10,
               "input_to_synapse_routing": "neuronio_routing"}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "bench.json")
-        r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
-                            "--batch", "2", "--time", "30", "--input", "neuronio", "--repeats", "1", "--min-time", "0",
-                            "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "1", "--json", out],
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "inference (peer: no_grad)" in r.stdout
-        result = json.load(open(out))
-        shape = result["results"][0]
-        for key in ("inference", "forward_backward", "train_step"):
-            assert shape["peer_over_ours"][key] > 0, key
-        # No implementation doing our arithmetic beats the bound at the FMA peak.
-        for key in ("inference", "train_step"):
-            assert shape["best_possible_ratio_at_fma_peak"][key] >= shape["peer_over_ours"][key], key
-        peer = shape["peer"]
-        assert peer["batch"] == 2 and peer["time"] == 30 and peer["input_kind"] == "neuronio"
-        assert peer["num_trainable"] == shape["num_trainable"]
-        machine = result["machine"]
-        assert machine["peer"]["torch_num_threads"] == 1
-        assert machine["peak_gflops_one_thread"]["peer_sgemm"] > 0
+    out = str(tmp_path_factory.mktemp("bench") / "bench.json")
+    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
+                        "--batch", "2", "--time", "30", "--input", "neuronio", "--repeats", "1", "--min-time", "0",
+                        "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "1", "--json", out],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "inference (peer: no_grad)" in r.stdout
+    return json.load(open(out)), out
+
+
+def test_bench_peer_prints_every_ratio(bench_json):
+    result, _ = bench_json
+    shape = result["results"][0]
+    for key in ("inference", "forward_backward", "train_step"):
+        assert shape["peer_over_ours"][key] > 0, key
+    # No implementation doing our arithmetic beats the bound at the FMA peak.
+    for key in ("inference", "train_step"):
+        assert shape["best_possible_ratio_at_fma_peak"][key] >= shape["peer_over_ours"][key], key
+    peer = shape["peer"]
+    assert peer["batch"] == 2 and peer["time"] == 30 and peer["input_kind"] == "neuronio"
+    assert peer["num_trainable"] == shape["num_trainable"]
+    machine = result["machine"]
+    assert machine["peer"]["torch_num_threads"] == 1
+    assert machine["peak_gflops_one_thread"]["peer_sgemm"] > 0
+
+
+def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
+    # Three "runs": the real output and two copies with the ratios and our times scaled, so that the median,
+    # minimum and maximum are known by construction.
+    result, path = bench_json
+    files, scales = [path], (1.0, 3.0, 0.5)
+    for i, scale in enumerate(scales[1:]):
+        doc = json.loads(json.dumps(result))
+        for r in doc["results"]:
+            r["inference_ms"] *= scale
+            r["peer_over_ours"] = {k: v * scale for k, v in r["peer_over_ours"].items()}
+        f = tmp_path / f"run{i}.json"
+        f.write_text(json.dumps(doc))
+        files.append(str(f))
+    out = tmp_path / "summary.json"
+    r = subprocess.run([sys.executable, SUMMARIZE, "--json", str(out)] + files, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    name = result["results"][0]["shape"]
+    assert f"| {name} | 1 |" in r.stdout
+    (row,) = [x for x in json.loads(out.read_text()) if x["shape"] == name]
+    base = result["results"][0]["peer_over_ours"]["inference"]
+    ratio = row["ratio_inference"]
+    assert ratio["runs"] == 3
+    assert abs(ratio["median"] - base) <= 1e-12 * base  # sorted(0.5, 1, 3)[1] = 1
+    assert abs(ratio["min"] - 0.5 * base) <= 1e-12 * base and abs(ratio["max"] - 3 * base) <= 1e-12 * base
+    ours = row["ours_inference_ms"]
+    assert abs(ours["median"] - result["results"][0]["inference_ms"]) <= 1e-12 * ours["median"]
+
+
+def test_summarize_runs_names_a_file_that_is_not_bench_output(tmp_path):
+    bad = tmp_path / "notes.json"
+    bad.write_text(json.dumps({"hello": 1}))
+    r = subprocess.run([sys.executable, SUMMARIZE, str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "notes.json" in r.stderr and "results" in r.stderr

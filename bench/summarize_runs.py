@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Median and range over several `elmneuron bench --peer --json F` runs, per shape and thread count.
+
+The README's speed table is the median of five whole runs: the peer's times move by tens of per cent from run to
+run on a shared machine, so one run is not a number to quote. Usage:
+
+    for r in 1 2 3 4 5; do build/elmneuron bench --peer --threads 1 --json runs/t1_$r.json; done
+    python3 bench/summarize_runs.py runs/*.json            # a Markdown table on stdout
+    python3 bench/summarize_runs.py --json out.json runs/*.json
+
+Only the standard library: it runs wherever the bench does.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        sys.exit(f"summarize_runs: {path}: cannot read a bench JSON file ({e})")
+    if not isinstance(data, dict) or "results" not in data or "machine" not in data:
+        sys.exit(f"summarize_runs: {path}: field 'results'/'machine' missing: expected `elmneuron bench --json` output")
+    return data
+
+
+def stats(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def summarize(runs):
+    """{(shape, threads): {quantity: stats}} over the runs."""
+    groups = {}
+    for path, data in runs:
+        for r in data["results"]:
+            if "shape" not in r or "threads" not in r:
+                sys.exit(f"summarize_runs: {path}: a result without 'shape'/'threads'")
+            groups.setdefault((r["shape"], r["threads"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        q = {}
+        if "steps_per_s" in rs[0]:  # streaming
+            q["steps_per_s"] = stats([r.get("steps_per_s") for r in rs])
+        else:
+            for name in ("inference_ms", "train_step_ms", "forward_backward_ms"):
+                q["ours_" + name] = stats([r.get(name) for r in rs])
+            for name in ("inference", "train_step", "forward_backward"):
+                q["ratio_" + name] = stats([r.get("peer_over_ours", {}).get(name) for r in rs])
+                q["bound_" + name] = stats([r.get("best_possible_ratio_at_fma_peak", {}).get(name) for r in rs])
+            for name, peer_name in (("inference_ms", "forward_ms"), ("train_step_ms", "train_step_ms"),
+                                    ("forward_backward_ms", "forward_backward_ms")):
+                q["peer_" + name] = stats([r.get("peer", {}).get(peer_name) for r in rs])
+            q["limit_fraction_inference"] = stats([r.get("fraction_of_limit_inference") for r in rs])
+            q["limit_fraction_train"] = stats([r.get("fraction_of_limit_train") for r in rs])
+            q["target"] = rs[0].get("target")
+        out[key] = q
+    return out
+
+
+def number(v):
+    """Three significant digits, without an exponent (1049, 58.8, 0.637)."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def fmt(s, unit=""):
+    return "–" if s is None else number(s["median"]) + unit
+
+
+def fmt_range(s, unit="×"):
+    if s is None:
+        return "–"
+    return f"{number(s['median'])}{unit} ({number(s['min'])}-{number(s['max'])}{unit})"
+
+
+def table(summary):
+    lines = [
+        "| shape | threads | inference ours / peer ms | ratio (range) | train step ours / peer ms | ratio (range) "
+        "| bound (inf. / train) | limit % (inf. / train) | target (train / inf.) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (shape, threads), q in sorted(summary.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if "steps_per_s" in q:
+            lines.append(f"| {shape} | {threads} | {q['steps_per_s']['median'] / 1e6:.2f} M steps/s | | | | | | |")
+            continue
+        target = q.get("target") or {"train_step": float("nan"), "inference": float("nan")}
+        lf_i, lf_t = q["limit_fraction_inference"], q["limit_fraction_train"]
+        lines.append(
+            f"| {shape} | {threads} | {fmt(q['ours_inference_ms'])} / {fmt(q['peer_inference_ms'])} "
+            f"| {fmt_range(q['ratio_inference'])} | {fmt(q['ours_train_step_ms'])} / {fmt(q['peer_train_step_ms'])} "
+            f"| {fmt_range(q['ratio_train_step'])} | {fmt(q['bound_inference'], '×')} / {fmt(q['bound_train_step'], '×')} "
+            f"| {100 * lf_i['median']:.0f} / {100 * lf_t['median']:.0f} "
+            f"| {number(target['train_step'])}× / {number(target['inference'])}× |"
+            if lf_i and lf_t else f"| {shape} | {threads} | incomplete results |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+", help="JSON files of `elmneuron bench --json`")
+    ap.add_argument("--json", help="also write the summary as JSON to this file (atomically)")
+    args = ap.parse_args()
+    runs = [(p, load(p)) for p in args.files]
+    summary = summarize(runs)
+    print(f"{len(runs)} runs; machine: {runs[0][1]['machine'].get('cpu_model', '?')}, "
+          f"peer BLAS: {runs[0][1]['machine'].get('peer', {}).get('blas', {}).get('summary', 'no peer')}")
+    print(table(summary))
+    if args.json:
+        doc = [{"shape": s, "threads": t, **q} for (s, t), q in sorted(summary.items())]
+        d = os.path.dirname(os.path.abspath(args.json))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".summary-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(tmp, args.json)
+
+
+if __name__ == "__main__":
+    main()
