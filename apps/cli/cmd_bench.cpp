@@ -605,6 +605,7 @@ void register_bench(CLI::App& app) {
             if (shapes.empty() && !with_streaming)
                 throw error("bench", "--shape", "one of " + names, "'" + only + "'");
         }
+        if (!json_out.empty()) check_output_file(json_out);  // before minutes of measuring, not after
         json machine = machine_info();
         peer_options po;
         machine_peak peak;

@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <elmneuron/error.hpp>
 #include <elmneuron/tensor_file.hpp>
 
 #include <unistd.h>
@@ -26,32 +27,50 @@ void progress::update(std::int64_t done, double work_done, const std::string& st
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double rate = elapsed > 0 ? work_done / elapsed : 0;
-    const double eta = done > 0 ? elapsed * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
+    const double eta =
+        done > 0 ? elapsed * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
     std::fprintf(stderr, "%s%s %lld/%lld  %.3g %s/s  elapsed %.0fs  ETA %.0fs  %s%s", tty_ ? "\r\033[K" : "",
-                 label_.c_str(), static_cast<long long>(done), static_cast<long long>(total_), rate, unit_.c_str(),
-                 elapsed, eta, status.c_str(), tty_ ? "" : "\n");
+                 label_.c_str(), static_cast<long long>(done), static_cast<long long>(total_), rate,
+                 unit_.c_str(), elapsed, eta, status.c_str(), tty_ ? "" : "\n");
     std::fflush(stderr);
 }
 
 void progress::finish(const std::string& status) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    std::fprintf(stderr, "%s%s done in %.1fs  %s\n", tty_ ? "\r\033[K" : "", label_.c_str(), elapsed, status.c_str());
+    std::fprintf(stderr, "%s%s done in %.1fs  %s\n", tty_ ? "\r\033[K" : "", label_.c_str(), elapsed,
+                 status.c_str());
 }
 
-void write_json_atomic(const std::string& path, const nlohmann::json& j) { write_text_atomic(path, j.dump(2) + "\n"); }
+void write_json_atomic(const std::string& path, const nlohmann::json& j) {
+    write_text_atomic(path, j.dump(2) + "\n");
+}
+
+void check_output_file(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path p(path);
+    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+    std::error_code ec;
+    const char* expected = "a file in an existing, writable folder";
+    if (!fs::is_directory(dir, ec)) throw elm::error(path, "path", expected, "no folder " + dir.string());
+    if (fs::is_directory(p, ec)) throw elm::error(path, "path", expected, "a folder");
+    if (::access(dir.c_str(), W_OK) != 0) throw elm::error(path, "path", expected, "folder not writable");
+}
 
 bool make_plot(const std::vector<std::string>& args) {
     namespace fs = std::filesystem;
     std::string python = "python3";
-    if (const char* env = std::getenv("ELM_PYTHON")) python = env;
-    else if (fs::exists("/usr/bin/python3")) python = "/usr/bin/python3";
+    if (const char* env = std::getenv("ELM_PYTHON"))
+        python = env;
+    else if (fs::exists("/usr/bin/python3"))
+        python = "/usr/bin/python3";
     std::string script = std::string(ELM_SOURCE_DIR) + "/tools/plots/elm_plots.py";
     if (const char* env = std::getenv("ELM_PLOTS_SCRIPT")) script = env;
     std::string cmd = "'" + python + "' '" + script + "'";
     for (const auto& a : args) cmd += " '" + a + "'";
     const int rc = std::system(cmd.c_str());
     if (rc != 0) {
-        std::fprintf(stderr, "elmneuron: warning: plot failed (%s exited with %d); the numeric results are written\n",
+        std::fprintf(stderr,
+                     "elmneuron: warning: plot failed (%s exited with %d); the numeric results are written\n",
                      script.c_str(), rc);
         return false;
     }

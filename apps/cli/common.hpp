@@ -26,6 +26,9 @@ private:
 };
 
 void write_json_atomic(const std::string& path, const nlohmann::json& j);
+// Throws elm::error unless `path` can be written later (its folder exists and is writable, and it is not a
+// folder): long jobs check their output files before they start, not after the work.
+void check_output_file(const std::string& path);
 
 // Runs tools/plots/elm_plots.py with these arguments (python: $ELM_PYTHON, else /usr/bin/python3, else
 // python3). Returns false and prints why on stderr if the plot could not be made; results are never lost.

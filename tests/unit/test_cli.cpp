@@ -182,6 +182,20 @@ TEST(cli, bench_rejects_unknown_shapes_and_bad_configs) {
     EXPECT_NE(r.output.find("/no/such/config.json"), std::string::npos) << r.output;
 }
 
+TEST(cli, bench_checks_its_json_output_before_measuring) {
+    // A --json path that cannot be written is an error at the start: nothing is measured (no peak, no table).
+    const auto dir = temp_dir();
+    for (const std::string& bad : {std::string("/no/such/folder/bench.json"), dir.string()}) {
+        const auto r = run_cli("bench --json " + bad + " --shape neuronio_branch_elm_dm15 --repeats 1 --min-time 0");
+        EXPECT_EQ(r.status, 2) << r.output;
+        EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("writable folder"), std::string::npos) << r.output;
+        EXPECT_EQ(r.output.find("measuring"), std::string::npos) << r.output;
+        EXPECT_EQ(r.output.find("infer ms"), std::string::npos) << r.output;
+    }
+    fs::remove_all(dir);
+}
+
 TEST(cli, bench_scaling_writes_csv_json_and_plot) {
     const auto dir = temp_dir() / "scaling";
     const auto r = run_cli("bench --scaling " + dir.string() + " --repeats 1 --min-time 0 --threads 1");
