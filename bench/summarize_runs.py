@@ -8,6 +8,7 @@ run on a shared machine, so one run is not a number to quote. Usage:
     python3 bench/summarize_runs.py runs/*.json            # a Markdown table on stdout
     python3 bench/summarize_runs.py --json out.json runs/*.json
 
+The streaming measurement always runs on one thread, so it is one row over all the files given.
 Only the standard library: it runs wherever the bench does.
 """
 
@@ -108,6 +109,10 @@ def main():
     ap.add_argument("files", nargs="+", help="JSON files of `elmneuron bench --json`")
     ap.add_argument("--json", help="also write the summary as JSON to this file (atomically)")
     args = ap.parse_args()
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            sys.exit(f"summarize_runs: {args.json}: field '--json': expected a file in an existing, writable folder")
     runs = [(p, load(p)) for p in args.files]
     summary = summarize(runs)
     print(f"{len(runs)} runs; machine: {runs[0][1]['machine'].get('cpu_model', '?')}, "
@@ -117,9 +122,16 @@ def main():
         doc = [{"shape": s, "threads": t, **q} for (s, t), q in sorted(summary.items())]
         d = os.path.dirname(os.path.abspath(args.json))
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".summary-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-        os.replace(tmp, args.json)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=1)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a plain file of the user's umask instead
+            os.replace(tmp, args.json)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
 
 if __name__ == "__main__":

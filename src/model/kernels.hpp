@@ -141,7 +141,7 @@ void prepare(const model_config& config, const parameter_views<const T>& p, cons
 // np = padded(n_out), the real width n_out padded to whole SIMD vectors (M's padding columns are zero);
 // x: rows of n_in scalars (row stride xs); out/init rows of np values (strides os, is; is = 0 repeats one
 // init row, e.g. a bias; init may be out). Summation order per element: init, then j = 0, 1, ..., the same
-// for every row. Padding elements of out get init's (0 without init).
+// for every row. Padding elements of out get init's (0 without init) where x is finite.
 //
 // Rows per register block of dense_rows: a product over fewer rows reloads its weights for fewer of them.
 inline constexpr int max_block_rows = 8;

@@ -115,10 +115,11 @@ constexpr auto block_table(std::index_sequence<I...>) {
     return std::array<block_fn<T>, sizeof...(I)>{block_entry<T, HalfLast, I>()...};
 }
 
+// (Without use_half_tail the second table is the first: no half-width blocks are compiled.)
 template <class T>
 constexpr std::array<std::array<block_fn<T>, max_block_rows * max_block_vectors>, 2> dense_blocks{
     block_table<T, false>(std::make_index_sequence<max_block_rows * max_block_vectors>{}),
-    block_table<T, true>(std::make_index_sequence<max_block_rows * max_block_vectors>{})};
+    block_table<T, use_half_tail>(std::make_index_sequence<max_block_rows * max_block_vectors>{})};
 
 // ---- element-wise parts on padded rows ------------------------------------------------------------------
 

@@ -104,3 +104,8 @@ def test_summarize_runs_names_a_file_that_is_not_bench_output(tmp_path):
     r = subprocess.run([sys.executable, SUMMARIZE, str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "notes.json" in r.stderr and "results" in r.stderr
+    # An output that cannot be written is refused before any work.
+    r = subprocess.run([sys.executable, SUMMARIZE, "--json", str(tmp_path / "missing" / "s.json"), str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "s.json" in r.stderr and "writable folder" in r.stderr and "results" not in r.stderr
