@@ -17,7 +17,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 
 
 def load(path):
@@ -120,17 +119,14 @@ def main():
     print(table(summary))
     if args.json:
         doc = [{"shape": s, "threads": t, **q} for (s, t), q in sorted(summary.items())]
-        d = os.path.dirname(os.path.abspath(args.json))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".summary-")
+        tmp = f"{args.json}.tmp-{os.getpid()}"  # beside the target, then renamed: never half-written
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(doc, f, indent=1)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a plain file of the user's umask instead
             os.replace(tmp, args.json)
         except BaseException:
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
             raise
 
 

@@ -20,16 +20,17 @@ namespace {
 
 template <class T>
 void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>& l) {
-    l.padded_in = padded<T>(in);
-    l.padded_out = padded<T>(out);
-    l.transposed.assign(static_cast<std::size_t>(in) * l.padded_out, T(0));
-    l.rows.assign(static_cast<std::size_t>(out) * l.padded_in, T(0));
-    l.bias.assign(static_cast<std::size_t>(l.padded_out), T(0));
+    // The kernels derive these paddings from the real widths (dense_rows' n_out).
+    const std::size_t padded_in = padded<T>(static_cast<std::size_t>(in)),
+                      padded_out = padded<T>(static_cast<std::size_t>(out));
+    l.transposed.assign(static_cast<std::size_t>(in) * padded_out, T(0));
+    l.rows.assign(static_cast<std::size_t>(out) * padded_in, T(0));
+    l.bias.assign(padded_out, T(0));
     for (int o = 0; o < out; ++o) {
         for (int i = 0; i < in; ++i) {
             const T w = weight[static_cast<std::size_t>(o) * in + i];
-            l.transposed[static_cast<std::size_t>(i) * l.padded_out + o] = w;
-            l.rows[static_cast<std::size_t>(o) * l.padded_in + i] = w;
+            l.transposed[static_cast<std::size_t>(i) * padded_out + o] = w;
+            l.rows[static_cast<std::size_t>(o) * padded_in + i] = w;
         }
         l.bias[o] = bias[o];
     }

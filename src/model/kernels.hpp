@@ -79,10 +79,9 @@ struct event_view {
 // (h·Wᵀ), as stored [out][pad(in)] for backward ones (g·W); zeros in the padding.
 template <class T>
 struct dense_layer {
-    int padded_in = 0, padded_out = 0;
-    aligned_vector<T> transposed;  // [in][padded_out]
-    aligned_vector<T> rows;        // [out][padded_in]
-    aligned_vector<T> bias;        // [padded_out]
+    aligned_vector<T> transposed;  // [in][pad(out)]
+    aligned_vector<T> rows;        // [out][pad(in)]
+    aligned_vector<T> bias;        // [pad(out)]
 };
 
 // The model's parameters in kernel layout, with the per-call derived quantities (reference/paper.md §1.2-1.4:
