@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -385,11 +386,18 @@ json run_peer(const bench_shape& s, const peer_options& o) {
     return run_peer_script(o, "", request.dump(), "shape");
 }
 
-std::string fmt(const json& j, const char* key, const char* format = "%.1f") {
-    if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return "-";
+// Milliseconds with three significant digits and no exponent (952, 17.1, 1.24, 0.0312): a small
+// --config shape is not shown as 0.0.
+std::string fmt_ms(double ms) {
     char b[32];
-    std::snprintf(b, sizeof b, format, j[key].get<double>());
+    const double a = std::abs(ms);
+    std::snprintf(b, sizeof b, a >= 99.95 ? "%.0f" : a >= 9.995 ? "%.1f" : a >= 0.9995 ? "%.2f" : "%.3g", ms);
     return b;
+}
+
+std::string fmt(const json& j, const char* key) {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return "-";
+    return fmt_ms(j[key].get<double>());
 }
 
 std::string fmt_ratio(double ratio, double target) {
@@ -648,10 +656,10 @@ void register_bench(CLI::App& app) {
             char lim[32];
             std::snprintf(lim, sizeof lim, "%.0f/%.0f", 100 * r["fraction_of_limit_inference"].get<double>(),
                           100 * r["fraction_of_limit_train"].get<double>());
-            std::printf("%-28s %3d %10.2f %10.2f %10.2f %10.2f %12.3g %12.3g %9s %7.1f\n", s.name.c_str(),
-                        r["threads"].get<int>(), r["inference_ms"].get<double>(),
-                        r["forward_ms"].get<double>(), r["forward_backward_ms"].get<double>(),
-                        r["train_step_ms"].get<double>(), r["inference_sample_steps_per_s"].get<double>(),
+            std::printf("%-28s %3d %10s %10s %10s %10s %12.3g %12.3g %9s %7.1f\n", s.name.c_str(),
+                        r["threads"].get<int>(), fmt(r, "inference_ms").c_str(), fmt(r, "forward_ms").c_str(),
+                        fmt(r, "forward_backward_ms").c_str(), fmt(r, "train_step_ms").c_str(),
+                        r["inference_sample_steps_per_s"].get<double>(),
                         r["train_sample_steps_per_s"].get<double>(), lim, r["workspace_mb"].get<double>());
             if (peer) {  // right after ours, so that both see the same machine load
                 std::fprintf(stderr, "  peer: %s ...\n", s.name.c_str());

@@ -16,6 +16,7 @@
 #include <map>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sstream>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -141,6 +142,27 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     EXPECT_NEAR(s["mlp_gflop_per_call"].get<double>(), 2.0 * (24 * 8 + 8 * 4) * 3 * 40 / 1e9, 1e-12);
     EXPECT_EQ(j["machine"]["timing"]["repeats"], 1);
     EXPECT_EQ(j["machine"]["timing"]["min_time_s"], 0.0);
+    // The printed row shows each time to three significant digits, however small (this shape runs in
+    // microseconds: a fixed two decimals printed 0.00).
+    std::istringstream lines(r.output);
+    std::string line;
+    bool found = false;
+    while (std::getline(lines, line)) {
+        std::istringstream cells(line);
+        std::string name;
+        int threads = 0;
+        double inference = 0, forward = 0, forward_backward = 0, train = 0;
+        if (!(cells >> name >> threads >> inference >> forward >> forward_backward >> train) || name != "custom")
+            continue;
+        found = true;
+        EXPECT_EQ(threads, 1);
+        EXPECT_NEAR(inference, s["inference_ms"].get<double>(), 0.005 * s["inference_ms"].get<double>());
+        EXPECT_NEAR(forward, s["forward_ms"].get<double>(), 0.005 * s["forward_ms"].get<double>());
+        EXPECT_NEAR(forward_backward, s["forward_backward_ms"].get<double>(),
+                    0.005 * s["forward_backward_ms"].get<double>());
+        EXPECT_NEAR(train, s["train_step_ms"].get<double>(), 0.005 * s["train_step_ms"].get<double>());
+    }
+    EXPECT_TRUE(found) << r.output;
     fs::remove_all(dir);
 }
 
