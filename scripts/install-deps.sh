@@ -8,6 +8,7 @@ set -euo pipefail
 
 core_packages=(
   build-essential cmake git pkg-config ca-certificates
+  clang-format                           # the clang_format test (.clang-format)
   libeigen3-dev libopenblas-dev          # linear algebra
   nlohmann-json3-dev libcli11-dev        # config / CLI
   libzip-dev zlib1g-dev                  # PyTorch .pt archives

@@ -31,12 +31,17 @@ struct eval_options {
 };
 
 // Input raster and traces of one simulation, for the example-traces plot.
-void write_example(const std::string& path, const neuronio_file& file, const neuronio_predictions& p, int sim) {
+void write_example(const std::string& path, const neuronio_file& file, const neuronio_predictions& p,
+                   int sim) {
     const auto& s = file.simulations[static_cast<std::size_t>(sim)];
     std::vector<float> value(s.event_channel.size());
-    for (std::size_t e = 0; e < value.size(); ++e) value[e] = neuronio_synapse_sign(s.event_channel[e], file.num_segments);
-    const std::size_t row = static_cast<std::size_t>(sim) * p.duration_ms, D = static_cast<std::size_t>(p.duration_ms);
-    auto slice = [&](const std::vector<double>& v) { return std::vector<double>(v.begin() + row, v.begin() + row + D); };
+    for (std::size_t e = 0; e < value.size(); ++e)
+        value[e] = neuronio_synapse_sign(s.event_channel[e], file.num_segments);
+    const std::size_t row = static_cast<std::size_t>(sim) * p.duration_ms,
+                      D = static_cast<std::size_t>(p.duration_ms);
+    auto slice = [&](const std::vector<double>& v) {
+        return std::vector<double>(v.begin() + row, v.begin() + row + D);
+    };
     tensor_file f;
     f.metadata["title"] = fs::path(file.source).filename().string() + ", simulation " + std::to_string(sim);
     const auto n = static_cast<std::int64_t>(value.size());
@@ -103,15 +108,17 @@ void run_eval(const eval_options& o) {
     const auto roc_path = (fs::path(o.out) / "roc.csv").string();
     write_text_atomic(roc_path, roc);
 
-    std::printf("%s results (%d of %d simulations kept, %lld scored ms)\n", o.split.c_str(), ev.simulations_kept,
-                ev.simulations_total, static_cast<long long>(ev.samples));
+    std::printf("%s results (%d of %d simulations kept, %lld scored ms)\n", o.split.c_str(),
+                ev.simulations_kept, ev.simulations_total, static_cast<long long>(ev.samples));
     for (const auto& [key, value] : ev.metrics.to_map()) std::printf("  %-34s %.6f\n", key.c_str(), value);
     std::printf("wrote %s\n", json_path.c_str());
     if (o.plots) {
         const std::string title = fs::path(o.model).filename().string() + " on " + o.split;
-        make_plot({"roc", "--csv", roc_path, "--out", (fs::path(o.out) / "roc.png").string(), "--title", title});
+        make_plot(
+            {"roc", "--csv", roc_path, "--out", (fs::path(o.out) / "roc.png").string(), "--title", title});
         if (!example_written.empty())
-            make_plot({"traces", "--data", example_written, "--out", (fs::path(o.out) / "example_traces.png").string()});
+            make_plot({"traces", "--data", example_written, "--out",
+                       (fs::path(o.out) / "example_traces.png").string()});
     }
 }
 
@@ -127,13 +134,16 @@ void run_predict(const eval_options& o) {
         f.metadata["source"] = path;
         f.metadata["model"] = o.model;
         f.metadata["description"] =
-            "spike_prob = sigmoid(spike logit); soma_pred_mv = z-scored soma / 0.1 re-scaled to the file's GT "
-            "(published protocol); soma_raw_mv = soma / 0.1 (mV above -67.7); *_true = targets";
-        for (const auto& [name, values] : {std::pair{"spike_prob", &p.spike_prob}, {"soma_pred_mv", &p.soma_pred_mv},
-                                           {"soma_raw_mv", &p.soma_raw_mv}, {"spike_true", &p.spike_true},
+            "spike_prob = sigmoid(spike logit); soma_pred_mv = z-scored soma / 0.1 re-scaled to the file's "
+            "GT (published protocol); soma_raw_mv = soma / 0.1 (mV above -67.7); *_true = targets";
+        for (const auto& [name, values] : {std::pair{"spike_prob", &p.spike_prob},
+                                           {"soma_pred_mv", &p.soma_pred_mv},
+                                           {"soma_raw_mv", &p.soma_raw_mv},
+                                           {"spike_true", &p.spike_true},
                                            {"soma_true_mv", &p.soma_true_mv}})
             f.tensors.push_back(make_tensor<double>(name, shape, *values));
-        const auto out = (fs::path(o.out) / (fs::path(path).stem().string() + ".predictions.safetensors")).string();
+        const auto out =
+            (fs::path(o.out) / (fs::path(path).stem().string() + ".predictions.safetensors")).string();
         write_safetensors(out, f);
         std::printf("wrote %s\n", out.c_str());
     }
@@ -154,28 +164,36 @@ void add_common(CLI::App* cmd, eval_options& o) {
 
 void register_eval(CLI::App& app) {
     static eval_options o;
-    auto* cmd = app.add_subcommand("eval", "NeuronIO evaluation protocol (AUC, TP@FP, soma RMSE, ...) with plots");
+    auto* cmd =
+        app.add_subcommand("eval", "NeuronIO evaluation protocol (AUC, TP@FP, soma RMSE, ...) with plots");
     add_common(cmd, o);
     cmd->add_option("--split", o.split, "Name of the split, used as '<split>_results' in eval_results.json");
-    cmd->add_option("--ignore-start", o.protocol.ignore_time_at_start_ms, "ms dropped at the start of each simulation");
-    cmd->add_option("--max-spikes", o.protocol.max_spikes, "Keep simulations with at most this many output spikes");
+    cmd->add_option("--ignore-start", o.protocol.ignore_time_at_start_ms,
+                    "ms dropped at the start of each simulation");
+    cmd->add_option("--max-spikes", o.protocol.max_spikes,
+                    "Keep simulations with at most this many output spikes");
     cmd->add_flag("!--no-plots", o.plots, "Do not make PNG plots");
     cmd->callback([] {
         set_num_threads(o.threads);
-        if (o.precision == "f32") run_eval<float>(o);
-        else run_eval<double>(o);
+        if (o.precision == "f32")
+            run_eval<float>(o);
+        else
+            run_eval<double>(o);
     });
 }
 
 void register_predict(CLI::App& app) {
     static eval_options o;
-    auto* cmd = app.add_subcommand("predict", "Stitched full-length predictions of NeuronIO files (safetensors)");
+    auto* cmd =
+        app.add_subcommand("predict", "Stitched full-length predictions of NeuronIO files (safetensors)");
     add_common(cmd, o);
     o.out = "predictions";
     cmd->callback([] {
         set_num_threads(o.threads);
-        if (o.precision == "f32") run_predict<float>(o);
-        else run_predict<double>(o);
+        if (o.precision == "f32")
+            run_predict<float>(o);
+        else
+            run_predict<double>(o);
     });
 }
 

@@ -19,7 +19,9 @@ void register_info(CLI::App& app) {
     auto* cmd = app.add_subcommand("info", "Show a model's configuration and parameter count");
     static std::string path;
     static bool as_json = false;
-    cmd->add_option("model", path, "Model: our .safetensors, an official zoo folder, or a .pt with model_config.json beside it")
+    cmd->add_option(
+           "model", path,
+           "Model: our .safetensors, an official zoo folder, or a .pt with model_config.json beside it")
         ->required();
     cmd->add_flag("--json", as_json, "Print one JSON object instead of a table");
     cmd->callback([] {
@@ -32,7 +34,8 @@ void register_info(CLI::App& app) {
         if (std::filesystem::is_directory(path) && std::filesystem::exists(stats)) {
             std::ifstream in(stats);
             const auto j = nlohmann::json::parse(in, nullptr, false);
-            if (j.is_object() && j.contains("model_param_count") && j["model_param_count"].is_number_integer())
+            if (j.is_object() && j.contains("model_param_count") &&
+                j["model_param_count"].is_number_integer())
                 published = j["model_param_count"].get<std::int64_t>();
         }
         if (as_json) {
@@ -50,8 +53,8 @@ void register_info(CLI::App& app) {
         std::printf("version            %s (%s memory update)\n", to_string(c.version),
                     c.version == model_version::v1 ? "lambda*(1-kappa_m)" : "1-kappa_lambda");
         std::printf("inputs / outputs   %d / %d\n", c.num_input, c.num_output);
-        std::printf("branches x syn.    %d x %d (%d synapses, routing %s)\n", c.branches(), c.num_synapse_per_branch,
-                    c.num_synapse(), to_string(c.input_to_synapse_routing));
+        std::printf("branches x syn.    %d x %d (%d synapses, routing %s)\n", c.branches(),
+                    c.num_synapse_per_branch, c.num_synapse(), to_string(c.input_to_synapse_routing));
         std::printf("memory units       %d (tau_m %g..%g ms, %s)\n", c.num_memory, c.memory_tau_min,
                     c.effective_tau_max(), c.learn_memory_tau ? "learned" : "fixed");
         std::printf("MLP                %d hidden layer(s) of %d, %s\n", c.mlp_num_layers, c.hidden_size(),
@@ -65,8 +68,8 @@ void register_info(CLI::App& app) {
         }
         std::printf("\ntrainable parameters  %lld\n", static_cast<long long>(count));
         if (published >= 0)
-            std::printf("published count       %lld (model_stats.json) %s\n", static_cast<long long>(published),
-                        published == count ? "- equal" : "- DIFFERENT");
+            std::printf("published count       %lld (model_stats.json) %s\n",
+                        static_cast<long long>(published), published == count ? "- equal" : "- DIFFERENT");
     });
 }
 

@@ -42,23 +42,27 @@ void run(const run_options& o) {
     auto shape = in.shape;
     if (shape.size() == 2) shape.insert(shape.begin(), 1);
     if (shape.size() != 3 || shape[2] != c.num_input)
-        throw error(o.input, in.name.empty() ? "input" : in.name,
-                    "shape [B, T, " + std::to_string(c.num_input) + "] or [T, " + std::to_string(c.num_input) + "]",
-                    "rank " + std::to_string(in.shape.size()) + " with last dimension " +
-                        (in.shape.empty() ? std::string("-") : std::to_string(in.shape.back())));
+        throw error(
+            o.input, in.name.empty() ? "input" : in.name,
+            "shape [B, T, " + std::to_string(c.num_input) + "] or [T, " + std::to_string(c.num_input) + "]",
+            "rank " + std::to_string(in.shape.size()) + " with last dimension " +
+                (in.shape.empty() ? std::string("-") : std::to_string(in.shape.back())));
     const int B = static_cast<int>(shape[0]), Tn = static_cast<int>(shape[1]);
     const auto x = sparse_from_dense<T>(in.to<T>(), B, Tn, c.num_input, o.input);
 
     std::vector<T> y(static_cast<std::size_t>(B) * Tn * c.num_output);
     workspace<T> ws;
     const auto t0 = std::chrono::steady_clock::now();
-    if (o.traces) m.forward(x, y, ws);  // keeps the memory trace
-    else m.infer(x, y, ws);
+    if (o.traces)
+        m.forward(x, y, ws);  // keeps the memory trace
+    else
+        m.infer(x, y, ws);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     const tensor out = make_tensor<T>("output", {B, Tn, c.num_output}, y);
     if (is_npy(o.output)) {
-        if (o.traces) throw error(o.output, "--traces", "a .safetensors output (traces are several tensors)", ".npy");
+        if (o.traces)
+            throw error(o.output, "--traces", "a .safetensors output (traces are several tensors)", ".npy");
         write_npy(o.output, out);
     } else {
         tensor_file f;
@@ -73,8 +77,8 @@ void run(const run_options& o) {
         }
         write_safetensors(o.output, f);
     }
-    std::fprintf(stderr, "%d x %d steps (%zu input events) in %.3f s (%.3g sample-steps/s); wrote %s\n", B, Tn,
-                 x.num_events(), seconds, B * static_cast<double>(Tn) / seconds, o.output.c_str());
+    std::fprintf(stderr, "%d x %d steps (%zu input events) in %.3f s (%.3g sample-steps/s); wrote %s\n", B,
+                 Tn, x.num_events(), seconds, B * static_cast<double>(Tn) / seconds, o.output.c_str());
 }
 
 }  // namespace
@@ -83,16 +87,21 @@ void register_run(CLI::App& app) {
     auto* cmd = app.add_subcommand("run", "Run a model forward on an input array");
     static run_options o;
     cmd->add_option("model", o.model, "Model: .safetensors, zoo folder or .pt")->required();
-    cmd->add_option("-i,--input", o.input, "Input .npy or .safetensors, [B, T, num_input] or [T, num_input]")->required();
-    cmd->add_option("-o,--output", o.output, "Output .npy or .safetensors (tensor 'output', [B, T, num_output])")->required();
+    cmd->add_option("-i,--input", o.input, "Input .npy or .safetensors, [B, T, num_input] or [T, num_input]")
+        ->required();
+    cmd->add_option("-o,--output", o.output,
+                    "Output .npy or .safetensors (tensor 'output', [B, T, num_output])")
+        ->required();
     cmd->add_option("--tensor", o.tensor_name, "Input tensor name inside a .safetensors (default: 'input')");
     cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
     cmd->add_flag("--traces", o.traces, "Also write trace.memory and trace.branch (safetensors output only)");
     cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
     cmd->callback([] {
         set_num_threads(o.threads);
-        if (o.precision == "f32") run<float>(o);
-        else run<double>(o);
+        if (o.precision == "f32")
+            run<float>(o);
+        else
+            run<double>(o);
     });
 }
 

@@ -1,6 +1,6 @@
-// elmneuron simulate --config FILE --out DIR: NeuronIO-protocol data from the NEURON simulator. The simulation
-// itself runs in NEURON's Python interface (tools/neuron/simulate.py, Debian's python3-neuron); this
-// subcommand is the CLI's front door to it and passes the options through. For MPI, run the script under
+// elmneuron simulate --config FILE --out DIR: NeuronIO-protocol data from the NEURON simulator. The
+// simulation itself runs in NEURON's Python interface (tools/neuron/simulate.py, Debian's python3-neuron);
+// this subcommand is the CLI's front door to it and passes the options through. For MPI, run the script under
 // mpirun directly (tools/neuron/README.md).
 
 #include <elmneuron/error.hpp>

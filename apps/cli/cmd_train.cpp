@@ -17,14 +17,17 @@
 namespace elm::cli {
 
 void register_train(CLI::App& app) {
-    auto* cmd = app.add_subcommand("train", "Train an ELM on NeuronIO data (config: model, train, data sections)");
+    auto* cmd =
+        app.add_subcommand("train", "Train an ELM on NeuronIO data (config: model, train, data sections)");
     static std::string config_path, out_dir;
     static bool resume = false, plots = true;
     static long long stop_after = 0;
     cmd->add_option("-c,--config", config_path, "Run config JSON (see configs/)")->required();
     cmd->add_option("-o,--out", out_dir, "Output folder (overrides the config's out_dir)");
-    cmd->add_flag("--resume", resume, "Continue from <out>/checkpoint.safetensors (exactly, as if never stopped)");
-    cmd->add_option("--stop-after-steps", stop_after, "Stop after this many steps in total (checkpoint written)");
+    cmd->add_flag("--resume", resume,
+                  "Continue from <out>/checkpoint.safetensors (exactly, as if never stopped)");
+    cmd->add_option("--stop-after-steps", stop_after,
+                    "Stop after this many steps in total (checkpoint written)");
     cmd->add_flag("!--no-plots", plots, "Do not make the learning-curve PNG");
     cmd->callback([] {
         std::ifstream in(config_path);
@@ -39,8 +42,8 @@ void register_train(CLI::App& app) {
         cb.on_step = [&bar](const step_report& r) {
             if (!bar) bar = std::make_unique<progress>("train", r.total_steps, "steps");
             char status[160];
-            std::snprintf(status, sizeof status, "epoch %d  loss %.5f  lr %.3g  %.3g sample-steps/s", r.epoch, r.loss,
-                          r.lr, r.sample_steps_per_s);
+            std::snprintf(status, sizeof status, "epoch %d  loss %.5f  lr %.3g  %.3g sample-steps/s", r.epoch,
+                          r.loss, r.lr, r.sample_steps_per_s);
             bar->update(r.step, static_cast<double>(r.step), status);
         };
         cb.on_epoch = [](const epoch_report& e) {

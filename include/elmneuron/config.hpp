@@ -11,7 +11,7 @@
 
 namespace elm {
 
-enum class model_version { v1, v2 };          // v1: synapse traces, λ(1-κ_m); v2: branch traces, 1-κ_λ
+enum class model_version { v1, v2 };  // v1: synapse traces, λ(1-κ_m); v2: branch traces, 1-κ_λ
 enum class activation { relu, silu };
 enum class routing { none, random, neuronio };  // published names: null, "random_routing", "neuronio_routing"
 
@@ -25,7 +25,7 @@ struct model_config {
     int mlp_hidden_size = 0;  // 0: the published default 2·num_memory
     activation mlp_activation = activation::relu;
     double tau_s_value = 5.0;  // v1 synapse τ_s / v2 branch τ_b (JSON key tau_s_value or tau_b_value), ms
-    double memory_tau_min = 1.0;     // bounds of τ_m through the scaled sigmoid (§1.4), ms
+    double memory_tau_min = 1.0;  // bounds of τ_m through the scaled sigmoid (§1.4), ms
     double memory_tau_max = 1000.0;
     std::optional<double> memory_tau_init_min;  // paper: init range may differ from bounds; default = bounds
     std::optional<double> memory_tau_init_max;

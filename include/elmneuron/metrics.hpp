@@ -3,7 +3,8 @@
 // computed exactly as scikit-learn and numpy compute them, so that numbers are comparable with the published
 // eval_results.json files. Everything is in double.
 //
-// Bit-for-bit agreement with numpy (checked by tests/unit/test_metrics.cpp against the installed scikit-learn):
+// Bit-for-bit agreement with numpy (checked by tests/unit/test_metrics.cpp against the installed
+// scikit-learn):
 //   - sums and means use numpy's reduction order: pairwise summation (blocks of 8, leaves <= 128) applied to
 //     successive chunks of 8192 elements (numpy's default buffer size, np.getbufsize()), which is what
 //     np.mean, np.average and np.trapz do on contiguous float64 arrays (numpy 1.24);
@@ -96,8 +97,10 @@ struct neuronio_metrics {
 // extract_core_results on flattened (simulations x time) arrays, after the protocol's filtering and soma
 // re-scaling, which are the caller's job. spike_true is 0/1, spike_prob the predicted spike probability,
 // soma_true / soma_pred in mV. All four have the same length (elm::error otherwise).
-neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true, std::span<const double> spike_prob,
-                                          std::span<const double> soma_true, std::span<const double> soma_pred,
+neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true,
+                                          std::span<const double> spike_prob,
+                                          std::span<const double> soma_true,
+                                          std::span<const double> soma_pred,
                                           std::span<const double> desired_fp = neuronio_desired_fp);
 
 // The published key for a desired FP rate: "TP @ 0.0025 FP" etc. (Python "%.4f").

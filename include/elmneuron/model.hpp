@@ -34,7 +34,9 @@ struct aligned_allocator {
     T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
     void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, alignment); }
     template <class U>
-    bool operator==(const aligned_allocator<U>&) const noexcept { return true; }
+    bool operator==(const aligned_allocator<U>&) const noexcept {
+        return true;
+    }
 };
 template <class T>
 using aligned_vector = std::vector<T, aligned_allocator<T>>;
@@ -46,7 +48,7 @@ struct sparse_input {
     int batch = 0;
     int time = 0;
     int num_input = 0;
-    std::vector<std::int64_t> offsets;  // batch·time + 1 entries, non-decreasing, offsets[0] == 0
+    std::vector<std::int64_t> offsets;   // batch·time + 1 entries, non-decreasing, offsets[0] == 0
     std::vector<std::int32_t> channels;  // input channel of each event, in [0, num_input)
     std::vector<T> values;               // value of each event (finite)
 
@@ -63,7 +65,7 @@ sparse_input<T> sparse_from_dense(std::span<const T> x, int batch, int time, int
 
 // One named parameter tensor inside the flat parameter block.
 struct parameter_info {
-    std::string name;  // published state-dict name, e.g. "mlp.network.0.weight"
+    std::string name;                 // published state-dict name, e.g. "mlp.network.0.weight"
     std::vector<std::int64_t> shape;  // [out, in] for weights, as torch.nn.Linear
     std::size_t offset = 0;
     std::size_t size = 0;
@@ -83,10 +85,10 @@ template <class T>
 struct workspace {
     int batch = 0, time = 0;
     std::shared_ptr<detail::prepared<T>> prepared;  // parameters in kernel layout, made by forward
-    aligned_vector<T> hidden;     // [l_mlp][B][T][pad(d_mlp)] hidden pre-activations
-    aligned_vector<T> delta_m;    // [B][T][pad(d_m)]  Δm_t
-    aligned_vector<T> memory;     // [B][T][pad(d_m)]  m_t
-    aligned_vector<T> scratch;    // per-chunk scratch, backward gradients
+    aligned_vector<T> hidden;                       // [l_mlp][B][T][pad(d_mlp)] hidden pre-activations
+    aligned_vector<T> delta_m;                      // [B][T][pad(d_m)]  Δm_t
+    aligned_vector<T> memory;                       // [B][T][pad(d_m)]  m_t
+    aligned_vector<T> scratch;                      // per-chunk scratch, backward gradients
     // Set by forward, cleared by backward: each backward needs its own forward (as torch without
     // retain_graph).
     bool ready_for_backward = false;
@@ -199,8 +201,8 @@ private:
     model_config config_;
     std::shared_ptr<detail::prepared<T>> prepared_;
     int batch_ = 1;
-    aligned_vector<T> state_;    // first-layer accumulators, κ_m ⊙ m_{t-1}
-    aligned_vector<T> rows_;     // this step's activations
+    aligned_vector<T> state_;  // first-layer accumulators, κ_m ⊙ m_{t-1}
+    aligned_vector<T> rows_;   // this step's activations
     aligned_vector<T> scratch_;
 };
 

@@ -33,7 +33,7 @@ struct neuronio_simulation {
 };
 
 struct neuronio_file {
-    std::string source;  // the original .p file (also when loaded from a cache), for error messages
+    std::string source;    // the original .p file (also when loaded from a cache), for error messages
     int num_segments = 0;  // len(Params['allSegmentsType']); 639 in the published data
     int duration_ms = 0;   // samples per simulation; 6000 in the published data
     std::vector<neuronio_simulation> simulations;
@@ -42,7 +42,9 @@ struct neuronio_file {
 };
 
 // +1 for excitatory channels (c < num_segments), -1 for inhibitory ones (create_neuronio_input_type).
-inline float neuronio_synapse_sign(int channel, int num_segments) { return channel < num_segments ? 1.0f : -1.0f; }
+inline float neuronio_synapse_sign(int channel, int num_segments) {
+    return channel < num_segments ? 1.0f : -1.0f;
+}
 
 // Reads one simulation pickle (memory-mapped read-only; the skipped arrays are never touched). Accepts
 // the published Python-2 files (BINSTRING keys, numpy.core.multiarray globals) and Python-3-written ones
@@ -76,7 +78,8 @@ neuronio_file load_neuronio(const std::string& path, const std::string& cache_di
 
 // `dir_or_file` itself if it is a file; for a folder, its files (not recursive) whose name ends in ".p" (the
 // published files), ".pkl" or ".pickle", sorted by name (sidecar JSON and cache files beside them are not
-// pickles). Throws elm::file_not_found_error for a missing path and elm::error for a folder without such files.
+// pickles). Throws elm::file_not_found_error for a missing path and elm::error for a folder without such
+// files.
 std::vector<std::string> list_neuronio_files(const std::string& dir_or_file);
 // The same for several files or folders, concatenated in the order given.
 std::vector<std::string> list_neuronio_files(const std::vector<std::string>& paths);

@@ -18,29 +18,33 @@ namespace elm {
 struct neuronio_constants {
     double soma_threshold_mv = -55.0;  // soma clipped at this value
     double soma_bias_mv = -67.7;       // subtracted
-    double soma_train_scale = 0.1;     // training target = (clip(v) - bias) · scale; model soma output / scale = mV
+    double soma_train_scale =
+        0.1;  // training target = (clip(v) - bias) · scale; model soma output / scale = mV
 };
 
-// Inputs x̃ = events · synapse sign for simulations `sims` of `file`, window [start, start + window); steps past
-// the file's end are zero input (the published zero padding). Batch order = order of `sims`.
+// Inputs x̃ = events · synapse sign for simulations `sims` of `file`, window [start, start + window); steps
+// past the file's end are zero input (the published zero padding). Batch order = order of `sims`.
 template <class T>
-sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start, int window);
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start,
+                                      int window);
 // The same with one window start per simulation (training batches: published generator draws one per sample).
 template <class T>
-sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
-                                      int window);
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims,
+                                      std::span<const int> starts, int window);
 
-// Training targets for the same windows: spike [B][window] (0/1) and soma [B][window] = (min(v, -55) + 67.7)·0.1.
+// Training targets for the same windows: spike [B][window] (0/1) and soma [B][window] = (min(v, -55)
+// + 67.7)·0.1.
 template <class T>
-void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
-                             int window, std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k = {});
+void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims,
+                             std::span<const int> starts, int window, std::vector<T>& spike,
+                             std::vector<T>& soma, const neuronio_constants& k = {});
 
 struct neuronio_eval_options {
-    int window = 500;                 // input_window_size
-    int burn_in = 150;                // overlap between windows; outputs before it are discarded (k > 0)
+    int window = 500;   // input_window_size
+    int burn_in = 150;  // overlap between windows; outputs before it are discarded (k > 0)
     int ignore_time_at_start_ms = 500;
     int min_spikes = 0, max_spikes = 24;  // kept simulations: total output spikes (whole file) in range
-    int batch_simulations = 32;       // simulations per forward call (memory only; results do not depend on it)
+    int batch_simulations = 32;  // simulations per forward call (memory only; results do not depend on it)
     std::vector<double> desired_fp = {0.0025, 0.0100};
     neuronio_constants constants;
 };
@@ -56,8 +60,8 @@ struct neuronio_predictions {
     std::vector<double> soma_true_mv;  // [sim][t] min(v, -55) + 67.7 (no 0.1 scale)
 };
 
-// Window k starts at k·(window - burn_in), k < int(2 + (duration - window)/(window - burn_in)); the model state is
-// reset in every window; window 0 writes all its outputs, later ones only those after the burn-in.
+// Window k starts at k·(window - burn_in), k < int(2 + (duration - window)/(window - burn_in)); the model
+// state is reset in every window; window 0 writes all its outputs, later ones only those after the burn-in.
 template <class T>
 neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& file,
                                       const neuronio_eval_options& options = {});

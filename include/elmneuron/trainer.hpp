@@ -29,15 +29,15 @@ struct train_settings {
     std::string optimizer = "adam";   // adam | adamw | adamax | sgd
     std::string schedule = "cosine";  // cosine (over the whole run, stepped per batch) | constant
     double weight_decay = 0.0;
-    double clip_grad_norm = 0.0;      // 0: no clipping
-    int loss_burn_in = 0;             // paper: loss after 150 ms; published code: 0
-    int ignore_time_from_start = 500; // window starts uniform in [this, duration - window)
+    double clip_grad_norm = 0.0;       // 0: no clipping
+    int loss_burn_in = 0;              // paper: loss after 150 ms; published code: 0
+    int ignore_time_from_start = 500;  // window starts uniform in [this, duration - window)
     std::uint64_t seed = 0;
-    int checkpoint_every = 500;       // steps; also at every epoch end
-    std::string precision = "f32";    // f32 | f64
-    int threads = 0;                  // 0: all cores
+    int checkpoint_every = 500;               // steps; also at every epoch end
+    std::string precision = "f32";            // f32 | f64
+    int threads = 0;                          // 0: all cores
     std::string select_metric = "soma_RMSE";  // best model: lowest soma_RMSE, or highest AUC
-    int valid_files = 1;              // validation files used per epoch (published: valid_files[0]); 0 = all
+    int valid_files = 1;  // validation files used per epoch (published: valid_files[0]); 0 = all
 };
 
 struct data_settings {

@@ -17,7 +17,8 @@
 
 namespace elm::py {
 
-static_assert(std::endian::native == std::endian::little, "tensor bytes are little-endian; numpy views assume native order");
+static_assert(std::endian::native == std::endian::little,
+              "tensor bytes are little-endian; numpy views assume native order");
 
 namespace {
 
@@ -25,15 +26,24 @@ using namespace pybind11::literals;
 
 const char* numpy_name(elm::dtype t) {
     switch (t) {
-        case elm::dtype::f16: return "float16";
-        case elm::dtype::f32: return "float32";
-        case elm::dtype::f64: return "float64";
-        case elm::dtype::i8: return "int8";
-        case elm::dtype::i16: return "int16";
-        case elm::dtype::i32: return "int32";
-        case elm::dtype::i64: return "int64";
-        case elm::dtype::u8: return "uint8";
-        case elm::dtype::boolean: return "bool";
+        case elm::dtype::f16:
+            return "float16";
+        case elm::dtype::f32:
+            return "float32";
+        case elm::dtype::f64:
+            return "float64";
+        case elm::dtype::i8:
+            return "int8";
+        case elm::dtype::i16:
+            return "int16";
+        case elm::dtype::i32:
+            return "int32";
+        case elm::dtype::i64:
+            return "int64";
+        case elm::dtype::u8:
+            return "uint8";
+        case elm::dtype::boolean:
+            return "bool";
     }
     return "uint8";
 }
@@ -103,16 +113,25 @@ elm::tensor numpy_to_tensor(const std::string& name, const pyb::handle& obj, con
     t.name = name;
     bool known = true;
     if (kind == 'f') {
-        if (size == 2) t.type = elm::dtype::f16;
-        else if (size == 4) t.type = elm::dtype::f32;
-        else if (size == 8) t.type = elm::dtype::f64;
-        else known = false;
+        if (size == 2)
+            t.type = elm::dtype::f16;
+        else if (size == 4)
+            t.type = elm::dtype::f32;
+        else if (size == 8)
+            t.type = elm::dtype::f64;
+        else
+            known = false;
     } else if (kind == 'i') {
-        if (size == 1) t.type = elm::dtype::i8;
-        else if (size == 2) t.type = elm::dtype::i16;
-        else if (size == 4) t.type = elm::dtype::i32;
-        else if (size == 8) t.type = elm::dtype::i64;
-        else known = false;
+        if (size == 1)
+            t.type = elm::dtype::i8;
+        else if (size == 2)
+            t.type = elm::dtype::i16;
+        else if (size == 4)
+            t.type = elm::dtype::i32;
+        else if (size == 8)
+            t.type = elm::dtype::i64;
+        else
+            known = false;
     } else if (kind == 'u' && size == 1) {
         t.type = elm::dtype::u8;
     } else if (kind == 'b') {
@@ -121,7 +140,8 @@ elm::tensor numpy_to_tensor(const std::string& name, const pyb::handle& obj, con
         known = false;
     }
     if (!known)
-        throw elm::error(source, name, "a dtype safetensors stores here (float16/32/64, int8/16/32/64, uint8, bool)",
+        throw elm::error(source, name,
+                         "a dtype safetensors stores here (float16/32/64, int8/16/32/64, uint8, bool)",
                          repr_of(a.dtype()));
     // Native (little-endian) byte order, C order: numpy copies only if the array is not already so.
     const pyb::object native = a.dtype().attr("newbyteorder")("=");
@@ -149,7 +169,8 @@ pyb::dict metadata_to_dict(const elm::tensor_file& f) {
     return d;
 }
 
-elm::tensor_file dict_to_tensor_file(const pyb::handle& tensors, const pyb::handle& metadata, const std::string& source) {
+elm::tensor_file dict_to_tensor_file(const pyb::handle& tensors, const pyb::handle& metadata,
+                                     const std::string& source) {
     elm::tensor_file f;
     f.source = source;
     if (!pyb::isinstance<pyb::dict>(tensors))
@@ -164,7 +185,8 @@ elm::tensor_file dict_to_tensor_file(const pyb::handle& tensors, const pyb::hand
         throw elm::error(source, "metadata", "a dict {str: str}", repr_of(pyb::type::of(metadata)));
     for (const auto& [key, value] : pyb::reinterpret_borrow<pyb::dict>(metadata)) {
         if (!pyb::isinstance<pyb::str>(key) || !pyb::isinstance<pyb::str>(value))
-            throw elm::error(source, "metadata", "str keys and str values", repr_of(key) + ": " + repr_of(value));
+            throw elm::error(source, "metadata", "str keys and str values",
+                             repr_of(key) + ": " + repr_of(value));
         f.metadata[key.cast<std::string>()] = value.cast<std::string>();
     }
     return f;

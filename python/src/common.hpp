@@ -53,7 +53,8 @@ pyb::array as_numeric_array(const pyb::handle& obj, const std::string& source, c
 // The shape of an array as the library's int64 vector.
 std::vector<std::int64_t> shape_of(const pyb::array& a);
 
-// An array of `shape` viewing `data`, with `base` keeping the memory alive; read-only if `writeable` is false.
+// An array of `shape` viewing `data`, with `base` keeping the memory alive; read-only if `writeable` is
+// false.
 template <class T>
 pyb::array_t<T> view(const T* data, const std::vector<std::int64_t>& shape, const pyb::handle& base,
                      bool writeable = true);
@@ -71,7 +72,8 @@ elm::tensor numpy_to_tensor(const std::string& name, const pyb::handle& obj, con
 pyb::dict tensors_to_dict(elm::tensor_file&& f);
 pyb::dict metadata_to_dict(const elm::tensor_file& f);
 // {name: array} and {str: str} as a tensor file (copies).
-elm::tensor_file dict_to_tensor_file(const pyb::handle& tensors, const pyb::handle& metadata, const std::string& source);
+elm::tensor_file dict_to_tensor_file(const pyb::handle& tensors, const pyb::handle& metadata,
+                                     const std::string& source);
 
 // ---- template definitions
 
@@ -85,7 +87,8 @@ carray<T> as_array(const pyb::handle& obj, const std::string& source, const std:
 }
 
 template <class T>
-pyb::array_t<T> view(const T* data, const std::vector<std::int64_t>& shape, const pyb::handle& base, bool writeable) {
+pyb::array_t<T> view(const T* data, const std::vector<std::int64_t>& shape, const pyb::handle& base,
+                     bool writeable) {
     std::vector<pyb::ssize_t> dims(shape.begin(), shape.end());
     pyb::array_t<T> a(dims, data, base);
     if (!writeable) a.attr("setflags")(pyb::arg("write") = false);

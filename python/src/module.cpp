@@ -47,7 +47,8 @@ void translate(std::exception_ptr p) {
 }  // namespace
 
 PYBIND11_MODULE(_elmneuron, m) {
-    m.doc() = "C++ core of elmneuron (the Expressive Leaky Memory neuron); import the elmneuron package instead.";
+    m.doc() =
+        "C++ core of elmneuron (the Expressive Leaky Memory neuron); import the elmneuron package instead.";
 
     error_type = PyErr_NewExceptionWithDoc(
         "elmneuron.Error",

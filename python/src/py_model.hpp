@@ -33,7 +33,9 @@ public:
     py_model(const py_model&) = delete;
     py_model& operator=(const py_model&) = delete;
 
-    precision dtype() const { return std::holds_alternative<model_state<float>>(state_) ? precision::f32 : precision::f64; }
+    precision dtype() const {
+        return std::holds_alternative<model_state<float>>(state_) ? precision::f32 : precision::f64;
+    }
 
     // f(model_state<T>&) for the model's T.
     template <class F>

@@ -17,31 +17,41 @@ namespace {
 
 using namespace pybind11::literals;
 
-elm::model_config make_config(int num_input, int num_output, int num_memory, double lambda_value, int mlp_num_layers,
-                              std::optional<int> mlp_hidden_size, const std::string& mlp_activation,
-                              std::optional<double> tau_s_value, std::optional<double> tau_b_value,
-                              double memory_tau_min, double memory_tau_max, std::optional<double> memory_tau_init_min,
-                              std::optional<double> memory_tau_init_max, bool learn_memory_tau, bool learn_w_s,
-                              double w_s_value, std::optional<int> num_branch, int num_synapse_per_branch,
+elm::model_config make_config(int num_input, int num_output, int num_memory, double lambda_value,
+                              int mlp_num_layers, std::optional<int> mlp_hidden_size,
+                              const std::string& mlp_activation, std::optional<double> tau_s_value,
+                              std::optional<double> tau_b_value, double memory_tau_min, double memory_tau_max,
+                              std::optional<double> memory_tau_init_min,
+                              std::optional<double> memory_tau_init_max, bool learn_memory_tau,
+                              bool learn_w_s, double w_s_value, std::optional<int> num_branch,
+                              int num_synapse_per_branch,
                               const std::optional<std::string>& input_to_synapse_routing, double delta_t,
                               const std::string& model_version) {
     const char* src = "ModelConfig";
     elm::model_config c;
-    if (model_version == "v1") c.version = elm::model_version::v1;
-    else if (model_version == "v2") c.version = elm::model_version::v2;
-    else throw elm::error(src, "model_version", "\"v1\" or \"v2\"", "\"" + model_version + "\"");
+    if (model_version == "v1")
+        c.version = elm::model_version::v1;
+    else if (model_version == "v2")
+        c.version = elm::model_version::v2;
+    else
+        throw elm::error(src, "model_version", "\"v1\" or \"v2\"", "\"" + model_version + "\"");
     c.num_input = num_input;
     c.num_output = num_output;
     c.num_memory = num_memory;
     c.lambda_value = lambda_value;
     c.mlp_num_layers = mlp_num_layers;
     if (mlp_hidden_size) {
-        if (*mlp_hidden_size < 1) throw elm::error(src, "mlp_hidden_size", ">= 1 (or None for 2*num_memory)", std::to_string(*mlp_hidden_size));
+        if (*mlp_hidden_size < 1)
+            throw elm::error(src, "mlp_hidden_size", ">= 1 (or None for 2*num_memory)",
+                             std::to_string(*mlp_hidden_size));
         c.mlp_hidden_size = *mlp_hidden_size;
     }
-    if (mlp_activation == "relu") c.mlp_activation = elm::activation::relu;
-    else if (mlp_activation == "silu") c.mlp_activation = elm::activation::silu;
-    else throw elm::error(src, "mlp_activation", "\"relu\" or \"silu\"", "\"" + mlp_activation + "\"");
+    if (mlp_activation == "relu")
+        c.mlp_activation = elm::activation::relu;
+    else if (mlp_activation == "silu")
+        c.mlp_activation = elm::activation::silu;
+    else
+        throw elm::error(src, "mlp_activation", "\"relu\" or \"silu\"", "\"" + mlp_activation + "\"");
     if (tau_s_value && tau_b_value)
         throw elm::error(src, "tau_b_value", "only one of tau_s_value (v1) / tau_b_value (v2)", "both");
     if (tau_s_value) c.tau_s_value = *tau_s_value;
@@ -54,13 +64,17 @@ elm::model_config make_config(int num_input, int num_output, int num_memory, dou
     c.learn_w_s = learn_w_s;
     c.w_s_value = w_s_value;
     if (num_branch) {
-        if (*num_branch < 1) throw elm::error(src, "num_branch", ">= 1 (or None for num_input)", std::to_string(*num_branch));
+        if (*num_branch < 1)
+            throw elm::error(src, "num_branch", ">= 1 (or None for num_input)", std::to_string(*num_branch));
         c.num_branch = *num_branch;
     }
     c.num_synapse_per_branch = num_synapse_per_branch;
-    if (!input_to_synapse_routing || *input_to_synapse_routing == "none") c.input_to_synapse_routing = elm::routing::none;
-    else if (*input_to_synapse_routing == "random_routing") c.input_to_synapse_routing = elm::routing::random;
-    else if (*input_to_synapse_routing == "neuronio_routing") c.input_to_synapse_routing = elm::routing::neuronio;
+    if (!input_to_synapse_routing || *input_to_synapse_routing == "none")
+        c.input_to_synapse_routing = elm::routing::none;
+    else if (*input_to_synapse_routing == "random_routing")
+        c.input_to_synapse_routing = elm::routing::random;
+    else if (*input_to_synapse_routing == "neuronio_routing")
+        c.input_to_synapse_routing = elm::routing::neuronio;
     else
         throw elm::error(src, "input_to_synapse_routing", "None, \"random_routing\" or \"neuronio_routing\"",
                          "\"" + *input_to_synapse_routing + "\"");
@@ -93,7 +107,8 @@ pyb::object routing_name(const elm::model_config& c) {
 pyb::object json_loads(const std::string& text) { return pyb::module_::import("json").attr("loads")(text); }
 
 void register_config(pyb::module_& m) {
-    pyb::class_<elm::model_config> cfg(m, "ModelConfig", R"(Model configuration: the published PyTorch ELM constructor's keyword arguments.
+    pyb::class_<elm::model_config> cfg(
+        m, "ModelConfig", R"(Model configuration: the published PyTorch ELM constructor's keyword arguments.
 
 Same names and defaults as the published model (v1: ``ELM``, v2: ``ELM`` of the v2 module), plus the
 paper's extensions (``memory_tau_init_min/max``, ``learn_w_s``) and ``model_version``. The values are
@@ -101,68 +116,101 @@ checked at construction; an invalid one raises elmneuron.Error naming the keywor
 
 Properties read back the values after defaults are applied (e.g. ``mlp_hidden_size`` = 2*num_memory
 when given as None). ``tau_s_value`` (v1) and ``tau_b_value`` (v2) are two names of one setting.)");
-    cfg.def(pyb::init(&make_config), "num_input"_a, "num_output"_a, "num_memory"_a = 100, "lambda_value"_a = 5.0,
-            "mlp_num_layers"_a = 1, "mlp_hidden_size"_a = pyb::none(), "mlp_activation"_a = "relu",
-            "tau_s_value"_a = pyb::none(), "tau_b_value"_a = pyb::none(), "memory_tau_min"_a = 1.0,
-            "memory_tau_max"_a = 1000.0, "memory_tau_init_min"_a = pyb::none(), "memory_tau_init_max"_a = pyb::none(),
-            "learn_memory_tau"_a = false, "learn_w_s"_a = true, "w_s_value"_a = 0.5, "num_branch"_a = pyb::none(),
-            "num_synapse_per_branch"_a = 1, "input_to_synapse_routing"_a = pyb::none(), "delta_t"_a = 1.0,
-            "model_version"_a = "v1");
-    cfg.def_property_readonly("model_version", [](const elm::model_config& c) { return elm::to_string(c.version); })
+    cfg.def(pyb::init(&make_config), "num_input"_a, "num_output"_a, "num_memory"_a = 100,
+            "lambda_value"_a = 5.0, "mlp_num_layers"_a = 1, "mlp_hidden_size"_a = pyb::none(),
+            "mlp_activation"_a = "relu", "tau_s_value"_a = pyb::none(), "tau_b_value"_a = pyb::none(),
+            "memory_tau_min"_a = 1.0, "memory_tau_max"_a = 1000.0, "memory_tau_init_min"_a = pyb::none(),
+            "memory_tau_init_max"_a = pyb::none(), "learn_memory_tau"_a = false, "learn_w_s"_a = true,
+            "w_s_value"_a = 0.5, "num_branch"_a = pyb::none(), "num_synapse_per_branch"_a = 1,
+            "input_to_synapse_routing"_a = pyb::none(), "delta_t"_a = 1.0, "model_version"_a = "v1");
+    cfg.def_property_readonly("model_version",
+                              [](const elm::model_config& c) { return elm::to_string(c.version); })
         .def_property_readonly("num_input", [](const elm::model_config& c) { return c.num_input; })
         .def_property_readonly("num_output", [](const elm::model_config& c) { return c.num_output; })
         .def_property_readonly("num_memory", [](const elm::model_config& c) { return c.num_memory; })
         .def_property_readonly("lambda_value", [](const elm::model_config& c) { return c.lambda_value; })
         .def_property_readonly("mlp_num_layers", [](const elm::model_config& c) { return c.mlp_num_layers; })
         .def_property_readonly("mlp_hidden_size", [](const elm::model_config& c) { return c.hidden_size(); })
-        .def_property_readonly("mlp_activation", [](const elm::model_config& c) { return elm::to_string(c.mlp_activation); })
+        .def_property_readonly("mlp_activation",
+                               [](const elm::model_config& c) { return elm::to_string(c.mlp_activation); })
         .def_property_readonly("tau_s_value", [](const elm::model_config& c) { return c.tau_s_value; })
         .def_property_readonly("tau_b_value", [](const elm::model_config& c) { return c.tau_s_value; })
         .def_property_readonly("memory_tau_min", [](const elm::model_config& c) { return c.memory_tau_min; })
         .def_property_readonly("memory_tau_max", [](const elm::model_config& c) { return c.memory_tau_max; })
-        .def_property_readonly("memory_tau_init_min", [](const elm::model_config& c) { return c.tau_init_min(); })
-        .def_property_readonly("memory_tau_init_max", [](const elm::model_config& c) { return c.tau_init_max(); })
-        .def_property_readonly("learn_memory_tau", [](const elm::model_config& c) { return c.learn_memory_tau; })
+        .def_property_readonly("memory_tau_init_min",
+                               [](const elm::model_config& c) { return c.tau_init_min(); })
+        .def_property_readonly("memory_tau_init_max",
+                               [](const elm::model_config& c) { return c.tau_init_max(); })
+        .def_property_readonly("learn_memory_tau",
+                               [](const elm::model_config& c) { return c.learn_memory_tau; })
         .def_property_readonly("learn_w_s", [](const elm::model_config& c) { return c.learn_w_s; })
         .def_property_readonly("w_s_value", [](const elm::model_config& c) { return c.w_s_value; })
         .def_property_readonly("num_branch", [](const elm::model_config& c) { return c.branches(); })
-        .def_property_readonly("num_synapse_per_branch", [](const elm::model_config& c) { return c.num_synapse_per_branch; })
+        .def_property_readonly("num_synapse_per_branch",
+                               [](const elm::model_config& c) { return c.num_synapse_per_branch; })
         .def_property_readonly("input_to_synapse_routing", &routing_name)
         .def_property_readonly("delta_t", [](const elm::model_config& c) { return c.delta_t; })
-        .def_property_readonly("num_synapse", &elm::model_config::num_synapse, "num_branch * num_synapse_per_branch")
-        .def_property_readonly("effective_tau_max", &elm::model_config::effective_tau_max,
-                               "Upper bound of tau_m in ms as the model uses it (v2 clamps it above memory_tau_min).")
+        .def_property_readonly("num_synapse", &elm::model_config::num_synapse,
+                               "num_branch * num_synapse_per_branch")
+        .def_property_readonly(
+            "effective_tau_max", &elm::model_config::effective_tau_max,
+            "Upper bound of tau_m in ms as the model uses it (v2 clamps it above memory_tau_min).")
         .def_property_readonly("num_trainable", &elm::count_trainable_parameters,
                                "Trainable parameter count of the published PyTorch model with this config.")
-        .def("to_json", [](const elm::model_config& c) { return elm::to_json(c); },
-             "Every setting as JSON under the published names (readable by from_json and the CLI).")
-        .def("to_dict", [](const elm::model_config& c) { return json_loads(elm::to_json(c)); },
-             "Every setting as a dict under the published names; ModelConfig(**d) rebuilds it.")
+        .def(
+            "to_json", [](const elm::model_config& c) { return elm::to_json(c); },
+            "Every setting as JSON under the published names (readable by from_json and the CLI).")
+        .def(
+            "to_dict", [](const elm::model_config& c) { return json_loads(elm::to_json(c)); },
+            "Every setting as a dict under the published names; ModelConfig(**d) rebuilds it.")
         .def_static(
             "from_json",
             [](const std::string& text, const std::string& source, const std::string& model_version) {
-                return elm::parse_model_config(text, source, parse_version(model_version, "ModelConfig.from_json"));
+                return elm::parse_model_config(text, source,
+                                               parse_version(model_version, "ModelConfig.from_json"));
             },
             "text"_a, "source"_a = "ModelConfig.from_json", "model_version"_a = "v1",
-            "Parses a model_config.json text (published keys; unknown keys are errors). model_version applies when "
+            "Parses a model_config.json text (published keys; unknown keys are errors). model_version "
+            "applies when "
             "the text has no \"model_version\" key.")
         .def_static(
             "from_dict",
             [](const pyb::dict& d, const std::string& model_version) {
-                return elm::parse_model_config(json_dumps(d, "ModelConfig.from_dict"), "ModelConfig.from_dict",
+                return elm::parse_model_config(json_dumps(d, "ModelConfig.from_dict"),
+                                               "ModelConfig.from_dict",
                                                parse_version(model_version, "ModelConfig.from_dict"));
             },
             "d"_a, "model_version"_a = "v1", "As from_json, from a dict of published keys.")
-        .def("__eq__", [](const elm::model_config& a, const elm::model_config& b) { return elm::to_json(a) == elm::to_json(b); },
-             pyb::is_operator())
+        .def(
+            "__eq__",
+            [](const elm::model_config& a, const elm::model_config& b) {
+                return elm::to_json(a) == elm::to_json(b);
+            },
+            pyb::is_operator())
         .def("__repr__",
              [](const elm::model_config& c) {
                  // Keys in the published constructor's order.
-                 static const char* const order[] = {
-                     "num_input", "num_output", "num_memory", "lambda_value", "mlp_num_layers", "mlp_hidden_size",
-                     "mlp_activation", "tau_s_value", "tau_b_value", "memory_tau_min", "memory_tau_max",
-                     "memory_tau_init_min", "memory_tau_init_max", "learn_memory_tau", "learn_w_s", "w_s_value",
-                     "num_branch", "num_synapse_per_branch", "input_to_synapse_routing", "delta_t", "model_version"};
+                 static const char* const order[] = {"num_input",
+                                                     "num_output",
+                                                     "num_memory",
+                                                     "lambda_value",
+                                                     "mlp_num_layers",
+                                                     "mlp_hidden_size",
+                                                     "mlp_activation",
+                                                     "tau_s_value",
+                                                     "tau_b_value",
+                                                     "memory_tau_min",
+                                                     "memory_tau_max",
+                                                     "memory_tau_init_min",
+                                                     "memory_tau_init_max",
+                                                     "learn_memory_tau",
+                                                     "learn_w_s",
+                                                     "w_s_value",
+                                                     "num_branch",
+                                                     "num_synapse_per_branch",
+                                                     "input_to_synapse_routing",
+                                                     "delta_t",
+                                                     "model_version"};
                  const auto d = pyb::cast<pyb::dict>(json_loads(elm::to_json(c)));
                  std::string s = "ModelConfig(";
                  bool first = true;

@@ -52,11 +52,13 @@ checked; a malformed file raises elmneuron.Error naming the field, a missing one
             elm::tensor_file f;
             {
                 pyb::gil_scoped_release nogil;  // `data` is immutable and kept alive by the caller
-                f = elm::parse_safetensors(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), source);
+                f = elm::parse_safetensors(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())),
+                                           source);
             }
             return as_tuple(std::move(f));
         },
-        "data"_a, "source"_a = "bytes", "As read_safetensors, from the bytes of a file; source names it in errors.");
+        "data"_a, "source"_a = "bytes",
+        "As read_safetensors, from the bytes of a file; source names it in errors.");
     m.def(
         "write_safetensors",
         [](const std::filesystem::path& path, const pyb::handle& tensors, const pyb::handle& metadata) {
@@ -65,7 +67,8 @@ checked; a malformed file raises elmneuron.Error naming the field, a missing one
             elm::write_safetensors(path.string(), f);
         },
         "path"_a, "tensors"_a, "metadata"_a = pyb::none(),
-        "Writes {name: array} (and {str: str} metadata) as safetensors, atomically (temporary file, then rename). "
+        "Writes {name: array} (and {str: str} metadata) as safetensors, atomically (temporary file, then "
+        "rename). "
         "Arrays are copied; float16/32/64, int8/16/32/64, uint8 and bool are supported.");
     m.def(
         "serialize_safetensors",
@@ -86,8 +89,9 @@ checked; a malformed file raises elmneuron.Error naming the field, a missing one
             return tensors_to_dict(std::move(f));
         },
         "path"_a,
-        "Reads a PyTorch state dict saved by torch.save (.pt zip archive) without executing anything: only the "
-        "opcodes and globals a state dict needs are accepted. Returns {name: numpy array} in file order.");
+        "Reads a PyTorch state dict saved by torch.save (.pt zip archive) without executing anything: only "
+        "the opcodes and globals a state dict needs are accepted. Returns {name: numpy array} in file "
+        "order.");
     m.def(
         "read_npy",
         [](const std::filesystem::path& path) {

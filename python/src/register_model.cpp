@@ -55,15 +55,16 @@ std::vector<std::int64_t> integer_vector(const pyb::handle& obj, const char* fie
     const char* src = "SparseInput";
     const pyb::array a = as_numeric_array(obj, src, field);
     const char kind = a.dtype().kind();
-    if (kind != 'i' && kind != 'u') throw elm::error(src, field, "an integer array", "dtype " + repr_of(a.dtype()));
+    if (kind != 'i' && kind != 'u')
+        throw elm::error(src, field, "an integer array", "dtype " + repr_of(a.dtype()));
     if (a.ndim() != 1) throw elm::error(src, field, "a 1-D array", "shape " + shape_string(shape_of(a)));
     const auto c = as_array<std::int64_t>(a, src, field);
     return std::vector<std::int64_t>(c.data(), c.data() + c.size());
 }
 
 template <class T>
-elm::sparse_input<T> make_sparse(const pyb::handle& offsets, const pyb::handle& channels, const pyb::array& values,
-                                 const std::vector<std::int64_t>& shape) {
+elm::sparse_input<T> make_sparse(const pyb::handle& offsets, const pyb::handle& channels,
+                                 const pyb::array& values, const std::vector<std::int64_t>& shape) {
     const char* src = "SparseInput";
     elm::sparse_input<T> x;
     x.batch = static_cast<int>(shape[0]);
@@ -75,11 +76,12 @@ elm::sparse_input<T> make_sparse(const pyb::handle& offsets, const pyb::handle& 
     for (std::size_t e = 0; e < ch.size(); ++e) {
         // Range-check before narrowing to int32 (validate() checks [0, num_input) afterwards).
         if (ch[e] < 0 || ch[e] >= x.num_input)
-            throw elm::error(src, "channels[" + std::to_string(e) + "]", "in [0, " + std::to_string(x.num_input) + ")",
-                             std::to_string(ch[e]));
+            throw elm::error(src, "channels[" + std::to_string(e) + "]",
+                             "in [0, " + std::to_string(x.num_input) + ")", std::to_string(ch[e]));
         x.channels[e] = static_cast<std::int32_t>(ch[e]);
     }
-    if (values.ndim() != 1) throw elm::error(src, "values", "a 1-D array", "shape " + shape_string(shape_of(values)));
+    if (values.ndim() != 1)
+        throw elm::error(src, "values", "a 1-D array", "shape " + shape_string(shape_of(values)));
     const auto v = as_array<T>(values, src, "values");
     x.values.assign(v.data(), v.data() + v.size());
     x.validate(src);
@@ -107,8 +109,10 @@ std::unique_ptr<py_sparse> sparse_from_arrays(const pyb::handle& offsets, const 
     const pyb::array v = as_numeric_array(values, "SparseInput", "values");
     auto out = std::make_unique<py_sparse>();
     // float32 values stay float32; anything else becomes float64.
-    if (v.dtype().kind() == 'f' && v.dtype().itemsize() == 4) out->x = make_sparse<float>(offsets, channels, v, s);
-    else out->x = make_sparse<double>(offsets, channels, v, s);
+    if (v.dtype().kind() == 'f' && v.dtype().itemsize() == 4)
+        out->x = make_sparse<float>(offsets, channels, v, s);
+    else
+        out->x = make_sparse<double>(offsets, channels, v, s);
     return out;
 }
 
@@ -126,8 +130,8 @@ elm::sparse_input<T> dense_to_sparse(const pyb::handle& obj, const char* source)
                              "shape " + shape_string(s));
     const std::span<const T> values(a.data(), static_cast<std::size_t>(a.size()));
     pyb::gil_scoped_release nogil;  // `a` keeps the data alive
-    return elm::sparse_from_dense<T>(values, static_cast<int>(s[0]), static_cast<int>(s[1]), static_cast<int>(s[2]),
-                                     source);
+    return elm::sparse_from_dense<T>(values, static_cast<int>(s[0]), static_cast<int>(s[1]),
+                                     static_cast<int>(s[2]), source);
 }
 
 template <class U, class T>
@@ -158,7 +162,8 @@ pyb::array_t<T> sparse_to_dense(const elm::sparse_input<T>& x) {
     const std::size_t rows = static_cast<std::size_t>(x.batch) * static_cast<std::size_t>(x.time);
     for (std::size_t r = 0; r < rows; ++r)
         for (auto e = x.offsets[r]; e < x.offsets[r + 1]; ++e)
-            d[r * static_cast<std::size_t>(x.num_input) + static_cast<std::size_t>(x.channels[e])] += x.values[e];
+            d[r * static_cast<std::size_t>(x.num_input) + static_cast<std::size_t>(x.channels[e])] +=
+                x.values[e];
     return out;
 }
 
@@ -166,12 +171,16 @@ pyb::array_t<T> sparse_to_dense(const elm::sparse_input<T>& x) {
 
 py_model& model_of(const pyb::handle& self) { return self.cast<py_model&>(); }
 
-std::unique_ptr<py_model> make_model(const elm::model_config& config, std::uint64_t seed, const pyb::handle& dtype) {
-    if (parse_precision(dtype) == precision::f32) return std::make_unique<py_model>(elm::model<float>(config, seed));
+std::unique_ptr<py_model> make_model(const elm::model_config& config, std::uint64_t seed,
+                                     const pyb::handle& dtype) {
+    if (parse_precision(dtype) == precision::f32)
+        return std::make_unique<py_model>(elm::model<float>(config, seed));
     return std::make_unique<py_model>(elm::model<double>(config, seed));
 }
 
-pyb::dtype numpy_dtype(precision p) { return p == precision::f32 ? pyb::dtype::of<float>() : pyb::dtype::of<double>(); }
+pyb::dtype numpy_dtype(precision p) {
+    return p == precision::f32 ? pyb::dtype::of<float>() : pyb::dtype::of<double>();
+}
 
 const elm::model_config& config_of(py_model& pm) {
     return pm.visit([](auto& st) -> const elm::model_config& { return st.model.config(); });
@@ -195,7 +204,8 @@ pyb::dict state_dict(const pyb::object& self) {
     return model_of(self).visit([&](auto& st) {
         pyb::dict d;
         const auto params = st.model.parameters();
-        for (const auto& p : st.model.layout()) d[pyb::str(p.name)] = view(params.data() + p.offset, p.shape, self);
+        for (const auto& p : st.model.layout())
+            d[pyb::str(p.name)] = view(params.data() + p.offset, p.shape, self);
         add_routing(d, st.model);
         return d;
     });
@@ -245,7 +255,9 @@ pyb::object forward(const pyb::object& self, const pyb::handle& x, bool traces) 
                 const auto trace = st.model.memory_trace(st.ws);
                 std::copy(trace.begin(), trace.end(), mem);
             }
-            if (brn) st.model.branch_trace(*st.input, std::span<T>(brn, static_cast<std::size_t>(B * Tn * c.branches())));
+            if (brn)
+                st.model.branch_trace(*st.input,
+                                      std::span<T>(brn, static_cast<std::size_t>(B * Tn * c.branches())));
         }
         if (!traces) return y;
         pyb::dict t;
@@ -292,14 +304,16 @@ pyb::array stream_step(py_stream& ps, const pyb::handle& x) {
         const auto a = as_array<T>(x, src, "x");
         const auto shape = shape_of(a);
         const int B = st.batch(), n = st.config().num_input;
-        const bool ok = (shape.size() == 2 && shape[0] == B && shape[1] == n) || (shape.size() == 1 && B == 1 && shape[0] == n);
+        const bool ok = (shape.size() == 2 && shape[0] == B && shape[1] == n) ||
+                        (shape.size() == 1 && B == 1 && shape[0] == n);
         if (!ok)
-            throw elm::error(src, "x", "shape [" + std::to_string(B) + ", " + std::to_string(n) + "]" +
-                                           (B == 1 ? " or [" + std::to_string(n) + "]" : std::string()),
+            throw elm::error(src, "x",
+                             "shape [" + std::to_string(B) + ", " + std::to_string(n) + "]" +
+                                 (B == 1 ? " or [" + std::to_string(n) + "]" : std::string()),
                              "shape " + shape_string(shape));
         // One step of `B` samples: events of the [B, 1, num_input] input (rejects NaN/inf naming the entry).
-        const auto events = elm::sparse_from_dense<T>(std::span<const T>(a.data(), static_cast<std::size_t>(a.size())), B,
-                                                     1, n, src);
+        const auto events = elm::sparse_from_dense<T>(
+            std::span<const T>(a.data(), static_cast<std::size_t>(a.size())), B, 1, n, src);
         pyb::array_t<T> y(shape.size() == 2 ? std::vector<pyb::ssize_t>{B, st.config().num_output}
                                             : std::vector<pyb::ssize_t>{st.config().num_output});
         st.step(events, 0, std::span<T>(y.mutable_data(), static_cast<std::size_t>(y.size())));
@@ -322,13 +336,15 @@ pyb::object backward(const pyb::object& self, const pyb::handle& dy_obj, bool in
             pyb::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(pm.mutex());
             if (!st.input)
-                throw elm::error(src, "forward",
-                                 "a forward call since the last backward (backward consumes its activations)",
-                                 "none since the model was created, its parameters were loaded or the last backward");
+                throw elm::error(
+                    src, "forward",
+                    "a forward call since the last backward (backward consumes its activations)",
+                    "none since the model was created, its parameters were loaded or the last backward");
             const auto& in = *st.input;
             const std::vector<std::int64_t> expected{in.batch, in.time, c.num_output};
             if (shape_of(dy) != expected)
-                throw elm::error(src, "dy", "shape " + shape_string(expected) + " (the output of the last forward)",
+                throw elm::error(src, "dy",
+                                 "shape " + shape_string(expected) + " (the output of the last forward)",
                                  "shape " + shape_string(shape_of(dy)));
             std::span<T> dx_span;
             if (input_grad) {
@@ -340,8 +356,9 @@ pyb::object backward(const pyb::object& self, const pyb::handle& dy_obj, bool in
             // so, as torch without retain_graph, a second backward needs a new forward.
             const auto input = std::move(*st.input);
             st.input.reset();
-            st.model.backward(input, std::span<const T>(dy.data(), static_cast<std::size_t>(dy.size())), st.ws,
-                              std::span<T>(grads.mutable_data(), static_cast<std::size_t>(P)), dx_span);
+            st.model.backward(input, std::span<const T>(dy.data(), static_cast<std::size_t>(dy.size())),
+                              st.ws, std::span<T>(grads.mutable_data(), static_cast<std::size_t>(P)),
+                              dx_span);
         }
         pyb::dict g;
         for (const auto& p : st.model.layout())
@@ -379,7 +396,8 @@ pyb::dict info(const pyb::object& self) {
         d["num_parameters"] = st.model.parameters().size();
         pyb::list params;
         for (const auto& p : st.model.layout())
-            params.append(pyb::dict("name"_a = p.name, "shape"_a = pyb::tuple(pyb::cast(p.shape)), "trainable"_a = p.trainable));
+            params.append(pyb::dict("name"_a = p.name, "shape"_a = pyb::tuple(pyb::cast(p.shape)),
+                                    "trainable"_a = p.trainable));
         d["parameters"] = params;
         return d;
     });
@@ -408,50 +426,66 @@ and converted to the model's dtype by forward (a copy when they differ). Checked
                     const auto a = as_numeric_array(x, "SparseInput.from_dense", "x");
                     if (a.dtype().kind() == 'f' && a.dtype().itemsize() == 4) p = precision::f32;
                 }
-                if (p == precision::f32) out->x = dense_to_sparse<float>(x, "SparseInput.from_dense");
-                else out->x = dense_to_sparse<double>(x, "SparseInput.from_dense");
+                if (p == precision::f32)
+                    out->x = dense_to_sparse<float>(x, "SparseInput.from_dense");
+                else
+                    out->x = dense_to_sparse<double>(x, "SparseInput.from_dense");
                 return out;
             },
             "x"_a, "dtype"_a = pyb::none(),
-            "Events of a dense [batch, time, num_input] array (zeros dropped). dtype: float32 or float64; default: "
+            "Events of a dense [batch, time, num_input] array (zeros dropped). dtype: float32 or float64; "
+            "default: "
             "float32 for float32 input, else float64.")
-        .def("to_dense",
-             [](const py_sparse& s) { return s.visit([](const auto& x) -> pyb::array { return sparse_to_dense(x); }); },
-             "The dense [batch, time, num_input] array (a new array).")
-        .def_property_readonly("shape",
-                               [](const py_sparse& s) {
-                                   return s.visit([](const auto& x) { return pyb::make_tuple(x.batch, x.time, x.num_input); });
-                               })
-        .def_property_readonly("num_events", [](const py_sparse& s) { return s.visit([](const auto& x) { return x.num_events(); }); })
+        .def(
+            "to_dense",
+            [](const py_sparse& s) {
+                return s.visit([](const auto& x) -> pyb::array { return sparse_to_dense(x); });
+            },
+            "The dense [batch, time, num_input] array (a new array).")
+        .def_property_readonly(
+            "shape",
+            [](const py_sparse& s) {
+                return s.visit([](const auto& x) { return pyb::make_tuple(x.batch, x.time, x.num_input); });
+            })
+        .def_property_readonly(
+            "num_events",
+            [](const py_sparse& s) { return s.visit([](const auto& x) { return x.num_events(); }); })
         .def_property_readonly("dtype",
                                [](const py_sparse& s) {
-                                   return std::holds_alternative<elm::sparse_input<float>>(s.x) ? pyb::dtype::of<float>()
-                                                                                                 : pyb::dtype::of<double>();
+                                   return std::holds_alternative<elm::sparse_input<float>>(s.x)
+                                              ? pyb::dtype::of<float>()
+                                              : pyb::dtype::of<double>();
                                })
         // Read-only views of the stored events (base: the SparseInput).
-        .def_property_readonly("offsets",
-                               [](const pyb::object& self) {
-                                   return self.cast<const py_sparse&>().visit([&](const auto& x) {
-                                       return view(x.offsets.data(), {static_cast<std::int64_t>(x.offsets.size())}, self, false);
-                                   });
-                               })
+        .def_property_readonly(
+            "offsets",
+            [](const pyb::object& self) {
+                return self.cast<const py_sparse&>().visit([&](const auto& x) {
+                    return view(x.offsets.data(), {static_cast<std::int64_t>(x.offsets.size())}, self, false);
+                });
+            })
         .def_property_readonly("channels",
                                [](const pyb::object& self) {
                                    return self.cast<const py_sparse&>().visit([&](const auto& x) {
-                                       return view(x.channels.data(), {static_cast<std::int64_t>(x.channels.size())}, self, false);
+                                       return view(x.channels.data(),
+                                                   {static_cast<std::int64_t>(x.channels.size())}, self,
+                                                   false);
                                    });
                                })
-        .def_property_readonly("values",
-                               [](const pyb::object& self) {
-                                   return self.cast<const py_sparse&>().visit([&](const auto& x) -> pyb::array {
-                                       return view(x.values.data(), {static_cast<std::int64_t>(x.values.size())}, self, false);
-                                   });
-                               })
+        .def_property_readonly(
+            "values",
+            [](const pyb::object& self) {
+                return self.cast<const py_sparse&>().visit([&](const auto& x) -> pyb::array {
+                    return view(x.values.data(), {static_cast<std::int64_t>(x.values.size())}, self, false);
+                });
+            })
         .def("__repr__", [](const py_sparse& s) {
             return s.visit([](const auto& x) {
                 std::string r = "SparseInput(shape=(";
                 r.append(std::to_string(x.batch)).append(", ").append(std::to_string(x.time)).append(", ");
-                r.append(std::to_string(x.num_input)).append("), num_events=").append(std::to_string(x.num_events()));
+                r.append(std::to_string(x.num_input))
+                    .append("), num_events=")
+                    .append(std::to_string(x.num_events()));
                 return r + ")";
             });
         });
@@ -467,14 +501,18 @@ forward/backward follow torch's pattern: forward(x) keeps its input and activati
 them. Both release the GIL; calls on one model are serialised.)")
         .def(pyb::init(&make_model), "config"_a, "seed"_a = 0, "dtype"_a = "float32")
         .def_property_readonly("dtype", [](py_model& pm) { return numpy_dtype(pm.dtype()); })
-        .def_property_readonly("config", [](py_model& pm) { return config_of(pm); }, "The model's ModelConfig (a copy).")
-        .def_property_readonly("model_version", [](py_model& pm) { return elm::to_string(config_of(pm).version); })
-        .def_property_readonly("num_trainable",
-                               [](py_model& pm) { return pm.visit([](auto& st) { return st.model.num_trainable(); }); },
-                               "Number of trainable scalars (the published parameter count).")
-        .def_property_readonly("num_parameters",
-                               [](py_model& pm) { return pm.visit([](auto& st) { return st.model.parameters().size(); }); },
-                               "Number of scalars in the parameter block (trainable or not).")
+        .def_property_readonly(
+            "config", [](py_model& pm) { return config_of(pm); }, "The model's ModelConfig (a copy).")
+        .def_property_readonly("model_version",
+                               [](py_model& pm) { return elm::to_string(config_of(pm).version); })
+        .def_property_readonly(
+            "num_trainable",
+            [](py_model& pm) { return pm.visit([](auto& st) { return st.model.num_trainable(); }); },
+            "Number of trainable scalars (the published parameter count).")
+        .def_property_readonly(
+            "num_parameters",
+            [](py_model& pm) { return pm.visit([](auto& st) { return st.model.parameters().size(); }); },
+            "Number of scalars in the parameter block (trainable or not).")
         .def_property_readonly("parameter_names",
                                [](py_model& pm) {
                                    return pm.visit([](auto& st) {
@@ -492,31 +530,38 @@ them. Both release the GIL; calls on one model are serialised.)")
                                        return names;
                                    });
                                })
-        .def("layout",
-             [](py_model& pm) {
-                 return pm.visit([](auto& st) {
-                     pyb::list l;
-                     for (const auto& p : st.model.layout())
-                         l.append(pyb::dict("name"_a = p.name, "shape"_a = pyb::tuple(pyb::cast(p.shape)),
-                                            "offset"_a = p.offset, "size"_a = p.size, "trainable"_a = p.trainable));
-                     return l;
-                 });
-             },
-             "Each parameter tensor's name, shape, offset and size in the flat block, and whether it is trained.")
+        .def(
+            "layout",
+            [](py_model& pm) {
+                return pm.visit([](auto& st) {
+                    pyb::list l;
+                    for (const auto& p : st.model.layout())
+                        l.append(pyb::dict("name"_a = p.name, "shape"_a = pyb::tuple(pyb::cast(p.shape)),
+                                           "offset"_a = p.offset, "size"_a = p.size,
+                                           "trainable"_a = p.trainable));
+                    return l;
+                });
+            },
+            "Each parameter tensor's name, shape, offset and size in the flat block, and whether it is "
+            "trained.")
         .def("state_dict", &state_dict,
-             "Parameters under the published state-dict names as writable views {name: array} (weights [out, in]); "
+             "Parameters under the published state-dict names as writable views {name: array} (weights [out, "
+             "in]); "
              "routed models add copies of input_to_synapse_indices (int64) and valid_indices_mask (bool).")
         .def("load_state_dict", &load_state_dict, "state_dict"_a,
-             "Copies a published or saved state dict into the model (existing views see the new values). Strict: "
-             "every parameter (and routing tensor) must be present with its shape, no unknown names, finite values.")
-        .def("parameters",
-             [](const pyb::object& self) {
-                 return model_of(self).visit([&](auto& st) -> pyb::array {
-                     const auto p = st.model.parameters();
-                     return view(p.data(), {static_cast<std::int64_t>(p.size())}, self);
-                 });
-             },
-             "The whole parameter block as one writable 1-D view (layout() gives the offsets).")
+             "Copies a published or saved state dict into the model (existing views see the new values). "
+             "Strict: "
+             "every parameter (and routing tensor) must be present with its shape, no unknown names, finite "
+             "values.")
+        .def(
+            "parameters",
+            [](const pyb::object& self) {
+                return model_of(self).visit([&](auto& st) -> pyb::array {
+                    const auto p = st.model.parameters();
+                    return view(p.data(), {static_cast<std::int64_t>(p.size())}, self);
+                });
+            },
+            "The whole parameter block as one writable 1-D view (layout() gives the offsets).")
         .def(
             "parameter",
             [](const pyb::object& self, const std::string& name) {
@@ -531,8 +576,8 @@ them. Both release the GIL; calls on one model are serialised.)")
             [](const pyb::object& self) {
                 return model_of(self).visit([&](auto& st) {
                     const auto mask = st.model.trainable_mask();
-                    return view(reinterpret_cast<const bool*>(mask.data()), {static_cast<std::int64_t>(mask.size())},
-                                self, false);
+                    return view(reinterpret_cast<const bool*>(mask.data()),
+                                {static_cast<std::int64_t>(mask.size())}, self, false);
                 });
             },
             "Read-only bool view over the parameter block: True where the optimisers update.")
@@ -543,11 +588,13 @@ x: a dense [batch, time, num_input] array (converted to the model's dtype and to
 or a SparseInput. traces=True returns (y, {"memory": m_t [B, T, num_memory], "branch": b_t
 [B, T, num_branch]}) (copies). The input and activations are kept for backward.)")
         .def("__call__", &forward, "x"_a, "traces"_a = false, "Same as forward.")
-        .def("infer", &infer, "x"_a,
-             R"(Inference: the same output as forward, bit for bit, keeping nothing for backward (working memory
+        .def(
+            "infer", &infer, "x"_a,
+            R"(Inference: the same output as forward, bit for bit, keeping nothing for backward (working memory
 does not grow with the sequence length). Does not disturb the activations kept for backward.)")
-        .def("stream", &make_stream, "batch"_a = 1,
-             R"(A Stream over a snapshot of the current parameters: one time step per call, the state kept between
+        .def(
+            "stream", &make_stream, "batch"_a = 1,
+            R"(A Stream over a snapshot of the current parameters: one time step per call, the state kept between
 calls; feeding a sequence step by step gives the same outputs as forward, bit for bit.)")
         .def("backward", &backward, "dy"_a, "input_grad"_a = false,
              R"(Gradients of a loss given dy = d loss / d y for the output of the latest forward call.
@@ -557,31 +604,36 @@ parameters); with input_grad=True, (grads, dx) where dx = d loss / d x is a dens
 The parameters must not have changed since that forward call. Like torch without retain_graph,
 backward consumes the activations: a second backward needs a new forward.)")
         .def("synapse_trace", &synapse_trace, "x"_a,
-             "v1 only: synapse currents s_t of input x as a [batch, time, num_synapse] array (a diagnostic; large).")
-        .def("routing",
-             [](py_model& pm) {
-                 return pm.visit([](auto& st) {
-                     using T = typename std::decay_t<decltype(st)>::scalar;
-                     const auto index = st.model.synapse_input_index();
-                     const auto mask = st.model.synapse_mask();
-                     pyb::array_t<std::int64_t> i(static_cast<pyb::ssize_t>(index.size()));
-                     std::copy(index.begin(), index.end(), i.mutable_data());
-                     pyb::array_t<bool> v(static_cast<pyb::ssize_t>(mask.size()));
-                     std::transform(mask.begin(), mask.end(), v.mutable_data(), [](T x) { return x != T(0); });
-                     return pyb::make_tuple(i, v);
-                 });
-             },
-             "(input channel of each synapse, validity mask) as new arrays (identity and all True without routing).")
-        .def("validate",
-             [](py_model& pm) { pm.visit([](auto& st) { st.model.validate_parameters("Model"); }); },
-             "Raises elmneuron.Error if a parameter is NaN/inf (or breaks another kernel invariant), e.g. after "
-             "editing the views.")
+             "v1 only: synapse currents s_t of input x as a [batch, time, num_synapse] array (a diagnostic; "
+             "large).")
+        .def(
+            "routing",
+            [](py_model& pm) {
+                return pm.visit([](auto& st) {
+                    using T = typename std::decay_t<decltype(st)>::scalar;
+                    const auto index = st.model.synapse_input_index();
+                    const auto mask = st.model.synapse_mask();
+                    pyb::array_t<std::int64_t> i(static_cast<pyb::ssize_t>(index.size()));
+                    std::copy(index.begin(), index.end(), i.mutable_data());
+                    pyb::array_t<bool> v(static_cast<pyb::ssize_t>(mask.size()));
+                    std::transform(mask.begin(), mask.end(), v.mutable_data(), [](T x) { return x != T(0); });
+                    return pyb::make_tuple(i, v);
+                });
+            },
+            "(input channel of each synapse, validity mask) as new arrays (identity and all True without "
+            "routing).")
+        .def(
+            "validate",
+            [](py_model& pm) { pm.visit([](auto& st) { st.model.validate_parameters("Model"); }); },
+            "Raises elmneuron.Error if a parameter is NaN/inf (or breaks another kernel invariant), e.g. "
+            "after editing the views.")
         .def(
             "astype",
             [](py_model& pm, const pyb::handle& dtype) {
                 const auto p = parse_precision(dtype);
                 return pm.visit([&](auto& st) {
-                    if (p == precision::f32) return std::make_unique<py_model>(st.model.template cast<float>());
+                    if (p == precision::f32)
+                        return std::make_unique<py_model>(st.model.template cast<float>());
                     return std::make_unique<py_model>(st.model.template cast<double>());
                 });
             },
@@ -592,14 +644,17 @@ backward consumes the activations: a second backward needs a new forward.)")
                 pm.visit([&](auto& st) { elm::save_model(path.string(), st.model); });
             },
             "path"_a, "Saves as *.safetensors (published names, config in the metadata; atomic).")
-        .def("info", &info, "dtype, version, config, trainable parameter count and the parameter list as a dict.")
-        .def("config_json", [](py_model& pm) { return elm::to_json(config_of(pm)); },
-             "The config as JSON under the published names.")
+        .def("info", &info,
+             "dtype, version, config, trainable parameter count and the parameter list as a dict.")
+        .def(
+            "config_json", [](py_model& pm) { return elm::to_json(config_of(pm)); },
+            "The config as JSON under the published names.")
         .def("__repr__", [](py_model& pm) {
             const auto& c = config_of(pm);
-            return "Model(" + std::string(elm::to_string(c.version)) + ", num_input=" + std::to_string(c.num_input) +
-                   ", num_output=" + std::to_string(c.num_output) + ", num_memory=" + std::to_string(c.num_memory) +
-                   ", dtype=" + to_string(pm.dtype()) + ")";
+            return "Model(" + std::string(elm::to_string(c.version)) +
+                   ", num_input=" + std::to_string(c.num_input) +
+                   ", num_output=" + std::to_string(c.num_output) +
+                   ", num_memory=" + std::to_string(c.num_memory) + ", dtype=" + to_string(pm.dtype()) + ")";
         });
 
     m.def(
@@ -611,19 +666,22 @@ backward consumes the activations: a second backward needs a new forward.)")
             return std::make_unique<py_model>(elm::load_model<double>(path.string()));
         },
         "path"_a, "dtype"_a = "float32",
-        "Loads a model: our *.safetensors, an official model folder (model_config.json + one .pt), or a .pt with "
-        "model_config.json beside it. A missing path raises FileNotFoundError.");
+        "Loads a model: our *.safetensors, an official model folder (model_config.json + one .pt), or a .pt "
+        "with model_config.json beside it. A missing path raises FileNotFoundError.");
     m.def(
         "save_model",
         [](const std::filesystem::path& path, py_model& pm) {
             pm.visit([&](auto& st) { elm::save_model(path.string(), st.model); });
         },
         "path"_a, "model"_a, "Saves a model as *.safetensors (atomic).");
-    pyb::class_<py_stream>(m, "Stream", R"(Step-by-step inference (Model.stream(batch)): state kept between calls.)")
+    pyb::class_<py_stream>(m, "Stream",
+                           R"(Step-by-step inference (Model.stream(batch)): state kept between calls.)")
         .def("step", &stream_step, "x"_a,
              "Advance one step: x [batch, num_input] (or [num_input] for batch 1) -> y [batch, num_output].")
-        .def("reset", [](py_stream& s) { s.visit([](auto& st) { st.reset(); }); }, "Back to the zero state.")
-        .def_property_readonly("batch", [](py_stream& s) { return s.visit([](auto& st) { return st.batch(); }); })
+        .def(
+            "reset", [](py_stream& s) { s.visit([](auto& st) { st.reset(); }); }, "Back to the zero state.")
+        .def_property_readonly("batch",
+                               [](py_stream& s) { return s.visit([](auto& st) { return st.batch(); }); })
         .def_property_readonly(
             "memory",
             [](py_stream& s) {

@@ -75,20 +75,25 @@ std::unique_ptr<py_optimizer> make_optimizer(py_model& model, const std::string&
 // Gradients {name: array} into the flat layout of `m`, and the mask of elements to update: trainable
 // parameters that have a gradient (a missing name is skipped, as torch skips parameters whose .grad is None).
 template <class T>
-void flatten_grads(const elm::model<T>& m, const pyb::handle& grads, std::vector<T>& flat, std::vector<unsigned char>& mask) {
+void flatten_grads(const elm::model<T>& m, const pyb::handle& grads, std::vector<T>& flat,
+                   std::vector<unsigned char>& mask) {
     const char* src = "Optimizer.step";
-    if (!pyb::isinstance<pyb::dict>(grads)) throw elm::error(src, "grads", "a dict {name: gradient}", repr_of(pyb::type::of(grads)));
+    if (!pyb::isinstance<pyb::dict>(grads))
+        throw elm::error(src, "grads", "a dict {name: gradient}", repr_of(pyb::type::of(grads)));
     flat.assign(m.parameters().size(), T(0));
     mask.assign(flat.size(), 0);
     const auto trainable = m.trainable_mask();
     for (const auto& [key, value] : pyb::reinterpret_borrow<pyb::dict>(grads)) {
-        if (!pyb::isinstance<pyb::str>(key)) throw elm::error(src, "grads", "str keys (parameter names)", repr_of(key));
+        if (!pyb::isinstance<pyb::str>(key))
+            throw elm::error(src, "grads", "str keys (parameter names)", repr_of(key));
         const auto name = pyb::cast<std::string>(key);
         const auto& p = m.info(name);  // unknown names: elm::error listing the known ones
-        if (!p.trainable) throw elm::error(src, "grads[" + name + "]", "a trainable parameter", "a frozen one");
+        if (!p.trainable)
+            throw elm::error(src, "grads[" + name + "]", "a trainable parameter", "a frozen one");
         const auto a = as_array<T>(value, src, "grads[" + name + "]");  // a copy if not T / not C order
         if (shape_of(a) != p.shape)
-            throw elm::error(src, "grads[" + name + "]", "shape " + shape_string(p.shape), "shape " + shape_string(shape_of(a)));
+            throw elm::error(src, "grads[" + name + "]", "shape " + shape_string(p.shape),
+                             "shape " + shape_string(shape_of(a)));
         std::copy(a.data(), a.data() + a.size(), flat.begin() + static_cast<std::ptrdiff_t>(p.offset));
         for (std::size_t i = p.offset; i < p.offset + p.size; ++i) mask[i] = trainable[i];
     }
@@ -103,7 +108,8 @@ void optimizer_step(py_optimizer& o, py_model& pm, const pyb::handle& grads, std
         using T = typename std::decay_t<decltype(st)>::scalar;
         auto& opt = std::get<elm::optimizer<T>>(o.opt);
         if (st.model.parameters().size() != o.size)
-            throw elm::error(src, "model", std::to_string(o.size) + " parameters (the model the optimizer was made for)",
+            throw elm::error(src, "model",
+                             std::to_string(o.size) + " parameters (the model the optimizer was made for)",
                              std::to_string(st.model.parameters().size()));
         std::vector<T> flat;
         std::vector<unsigned char> mask;
@@ -141,7 +147,8 @@ double clip_grad_norm(const pyb::dict& grads, double max_norm) {
     std::optional<char> size;
     for (const auto& [key, value] : grads) {
         const std::string field = "grads[" + pyb::str(key).cast<std::string>() + "]";
-        if (!pyb::isinstance<pyb::array>(value)) throw elm::error(src, field, "a numpy array (scaled in place)", repr_of(pyb::type::of(value)));
+        if (!pyb::isinstance<pyb::array>(value))
+            throw elm::error(src, field, "a numpy array (scaled in place)", repr_of(pyb::type::of(value)));
         auto a = pyb::reinterpret_borrow<pyb::array>(value);
         const auto dt = a.dtype();
         if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
@@ -150,7 +157,8 @@ double clip_grad_norm(const pyb::dict& grads, double max_norm) {
             throw elm::error(src, field, "the dtype of the other gradients", "dtype " + repr_of(dt));
         size = static_cast<char>(dt.itemsize());
         if (!(a.flags() & pyb::array::c_style) || !a.writeable() || dt.byteorder() == '>')
-            throw elm::error(src, field, "a writable C-contiguous array in native byte order", "another array");
+            throw elm::error(src, field, "a writable C-contiguous array in native byte order",
+                             "another array");
         arrays.push_back(a);
     }
     if (arrays.empty()) throw elm::error(src, "grads", "at least one gradient", "an empty dict");
@@ -166,12 +174,14 @@ bool is_f32(const pyb::handle& obj, const char* src, const char* field) {
 }
 
 template <class T>
-std::vector<std::int64_t> checked_shape(const carray<T>& a, std::size_t ndim, const char* src, const char* field,
-                                        const char* expected) {
-    if (static_cast<std::size_t>(a.ndim()) != ndim) throw elm::error(src, field, expected, "shape " + shape_string(shape_of(a)));
+std::vector<std::int64_t> checked_shape(const carray<T>& a, std::size_t ndim, const char* src,
+                                        const char* field, const char* expected) {
+    if (static_cast<std::size_t>(a.ndim()) != ndim)
+        throw elm::error(src, field, expected, "shape " + shape_string(shape_of(a)));
     for (std::int64_t n : shape_of(a))
         if (n < 1 || n > std::numeric_limits<int>::max())
-            throw elm::error(src, field, std::string(expected) + " with every dimension >= 1", "shape " + shape_string(shape_of(a)));
+            throw elm::error(src, field, std::string(expected) + " with every dimension >= 1",
+                             "shape " + shape_string(shape_of(a)));
     return shape_of(a);
 }
 
@@ -188,7 +198,8 @@ std::vector<std::int32_t> labels_of(const pyb::handle& obj, std::int64_t batch, 
         const auto v = a.data()[i];
         // Checked before narrowing; the loss checks the upper bound num_output.
         if (v < 0 || v > std::numeric_limits<std::int32_t>::max())
-            throw elm::error(src, "labels[" + std::to_string(i) + "]", "a class index >= 0", std::to_string(v));
+            throw elm::error(src, "labels[" + std::to_string(i) + "]", "a class index >= 0",
+                             std::to_string(v));
         out[i] = static_cast<std::int32_t>(v);
     }
     return out;
@@ -204,7 +215,8 @@ std::span<T> mspan(pyb::array_t<T>& a) {
 }
 
 template <class T>
-pyb::tuple elementwise_loss(const pyb::handle& x_obj, const pyb::handle& y_obj, const char* src, const char* xname,
+pyb::tuple elementwise_loss(const pyb::handle& x_obj, const pyb::handle& y_obj, const char* src,
+                            const char* xname,
                             double (*loss)(std::span<const T>, std::span<const T>, std::span<T>)) {
     const auto x = as_array<T>(x_obj, src, xname);
     const auto y = as_array<T>(y_obj, src, "targets");
@@ -224,24 +236,28 @@ pyb::tuple cross_entropy(const pyb::handle& y_obj, const pyb::handle& labels_obj
     const auto s = checked_shape(y, 3, src, "y", "a [batch, time, num_output] array");
     const auto labels = labels_of(labels_obj, s[0], src);
     pyb::array_t<T> dy({s[0], s[1], s[2]});
-    const double value = elm::cross_entropy_last_step<T>(cspan(y), static_cast<int>(s[0]), static_cast<int>(s[1]),
-                                                         static_cast<int>(s[2]), labels, mspan(dy));
+    const double value = elm::cross_entropy_last_step<T>(
+        cspan(y), static_cast<int>(s[0]), static_cast<int>(s[1]), static_cast<int>(s[2]), labels, mspan(dy));
     return pyb::make_tuple(value, dy);
 }
 
 template <class T>
-pyb::tuple neuronio(const pyb::handle& y_obj, const pyb::handle& spike_obj, const pyb::handle& soma_obj, int burn_in) {
+pyb::tuple neuronio(const pyb::handle& y_obj, const pyb::handle& spike_obj, const pyb::handle& soma_obj,
+                    int burn_in) {
     const char* src = "neuronio_loss";
     const auto y = as_array<T>(y_obj, src, "y");
     const auto s = checked_shape(y, 3, src, "y", "a [batch, time, num_output] array");
     const auto spike = as_array<T>(spike_obj, src, "spike");
     const auto soma = as_array<T>(soma_obj, src, "soma");
     const std::vector<std::int64_t> bt{s[0], s[1]};
-    if (shape_of(spike) != bt) throw elm::error(src, "spike", "shape " + shape_string(bt), "shape " + shape_string(shape_of(spike)));
-    if (shape_of(soma) != bt) throw elm::error(src, "soma", "shape " + shape_string(bt), "shape " + shape_string(shape_of(soma)));
+    if (shape_of(spike) != bt)
+        throw elm::error(src, "spike", "shape " + shape_string(bt), "shape " + shape_string(shape_of(spike)));
+    if (shape_of(soma) != bt)
+        throw elm::error(src, "soma", "shape " + shape_string(bt), "shape " + shape_string(shape_of(soma)));
     pyb::array_t<T> dy({s[0], s[1], s[2]});
-    const double value = elm::neuronio_loss<T>(cspan(y), static_cast<int>(s[0]), static_cast<int>(s[1]),
-                                               static_cast<int>(s[2]), cspan(spike), cspan(soma), burn_in, mspan(dy));
+    const double value =
+        elm::neuronio_loss<T>(cspan(y), static_cast<int>(s[0]), static_cast<int>(s[1]),
+                              static_cast<int>(s[2]), cspan(spike), cspan(soma), burn_in, mspan(dy));
     return pyb::make_tuple(value, dy);
 }
 
@@ -251,8 +267,8 @@ double accuracy(const pyb::handle& y_obj, const pyb::handle& labels_obj) {
     const auto y = as_array<T>(y_obj, src, "y");
     const auto s = checked_shape(y, 3, src, "y", "a [batch, time, num_output] array");
     const auto labels = labels_of(labels_obj, s[0], src);
-    return elm::last_step_accuracy<T>(cspan(y), static_cast<int>(s[0]), static_cast<int>(s[1]), static_cast<int>(s[2]),
-                                      labels);
+    return elm::last_step_accuracy<T>(cspan(y), static_cast<int>(s[0]), static_cast<int>(s[1]),
+                                      static_cast<int>(s[2]), labels);
 }
 
 }  // namespace
@@ -270,11 +286,13 @@ only trainable parameters present in grads are updated. lr overrides the configu
              "betas"_a = std::pair<double, double>(0.9, 0.999), "eps"_a = 1e-8, "weight_decay"_a = 0.0,
              "momentum"_a = 0.0, "dampening"_a = 0.0, "nesterov"_a = false)
         .def("step", &optimizer_step, "model"_a, "grads"_a, "lr"_a = pyb::none())
-        .def_property_readonly("steps", [](py_optimizer& o) { return o.visit([](auto& x) { return x.steps(); }); })
-        .def_property_readonly("kind", [](py_optimizer& o) {
-            return o.visit([](auto& x) { return elm::to_string(x.config().kind); });
-        })
-        .def_property_readonly("lr", [](py_optimizer& o) { return o.visit([](auto& x) { return x.config().lr; }); })
+        .def_property_readonly("steps",
+                               [](py_optimizer& o) { return o.visit([](auto& x) { return x.steps(); }); })
+        .def_property_readonly(
+            "kind",
+            [](py_optimizer& o) { return o.visit([](auto& x) { return elm::to_string(x.config().kind); }); })
+        .def_property_readonly("lr",
+                               [](py_optimizer& o) { return o.visit([](auto& x) { return x.config().lr; }); })
         .def(
             "state_dict",
             [](py_optimizer& o) {
@@ -284,7 +302,8 @@ only trainable parameters present in grads are updated. lr overrides the configu
                 pyb::dict tensors = tensors_to_dict(std::move(f));
                 return pyb::make_tuple(tensors, metadata);
             },
-            "Optimiser state as (tensors, metadata), as checkpoints store it (optim.step, optim.exp_avg, ...).")
+            "Optimiser state as (tensors, metadata), as checkpoints store it (optim.step, optim.exp_avg, "
+            "...).")
         .def(
             "load_state_dict",
             [](py_optimizer& o, const pyb::handle& tensors, const pyb::handle& metadata) {
@@ -299,9 +318,12 @@ LRSchedule(kind="constant" | "cosine", base_lr=1e-3, eta_min=0.0, total_steps=1)
 the step) is base_lr, or torch's CosineAnnealingLR closed form stepped once per batch.)")
         .def(pyb::init([](const std::string& kind, double base_lr, double eta_min, std::int64_t total_steps) {
                  elm::lr_schedule s;
-                 if (kind == "constant") s.kind = elm::schedule_kind::constant;
-                 else if (kind == "cosine") s.kind = elm::schedule_kind::cosine;
-                 else throw elm::error("LRSchedule", "kind", "\"constant\" or \"cosine\"", "\"" + kind + "\"");
+                 if (kind == "constant")
+                     s.kind = elm::schedule_kind::constant;
+                 else if (kind == "cosine")
+                     s.kind = elm::schedule_kind::cosine;
+                 else
+                     throw elm::error("LRSchedule", "kind", "\"constant\" or \"cosine\"", "\"" + kind + "\"");
                  s.base_lr = base_lr;
                  s.eta_min = eta_min;
                  s.total_steps = total_steps;
@@ -319,22 +341,27 @@ the step) is base_lr, or torch's CosineAnnealingLR closed form stepped once per 
         "bce_with_logits",
         [](const pyb::handle& logits, const pyb::handle& targets) {
             if (is_f32(logits, "bce_with_logits", "logits"))
-                return elementwise_loss<float>(logits, targets, "bce_with_logits", "logits", &elm::bce_with_logits<float>);
-            return elementwise_loss<double>(logits, targets, "bce_with_logits", "logits", &elm::bce_with_logits<double>);
+                return elementwise_loss<float>(logits, targets, "bce_with_logits", "logits",
+                                               &elm::bce_with_logits<float>);
+            return elementwise_loss<double>(logits, targets, "bce_with_logits", "logits",
+                                            &elm::bce_with_logits<double>);
         },
         "logits"_a, "targets"_a,
-        "Mean BCEWithLogits (torch's stable form): (loss, d loss / d logits). float32 if logits are float32, else float64.");
+        "Mean BCEWithLogits (torch's stable form): (loss, d loss / d logits). float32 if logits are float32, "
+        "else float64.");
     m.def(
         "mse",
         [](const pyb::handle& pred, const pyb::handle& targets) {
-            if (is_f32(pred, "mse", "pred")) return elementwise_loss<float>(pred, targets, "mse", "pred", &elm::mse<float>);
+            if (is_f32(pred, "mse", "pred"))
+                return elementwise_loss<float>(pred, targets, "mse", "pred", &elm::mse<float>);
             return elementwise_loss<double>(pred, targets, "mse", "pred", &elm::mse<double>);
         },
         "pred"_a, "targets"_a, "Mean squared error: (loss, d loss / d pred).");
     m.def(
         "cross_entropy_last_step",
         [](const pyb::handle& y, const pyb::handle& labels) {
-            return is_f32(y, "cross_entropy_last_step", "y") ? cross_entropy<float>(y, labels) : cross_entropy<double>(y, labels);
+            return is_f32(y, "cross_entropy_last_step", "y") ? cross_entropy<float>(y, labels)
+                                                             : cross_entropy<double>(y, labels);
         },
         "y"_a, "labels"_a,
         "Cross-entropy of the last step's logits y[:, -1, :] against integer labels [batch] (torch "
@@ -351,7 +378,8 @@ the step) is base_lr, or torch's CosineAnnealingLR closed form stepped once per 
     m.def(
         "last_step_accuracy",
         [](const pyb::handle& y, const pyb::handle& labels) {
-            return is_f32(y, "last_step_accuracy", "y") ? accuracy<float>(y, labels) : accuracy<double>(y, labels);
+            return is_f32(y, "last_step_accuracy", "y") ? accuracy<float>(y, labels)
+                                                        : accuracy<double>(y, labels);
         },
         "y"_a, "labels"_a, "Fraction of samples whose last-step argmax equals the label.");
 }

@@ -38,7 +38,8 @@ using detail::pickle_ref;
 using detail::pickle_tree;
 
 const std::string sims_path = "Results.listOfSingleSimulationDicts";
-constexpr std::string_view multiarray_modules[] = {"numpy.core.multiarray", "numpy._core.multiarray"};  // numpy < 2, >= 2
+constexpr std::string_view multiarray_modules[] = {"numpy.core.multiarray",
+                                                   "numpy._core.multiarray"};  // numpy < 2, >= 2
 
 detail::unpickle_options neuronio_options() {
     detail::unpickle_options o;
@@ -94,8 +95,10 @@ double float_element(const std::byte* p, np_dtype d) {
             if (d.size == 2) return detail::half_to_float(static_cast<std::uint16_t>(bits));
             if (d.size == 4) return std::bit_cast<float>(static_cast<std::uint32_t>(bits));
             return std::bit_cast<double>(bits);
-        case 'b': return bits != 0 ? 1.0 : 0.0;
-        case 'u': return static_cast<double>(bits);
+        case 'b':
+            return bits != 0 ? 1.0 : 0.0;
+        case 'u':
+            return static_cast<double>(bits);
         default: {
             std::int64_t v = 0;
             int_element(p, d, v);
@@ -128,18 +131,22 @@ public:
     template <class P>
     std::span<const std::byte> raw(pickle_ref r, std::vector<std::byte>& storage, const P& path) const {
         const auto& n = t_.node(r);
-        if (n.kind == pickle_kind::bytes || (n.kind == pickle_kind::string && (n.flags & detail::flag_latin1) != 0))
+        if (n.kind == pickle_kind::bytes ||
+            (n.kind == pickle_kind::string && (n.flags & detail::flag_latin1) != 0))
             return t_.as_bytes(r, "raw");
         if (n.kind == pickle_kind::reduce) {
             const auto c = t_.children(r);
-            const auto args = t_.kind(c[1]) == pickle_kind::tuple ? t_.children(c[1]) : std::span<const pickle_ref>{};
-            if ((t_.is_global(c[0], "__builtin__", "bytes") || t_.is_global(c[0], "builtins", "bytes")) && args.empty()) {
+            const auto args =
+                t_.kind(c[1]) == pickle_kind::tuple ? t_.children(c[1]) : std::span<const pickle_ref>{};
+            if ((t_.is_global(c[0], "__builtin__", "bytes") || t_.is_global(c[0], "builtins", "bytes")) &&
+                args.empty()) {
                 storage.clear();
                 return {};
             }
-            if (t_.is_global(c[0], "_codecs", "encode") && args.size() == 2 && t_.kind(args[0]) == pickle_kind::string &&
-                t_.kind(args[1]) == pickle_kind::string &&
-                (t_.as_string(args[1], "encoding") == "latin1" || t_.as_string(args[1], "encoding") == "latin-1")) {
+            if (t_.is_global(c[0], "_codecs", "encode") && args.size() == 2 &&
+                t_.kind(args[0]) == pickle_kind::string && t_.kind(args[1]) == pickle_kind::string &&
+                (t_.as_string(args[1], "encoding") == "latin1" ||
+                 t_.as_string(args[1], "encoding") == "latin-1")) {
                 const auto s = t_.as_string(args[0], "raw");
                 if ((t_.node(args[0]).flags & detail::flag_latin1) != 0) return t_.as_bytes(args[0], "raw");
                 storage.clear();
@@ -148,11 +155,14 @@ public:
                     const auto b = static_cast<unsigned char>(s[i]);
                     if (b < 0x80) {
                         storage.push_back(std::byte(b));
-                    } else if ((b == 0xc2 || b == 0xc3) && i + 1 < s.size() && (static_cast<unsigned char>(s[i + 1]) & 0xc0) == 0x80) {
-                        storage.push_back(std::byte(((b & 3u) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3fu)));
+                    } else if ((b == 0xc2 || b == 0xc3) && i + 1 < s.size() &&
+                               (static_cast<unsigned char>(s[i + 1]) & 0xc0) == 0x80) {
+                        storage.push_back(
+                            std::byte(((b & 3u) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3fu)));
                         ++i;
                     } else {
-                        fail(path(), "latin1 text (code points < 256) in _codecs.encode", "byte " + std::to_string(b) + " at " + std::to_string(i));
+                        fail(path(), "latin1 text (code points < 256) in _codecs.encode",
+                             "byte " + std::to_string(b) + " at " + std::to_string(i));
                     }
                 }
                 return storage;
@@ -169,7 +179,8 @@ public:
         };
         if (t_.kind(r) != pickle_kind::build) bad("not a built dtype");
         const auto c = t_.children(r);
-        if (t_.kind(c[0]) != pickle_kind::reduce || !t_.is_global(t_.children(c[0])[0], "numpy", "dtype")) bad("not numpy.dtype");
+        if (t_.kind(c[0]) != pickle_kind::reduce || !t_.is_global(t_.children(c[0])[0], "numpy", "dtype"))
+            bad("not numpy.dtype");
         const auto args = t_.children(t_.children(c[0])[1]);
         if (args.empty() || t_.kind(args[0]) != pickle_kind::string) bad("no type string");
         const auto code = t_.as_string(args[0], "dtype");
@@ -184,15 +195,18 @@ public:
         if (!ok) bad("type '" + std::string(code) + "'");
         if (t_.kind(c[1]) != pickle_kind::tuple) bad("state is not a tuple");
         const auto state = t_.children(c[1]);
-        if (state.size() < 5 || t_.kind(state[0]) != pickle_kind::integer || t_.kind(state[1]) != pickle_kind::string)
+        if (state.size() < 5 || t_.kind(state[0]) != pickle_kind::integer ||
+            t_.kind(state[1]) != pickle_kind::string)
             bad("state is not (version, endian, ...)");
         const auto version = t_.as_int(state[0], "dtype version");
         if (version != 3 && version != 4) bad("state version " + std::to_string(version));
         for (std::size_t i = 2; i < 5; ++i)
             if (t_.kind(state[i]) != pickle_kind::none) bad("a subarray or structured dtype");
         const auto endian = t_.as_string(state[1], "endian");
-        if (endian == ">") d.big_endian = true;
-        else if (!(endian == "<" || (endian == "|" && d.size == 1))) bad("byte order '" + std::string(endian) + "'");
+        if (endian == ">")
+            d.big_endian = true;
+        else if (!(endian == "<" || (endian == "|" && d.size == 1)))
+            bad("byte order '" + std::string(endian) + "'");
         last_dtype_ref_ = r;
         last_dtype_ = d;
         return d;
@@ -229,32 +243,41 @@ public:
     // A 1-D numeric ndarray, elements as double (exact for f2/f4/f8 and integers below 2^53).
     template <class P>
     std::vector<double> vector(pickle_ref r, const P& path) const {
-        const auto bad = [&](const std::string& why) { fail(path(), "a 1-D numpy array", why + ": " + describe(r)); };
+        const auto bad = [&](const std::string& why) {
+            fail(path(), "a 1-D numpy array", why + ": " + describe(r));
+        };
         if (t_.kind(r) != pickle_kind::build) bad("not an ndarray");
         const auto c = t_.children(r);
-        if (t_.kind(c[0]) != pickle_kind::reduce || !is_multiarray(t_.children(c[0])[0], "_reconstruct")) bad("not an ndarray");
+        if (t_.kind(c[0]) != pickle_kind::reduce || !is_multiarray(t_.children(c[0])[0], "_reconstruct"))
+            bad("not an ndarray");
         const auto rargs = t_.children(t_.children(c[0])[1]);
         if (rargs.empty() || !t_.is_global(rargs[0], "numpy", "ndarray")) bad("not a numpy.ndarray");
         if (t_.kind(c[1]) != pickle_kind::tuple) bad("state is not a tuple");
         auto state = t_.children(c[1]);
-        if (state.size() == 5) {  // (version, shape, dtype, is_fortran, raw); numpy also reads the 4-tuple form
-            if (t_.kind(state[0]) != pickle_kind::integer || t_.as_int(state[0], "version") != 1) bad("state version is not 1");
+        if (state.size() ==
+            5) {  // (version, shape, dtype, is_fortran, raw); numpy also reads the 4-tuple form
+            if (t_.kind(state[0]) != pickle_kind::integer || t_.as_int(state[0], "version") != 1)
+                bad("state version is not 1");
             state = state.subspan(1);
         }
         if (state.size() != 4) bad("state is not (version, shape, dtype, is_fortran, raw)");
         if (t_.kind(state[0]) != pickle_kind::tuple) bad("shape is not a tuple");
         const auto shape = t_.children(state[0]);
-        if (shape.size() != 1 || t_.kind(shape[0]) != pickle_kind::integer) bad("shape " + describe(state[0]) + " is not (n,)");
+        if (shape.size() != 1 || t_.kind(shape[0]) != pickle_kind::integer)
+            bad("shape " + describe(state[0]) + " is not (n,)");
         const auto n = t_.as_int(shape[0], "shape");
         if (n < 0) bad("negative shape");
         const auto d = dtype(state[1], path);
         // is_fortran: irrelevant for 1-D data (numpy writes False), but must be a flag.
         if (!(t_.kind(state[2]) == pickle_kind::boolean ||
-              (t_.kind(state[2]) == pickle_kind::integer && t_.as_int(state[2], "fortran") >= 0 && t_.as_int(state[2], "fortran") <= 1)))
+              (t_.kind(state[2]) == pickle_kind::integer && t_.as_int(state[2], "fortran") >= 0 &&
+               t_.as_int(state[2], "fortran") <= 1)))
             bad("is_fortran is not a bool");
         const auto bytes = raw(state[3], storage_, path);
         if (static_cast<std::uint64_t>(n) != bytes.size() / d.size || bytes.size() % d.size != 0)
-            fail(path(), std::to_string(n) + " x " + std::to_string(int(d.size)) + " data bytes for shape (" + std::to_string(n) + ",)",
+            fail(path(),
+                 std::to_string(n) + " x " + std::to_string(int(d.size)) + " data bytes for shape (" +
+                     std::to_string(n) + ",)",
                  std::to_string(bytes.size()) + " bytes");
         std::vector<double> out(static_cast<std::size_t>(n));
         for (std::size_t i = 0; i < out.size(); ++i) out[i] = float_element(bytes.data() + i * d.size, d);
@@ -267,7 +290,8 @@ private:
     std::span<const std::byte> scalar(pickle_ref r, np_dtype& d, const P& path) const {
         const auto c = t_.children(r);
         if (c[0] != last_scalar_ref_) {
-            if (!is_multiarray(c[0], "scalar")) fail(path(), "a number (int, float or numpy scalar)", describe(r));
+            if (!is_multiarray(c[0], "scalar"))
+                fail(path(), "a number (int, float or numpy scalar)", describe(r));
             last_scalar_ref_ = c[0];
         }
         const auto args = t_.children(c[1]);  // REDUCE arguments are always a tuple
@@ -275,7 +299,8 @@ private:
         d = dtype(args[0], path);
         const auto b = raw(args[1], scalar_storage_, path);
         if (b.size() != d.size)
-            fail(path(), std::to_string(int(d.size)) + " bytes for a numpy " + dtype_name(d) + " scalar", std::to_string(b.size()) + " bytes");
+            fail(path(), std::to_string(int(d.size)) + " bytes for a numpy " + dtype_name(d) + " scalar",
+                 std::to_string(b.size()) + " bytes");
         return b;
     }
 
@@ -305,8 +330,8 @@ void require_dict(const numpy_reader& rd, pickle_ref r, const std::string& path)
 pickle_ref at(const numpy_reader& rd, pickle_ref d, std::string_view key, const std::string& dict_path) {
     pickle_ref v = 0;
     if (!find_key(rd.tree(), d, key, v))
-        rd.fail(dict_path.empty() ? std::string(key) : dict_path + "." + std::string(key), "a key '" + std::string(key) + "'",
-                "no such key in " + rd.describe(d));
+        rd.fail(dict_path.empty() ? std::string(key) : dict_path + "." + std::string(key),
+                "a key '" + std::string(key) + "'", "no such key in " + rd.describe(d));
     return v;
 }
 
@@ -317,8 +342,8 @@ std::span<const pickle_ref> list_items(const numpy_reader& rd, pickle_ref r, con
 }
 
 // Sorted unique (time, channel) pairs packed as time << 32 | channel.
-void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, int num_segments, int duration, int channel0,
-                std::vector<std::uint64_t>& events) {
+void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, int num_segments, int duration,
+                int channel0, std::vector<std::uint64_t>& events) {
     const auto& t = rd.tree();
     require_dict(rd, d, path);
     std::vector<std::uint8_t> seen(static_cast<std::size_t>(num_segments), 0);
@@ -326,20 +351,23 @@ void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, i
     for (std::size_t k = 0; k + 1 < c.size(); k += 2) {
         const auto seg = rd.integer(c[k], [&] { return path + "{key #" + std::to_string(k / 2) + "}"; });
         if (seg < 0 || seg >= num_segments)
-            rd.fail(path + "[" + std::to_string(seg) + "]", "a segment index in [0, " + std::to_string(num_segments) + ")",
-                    std::to_string(seg));
-        if (seen[std::size_t(seg)]++ != 0) rd.fail(path + "[" + std::to_string(seg) + "]", "each segment once", "a repeated key");
+            rd.fail(path + "[" + std::to_string(seg) + "]",
+                    "a segment index in [0, " + std::to_string(num_segments) + ")", std::to_string(seg));
+        if (seen[std::size_t(seg)]++ != 0)
+            rd.fail(path + "[" + std::to_string(seg) + "]", "each segment once", "a repeated key");
         const auto seg_path = [&] { return path + "[" + std::to_string(seg) + "]"; };
         const auto v = c[k + 1];
         const auto vk = t.kind(v);
-        if (vk != pickle_kind::list && vk != pickle_kind::tuple) rd.fail(seg_path(), "a list of spike times", rd.describe(v));
+        if (vk != pickle_kind::list && vk != pickle_kind::tuple)
+            rd.fail(seg_path(), "a list of spike times", rd.describe(v));
         const auto times = t.children(v);
         const auto channel = static_cast<std::uint64_t>(channel0 + seg);
         for (std::size_t j = 0; j < times.size(); ++j) {
             const auto item_path = [&] { return seg_path() + "[" + std::to_string(j) + "]"; };
             const auto time = rd.integer(times[j], item_path);
             if (time < 0 || time >= duration)
-                rd.fail(item_path(), "an input time in [0, " + std::to_string(duration) + ") ms", std::to_string(time));
+                rd.fail(item_path(), "an input time in [0, " + std::to_string(duration) + ") ms",
+                        std::to_string(time));
             events.push_back((static_cast<std::uint64_t>(time) << 32) | channel);
         }
     }
@@ -347,16 +375,18 @@ void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, i
 
 // Sorts packed events by (time, channel): two stable counting passes (channel, then time), O(n + C + D);
 // std::sort took a tenth of the reading time.
-void sort_events(std::vector<std::uint64_t>& events, std::vector<std::uint64_t>& scratch, std::vector<std::size_t>& counts,
-                 std::size_t channels, std::size_t duration) {
+void sort_events(std::vector<std::uint64_t>& events, std::vector<std::uint64_t>& scratch,
+                 std::vector<std::size_t>& counts, std::size_t channels, std::size_t duration) {
     scratch.resize(events.size());
-    const auto pass = [&](const std::vector<std::uint64_t>& from, std::vector<std::uint64_t>& to, std::size_t buckets, auto key) {
+    const auto pass = [&](const std::vector<std::uint64_t>& from, std::vector<std::uint64_t>& to,
+                          std::size_t buckets, auto key) {
         counts.assign(buckets + 1, 0);
         for (const auto e : from) ++counts[key(e) + 1];
         for (std::size_t b = 0; b < buckets; ++b) counts[b + 1] += counts[b];
         for (const auto e : from) to[counts[key(e)]++] = e;
     };
-    pass(events, scratch, channels, [](std::uint64_t e) { return static_cast<std::size_t>(e & 0xffffffffu); });
+    pass(events, scratch, channels,
+         [](std::uint64_t e) { return static_cast<std::size_t>(e & 0xffffffffu); });
     pass(scratch, events, duration, [](std::uint64_t e) { return static_cast<std::size_t>(e >> 32); });
 }
 
@@ -368,12 +398,14 @@ neuronio_file interpret(const pickle_tree& t) {
 
     const auto params = at(rd, t.root, "Params", "");
     require_dict(rd, params, "Params");
-    const auto seg_types = list_items(rd, at(rd, params, "allSegmentsType", "Params"), "Params.allSegmentsType");
+    const auto seg_types =
+        list_items(rd, at(rd, params, "allSegmentsType", "Params"), "Params.allSegmentsType");
     if (seg_types.empty() || seg_types.size() > std::size_t(std::numeric_limits<std::int32_t>::max() / 2))
         rd.fail("Params.allSegmentsType", "1 to 2^30 segment types", std::to_string(seg_types.size()));
     for (std::size_t i = 0; i < seg_types.size(); ++i)
         if (t.kind(seg_types[i]) != pickle_kind::string)
-            rd.fail("Params.allSegmentsType[" + std::to_string(i) + "]", "a str ('basal'/'apical')", rd.describe(seg_types[i]));
+            rd.fail("Params.allSegmentsType[" + std::to_string(i) + "]", "a str ('basal'/'apical')",
+                    rd.describe(seg_types[i]));
     out.num_segments = static_cast<int>(seg_types.size());
 
     const auto results = at(rd, t.root, "Results", "");
@@ -384,7 +416,9 @@ neuronio_file interpret(const pickle_tree& t) {
     if (find_key(t, params, "numSimulations", v)) {
         const auto n = rd.integer(v, [] { return std::string("Params.numSimulations"); });
         if (n != static_cast<std::int64_t>(sims.size()))
-            rd.fail("Params.numSimulations", "the number of simulation dicts (" + std::to_string(sims.size()) + ")", std::to_string(n));
+            rd.fail("Params.numSimulations",
+                    "the number of simulation dicts (" + std::to_string(sims.size()) + ")",
+                    std::to_string(n));
     }
 
     out.simulations.resize(sims.size());
@@ -403,11 +437,14 @@ neuronio_file interpret(const pickle_tree& t) {
                 rd.fail(soma_path, "1 to 2^31 - 1 samples", std::to_string(soma.size()));
             out.duration_ms = static_cast<int>(soma.size());
         } else if (soma.size() != std::size_t(out.duration_ms)) {
-            rd.fail(soma_path, std::to_string(out.duration_ms) + " samples (as simulation 0)", std::to_string(soma.size()));
+            rd.fail(soma_path, std::to_string(out.duration_ms) + " samples (as simulation 0)",
+                    std::to_string(soma.size()));
         }
         s.soma_mv.resize(soma.size());
         for (std::size_t k = 0; k < soma.size(); ++k) {
-            if (!std::isfinite(soma[k])) rd.fail(soma_path + "[" + std::to_string(k) + "]", "a finite voltage", std::to_string(soma[k]));
+            if (!std::isfinite(soma[k]))
+                rd.fail(soma_path + "[" + std::to_string(k) + "]", "a finite voltage",
+                        std::to_string(soma[k]));
             s.soma_mv[k] = static_cast<float>(soma[k]);
         }
 
@@ -419,14 +456,16 @@ neuronio_file interpret(const pickle_tree& t) {
             // int(t - 0.5) as the published conversion; t >= 0.5 keeps the truncation away from zero.
             if (!(std::isfinite(st) && st >= 0.5 && st - 0.5 < double(out.duration_ms)))
                 rd.fail(out_path + "[" + std::to_string(k) + "]",
-                        "a spike time t with 0.5 <= t < " + std::to_string(out.duration_ms) + ".5 ms", std::to_string(st));
+                        "a spike time t with 0.5 <= t < " + std::to_string(out.duration_ms) + ".5 ms",
+                        std::to_string(st));
             s.spike[static_cast<std::size_t>(st - 0.5)] = 1;
         }
 
         events.clear();
-        add_inputs(rd, at(rd, sim, "exInputSpikeTimes", path), path + ".exInputSpikeTimes", out.num_segments, out.duration_ms, 0, events);
-        add_inputs(rd, at(rd, sim, "inhInputSpikeTimes", path), path + ".inhInputSpikeTimes", out.num_segments, out.duration_ms,
-                   out.num_segments, events);
+        add_inputs(rd, at(rd, sim, "exInputSpikeTimes", path), path + ".exInputSpikeTimes", out.num_segments,
+                   out.duration_ms, 0, events);
+        add_inputs(rd, at(rd, sim, "inhInputSpikeTimes", path), path + ".inhInputSpikeTimes",
+                   out.num_segments, out.duration_ms, out.num_segments, events);
         sort_events(events, scratch, counts, std::size_t(out.num_channels()), std::size_t(out.duration_ms));
         events.erase(std::unique(events.begin(), events.end()), events.end());  // X[t][c] = 1 is idempotent
         s.event_time.resize(events.size());
@@ -440,7 +479,8 @@ neuronio_file interpret(const pickle_tree& t) {
     if (find_key(t, params, "totalSimDurationInSec", v)) {
         const double sec = rd.number(v, [] { return std::string("Params.totalSimDurationInSec"); });
         if (!(std::isfinite(sec) && sec * 1000.0 == double(out.duration_ms)))
-            rd.fail("Params.totalSimDurationInSec", std::to_string(out.duration_ms) + " ms (the length of somaVoltageLowRes)",
+            rd.fail("Params.totalSimDurationInSec",
+                    std::to_string(out.duration_ms) + " ms (the length of somaVoltageLowRes)",
                     std::to_string(sec) + " s");
     }
     return out;
@@ -506,32 +546,44 @@ void validate(const neuronio_file& f, const std::string& where) {
     for (std::size_t i = 0; i < f.simulations.size(); ++i) {
         const auto& s = f.simulations[i];
         const auto name = "simulations[" + std::to_string(i) + "].";
-        if (s.spike.size() != d) fail(name + "spike", std::to_string(d) + " values", std::to_string(s.spike.size()));
-        if (s.soma_mv.size() != d) fail(name + "soma_mv", std::to_string(d) + " values", std::to_string(s.soma_mv.size()));
+        if (s.spike.size() != d)
+            fail(name + "spike", std::to_string(d) + " values", std::to_string(s.spike.size()));
+        if (s.soma_mv.size() != d)
+            fail(name + "soma_mv", std::to_string(d) + " values", std::to_string(s.soma_mv.size()));
         if (s.event_channel.size() != s.event_time.size())
-            fail(name + "event_channel", std::to_string(s.event_time.size()) + " values (as event_time)", std::to_string(s.event_channel.size()));
+            fail(name + "event_channel", std::to_string(s.event_time.size()) + " values (as event_time)",
+                 std::to_string(s.event_channel.size()));
         for (std::size_t k = 0; k < d; ++k) {
-            if (s.spike[k] > 1) fail(name + "spike[" + std::to_string(k) + "]", "0 or 1", std::to_string(s.spike[k]));
-            if (!std::isfinite(s.soma_mv[k])) fail(name + "soma_mv[" + std::to_string(k) + "]", "a finite voltage", std::to_string(s.soma_mv[k]));
+            if (s.spike[k] > 1)
+                fail(name + "spike[" + std::to_string(k) + "]", "0 or 1", std::to_string(s.spike[k]));
+            if (!std::isfinite(s.soma_mv[k]))
+                fail(name + "soma_mv[" + std::to_string(k) + "]", "a finite voltage",
+                     std::to_string(s.soma_mv[k]));
         }
         for (std::size_t k = 0; k < s.event_time.size(); ++k) {
             const auto tm = s.event_time[k], ch = s.event_channel[k];
             if (tm < 0 || tm >= f.duration_ms)
-                fail(name + "event_time[" + std::to_string(k) + "]", "a time in [0, " + std::to_string(f.duration_ms) + ")", std::to_string(tm));
+                fail(name + "event_time[" + std::to_string(k) + "]",
+                     "a time in [0, " + std::to_string(f.duration_ms) + ")", std::to_string(tm));
             if (ch < 0 || ch >= f.num_channels())
-                fail(name + "event_channel[" + std::to_string(k) + "]", "a channel in [0, " + std::to_string(f.num_channels()) + ")",
-                     std::to_string(ch));
-            if (k > 0 && !(s.event_time[k - 1] < tm || (s.event_time[k - 1] == tm && s.event_channel[k - 1] < ch)))
-                fail(name + "event_time[" + std::to_string(k) + "]", "events sorted by (time, channel) without repeats",
-                     "(" + std::to_string(tm) + ", " + std::to_string(ch) + ") after (" + std::to_string(s.event_time[k - 1]) + ", " +
-                         std::to_string(s.event_channel[k - 1]) + ")");
+                fail(name + "event_channel[" + std::to_string(k) + "]",
+                     "a channel in [0, " + std::to_string(f.num_channels()) + ")", std::to_string(ch));
+            if (k > 0 &&
+                !(s.event_time[k - 1] < tm || (s.event_time[k - 1] == tm && s.event_channel[k - 1] < ch)))
+                fail(name + "event_time[" + std::to_string(k) + "]",
+                     "events sorted by (time, channel) without repeats",
+                     "(" + std::to_string(tm) + ", " + std::to_string(ch) + ") after (" +
+                         std::to_string(s.event_time[k - 1]) + ", " + std::to_string(s.event_channel[k - 1]) +
+                         ")");
         }
     }
 }
 
 // I16 when every value fits (the published data: times < 6000, channels < 1278), else I32.
 tensor index_tensor(std::string name, const std::vector<std::int32_t>& values) {
-    const bool small = std::all_of(values.begin(), values.end(), [](std::int32_t x) { return x <= std::numeric_limits<std::int16_t>::max(); });
+    const bool small = std::all_of(values.begin(), values.end(), [](std::int32_t x) {
+        return x <= std::numeric_limits<std::int16_t>::max();
+    });
     tensor t;
     t.name = std::move(name);
     t.shape = {static_cast<std::int64_t>(values.size())};
@@ -584,19 +636,22 @@ void write_cache(const std::string& path, const neuronio_file& f, const std::str
 
 int metadata_int(const tensor_file& tf, const std::string& path, const std::string& key) {
     const auto it = tf.metadata.find(key);
-    if (it == tf.metadata.end()) throw elm::error(path, "metadata." + key, "a positive integer", "no such key");
+    if (it == tf.metadata.end())
+        throw elm::error(path, "metadata." + key, "a positive integer", "no such key");
     int v = 0;
     const auto& s = it->second;
     const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || end != s.data() + s.size() || v < 1) throw elm::error(path, "metadata." + key, "a positive integer", "'" + s + "'");
+    if (ec != std::errc{} || end != s.data() + s.size() || v < 1)
+        throw elm::error(path, "metadata." + key, "a positive integer", "'" + s + "'");
     return v;
 }
 
-const tensor& cache_tensor(const tensor_file& tf, const std::string& path, const char* name, std::initializer_list<dtype> types,
-                           const std::vector<std::int64_t>& shape) {
+const tensor& cache_tensor(const tensor_file& tf, const std::string& path, const char* name,
+                           std::initializer_list<dtype> types, const std::vector<std::int64_t>& shape) {
     const auto* t = tf.find(name);
     if (t == nullptr) throw elm::error(path, name, "a tensor", "none");
-    if (std::find(types.begin(), types.end(), t->type) == types.end()) throw elm::error(path, name, "another dtype", to_string(t->type));
+    if (std::find(types.begin(), types.end(), t->type) == types.end())
+        throw elm::error(path, name, "another dtype", to_string(t->type));
     if (t->shape != shape) {
         auto str = [](const std::vector<std::int64_t>& s) {
             std::string r = "[";
@@ -627,7 +682,8 @@ neuronio_file read_cache(const std::string& path, std::string* cache_key) {
     const auto tf = read_safetensors(path);  // checks every length/offset against the bytes present
     const auto fmt = tf.metadata.find("format");
     if (fmt == tf.metadata.end() || fmt->second != cache_format)
-        throw elm::error(path, "metadata.format", "'" + std::string(cache_format) + "'", fmt == tf.metadata.end() ? "none" : "'" + fmt->second + "'");
+        throw elm::error(path, "metadata.format", "'" + std::string(cache_format) + "'",
+                         fmt == tf.metadata.end() ? "none" : "'" + fmt->second + "'");
     neuronio_file f;
     const auto src = tf.metadata.find("source");
     f.source = src != tf.metadata.end() && !src->second.empty() ? src->second : path;
@@ -639,16 +695,20 @@ neuronio_file read_cache(const std::string& path, std::string* cache_key) {
     }
     const auto* off_t = tf.find("event_offset");
     if (off_t == nullptr || off_t->shape.size() != 1 || off_t->shape[0] < 1)
-        throw elm::error(path, "event_offset", "an I64 tensor [n_sim + 1]", off_t == nullptr ? "none" : "another shape");
+        throw elm::error(path, "event_offset", "an I64 tensor [n_sim + 1]",
+                         off_t == nullptr ? "none" : "another shape");
     const auto n_sim = off_t->shape[0] - 1;
     const auto& off = cache_tensor(tf, path, "event_offset", {dtype::i64}, {n_sim + 1});
     const auto offsets = off.to<std::int64_t>();
     const auto n_events = offsets.back();
     for (std::size_t i = 0; i < offsets.size(); ++i)
         if ((i == 0 && offsets[i] != 0) || (i > 0 && offsets[i] < offsets[i - 1]))
-            throw elm::error(path, "event_offset[" + std::to_string(i) + "]", "non-decreasing offsets from 0", std::to_string(offsets[i]));
-    const auto times = index_values(cache_tensor(tf, path, "event_time", {dtype::i16, dtype::i32}, {n_events}));
-    const auto channels = index_values(cache_tensor(tf, path, "event_channel", {dtype::i16, dtype::i32}, {n_events}));
+            throw elm::error(path, "event_offset[" + std::to_string(i) + "]", "non-decreasing offsets from 0",
+                             std::to_string(offsets[i]));
+    const auto times =
+        index_values(cache_tensor(tf, path, "event_time", {dtype::i16, dtype::i32}, {n_events}));
+    const auto channels =
+        index_values(cache_tensor(tf, path, "event_channel", {dtype::i16, dtype::i32}, {n_events}));
     const auto di = static_cast<std::int64_t>(f.duration_ms);
     const auto& spike_t = cache_tensor(tf, path, "spike", {dtype::u8, dtype::boolean}, {n_sim, di});
     const auto soma = cache_tensor(tf, path, "soma_mv", {dtype::f32}, {n_sim, di}).to<float>();
@@ -668,8 +728,8 @@ neuronio_file read_cache(const std::string& path, std::string* cache_key) {
 }
 
 bool name_matches(const std::string& name) {
-    // Pickles only: the published files end in ".p"; generators write sidecars (e.g. sim__....json) and caches
-    // beside them, which also match ELM's "*sim__*" glob and must not be read as pickles.
+    // Pickles only: the published files end in ".p"; generators write sidecars (e.g. sim__....json) and
+    // caches beside them, which also match ELM's "*sim__*" glob and must not be read as pickles.
     return (name.size() > 2 && name.ends_with(".p")) || name.ends_with(".pkl") || name.ends_with(".pickle");
 }
 
@@ -695,7 +755,8 @@ neuronio_file load_neuronio(const std::string& path, const std::string& cache_di
     if (::stat(path.c_str(), &sb) != 0) throw file_not_found_error(path);
     if (!S_ISREG(sb.st_mode)) throw elm::error(path, "path", "a regular file", "something else");
     const auto name = fs::path(path).filename().string();
-    const auto mtime_ns = static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1000000000 + static_cast<std::int64_t>(sb.st_mtim.tv_nsec);
+    const auto mtime_ns = static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1000000000 +
+                          static_cast<std::int64_t>(sb.st_mtim.tv_nsec);
     const auto key = name + "." + std::to_string(sb.st_size) + "." + std::to_string(mtime_ns);
     const auto cache = (fs::path(cache_dir) / (key + ".neuronio.safetensors")).string();
     std::error_code ec;
@@ -707,7 +768,8 @@ neuronio_file load_neuronio(const std::string& path, const std::string& cache_di
         } catch (const file_not_found_error&) {
             throw;
         } catch (const elm::error& e) {
-            throw elm::error(e.file(), e.field(), e.expected(), e.got(), "delete the cache file to rebuild it from " + path);
+            throw elm::error(e.file(), e.field(), e.expected(), e.got(),
+                             "delete the cache file to rebuild it from " + path);
         }
         if (stored_key == key) {
             f.source = path;
@@ -730,10 +792,13 @@ std::vector<std::string> list_neuronio_files(const std::string& dir_or_file) {
     std::vector<std::string> out;
     for (fs::directory_iterator it(dir_or_file, ec), end; !ec && it != end; it.increment(ec)) {
         std::error_code e2;
-        if (it->is_regular_file(e2) && name_matches(it->path().filename().string())) out.push_back(it->path().string());
+        if (it->is_regular_file(e2) && name_matches(it->path().filename().string()))
+            out.push_back(it->path().string());
     }
     if (ec) throw elm::error(dir_or_file, "path", "a readable folder", ec.message());
-    if (out.empty()) throw elm::error(dir_or_file, "path", "a folder with NeuronIO pickles (*.p, *.pkl, *.pickle)", "none");
+    if (out.empty())
+        throw elm::error(dir_or_file, "path", "a folder with NeuronIO pickles (*.p, *.pkl, *.pickle)",
+                         "none");
     std::sort(out.begin(), out.end());
     return out;
 }

@@ -25,8 +25,10 @@ void write_file_atomic(const std::string& path, std::span<const std::byte> bytes
 tensor_file parse_torch_state_dict(std::span<const std::byte> zip_bytes, std::string_view source);
 // The pickle part alone (data.pkl): `read(key, expected_bytes)` returns the bytes of storage `key`
 // (expected_bytes = numel · element size from the pickle; the result is checked against it).
-using storage_reader = std::function<std::vector<std::byte>(const std::string& key, std::uint64_t expected_bytes)>;
-tensor_file torch_state_dict_from_pickle(std::span<const std::byte> pkl, std::string_view source, const storage_reader& read);
+using storage_reader =
+    std::function<std::vector<std::byte>(const std::string& key, std::uint64_t expected_bytes)>;
+tensor_file torch_state_dict_from_pickle(std::span<const std::byte> pkl, std::string_view source,
+                                         const storage_reader& read);
 
 // .npy held in memory.
 tensor parse_npy(std::span<const std::byte> bytes, std::string_view source);

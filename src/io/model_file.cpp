@@ -27,7 +27,9 @@ constexpr const char* routing_index_name = "input_to_synapse_indices";
 constexpr const char* routing_mask_name = "valid_indices_mask";
 
 bool is_float(dtype t) { return t == dtype::f16 || t == dtype::f32 || t == dtype::f64; }
-bool is_integer(dtype t) { return t == dtype::i8 || t == dtype::i16 || t == dtype::i32 || t == dtype::i64 || t == dtype::u8; }
+bool is_integer(dtype t) {
+    return t == dtype::i8 || t == dtype::i16 || t == dtype::i32 || t == dtype::i64 || t == dtype::u8;
+}
 
 std::string read_text(const std::string& path) {
     const auto bytes = detail::read_file(path);
@@ -36,7 +38,8 @@ std::string read_text(const std::string& path) {
 
 template <class T>
 model<T> load_pt(const fs::path& pt, const fs::path& config_path) {
-    const auto config = parse_model_config(read_text(config_path.string()), config_path.string(), model_version::v1);
+    const auto config =
+        parse_model_config(read_text(config_path.string()), config_path.string(), model_version::v1);
     return model_from_state_dict<T>(config, read_torch_state_dict(pt.string()));
 }
 
@@ -61,9 +64,11 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
     std::set<std::string> used;
     for (const auto& p : m.layout()) {
         const tensor& t = sd.at(p.name, p.shape);
-        if (!is_float(t.type)) throw elm::error(sd.source, p.name, "a floating-point tensor (F16/F32/F64)", to_string(t.type));
+        if (!is_float(t.type))
+            throw elm::error(sd.source, p.name, "a floating-point tensor (F16/F32/F64)", to_string(t.type));
         const auto values = values_of<T>(sd, t);
-        // Finiteness is checked by model::validate_parameters below (it allows the published ±inf τ_m logits).
+        // Finiteness is checked by model::validate_parameters below (it allows the published ±inf τ_m
+        // logits).
         const auto dst = m.parameter(p.name);
         std::copy(values.begin(), values.end(), dst.begin());
         used.insert(p.name);
@@ -72,7 +77,8 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
         const std::vector<std::int64_t> shape{config.num_synapse()};
         const tensor& index = sd.at(routing_index_name, shape);
         const tensor& mask = sd.at(routing_mask_name, shape);
-        if (!is_integer(index.type)) throw elm::error(sd.source, routing_index_name, "an integer tensor", to_string(index.type));
+        if (!is_integer(index.type))
+            throw elm::error(sd.source, routing_index_name, "an integer tensor", to_string(index.type));
         // Published files store the mask as BOOL, I64 or F32; set_routing checks the values.
         m.set_routing(values_of<std::int64_t>(sd, index), values_of<T>(sd, mask), sd.source);
         used.insert(routing_index_name);
@@ -80,8 +86,9 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
     }
     for (const auto& t : sd.tensors)
         if (!used.contains(t.name))
-            throw elm::error(sd.source, t.name, "only the tensors of a " + std::string(to_string(config.version)) +
-                                                    " model with routing " + to_string(config.input_to_synapse_routing),
+            throw elm::error(sd.source, t.name,
+                             "only the tensors of a " + std::string(to_string(config.version)) +
+                                 " model with routing " + to_string(config.input_to_synapse_routing),
                              "an unknown tensor", "does the config match the state dict?");
     m.validate_parameters(sd.source);
     return m;
@@ -93,7 +100,8 @@ tensor_file state_dict(const model<T>& m) {
     f.source = "model";
     for (const auto& p : m.layout()) {
         const auto values = m.parameter(p.name);
-        f.tensors.push_back(make_tensor<T>(p.name, p.shape, std::span<const T>(values.data(), values.size())));
+        f.tensors.push_back(
+            make_tensor<T>(p.name, p.shape, std::span<const T>(values.data(), values.size())));
     }
     const auto& config = m.config();
     if (config.input_to_synapse_routing != routing::none) {
@@ -121,7 +129,8 @@ model<T> load_model(const std::string& path) {
         for (const auto& e : fs::directory_iterator(p, ec))
             if (e.is_regular_file(ec) && has_extension(e.path(), ".pt")) pts.push_back(e.path());
         if (pts.size() != 1)
-            throw elm::error(path, "*.pt", "exactly one .pt state dict in the folder", std::to_string(pts.size()) + " files");
+            throw elm::error(path, "*.pt", "exactly one .pt state dict in the folder",
+                             std::to_string(pts.size()) + " files");
         return load_pt<T>(pts[0], p / "model_config.json");
     }
     if (!fs::exists(p, ec)) throw file_not_found_error(path);
@@ -131,17 +140,20 @@ model<T> load_model(const std::string& path) {
     const auto f = read_safetensors(path);
     const auto config = f.metadata.find("config");
     if (config == f.metadata.end())
-        throw elm::error(path, "__metadata__.config", "the model config JSON", "missing", "not an elmneuron model file?");
+        throw elm::error(path, "__metadata__.config", "the model config JSON", "missing",
+                         "not an elmneuron model file?");
     const auto format = f.metadata.find("format");
     if (format != f.metadata.end() && format->second != "elmneuron")
         throw elm::error(path, "__metadata__.format", "elmneuron", format->second);
     auto version = model_version::v1;
     if (const auto v = f.metadata.find("model_version"); v != f.metadata.end()) {
-        if (v->second == to_string(model_version::v2)) version = model_version::v2;
+        if (v->second == to_string(model_version::v2))
+            version = model_version::v2;
         else if (v->second != to_string(model_version::v1))
             throw elm::error(path, "__metadata__.model_version", "v1 or v2", v->second);
     }
-    return model_from_state_dict<T>(parse_model_config(config->second, path + " (metadata config)", version), f);
+    return model_from_state_dict<T>(parse_model_config(config->second, path + " (metadata config)", version),
+                                    f);
 }
 
 template <class T>
@@ -154,9 +166,9 @@ void save_model(const std::string& path, const model<T>& m) {
     write_safetensors(path, f);
 }
 
-#define ELM_MODEL_FILE_INSTANTIATE(T)                                                 \
-    template model<T> load_model<T>(const std::string&);                              \
-    template void save_model<T>(const std::string&, const model<T>&);                 \
+#define ELM_MODEL_FILE_INSTANTIATE(T)                                                    \
+    template model<T> load_model<T>(const std::string&);                                 \
+    template void save_model<T>(const std::string&, const model<T>&);                    \
     template model<T> model_from_state_dict<T>(const model_config&, const tensor_file&); \
     template tensor_file state_dict<T>(const model<T>&);
 ELM_MODEL_FILE_INSTANTIATE(float)

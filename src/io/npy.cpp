@@ -24,9 +24,9 @@ struct npy_descr {
 };
 // What numpy writes, plus '<' spellings of 1-byte types (byte order does not apply to them).
 constexpr npy_descr npy_descrs[] = {
-    {"<f2", dtype::f16}, {"<f4", dtype::f32}, {"<f8", dtype::f64}, {"|i1", dtype::i8},  {"<i2", dtype::i16},
-    {"<i4", dtype::i32}, {"<i8", dtype::i64}, {"|u1", dtype::u8},  {"|b1", dtype::boolean},
-    {"<i1", dtype::i8},  {"<u1", dtype::u8},  {"<b1", dtype::boolean},
+    {"<f2", dtype::f16},     {"<f4", dtype::f32}, {"<f8", dtype::f64}, {"|i1", dtype::i8},
+    {"<i2", dtype::i16},     {"<i4", dtype::i32}, {"<i8", dtype::i64}, {"|u1", dtype::u8},
+    {"|b1", dtype::boolean}, {"<i1", dtype::i8},  {"<u1", dtype::u8},  {"<b1", dtype::boolean},
 };
 
 // Parser of the header's dict literal: string keys; values are strings, True/False or int tuples.
@@ -57,25 +57,32 @@ public:
                 fail("the keys descr, fortran_order, shape (once each)", "key '" + key + "'");
             }
             ws();
-            if (peek() == ',') ++pos_;
-            else if (peek() != '}') fail("',' or '}'", std::string("'") + s_[pos_] + "'");
+            if (peek() == ',')
+                ++pos_;
+            else if (peek() != '}')
+                fail("',' or '}'", std::string("'") + s_[pos_] + "'");
         }
         ++pos_;
         ws();
-        if (pos_ != s_.size()) fail("only whitespace after the dict", "'" + std::string(s_.substr(pos_, 20)) + "'");
-        if (!has_descr || !has_fortran || !has_shape) fail("the keys descr, fortran_order and shape", "some missing");
+        if (pos_ != s_.size())
+            fail("only whitespace after the dict", "'" + std::string(s_.substr(pos_, 20)) + "'");
+        if (!has_descr || !has_fortran || !has_shape)
+            fail("the keys descr, fortran_order and shape", "some missing");
     }
 
 private:
     [[noreturn]] void fail(std::string expected, std::string got) const {
-        throw elm::error(std::string(src_), "header", std::move(expected), std::move(got) + " at header byte " + std::to_string(pos_));
+        throw elm::error(std::string(src_), "header", std::move(expected),
+                         std::move(got) + " at header byte " + std::to_string(pos_));
     }
     char peek() const {
         if (pos_ >= s_.size()) fail("a complete header dict", "end of header");
         return s_[pos_];
     }
     void ws() {
-        while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' || s_[pos_] == '\r')) ++pos_;
+        while (pos_ < s_.size() &&
+               (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' || s_[pos_] == '\r'))
+            ++pos_;
     }
     void expect(char c) {
         if (peek() != c) fail(std::string("'") + c + "'", std::string("'") + s_[pos_] + "'");
@@ -101,18 +108,22 @@ private:
             ws();
             if (peek() == ')') break;
             std::uint64_t v = 0;
-            if (peek() < '0' || peek() > '9') fail("a non-negative integer", std::string("'") + s_[pos_] + "'");
+            if (peek() < '0' || peek() > '9')
+                fail("a non-negative integer", std::string("'") + s_[pos_] + "'");
             while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
                 const auto digit = std::uint64_t(s_[pos_++] - '0');
-                if (v > ((std::uint64_t(1) << 62) - digit) / 10) fail("a dimension of at most 2^62", "a larger one");
+                if (v > ((std::uint64_t(1) << 62) - digit) / 10)
+                    fail("a dimension of at most 2^62", "a larger one");
                 v = v * 10 + digit;
             }
             if (shape.size() >= 32) fail("at most 32 dimensions", "more");
             shape.push_back(static_cast<std::int64_t>(v));
             numel = (v != 0 && numel > max_numel / v) ? max_numel + 1 : numel * v;  // saturates
             ws();
-            if (peek() == ',') ++pos_;
-            else if (peek() != ')') fail("',' or ')'", std::string("'") + s_[pos_] + "'");
+            if (peek() == ',')
+                ++pos_;
+            else if (peek() != ')')
+                fail("',' or ')'", std::string("'") + s_[pos_] + "'");
         }
         ++pos_;
         if (numel > max_numel) fail("a shape that fits the data", "a larger one");
@@ -138,7 +149,8 @@ tensor parse_npy(std::span<const std::byte> bytes, std::string_view source) {
         throw elm::error(src, "magic", "\\x93NUMPY", "something else", "not a .npy file");
     const auto major = u8(6), minor = u8(7);
     if (major < 1 || major > 3 || minor != 0)
-        throw elm::error(src, "version", "1.0, 2.0 or 3.0", std::to_string(major) + "." + std::to_string(minor));
+        throw elm::error(src, "version", "1.0, 2.0 or 3.0",
+                         std::to_string(major) + "." + std::to_string(minor));
     std::size_t start = 10, len = std::size_t(u8(8)) | std::size_t(u8(9)) << 8;
     if (major >= 2) {
         if (bytes.size() < 12) throw elm::error(src, "header", "a 4-byte header length", "truncated file");
@@ -146,8 +158,10 @@ tensor parse_npy(std::span<const std::byte> bytes, std::string_view source) {
         len |= std::size_t(u8(10)) << 16 | std::size_t(u8(11)) << 24;
     }
     if (len > max_header_bytes || len > bytes.size() - start)
-        throw elm::error(src, "header", "a header length <= " + std::to_string(std::min(max_header_bytes, bytes.size() - start)),
-                         std::to_string(len), "truncated file?");
+        throw elm::error(
+            src, "header",
+            "a header length <= " + std::to_string(std::min(max_header_bytes, bytes.size() - start)),
+            std::to_string(len), "truncated file?");
     const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + start, len);
     const std::size_t data_size = bytes.size() - start - len;
 
@@ -160,12 +174,15 @@ tensor parse_npy(std::span<const std::byte> bytes, std::string_view source) {
     for (const auto& d : npy_descrs)
         if (descr == d.descr) found = &d;
     if (found == nullptr)
-        throw elm::error(src, "descr", "one of <f2 <f4 <f8 |i1 <i2 <i4 <i8 |u1 |b1 (little-endian numeric)", "'" + descr + "'");
+        throw elm::error(src, "descr", "one of <f2 <f4 <f8 |i1 <i2 <i4 <i8 |u1 |b1 (little-endian numeric)",
+                         "'" + descr + "'");
     t.type = found->type;
     const auto expected = static_cast<std::uint64_t>(t.numel()) * dtype_size(t.type);  // numel <= data_size
     if (expected != data_size)
-        throw elm::error(src, "data", std::to_string(expected) + " bytes for shape " + shape_literal(t.shape) + " " + descr,
-                         std::to_string(data_size) + " bytes");
+        throw elm::error(
+            src, "data",
+            std::to_string(expected) + " bytes for shape " + shape_literal(t.shape) + " " + descr,
+            std::to_string(data_size) + " bytes");
     t.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(start + len), bytes.end());
     if (fortran && t.shape.size() > 1) {
         // numpy writes non-C-contiguous arrays (e.g. transposes) in Fortran order: reorder to row-major.
@@ -199,8 +216,8 @@ std::vector<std::byte> serialize_npy(const tensor& t, std::string_view source) {
         t.data.size() % dtype_size(t.type) != 0)
         throw elm::error(std::string(source), t.name, std::to_string(n) + " x " + to_string(t.type),
                          std::to_string(t.data.size()) + " bytes");
-    std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " +
-                         shape_literal(t.shape) + ", }";
+    std::string header = std::string("{'descr': '") + descr +
+                         "', 'fortran_order': False, 'shape': " + shape_literal(t.shape) + ", }";
     // numpy pads so that the data starts at a multiple of 64 bytes, the header ending in '\n'.
     const bool v2 = header.size() + 1 + 10 > 65535;
     const std::size_t prefix = v2 ? 12 : 10;

@@ -16,26 +16,46 @@ constexpr pickle_ref no_ref = std::numeric_limits<pickle_ref>::max();
 // Opcodes that exist but are deliberately unsupported, for readable error messages.
 const char* opcode_name(std::uint8_t op) {
     switch (op) {
-        case 'i': return "INST";
-        case 'o': return "OBJ";
-        case 0x82: return "EXT1";
-        case 0x83: return "EXT2";
-        case 0x84: return "EXT4";
-        case 'p': return "PUT";
-        case 'g': return "GET";
-        case 'S': return "STRING";
-        case 'V': return "UNICODE";
-        case 'F': return "FLOAT";
-        case 'L': return "LONG";
-        case 'P': return "PERSID";
-        case 0x8f: return "EMPTY_SET";
-        case 0x90: return "ADDITEMS";
-        case 0x91: return "FROZENSET";
-        case 0x92: return "NEWOBJ_EX";
-        case 0x96: return "BYTEARRAY8";
-        case 0x97: return "NEXT_BUFFER";
-        case 0x98: return "READONLY_BUFFER";
-        default: return "unknown opcode";
+        case 'i':
+            return "INST";
+        case 'o':
+            return "OBJ";
+        case 0x82:
+            return "EXT1";
+        case 0x83:
+            return "EXT2";
+        case 0x84:
+            return "EXT4";
+        case 'p':
+            return "PUT";
+        case 'g':
+            return "GET";
+        case 'S':
+            return "STRING";
+        case 'V':
+            return "UNICODE";
+        case 'F':
+            return "FLOAT";
+        case 'L':
+            return "LONG";
+        case 'P':
+            return "PERSID";
+        case 0x8f:
+            return "EMPTY_SET";
+        case 0x90:
+            return "ADDITEMS";
+        case 0x91:
+            return "FROZENSET";
+        case 0x92:
+            return "NEWOBJ_EX";
+        case 0x96:
+            return "BYTEARRAY8";
+        case 0x97:
+            return "NEXT_BUFFER";
+        case 0x98:
+            return "READONLY_BUFFER";
+        default:
+            return "unknown opcode";
     }
 }
 
@@ -67,8 +87,8 @@ public:
 
 private:
     [[noreturn]] void fail(std::string_view what, std::string expected, std::string got) const {
-        throw elm::error(tree_.source, std::string(what) + " at byte " + std::to_string(op_pos_), std::move(expected),
-                         std::move(got));
+        throw elm::error(tree_.source, std::string(what) + " at byte " + std::to_string(op_pos_),
+                         std::move(expected), std::move(got));
     }
 
     void need(std::uint64_t n) const {
@@ -79,13 +99,15 @@ private:
     std::uint64_t le(std::size_t n) {
         need(n);
         std::uint64_t v = 0;
-        for (std::size_t i = 0; i < n; ++i) v |= std::uint64_t(std::to_integer<std::uint8_t>(tree_.input[pos_ + i])) << (8 * i);
+        for (std::size_t i = 0; i < n; ++i)
+            v |= std::uint64_t(std::to_integer<std::uint8_t>(tree_.input[pos_ + i])) << (8 * i);
         pos_ += n;
         return v;
     }
     std::uint8_t u8() { return static_cast<std::uint8_t>(le(1)); }
 
-    pickle_ref add(pickle_kind kind, std::uint64_t payload = 0, std::uint32_t count = 0, std::uint8_t flags = 0) {
+    pickle_ref add(pickle_kind kind, std::uint64_t payload = 0, std::uint32_t count = 0,
+                   std::uint8_t flags = 0) {
         if (tree_.nodes.size() >= no_ref) fail("pickle", "fewer than 2^32 objects", "more");
         tree_.nodes.push_back(pickle_node{kind, flags, count, payload});
         return static_cast<pickle_ref>(tree_.nodes.size() - 1);
@@ -102,7 +124,8 @@ private:
     // A str/bytes node viewing the next n input bytes.
     pickle_ref add_text(pickle_kind kind, std::uint64_t n, std::uint8_t flags = 0) {
         need(n);
-        if (n > std::numeric_limits<std::uint32_t>::max()) fail("string length", "< 4 GiB", std::to_string(n));
+        if (n > std::numeric_limits<std::uint32_t>::max())
+            fail("string length", "< 4 GiB", std::to_string(n));
         const auto r = add(kind, pos_, static_cast<std::uint32_t>(n), flags);
         pos_ += static_cast<std::size_t>(n);
         return r;
@@ -130,7 +153,8 @@ private:
     std::span<const pickle_ref> since(std::size_t m) const { return {stack_.data() + m, stack_.size() - m}; }
 
     pickle_ref container_target(std::size_t m, pickle_kind kind, const char* opname) {
-        if (m <= base() || m == 0) fail(opname, std::string("a ") + to_string(kind) + " below the MARK", "nothing");
+        if (m <= base() || m == 0)
+            fail(opname, std::string("a ") + to_string(kind) + " below the MARK", "nothing");
         const auto target = stack_[m - 1];
         if (tree_.kind(target) != kind)
             fail(opname, std::string("a ") + to_string(kind) + " to add to", tree_.describe(target, 1));
@@ -148,7 +172,8 @@ private:
         for (const auto& [am, an] : opt_.allowed_globals)
             if (am == m && an == n) return;
         std::string allowed;
-        for (const auto& [am, an] : opt_.allowed_globals) allowed += (allowed.empty() ? "" : ", ") + am + "." + an;
+        for (const auto& [am, an] : opt_.allowed_globals)
+            allowed += (allowed.empty() ? "" : ", ") + am + "." + an;
         fail("pickle global", "one of: " + (allowed.empty() ? std::string("(none allowed)") : allowed),
              std::string(m) + "." + std::string(n));
     }
@@ -157,7 +182,8 @@ private:
         while (true) {
             need(1);
             if (std::to_integer<char>(tree_.input[pos_]) == '\n') break;
-            if (pos_ - start >= max_len) fail("text argument", "a line of at most " + std::to_string(max_len) + " bytes", "longer");
+            if (pos_ - start >= max_len)
+                fail("text argument", "a line of at most " + std::to_string(max_len) + " bytes", "longer");
             ++pos_;
         }
         ++pos_;
@@ -172,7 +198,8 @@ private:
         memo_[index] = top();
     }
     void memo_get(std::uint64_t index) {
-        if (index >= memo_.size() || memo_[index] == no_ref) fail("memo index", "a stored memo entry", std::to_string(index));
+        if (index >= memo_.size() || memo_[index] == no_ref)
+            fail("memo index", "a stored memo entry", std::to_string(index));
         push(memo_[index]);
     }
     void push_int(std::int64_t v) { push(add(pickle_kind::integer, static_cast<std::uint64_t>(v))); }
@@ -183,11 +210,14 @@ private:
         const bool negative = n > 0 && (std::to_integer<std::uint8_t>(p[n - 1]) & 0x80) != 0;
         for (std::uint64_t i = 0; i < n; ++i) {
             const auto b = std::to_integer<std::uint8_t>(p[i]);
-            if (i < 8) v |= std::uint64_t(b) << (8 * i);
-            else if (b != (negative ? 0xff : 0x00)) fail("LONG", "an integer that fits in 64 bits", std::to_string(n) + " bytes");
+            if (i < 8)
+                v |= std::uint64_t(b) << (8 * i);
+            else if (b != (negative ? 0xff : 0x00))
+                fail("LONG", "an integer that fits in 64 bits", std::to_string(n) + " bytes");
         }
         if (n < 8 && negative) v |= ~std::uint64_t(0) << (8 * n);
-        if (n >= 8 && (std::int64_t(v) < 0) != negative) fail("LONG", "an integer that fits in 64 bits", std::to_string(n) + " bytes");
+        if (n >= 8 && (std::int64_t(v) < 0) != negative)
+            fail("LONG", "an integer that fits in 64 bits", std::to_string(n) + " bytes");
         pos_ += static_cast<std::size_t>(n);
         push_int(static_cast<std::int64_t>(v));
     }
@@ -199,7 +229,8 @@ private:
         if (i == s.size()) fail("INT", "a decimal integer", std::string(s));
         std::uint64_t v = 0;
         for (; i < s.size(); ++i) {
-            if (s[i] < '0' || s[i] > '9' || v > (std::uint64_t(1) << 62)) fail("INT", "a decimal int64", std::string(s));
+            if (s[i] < '0' || s[i] > '9' || v > (std::uint64_t(1) << 62))
+                fail("INT", "a decimal int64", std::string(s));
             v = v * 10 + std::uint64_t(s[i] - '0');
         }
         push_int(s[0] == '-' ? -static_cast<std::int64_t>(v) : static_cast<std::int64_t>(v));
@@ -231,27 +262,51 @@ bool unpickler::step(std::uint8_t op) {
         }
         case '.': {  // STOP
             if (!marks_.empty() || stack_.size() != 1)
-                fail("STOP", "exactly one object on the stack", std::to_string(stack_.size()) + " objects, " +
-                                                                    std::to_string(marks_.size()) + " marks");
+                fail("STOP", "exactly one object on the stack",
+                     std::to_string(stack_.size()) + " objects, " + std::to_string(marks_.size()) + " marks");
             tree_.root = stack_.back();
             return true;
         }
-        case '(': marks_.push_back(stack_.size()); return false;  // MARK
-        case '0':  // POP (pops a mark when nothing is above it, as CPython does)
-            if (stack_.size() > base()) stack_.pop_back();
-            else stack_.resize(pop_mark());
+        case '(':
+            marks_.push_back(stack_.size());
+            return false;  // MARK
+        case '0':          // POP (pops a mark when nothing is above it, as CPython does)
+            if (stack_.size() > base())
+                stack_.pop_back();
+            else
+                stack_.resize(pop_mark());
             return false;
-        case '1': stack_.resize(pop_mark()); return false;  // POP_MARK
-        case '2': push(top()); return false;                // DUP
-        case 'N': push(add(pickle_kind::none)); return false;
-        case 0x88: push(add(pickle_kind::boolean, 1)); return false;  // NEWTRUE
-        case 0x89: push(add(pickle_kind::boolean, 0)); return false;  // NEWFALSE
-        case 'I': push_text_int(); return false;
-        case 'J': push_int(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)))); return false;  // BININT
-        case 'K': push_int(static_cast<std::int64_t>(le(1))); return false;                               // BININT1
-        case 'M': push_int(static_cast<std::int64_t>(le(2))); return false;                               // BININT2
-        case 0x8a: push_long(le(1)); return false;                                                         // LONG1
-        case 0x8b: {                                                                                       // LONG4
+        case '1':
+            stack_.resize(pop_mark());
+            return false;  // POP_MARK
+        case '2':
+            push(top());
+            return false;  // DUP
+        case 'N':
+            push(add(pickle_kind::none));
+            return false;
+        case 0x88:
+            push(add(pickle_kind::boolean, 1));
+            return false;  // NEWTRUE
+        case 0x89:
+            push(add(pickle_kind::boolean, 0));
+            return false;  // NEWFALSE
+        case 'I':
+            push_text_int();
+            return false;
+        case 'J':
+            push_int(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4))));
+            return false;  // BININT
+        case 'K':
+            push_int(static_cast<std::int64_t>(le(1)));
+            return false;  // BININT1
+        case 'M':
+            push_int(static_cast<std::int64_t>(le(2)));
+            return false;  // BININT2
+        case 0x8a:
+            push_long(le(1));
+            return false;  // LONG1
+        case 0x8b: {       // LONG4
             const auto n = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
             if (n < 0) fail("LONG4", "a non-negative length", std::to_string(n));
             push_long(static_cast<std::uint64_t>(n));
@@ -260,46 +315,72 @@ bool unpickler::step(std::uint8_t op) {
         case 'G': {  // BINFLOAT: big-endian IEEE double
             need(8);
             std::uint64_t bits = 0;
-            for (int i = 0; i < 8; ++i) bits = (bits << 8) | std::to_integer<std::uint8_t>(tree_.input[pos_ + std::size_t(i)]);
+            for (int i = 0; i < 8; ++i)
+                bits = (bits << 8) | std::to_integer<std::uint8_t>(tree_.input[pos_ + std::size_t(i)]);
             pos_ += 8;
             push(add(pickle_kind::floating, bits));
             return false;
         }
-        case 'X': push(add_text(pickle_kind::string, le(4))); return false;     // BINUNICODE
-        case 0x8c: push(add_text(pickle_kind::string, le(1))); return false;    // SHORT_BINUNICODE
-        case 0x8d: push(add_text(pickle_kind::string, le(8))); return false;    // BINUNICODE8
-        case 'T': {                                                             // BINSTRING (signed length)
+        case 'X':
+            push(add_text(pickle_kind::string, le(4)));
+            return false;  // BINUNICODE
+        case 0x8c:
+            push(add_text(pickle_kind::string, le(1)));
+            return false;  // SHORT_BINUNICODE
+        case 0x8d:
+            push(add_text(pickle_kind::string, le(8)));
+            return false;  // BINUNICODE8
+        case 'T': {        // BINSTRING (signed length)
             const auto n = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
             if (n < 0) fail("BINSTRING", "a non-negative length", std::to_string(n));
             push(add_text(pickle_kind::string, static_cast<std::uint64_t>(n), flag_latin1));
             return false;
         }
-        case 'U': push(add_text(pickle_kind::string, le(1), flag_latin1)); return false;  // SHORT_BINSTRING
-        case 'B': push(add_text(pickle_kind::bytes, le(4))); return false;                // BINBYTES
-        case 'C': push(add_text(pickle_kind::bytes, le(1))); return false;                // SHORT_BINBYTES
-        case 0x8e: push(add_text(pickle_kind::bytes, le(8))); return false;               // BINBYTES8
-        case ')': push(add_children(pickle_kind::tuple, {})); return false;               // EMPTY_TUPLE
-        case 't': {                                                                       // TUPLE
+        case 'U':
+            push(add_text(pickle_kind::string, le(1), flag_latin1));
+            return false;  // SHORT_BINSTRING
+        case 'B':
+            push(add_text(pickle_kind::bytes, le(4)));
+            return false;  // BINBYTES
+        case 'C':
+            push(add_text(pickle_kind::bytes, le(1)));
+            return false;  // SHORT_BINBYTES
+        case 0x8e:
+            push(add_text(pickle_kind::bytes, le(8)));
+            return false;  // BINBYTES8
+        case ')':
+            push(add_children(pickle_kind::tuple, {}));
+            return false;  // EMPTY_TUPLE
+        case 't': {        // TUPLE
             const auto m = pop_mark();
             const auto r = add_children(pickle_kind::tuple, since(m));
             stack_.resize(m);
             push(r);
             return false;
         }
-        case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1..3
             const std::size_t n = std::size_t(op - 0x84);
-            if (stack_.size() < base() + n) fail("TUPLE" + std::to_string(n), std::to_string(n) + " objects", "stack underflow");
+            if (stack_.size() < base() + n)
+                fail("TUPLE" + std::to_string(n), std::to_string(n) + " objects", "stack underflow");
             const auto r = add_children(pickle_kind::tuple, since(stack_.size() - n));
             stack_.resize(stack_.size() - n);
             push(r);
             return false;
         }
-        case ']': push(add_container(pickle_kind::list, {})); return false;  // EMPTY_LIST
-        case '}': push(add_container(pickle_kind::dict, {})); return false;  // EMPTY_DICT
-        case 'l': case 'd': {                                                 // LIST, DICT
+        case ']':
+            push(add_container(pickle_kind::list, {}));
+            return false;  // EMPTY_LIST
+        case '}':
+            push(add_container(pickle_kind::dict, {}));
+            return false;  // EMPTY_DICT
+        case 'l':
+        case 'd': {  // LIST, DICT
             const auto m = pop_mark();
             const auto items = since(m);
-            if (op == 'd' && items.size() % 2 != 0) fail("DICT", "key/value pairs", std::to_string(items.size()) + " items");
+            if (op == 'd' && items.size() % 2 != 0)
+                fail("DICT", "key/value pairs", std::to_string(items.size()) + " items");
             const auto r = add_container(op == 'l' ? pickle_kind::list : pickle_kind::dict, items);
             stack_.resize(m);
             push(r);
@@ -351,7 +432,8 @@ bool unpickler::step(std::uint8_t op) {
             push(add_children(pickle_kind::global, c));
             return false;
         }
-        case 'R': case 0x81: {  // REDUCE, NEWOBJ: recorded, never called
+        case 'R':
+        case 0x81: {  // REDUCE, NEWOBJ: recorded, never called
             const auto args = pop();
             const auto callable = pop();
             if (tree_.kind(args) != pickle_kind::tuple)
@@ -368,7 +450,8 @@ bool unpickler::step(std::uint8_t op) {
         case 'b': {  // BUILD: the object node becomes build(copy of object, state), so memo references see it
             const auto state = pop();
             const auto obj = top();
-            const auto copy = add(tree_.node(obj).kind, tree_.node(obj).payload, tree_.node(obj).count, tree_.node(obj).flags);
+            const auto copy = add(tree_.node(obj).kind, tree_.node(obj).payload, tree_.node(obj).count,
+                                  tree_.node(obj).flags);
             const pickle_ref c[2] = {copy, state};
             const auto offset = tree_.pool.size();
             tree_.pool.insert(tree_.pool.end(), c, c + 2);
@@ -380,11 +463,21 @@ bool unpickler::step(std::uint8_t op) {
             push(add_children(pickle_kind::persistent_id, c));
             return false;
         }
-        case 'q': memo_put(le(1)); return false;         // BINPUT
-        case 'r': memo_put(le(4)); return false;         // LONG_BINPUT
-        case 0x94: memo_put(memo_len_); return false;    // MEMOIZE
-        case 'h': memo_get(le(1)); return false;         // BINGET
-        case 'j': memo_get(le(4)); return false;         // LONG_BINGET
+        case 'q':
+            memo_put(le(1));
+            return false;  // BINPUT
+        case 'r':
+            memo_put(le(4));
+            return false;  // LONG_BINPUT
+        case 0x94:
+            memo_put(memo_len_);
+            return false;  // MEMOIZE
+        case 'h':
+            memo_get(le(1));
+            return false;  // BINGET
+        case 'j':
+            memo_get(le(4));
+            return false;  // LONG_BINGET
         default:
             fail("pickle opcode", "a supported opcode", hex_byte(op) + " (" + opcode_name(op) + ")");
     }
@@ -394,27 +487,40 @@ bool unpickler::step(std::uint8_t op) {
 
 const char* to_string(pickle_kind k) {
     switch (k) {
-        case pickle_kind::none: return "None";
-        case pickle_kind::boolean: return "bool";
-        case pickle_kind::integer: return "int";
-        case pickle_kind::floating: return "float";
-        case pickle_kind::string: return "str";
-        case pickle_kind::bytes: return "bytes";
-        case pickle_kind::tuple: return "tuple";
-        case pickle_kind::list: return "list";
-        case pickle_kind::dict: return "dict";
-        case pickle_kind::global: return "global";
-        case pickle_kind::reduce: return "reduce";
-        case pickle_kind::build: return "build";
-        case pickle_kind::persistent_id: return "persistent_id";
+        case pickle_kind::none:
+            return "None";
+        case pickle_kind::boolean:
+            return "bool";
+        case pickle_kind::integer:
+            return "int";
+        case pickle_kind::floating:
+            return "float";
+        case pickle_kind::string:
+            return "str";
+        case pickle_kind::bytes:
+            return "bytes";
+        case pickle_kind::tuple:
+            return "tuple";
+        case pickle_kind::list:
+            return "list";
+        case pickle_kind::dict:
+            return "dict";
+        case pickle_kind::global:
+            return "global";
+        case pickle_kind::reduce:
+            return "reduce";
+        case pickle_kind::build:
+            return "build";
+        case pickle_kind::persistent_id:
+            return "persistent_id";
     }
     return "?";
 }
 
-pickle_tree unpickle(std::span<const std::byte> input, std::string_view source, const unpickle_options& options) {
+pickle_tree unpickle(std::span<const std::byte> input, std::string_view source,
+                     const unpickle_options& options) {
     return unpickler(input, source, options).run();
 }
-
 
 std::span<const pickle_ref> pickle_tree::children(pickle_ref r) const {
     const auto& n = nodes[r];
@@ -446,7 +552,8 @@ std::int64_t pickle_tree::as_int(pickle_ref r, std::string_view what) const {
 }
 
 double pickle_tree::as_float(pickle_ref r, std::string_view what) const {
-    if (kind(r) == pickle_kind::integer) return static_cast<double>(static_cast<std::int64_t>(nodes[r].payload));
+    if (kind(r) == pickle_kind::integer)
+        return static_cast<double>(static_cast<std::int64_t>(nodes[r].payload));
     expect_kind(*this, r, pickle_kind::floating, what);
     return std::bit_cast<double>(nodes[r].payload);
 }
@@ -495,7 +602,8 @@ std::pair<pickle_ref, pickle_ref> pickle_tree::dict_item(pickle_ref dict, std::s
     return {c[2 * i], c[2 * i + 1]};
 }
 
-bool pickle_tree::dict_find(pickle_ref dict, std::string_view key, pickle_ref& value, std::string_view what) const {
+bool pickle_tree::dict_find(pickle_ref dict, std::string_view key, pickle_ref& value,
+                            std::string_view what) const {
     const auto n = dict_size(dict, what);
     for (std::size_t i = 0; i < n; ++i) {
         const auto [k, v] = dict_item(dict, i);
@@ -516,11 +624,16 @@ pickle_ref pickle_tree::dict_at(pickle_ref dict, std::string_view key, std::stri
 std::string pickle_tree::describe(pickle_ref r, int depth) const {
     const auto& n = nodes[r];
     switch (n.kind) {
-        case pickle_kind::none: return "None";
-        case pickle_kind::boolean: return n.payload ? "True" : "False";
-        case pickle_kind::integer: return std::to_string(static_cast<std::int64_t>(n.payload));
-        case pickle_kind::floating: return std::to_string(std::bit_cast<double>(n.payload));
-        case pickle_kind::string: case pickle_kind::bytes: {
+        case pickle_kind::none:
+            return "None";
+        case pickle_kind::boolean:
+            return n.payload ? "True" : "False";
+        case pickle_kind::integer:
+            return std::to_string(static_cast<std::int64_t>(n.payload));
+        case pickle_kind::floating:
+            return std::to_string(std::bit_cast<double>(n.payload));
+        case pickle_kind::string:
+        case pickle_kind::bytes: {
             std::string s(n.kind == pickle_kind::bytes ? "b'" : "'");
             for (std::uint32_t i = 0; i < n.count && i < 40; ++i) {
                 const auto c = std::to_integer<unsigned char>(input[n.payload + i]);
@@ -532,7 +645,8 @@ std::string pickle_tree::describe(pickle_ref r, int depth) const {
             const auto g = as_global(r, "global");
             return std::string(g.module) + "." + std::string(g.name);
         }
-        default: break;
+        default:
+            break;
     }
     std::string s = to_string(n.kind);
     const auto c = children(r);

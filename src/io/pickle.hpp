@@ -46,8 +46,8 @@ using pickle_ref = std::uint32_t;  // index of a node in pickle_tree::nodes
 
 struct pickle_node {
     pickle_kind kind = pickle_kind::none;
-    std::uint8_t flags = 0;  // flag_latin1 (string from py2 str), flag_newobj (reduce from NEWOBJ)
-    std::uint32_t count = 0;  // string/bytes: length; tuple/global/reduce/build/persid: child count
+    std::uint8_t flags = 0;     // flag_latin1 (string from py2 str), flag_newobj (reduce from NEWOBJ)
+    std::uint32_t count = 0;    // string/bytes: length; tuple/global/reduce/build/persid: child count
     std::uint64_t payload = 0;  // int bits, double bits, input offset, child-pool offset, container index
 };
 
@@ -60,10 +60,10 @@ struct pickle_global {
 
 class pickle_tree {
 public:
-    std::string source;  // for error messages
+    std::string source;                // for error messages
     std::span<const std::byte> input;  // strings/bytes point into this
     std::vector<pickle_node> nodes;
-    std::vector<pickle_ref> pool;                   // children of immutable nodes
+    std::vector<pickle_ref> pool;                     // children of immutable nodes
     std::vector<std::vector<pickle_ref>> containers;  // children of lists and dicts (k, v, k, v, ...)
     pickle_ref root = 0;
 
@@ -75,8 +75,8 @@ public:
     // Typed accessors: each throws elm::error (source, `what`) if the node has another kind.
     bool as_bool(pickle_ref r, std::string_view what) const;
     std::int64_t as_int(pickle_ref r, std::string_view what) const;
-    double as_float(pickle_ref r, std::string_view what) const;  // also accepts integers
-    std::string_view as_string(pickle_ref r, std::string_view what) const;  // raw bytes of a str
+    double as_float(pickle_ref r, std::string_view what) const;                      // also accepts integers
+    std::string_view as_string(pickle_ref r, std::string_view what) const;           // raw bytes of a str
     std::span<const std::byte> as_bytes(pickle_ref r, std::string_view what) const;  // bytes or py2 str
     std::span<const pickle_ref> as_tuple(pickle_ref r, std::string_view what) const;
     std::span<const pickle_ref> as_list(pickle_ref r, std::string_view what) const;
@@ -88,7 +88,8 @@ public:
     std::pair<pickle_ref, pickle_ref> dict_item(pickle_ref dict, std::size_t i) const;
     // Value of the first entry whose key is this string; nullptr-like: returns false if absent.
     bool dict_find(pickle_ref dict, std::string_view key, pickle_ref& value, std::string_view what) const;
-    pickle_ref dict_at(pickle_ref dict, std::string_view key, std::string_view what) const;  // throws if absent
+    pickle_ref dict_at(pickle_ref dict, std::string_view key,
+                       std::string_view what) const;  // throws if absent
 
     // Short human-readable rendering (depth- and length-limited; cycles are safe), for error messages.
     std::string describe(pickle_ref r, int depth = 2) const;
@@ -105,6 +106,7 @@ struct unpickle_options {
 
 // Parses one pickle (up to STOP; trailing bytes are ignored, as pickle.load does). Throws elm::error
 // naming `source`, the opcode and its byte offset on anything malformed or not allowed.
-pickle_tree unpickle(std::span<const std::byte> input, std::string_view source, const unpickle_options& options);
+pickle_tree unpickle(std::span<const std::byte> input, std::string_view source,
+                     const unpickle_options& options);
 
 }  // namespace elm::detail

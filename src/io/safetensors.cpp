@@ -52,14 +52,22 @@ std::string shape_string(const std::vector<std::int64_t>& shape) {
 
 template <class T>
 constexpr dtype dtype_of() {
-    if constexpr (std::is_same_v<T, float>) return dtype::f32;
-    else if constexpr (std::is_same_v<T, double>) return dtype::f64;
-    else if constexpr (std::is_same_v<T, std::int64_t>) return dtype::i64;
-    else if constexpr (std::is_same_v<T, std::int32_t>) return dtype::i32;
-    else if constexpr (std::is_same_v<T, std::int16_t>) return dtype::i16;
-    else if constexpr (std::is_same_v<T, std::int8_t>) return dtype::i8;
-    else if constexpr (std::is_same_v<T, std::uint8_t>) return dtype::u8;
-    else if constexpr (std::is_same_v<T, bool>) return dtype::boolean;
+    if constexpr (std::is_same_v<T, float>)
+        return dtype::f32;
+    else if constexpr (std::is_same_v<T, double>)
+        return dtype::f64;
+    else if constexpr (std::is_same_v<T, std::int64_t>)
+        return dtype::i64;
+    else if constexpr (std::is_same_v<T, std::int32_t>)
+        return dtype::i32;
+    else if constexpr (std::is_same_v<T, std::int16_t>)
+        return dtype::i16;
+    else if constexpr (std::is_same_v<T, std::int8_t>)
+        return dtype::i8;
+    else if constexpr (std::is_same_v<T, std::uint8_t>)
+        return dtype::u8;
+    else if constexpr (std::is_same_v<T, bool>)
+        return dtype::boolean;
 }
 
 template <class S>
@@ -75,23 +83,37 @@ T convert(const tensor& t, std::size_t i) {
     const std::byte* p = t.data.data() + i * dtype_size(t.type);
     double f = 0;
     switch (t.type) {
-        case dtype::f16: f = detail::half_to_float(load<std::uint16_t>(p)); break;
-        case dtype::f32: f = load<float>(p); break;
-        case dtype::f64: f = load<double>(p); break;
+        case dtype::f16:
+            f = detail::half_to_float(load<std::uint16_t>(p));
+            break;
+        case dtype::f32:
+            f = load<float>(p);
+            break;
+        case dtype::f64:
+            f = load<double>(p);
+            break;
         case dtype::boolean: {
             const auto b = load<std::uint8_t>(p);
-            if (b > 1) throw elm::error("", t.name, "BOOL bytes 0 or 1", std::to_string(b) + " at element " + std::to_string(i));
+            if (b > 1)
+                throw elm::error("", t.name, "BOOL bytes 0 or 1",
+                                 std::to_string(b) + " at element " + std::to_string(i));
             return static_cast<T>(b);
         }
         default: {
             std::int64_t v = 0;
-            if (t.type == dtype::i8) v = load<std::int8_t>(p);
-            else if (t.type == dtype::i16) v = load<std::int16_t>(p);
-            else if (t.type == dtype::i32) v = load<std::int32_t>(p);
-            else if (t.type == dtype::i64) v = load<std::int64_t>(p);
-            else v = load<std::uint8_t>(p);
+            if (t.type == dtype::i8)
+                v = load<std::int8_t>(p);
+            else if (t.type == dtype::i16)
+                v = load<std::int16_t>(p);
+            else if (t.type == dtype::i32)
+                v = load<std::int32_t>(p);
+            else if (t.type == dtype::i64)
+                v = load<std::int64_t>(p);
+            else
+                v = load<std::uint8_t>(p);
             if constexpr (std::is_integral_v<T>) {
-                if (v < std::int64_t(std::numeric_limits<T>::min()) || v > std::int64_t(std::numeric_limits<T>::max()))
+                if (v < std::int64_t(std::numeric_limits<T>::min()) ||
+                    v > std::int64_t(std::numeric_limits<T>::max()))
                     throw elm::error("", t.name, "values that fit the requested integer type",
                                      std::to_string(v) + " at element " + std::to_string(i));
             }
@@ -102,7 +124,8 @@ T convert(const tensor& t, std::size_t i) {
         // Float -> int only for exact integers in range (a cast of anything else is undefined behaviour).
         if (!(f == std::trunc(f) && f >= double(std::numeric_limits<T>::min()) &&
               f < double(std::numeric_limits<T>::max()) + 1.0))
-            throw elm::error("", t.name, "integral values in range", std::to_string(f) + " at element " + std::to_string(i));
+            throw elm::error("", t.name, "integral values in range",
+                             std::to_string(f) + " at element " + std::to_string(i));
     }
     return static_cast<T>(f);
 }
@@ -136,8 +159,9 @@ std::vector<T> tensor::to() const {
     const auto esz = dtype_size(type);
     if (!detail::checked_numel(shape, count) || esz == 0 || data.size() % esz != 0 ||
         data.size() / esz != static_cast<std::uint64_t>(count))
-        throw elm::error("", name, "numel x " + std::string(to_string(type)) + " bytes for shape " + shape_string(shape),
-                         std::to_string(data.size()) + " bytes");
+        throw elm::error(
+            "", name, "numel x " + std::string(to_string(type)) + " bytes for shape " + shape_string(shape),
+            std::to_string(data.size()) + " bytes");
     const auto n = static_cast<std::size_t>(count);
     std::vector<T> out(n);
     for (std::size_t i = 0; i < n; ++i) out[i] = convert<T>(*this, i);
@@ -151,7 +175,8 @@ tensor make_tensor(std::string name, std::vector<std::int64_t> shape, std::span<
     t.type = dtype_of<T>();
     t.shape = std::move(shape);
     std::int64_t n = 0;
-    if (!detail::checked_numel(t.shape, n)) throw elm::error("", t.name, "non-negative dimensions", shape_string(t.shape));
+    if (!detail::checked_numel(t.shape, n))
+        throw elm::error("", t.name, "non-negative dimensions", shape_string(t.shape));
     if (static_cast<std::size_t>(n) != values.size())
         throw elm::error("", t.name, std::to_string(n) + " values for shape " + shape_string(t.shape),
                          std::to_string(values.size()) + " values");
@@ -160,8 +185,8 @@ tensor make_tensor(std::string name, std::vector<std::int64_t> shape, std::span<
     return t;
 }
 
-#define ELM_TENSOR_INSTANTIATE(T)                                     \
-    template std::vector<T> tensor::to<T>() const;                    \
+#define ELM_TENSOR_INSTANTIATE(T)                  \
+    template std::vector<T> tensor::to<T>() const; \
     template tensor make_tensor<T>(std::string, std::vector<std::int64_t>, std::span<const T>);
 ELM_TENSOR_INSTANTIATE(float)
 ELM_TENSOR_INSTANTIATE(double)
@@ -187,20 +212,25 @@ const tensor& tensor_file::at(std::string_view name) const {
 const tensor& tensor_file::at(std::string_view name, const std::vector<std::int64_t>& expected_shape) const {
     const auto& t = at(name);
     if (t.shape != expected_shape)
-        throw elm::error(source, std::string(name), "shape " + shape_string(expected_shape), "shape " + shape_string(t.shape));
+        throw elm::error(source, std::string(name), "shape " + shape_string(expected_shape),
+                         "shape " + shape_string(t.shape));
     return t;
 }
 
 tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view source) {
     const std::string src(source);
-    if (bytes.size() < 8) throw elm::error(src, "header", "at least 8 bytes", std::to_string(bytes.size()) + " bytes");
+    if (bytes.size() < 8)
+        throw elm::error(src, "header", "at least 8 bytes", std::to_string(bytes.size()) + " bytes");
     std::uint64_t n = 0;
-    for (int i = 0; i < 8; ++i) n |= std::uint64_t(std::to_integer<std::uint8_t>(bytes[std::size_t(i)])) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+        n |= std::uint64_t(std::to_integer<std::uint8_t>(bytes[std::size_t(i)])) << (8 * i);
     if (n > max_header_bytes || n > bytes.size() - 8)
-        throw elm::error(src, "header", "a header length <= min(100 MB, " + std::to_string(bytes.size() - 8) + ")",
+        throw elm::error(src, "header",
+                         "a header length <= min(100 MB, " + std::to_string(bytes.size() - 8) + ")",
                          std::to_string(n), "not a safetensors file, or truncated");
     const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + 8, static_cast<std::size_t>(n));
-    if (text.empty() || text[0] != '{') throw elm::error(src, "header", "a JSON object starting with '{'", "something else");
+    if (text.empty() || text[0] != '{')
+        throw elm::error(src, "header", "a JSON object starting with '{'", "something else");
 
     // The callback rejects duplicate keys (which JSON parsers silently merge) and deep nesting.
     std::vector<std::set<std::string>> keys;
@@ -210,8 +240,10 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
             using ev = nlohmann::json::parse_event_t;
             if (static_cast<std::size_t>(depth) > max_json_depth)
                 throw elm::error(src, "header", "JSON nested at most 4 deep", "deeper");
-            if (e == ev::object_start) keys.emplace_back();
-            else if (e == ev::object_end && !keys.empty()) keys.pop_back();
+            if (e == ev::object_start)
+                keys.emplace_back();
+            else if (e == ev::object_end && !keys.empty())
+                keys.pop_back();
             else if (e == ev::key && !keys.empty() && !keys.back().insert(v.get<std::string>()).second)
                 throw elm::error(src, v.get<std::string>(), "unique keys in the header", "a duplicate key");
             return true;
@@ -232,7 +264,8 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
     std::vector<span_ref> spans;
     for (const auto& [name, info] : j.items()) {
         if (name == "__metadata__") {
-            if (!info.is_object()) throw elm::error(src, "__metadata__", "a map of strings", info.type_name());
+            if (!info.is_object())
+                throw elm::error(src, "__metadata__", "a map of strings", info.type_name());
             for (const auto& [k, v] : info.items()) {
                 if (!v.is_string()) throw elm::error(src, "__metadata__." + k, "a string", v.type_name());
                 out.metadata[k] = v.get<std::string>();
@@ -241,7 +274,8 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
         }
         if (!info.is_object() || info.size() != 3 || !info.contains("dtype") || !info.contains("shape") ||
             !info.contains("data_offsets"))
-            throw elm::error(src, name, "{dtype, shape, data_offsets}", info.dump(-1, ' ', true).substr(0, 200));
+            throw elm::error(src, name, "{dtype, shape, data_offsets}",
+                             info.dump(-1, ' ', true).substr(0, 200));
         tensor t;
         t.name = name;
         const auto& dt = info["dtype"];
@@ -256,7 +290,8 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
         if (!shape.is_array()) throw elm::error(src, name + " shape", "a list of sizes", shape.type_name());
         std::uint64_t numel = 1;
         for (const auto& d : shape) {
-            if (!d.is_number_unsigned()) throw elm::error(src, name + " shape", "non-negative integers", shape.dump());
+            if (!d.is_number_unsigned())
+                throw elm::error(src, name + " shape", "non-negative integers", shape.dump());
             const auto v = d.get<std::uint64_t>();
             if (v > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
                 throw elm::error(src, name + " shape", "sizes below 2^63", shape.dump());
@@ -265,15 +300,18 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
             t.shape.push_back(static_cast<std::int64_t>(v));
         }
         const auto& off = info["data_offsets"];
-        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-            throw elm::error(src, name + " data_offsets", "[begin, end]", off.dump(-1, ' ', true).substr(0, 100));
+        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+            !off[1].is_number_unsigned())
+            throw elm::error(src, name + " data_offsets", "[begin, end]",
+                             off.dump(-1, ' ', true).substr(0, 100));
         const auto begin = off[0].get<std::uint64_t>(), end = off[1].get<std::uint64_t>();
         if (begin > end || end > data_size)
             throw elm::error(src, name + " data_offsets", "0 <= begin <= end <= " + std::to_string(data_size),
                              off.dump(), "truncated file?");
         if (numel > data_size || numel * found->size != end - begin)
-            throw elm::error(src, name + " data_offsets", std::to_string(end - begin) + " bytes = numel x " +
-                                                              std::to_string(found->size), "shape " + shape.dump());
+            throw elm::error(src, name + " data_offsets",
+                             std::to_string(end - begin) + " bytes = numel x " + std::to_string(found->size),
+                             "shape " + shape.dump());
         t.data.assign(data + begin, data + end);
         spans.push_back({begin, end, out.tensors.size()});
         out.tensors.push_back(std::move(t));
@@ -285,13 +323,14 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
     std::uint64_t expected = 0;
     for (const auto& s : spans) {
         if (s.begin != expected)
-            throw elm::error(src, out.tensors[s.index].name + " data_offsets", "begin = " + std::to_string(expected),
-                             std::to_string(s.begin), "tensors must cover the data without holes or overlaps");
+            throw elm::error(src, out.tensors[s.index].name + " data_offsets",
+                             "begin = " + std::to_string(expected), std::to_string(s.begin),
+                             "tensors must cover the data without holes or overlaps");
         expected = s.end;
     }
     if (expected != data_size)
-        throw elm::error(src, "data_offsets", std::to_string(expected) + " data bytes", std::to_string(data_size) + " bytes",
-                         "trailing bytes after the last tensor");
+        throw elm::error(src, "data_offsets", std::to_string(expected) + " data bytes",
+                         std::to_string(data_size) + " bytes", "trailing bytes after the last tensor");
     return out;
 }
 
@@ -320,7 +359,9 @@ std::vector<std::byte> serialize_safetensors(const tensor_file& file) {
     if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
     std::uint64_t offset = 0;
     for (const auto* t : order) {
-        header[t->name] = {{"dtype", to_string(t->type)}, {"shape", t->shape}, {"data_offsets", {offset, offset + t->data.size()}}};
+        header[t->name] = {{"dtype", to_string(t->type)},
+                           {"shape", t->shape},
+                           {"data_offsets", {offset, offset + t->data.size()}}};
         offset += t->data.size();
     }
     std::string text;
@@ -388,7 +429,8 @@ std::vector<std::byte> read_file(const std::string& path) {
     if (size < 0) throw elm::error(path, "path", "a regular file", "a file without size");
     f.seekg(0, std::ios::beg);
     std::vector<std::byte> out(static_cast<std::size_t>(size));
-    if (!out.empty() && !f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size())))
+    if (!out.empty() &&
+        !f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size())))
         throw elm::error(path, "path", std::to_string(out.size()) + " readable bytes", "a read error");
     return out;
 }

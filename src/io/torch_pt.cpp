@@ -87,7 +87,8 @@ public:
             got += static_cast<std::size_t>(r);
         }
         if (got != out.size())
-            throw elm::error(source_, name, std::to_string(out.size()) + " bytes", std::to_string(got) + " bytes");
+            throw elm::error(source_, name, std::to_string(out.size()) + " bytes",
+                             std::to_string(got) + " bytes");
         char extra = 0;  // also makes libzip verify the CRC at end of entry
         if (zip_fread(f.get(), &extra, 1) != 0) fail_zip(name, zip_file_get_error(f.get()));
         return out;
@@ -98,8 +99,9 @@ private:
     [[noreturn]] void fail_zip(const std::string& field, zip_error_t* err, bool owned = false) const {
         const std::string msg = zip_error_strerror(err);
         if (owned) zip_error_fini(err);
-        throw elm::error(source_, field, "a readable PyTorch zip archive", msg,
-                         "torch.save files are zip archives (PyTorch >= 1.6); re-save legacy files with a recent torch");
+        throw elm::error(
+            source_, field, "a readable PyTorch zip archive", msg,
+            "torch.save files are zip archives (PyTorch >= 1.6); re-save legacy files with a recent torch");
     }
 
     std::string source_;
@@ -141,7 +143,8 @@ public:
 private:
     void read_tensor(pickle_ref v, tensor& x, int depth) {
         const std::string& field = x.name;
-        if (t_.kind(v) != pickle_kind::reduce) t_.fail(field, "a tensor (_rebuild_tensor_v2)", t_.describe(v));
+        if (t_.kind(v) != pickle_kind::reduce)
+            t_.fail(field, "a tensor (_rebuild_tensor_v2)", t_.describe(v));
         const auto c = t_.children(v);
         const auto args = t_.as_tuple(c[1], field);
         if (depth == 0 && (t_.is_global(c[0], "torch._utils", "_rebuild_parameter") ||
@@ -158,7 +161,8 @@ private:
         const auto size = t_.as_tuple(args[2], field + " size");
         const auto stride = t_.as_tuple(args[3], field + " stride");
         if (size.size() != stride.size() || size.size() > max_rank)
-            t_.fail(field, "size and stride of equal rank <= 16", t_.describe(args[2]) + " / " + t_.describe(args[3]));
+            t_.fail(field, "size and stride of equal rank <= 16",
+                    t_.describe(args[2]) + " / " + t_.describe(args[3]));
         if (offset < 0 || offset > s.numel)
             t_.fail(field, "storage_offset in [0, " + std::to_string(s.numel) + "]", std::to_string(offset));
 
@@ -171,18 +175,23 @@ private:
             dims[d] = t_.as_int(size[d], field + " size");
             strides[d] = t_.as_int(stride[d], field + " stride");
             if (dims[d] < 0 || strides[d] < 0)
-                t_.fail(field, "non-negative sizes and strides", t_.describe(args[2]) + " / " + t_.describe(args[3]));
+                t_.fail(field, "non-negative sizes and strides",
+                        t_.describe(args[2]) + " / " + t_.describe(args[3]));
             empty = empty || dims[d] == 0;
         }
         std::int64_t numel = empty ? 0 : 1;
         for (std::size_t d = 0; d < rank && numel > 0; ++d)
-            numel = dims[d] > s.numel || numel * dims[d] > s.numel ? s.numel + 1 : numel * dims[d];  // saturates
+            numel =
+                dims[d] > s.numel || numel * dims[d] > s.numel ? s.numel + 1 : numel * dims[d];  // saturates
         if (numel > s.numel)
-            t_.fail(field, "at most " + std::to_string(s.numel) + " elements (the storage size)", t_.describe(args[2]));
+            t_.fail(field, "at most " + std::to_string(s.numel) + " elements (the storage size)",
+                    t_.describe(args[2]));
         std::int64_t last = offset;
         for (std::size_t d = 0; d < rank && numel > 0; ++d) {
-            if (dims[d] > 1 && strides[d] >= s.numel) last = s.numel;  // also avoids overflow below
-            else last += (dims[d] - 1) * strides[d];
+            if (dims[d] > 1 && strides[d] >= s.numel)
+                last = s.numel;  // also avoids overflow below
+            else
+                last += (dims[d] - 1) * strides[d];
             if (last >= s.numel)
                 t_.fail(field, "elements inside the storage of " + std::to_string(s.numel),
                         "offset " + std::to_string(offset) + ", size " + t_.describe(args[2]) + ", stride " +
@@ -199,7 +208,8 @@ private:
         for (std::int64_t i = 0; i < numel; ++i) {
             std::int64_t src = offset;
             for (std::size_t d = 0; d < rank; ++d) src += idx[d] * strides[d];
-            std::memcpy(x.data.data() + static_cast<std::size_t>(i) * esz, s.bytes.data() + static_cast<std::size_t>(src) * esz, esz);
+            std::memcpy(x.data.data() + static_cast<std::size_t>(i) * esz,
+                        s.bytes.data() + static_cast<std::size_t>(src) * esz, esz);
             for (std::size_t d = rank; d-- > 0;) {
                 if (++idx[d] < dims[d]) break;
                 idx[d] = 0;
@@ -208,15 +218,18 @@ private:
     }
 
     const storage& read_storage(pickle_ref v, const std::string& field) {
-        if (t_.kind(v) != pickle_kind::persistent_id) t_.fail(field, "a storage (persistent id)", t_.describe(v));
+        if (t_.kind(v) != pickle_kind::persistent_id)
+            t_.fail(field, "a storage (persistent id)", t_.describe(v));
         const auto pid = t_.as_tuple(t_.children(v)[0], field + " persistent id");
-        if (pid.size() != 5 || t_.kind(pid[0]) != pickle_kind::string || t_.as_string(pid[0], field) != "storage")
+        if (pid.size() != 5 || t_.kind(pid[0]) != pickle_kind::string ||
+            t_.as_string(pid[0], field) != "storage")
             t_.fail(field, "('storage', type, key, location, numel)", t_.describe(t_.children(v)[0]));
         const auto g = t_.as_global(pid[1], field + " storage type");
         const storage_type* st = nullptr;
         for (const auto& s : storage_types)
             if (g.module == "torch" && g.name == s.name) st = &s;
-        if (st == nullptr) t_.fail(field, "a torch.<Type>Storage", std::string(g.module) + "." + std::string(g.name));
+        if (st == nullptr)
+            t_.fail(field, "a torch.<Type>Storage", std::string(g.module) + "." + std::string(g.name));
         const std::string key(t_.as_string(pid[2], field + " storage key"));
         const auto numel = t_.as_int(pid[4], field + " storage numel");
         const auto it = storages_.find(key);
@@ -274,13 +287,15 @@ tensor_file parse_torch_state_dict(std::span<const std::byte> zip_bytes, std::st
         if (order != "little") throw elm::error(std::string(source), "byteorder", "little", order);
     }
     const auto pkl = zip.read(prefix + "data.pkl");
-    auto out = torch_state_dict_from_pickle(pkl, std::string(source) + ":" + prefix + "data.pkl",
-                                            [&](const std::string& key, std::uint64_t) { return zip.read(prefix + "data/" + key); });
+    auto out = torch_state_dict_from_pickle(
+        pkl, std::string(source) + ":" + prefix + "data.pkl",
+        [&](const std::string& key, std::uint64_t) { return zip.read(prefix + "data/" + key); });
     out.source = std::string(source);
     return out;
 }
 
-tensor_file torch_state_dict_from_pickle(std::span<const std::byte> pkl, std::string_view source, const storage_reader& read) {
+tensor_file torch_state_dict_from_pickle(std::span<const std::byte> pkl, std::string_view source,
+                                         const storage_reader& read) {
     const auto options = torch_options();
     const auto tree = unpickle(pkl, source, options);
     return state_dict_reader(read, tree).run();

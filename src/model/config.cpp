@@ -23,7 +23,8 @@ int get_int(const json& j, const char* key, std::string_view source, int min_val
     if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
         throw error(src(source), key, "an integer", v.dump());
     const double d = v.get<double>();
-    if (d < min_value || d > 1e9) throw error(src(source), key, "an integer >= " + std::to_string(min_value), v.dump());
+    if (d < min_value || d > 1e9)
+        throw error(src(source), key, "an integer >= " + std::to_string(min_value), v.dump());
     return static_cast<int>(d);
 }
 
@@ -47,9 +48,12 @@ const char* to_string(model_version v) { return v == model_version::v1 ? "v1" : 
 const char* to_string(activation a) { return a == activation::relu ? "relu" : "silu"; }
 const char* to_string(routing r) {
     switch (r) {
-        case routing::none: return "none";
-        case routing::random: return "random_routing";
-        case routing::neuronio: return "neuronio_routing";
+        case routing::none:
+            return "none";
+        case routing::random:
+            return "random_routing";
+        case routing::neuronio:
+            return "neuronio_routing";
     }
     return "none";
 }
@@ -67,9 +71,11 @@ void model_config::validate(std::string_view source) const {
     if (num_output < 1) fail("num_output", ">= 1", std::to_string(num_output));
     if (num_memory < 1) fail("num_memory", ">= 1", std::to_string(num_memory));
     if (mlp_num_layers < 0) fail("mlp_num_layers", ">= 0", std::to_string(mlp_num_layers));
-    if (mlp_hidden_size < 0) fail("mlp_hidden_size", ">= 1 (or null for 2*num_memory)", std::to_string(mlp_hidden_size));
+    if (mlp_hidden_size < 0)
+        fail("mlp_hidden_size", ">= 1 (or null for 2*num_memory)", std::to_string(mlp_hidden_size));
     if (num_branch < 0) fail("num_branch", ">= 1 (or null for num_input)", std::to_string(num_branch));
-    if (num_synapse_per_branch < 1) fail("num_synapse_per_branch", ">= 1", std::to_string(num_synapse_per_branch));
+    if (num_synapse_per_branch < 1)
+        fail("num_synapse_per_branch", ">= 1", std::to_string(num_synapse_per_branch));
     if (!(delta_t > 0)) fail("delta_t", "> 0 (ms between inputs)", std::to_string(delta_t));
     if (!(tau_s_value > 0)) fail("tau_s_value", "> 0 ms", std::to_string(tau_s_value));
     if (!(lambda_value > 0)) fail("lambda_value", "> 0", std::to_string(lambda_value));
@@ -79,9 +85,11 @@ void model_config::validate(std::string_view source) const {
         fail("memory_tau_max", "> memory_tau_min + 2e-6 = " + std::to_string(memory_tau_min + 2e-6),
              std::to_string(memory_tau_max));
     if (!(tau_init_min() >= memory_tau_min && tau_init_min() <= effective_tau_max()))
-        fail("memory_tau_init_min", "within [memory_tau_min, memory_tau_max]", std::to_string(tau_init_min()));
+        fail("memory_tau_init_min", "within [memory_tau_min, memory_tau_max]",
+             std::to_string(tau_init_min()));
     if (!(tau_init_max() >= tau_init_min() && tau_init_max() <= effective_tau_max()))
-        fail("memory_tau_init_max", "within [memory_tau_init_min, memory_tau_max]", std::to_string(tau_init_max()));
+        fail("memory_tau_init_max", "within [memory_tau_init_min, memory_tau_max]",
+             std::to_string(tau_init_max()));
     if (input_to_synapse_routing == routing::none && num_synapse() != num_input)
         fail("input_to_synapse_routing",
              "a routing when num_branch*num_synapse_per_branch (" + std::to_string(num_synapse()) +
@@ -105,11 +113,27 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
     }
     if (!j.is_object()) throw error(src(source), "(top level)", "a JSON object of model settings", j.dump());
 
-    static const std::set<std::string> known = {
-        "model_version", "num_input", "num_output", "num_memory", "lambda_value", "mlp_num_layers",
-        "mlp_hidden_size", "mlp_activation", "tau_s_value", "tau_b_value", "memory_tau_min", "memory_tau_max",
-        "memory_tau_init_min", "memory_tau_init_max", "learn_memory_tau", "learn_w_s", "w_s_value", "num_branch",
-        "num_synapse_per_branch", "input_to_synapse_routing", "delta_t"};
+    static const std::set<std::string> known = {"model_version",
+                                                "num_input",
+                                                "num_output",
+                                                "num_memory",
+                                                "lambda_value",
+                                                "mlp_num_layers",
+                                                "mlp_hidden_size",
+                                                "mlp_activation",
+                                                "tau_s_value",
+                                                "tau_b_value",
+                                                "memory_tau_min",
+                                                "memory_tau_max",
+                                                "memory_tau_init_min",
+                                                "memory_tau_init_max",
+                                                "learn_memory_tau",
+                                                "learn_w_s",
+                                                "w_s_value",
+                                                "num_branch",
+                                                "num_synapse_per_branch",
+                                                "input_to_synapse_routing",
+                                                "delta_t"};
     for (const auto& [key, value] : j.items())
         if (!known.count(key))
             throw error(src(source), key, "a known model setting", "unknown key",
@@ -119,9 +143,12 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
     c.version = fallback;
     if (j.contains("model_version")) {
         const json& v = j["model_version"];
-        if (v == "v1") c.version = model_version::v1;
-        else if (v == "v2") c.version = model_version::v2;
-        else throw error(src(source), "model_version", "\"v1\" or \"v2\"", v.dump());
+        if (v == "v1")
+            c.version = model_version::v1;
+        else if (v == "v2")
+            c.version = model_version::v2;
+        else
+            throw error(src(source), "model_version", "\"v1\" or \"v2\"", v.dump());
     }
     for (const char* key : {"num_input", "num_output"})
         if (!j.contains(key)) throw error(src(source), key, "present (no default)", "missing");
@@ -134,9 +161,12 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
         c.mlp_hidden_size = get_int(j, "mlp_hidden_size", source, 1);
     if (j.contains("mlp_activation")) {
         const json& v = j["mlp_activation"];
-        if (v == "relu") c.mlp_activation = activation::relu;
-        else if (v == "silu") c.mlp_activation = activation::silu;
-        else throw error(src(source), "mlp_activation", "\"relu\" or \"silu\"", v.dump());
+        if (v == "relu")
+            c.mlp_activation = activation::relu;
+        else if (v == "silu")
+            c.mlp_activation = activation::silu;
+        else
+            throw error(src(source), "mlp_activation", "\"relu\" or \"silu\"", v.dump());
     }
     if (j.contains("tau_s_value") && j.contains("tau_b_value"))
         throw error(src(source), "tau_b_value", "only one of tau_s_value (v1) / tau_b_value (v2)", "both");
@@ -151,15 +181,21 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
     if (j.contains("learn_memory_tau")) c.learn_memory_tau = get_bool(j, "learn_memory_tau", source);
     if (j.contains("learn_w_s")) c.learn_w_s = get_bool(j, "learn_w_s", source);
     if (j.contains("w_s_value")) c.w_s_value = get_number(j, "w_s_value", source);
-    if (j.contains("num_branch") && !j["num_branch"].is_null()) c.num_branch = get_int(j, "num_branch", source, 1);
+    if (j.contains("num_branch") && !j["num_branch"].is_null())
+        c.num_branch = get_int(j, "num_branch", source, 1);
     if (j.contains("num_synapse_per_branch"))
         c.num_synapse_per_branch = get_int(j, "num_synapse_per_branch", source, 1);
     if (j.contains("input_to_synapse_routing")) {
         const json& v = j["input_to_synapse_routing"];
-        if (v.is_null() || v == "none") c.input_to_synapse_routing = routing::none;
-        else if (v == "random_routing") c.input_to_synapse_routing = routing::random;
-        else if (v == "neuronio_routing") c.input_to_synapse_routing = routing::neuronio;
-        else throw error(src(source), "input_to_synapse_routing", "null, \"random_routing\" or \"neuronio_routing\"", v.dump());
+        if (v.is_null() || v == "none")
+            c.input_to_synapse_routing = routing::none;
+        else if (v == "random_routing")
+            c.input_to_synapse_routing = routing::random;
+        else if (v == "neuronio_routing")
+            c.input_to_synapse_routing = routing::neuronio;
+        else
+            throw error(src(source), "input_to_synapse_routing",
+                        "null, \"random_routing\" or \"neuronio_routing\"", v.dump());
     }
     if (j.contains("delta_t")) c.delta_t = get_number(j, "delta_t", source);
     c.validate(source);
@@ -186,8 +222,10 @@ std::string to_json(const model_config& c) {
     j["w_s_value"] = c.w_s_value;
     j["num_branch"] = c.branches();
     j["num_synapse_per_branch"] = c.num_synapse_per_branch;
-    if (c.input_to_synapse_routing == routing::none) j["input_to_synapse_routing"] = nullptr;
-    else j["input_to_synapse_routing"] = to_string(c.input_to_synapse_routing);
+    if (c.input_to_synapse_routing == routing::none)
+        j["input_to_synapse_routing"] = nullptr;
+    else
+        j["input_to_synapse_routing"] = to_string(c.input_to_synapse_routing);
     j["delta_t"] = c.delta_t;
     return j.dump(2);
 }

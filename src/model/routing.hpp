@@ -11,7 +11,8 @@
 namespace elm::detail {
 
 struct routing_table {
-    std::vector<std::int64_t> index;  // input channel of each synapse, branch-major (synapse i of branch j at j·d_brch+i)
+    std::vector<std::int64_t>
+        index;  // input channel of each synapse, branch-major (synapse i of branch j at j·d_brch+i)
     std::vector<unsigned char> valid;  // 0 for synapses whose window position fell past the last input
 };
 

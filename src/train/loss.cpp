@@ -20,19 +20,20 @@ std::string elements(std::size_t n) { return std::to_string(n) + " elements"; }
 
 void check_size(const char* where, const char* what, std::size_t expected, std::size_t got,
                 const char* shape) {
-    if (expected != got)
-        throw error(where, what, elements(expected) + " (" + shape + ")", elements(got));
+    if (expected != got) throw error(where, what, elements(expected) + " (" + shape + ")", elements(got));
 }
 
 void check_dims(const char* where, int batch, int time, int num_output, int min_output) {
     if (batch < 1) throw error(where, "batch", "batch >= 1", std::to_string(batch));
     if (time < 1) throw error(where, "time", "time >= 1", std::to_string(time));
     if (num_output < min_output)
-        throw error(where, "num_output", "num_output >= " + std::to_string(min_output), std::to_string(num_output));
+        throw error(where, "num_output", "num_output >= " + std::to_string(min_output),
+                    std::to_string(num_output));
 }
 
 std::size_t volume(int batch, int time, int num_output) {
-    return static_cast<std::size_t>(batch) * static_cast<std::size_t>(time) * static_cast<std::size_t>(num_output);
+    return static_cast<std::size_t>(batch) * static_cast<std::size_t>(time) *
+           static_cast<std::size_t>(num_output);
 }
 
 double sigmoid(double x) {
@@ -45,8 +46,8 @@ double bce_term(double x, double y) { return std::max(x, 0.0) - x * y + std::log
 
 void check_label(const char* where, std::size_t b, std::int32_t label, int num_output) {
     if (label < 0 || label >= num_output)
-        throw error(where, "labels[" + std::to_string(b) + "]", "a class in [0, " + std::to_string(num_output) + ")",
-                    std::to_string(label));
+        throw error(where, "labels[" + std::to_string(b) + "]",
+                    "a class in [0, " + std::to_string(num_output) + ")", std::to_string(label));
 }
 
 }  // namespace
@@ -123,7 +124,8 @@ double neuronio_loss(std::span<const T> y, int batch, int time, int num_output, 
     const char* where = "neuronio_loss";
     check_dims(where, batch, time, num_output, 2);
     if (burn_in < 0 || burn_in >= time)
-        throw error(where, "burn_in", "0 <= burn_in < time = " + std::to_string(time), std::to_string(burn_in));
+        throw error(where, "burn_in", "0 <= burn_in < time = " + std::to_string(time),
+                    std::to_string(burn_in));
     const std::size_t n = volume(batch, time, num_output);
     const std::size_t bt = volume(batch, time, 1);
     check_size(where, "y", n, y.size(), "batch·time·num_output");
@@ -173,13 +175,13 @@ double last_step_accuracy(std::span<const T> y, int batch, int time, int num_out
     return static_cast<double>(correct) / static_cast<double>(batch);
 }
 
-#define ELM_INSTANTIATE_LOSS(T)                                                                              \
-    template double bce_with_logits<T>(std::span<const T>, std::span<const T>, std::span<T>);               \
-    template double mse<T>(std::span<const T>, std::span<const T>, std::span<T>);                           \
-    template double cross_entropy_last_step<T>(std::span<const T>, int, int, int,                           \
-                                               std::span<const std::int32_t>, std::span<T>);                \
-    template double neuronio_loss<T>(std::span<const T>, int, int, int, std::span<const T>,                 \
-                                     std::span<const T>, int, std::span<T>);                                \
+#define ELM_INSTANTIATE_LOSS(T)                                                               \
+    template double bce_with_logits<T>(std::span<const T>, std::span<const T>, std::span<T>); \
+    template double mse<T>(std::span<const T>, std::span<const T>, std::span<T>);             \
+    template double cross_entropy_last_step<T>(std::span<const T>, int, int, int,             \
+                                               std::span<const std::int32_t>, std::span<T>);  \
+    template double neuronio_loss<T>(std::span<const T>, int, int, int, std::span<const T>,   \
+                                     std::span<const T>, int, std::span<T>);                  \
     template double last_step_accuracy<T>(std::span<const T>, int, int, int, std::span<const std::int32_t>);
 
 ELM_INSTANTIATE_LOSS(float)

@@ -55,7 +55,8 @@ double pairwise_sum(const double* a, std::size_t n) {
 double numpy_sum(std::span<const double> a) {
     constexpr std::size_t bufsize = 8192;
     double s = 0.;
-    for (std::size_t i = 0; i < a.size(); i += bufsize) s += pairwise_sum(a.data() + i, std::min(bufsize, a.size() - i));
+    for (std::size_t i = 0; i < a.size(); i += bufsize)
+        s += pairwise_sum(a.data() + i, std::min(bufsize, a.size() - i));
     return s;
 }
 
@@ -66,7 +67,8 @@ std::string size_str(std::size_t n) { return std::to_string(n); }
 
 void check_same_length(const char* fn, const char* a_name, std::size_t a, const char* b_name, std::size_t b) {
     if (a != b)
-        throw error(fn, b_name, "the same length as " + std::string(a_name) + " (" + size_str(a) + ")", size_str(b));
+        throw error(fn, b_name, "the same length as " + std::string(a_name) + " (" + size_str(a) + ")",
+                    size_str(b));
 }
 
 void check_regression_inputs(const char* fn, std::span<const double> y_true, std::span<const double> y_pred) {
@@ -120,7 +122,8 @@ roc_curve_result roc_curve(std::span<const double> y_true, std::span<const doubl
     std::int64_t num_pos = 0;
     for (std::size_t i = 0; i < n; ++i) {
         if (y_true[i] != 0.0 && y_true[i] != 1.0)
-            throw error(fn, "y_true[" + size_str(i) + "]", "a binary label, 0 or 1", std::to_string(y_true[i]));
+            throw error(fn, "y_true[" + size_str(i) + "]", "a binary label, 0 or 1",
+                        std::to_string(y_true[i]));
         if (!std::isfinite(y_score[i]))
             throw error(fn, "y_score[" + size_str(i) + "]", "a finite score", std::to_string(y_score[i]));
         num_pos += y_true[i] == 1.0;
@@ -136,7 +139,8 @@ roc_curve_result roc_curve(std::span<const double> y_true, std::span<const doubl
     // sign of a zero, does.)
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return y_score[a] < y_score[b]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return y_score[a] < y_score[b]; });
     std::reverse(order.begin(), order.end());
 
     // _binary_clf_curve: one point at the last index of every run of equal scores. tps is a cumsum of 0/1
@@ -194,7 +198,8 @@ roc_curve_result roc_curve(std::span<const double> y_true, std::span<const doubl
 double auc(std::span<const double> x, std::span<const double> y) {
     constexpr const char* fn = "auc";
     check_same_length(fn, "x", x.size(), "y", y.size());
-    if (x.size() < 2) throw error(fn, "x", "at least 2 points to compute an area under the curve", size_str(x.size()));
+    if (x.size() < 2)
+        throw error(fn, "x", "at least 2 points to compute an area under the curve", size_str(x.size()));
     bool any_neg = false, all_nonpos = true;
     for (std::size_t i = 0; i + 1 < x.size(); ++i) {
         const double dx = x[i + 1] - x[i];
@@ -203,7 +208,8 @@ double auc(std::span<const double> x, std::span<const double> y) {
     }
     double direction = 1;
     if (any_neg) {
-        if (!all_nonpos) throw error(fn, "x", "monotonic (non-decreasing or non-increasing) values", "neither");
+        if (!all_nonpos)
+            throw error(fn, "x", "monotonic (non-decreasing or non-increasing) values", "neither");
         direction = -1;
     }
     // np.trapz: sum of d * (y[1:] + y[:-1]) / 2.0, evaluated as ((d * s) / 2.0), summed as numpy sums.
@@ -217,7 +223,8 @@ double roc_auc(std::span<const double> y_true, std::span<const double> y_score) 
     return auc(r.fpr, r.tpr);
 }
 
-std::vector<double> interp(std::span<const double> x, std::span<const double> xp, std::span<const double> fp) {
+std::vector<double> interp(std::span<const double> x, std::span<const double> xp,
+                           std::span<const double> fp) {
     constexpr const char* fn = "interp";
     if (xp.empty()) throw error(fn, "xp", "at least 1 point", "0");
     check_same_length(fn, "xp", xp.size(), "fp", fp.size());
@@ -342,8 +349,10 @@ std::map<std::string, double> neuronio_metrics::to_map() const {
     return m;
 }
 
-neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true, std::span<const double> spike_prob,
-                                          std::span<const double> soma_true, std::span<const double> soma_pred,
+neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true,
+                                          std::span<const double> spike_prob,
+                                          std::span<const double> soma_true,
+                                          std::span<const double> soma_pred,
                                           std::span<const double> desired_fp) {
     constexpr const char* fn = "compute_neuronio_metrics";
     check_same_length(fn, "spike_true", spike_true.size(), "spike_prob", spike_prob.size());
@@ -351,7 +360,8 @@ neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true, st
     check_same_length(fn, "spike_true", spike_true.size(), "soma_pred", soma_pred.size());
 
     neuronio_metrics m;
-    const roc_curve_result roc = roc_curve(spike_true, spike_prob);  // the published code recomputes it per metric
+    const roc_curve_result roc =
+        roc_curve(spike_true, spike_prob);  // the published code recomputes it per metric
     for (const double f : desired_fp) m.at_fp.push_back({f, tp_at_fp(roc, f), auc_at_fp(roc, f)});
     m.auc = auc(roc.fpr, roc.tpr);
     m.soma_explained_variance_percent = 100.0 * explained_variance_score(soma_true, soma_pred);

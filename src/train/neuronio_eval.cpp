@@ -14,18 +14,20 @@ namespace {
 void check_sims(const neuronio_file& file, std::span<const int> sims) {
     for (int s : sims)
         if (s < 0 || s >= static_cast<int>(file.simulations.size()))
-            throw error(file.source, "simulation", "an index in [0, " + std::to_string(file.simulations.size()) + ")",
+            throw error(file.source, "simulation",
+                        "an index in [0, " + std::to_string(file.simulations.size()) + ")",
                         std::to_string(s));
 }
 
 }  // namespace
 
 template <class T>
-sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
-                                      int window) {
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims,
+                                      std::span<const int> starts, int window) {
     check_sims(file, sims);
     if (starts.size() != sims.size())
-        throw error(file.source, "starts", std::to_string(sims.size()) + " window starts", std::to_string(starts.size()));
+        throw error(file.source, "starts", std::to_string(sims.size()) + " window starts",
+                    std::to_string(starts.size()));
     if (window < 1) throw error(file.source, "window", ">= 1", std::to_string(window));
     sparse_input<T> x;
     x.batch = static_cast<int>(sims.size());
@@ -39,8 +41,8 @@ sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const
         if (start < 0) throw error(file.source, "start", ">= 0", std::to_string(start));
         // Events are sorted by time: find the window's first event, then walk step by step. Steps past the
         // end of the simulation get no events (the published zero padding).
-        auto e = static_cast<std::size_t>(std::lower_bound(sim.event_time.begin(), sim.event_time.end(), start) -
-                                          sim.event_time.begin());
+        auto e = static_cast<std::size_t>(
+            std::lower_bound(sim.event_time.begin(), sim.event_time.end(), start) - sim.event_time.begin());
         for (int t = start; t < start + window; ++t) {
             for (; e < sim.event_time.size() && sim.event_time[e] == t; ++e) {
                 x.channels.push_back(sim.event_channel[e]);
@@ -53,14 +55,16 @@ sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const
 }
 
 template <class T>
-sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start, int window) {
+sparse_input<T> neuronio_window_input(const neuronio_file& file, std::span<const int> sims, int start,
+                                      int window) {
     const std::vector<int> starts(sims.size(), start);
     return neuronio_window_input<T>(file, sims, starts, window);
 }
 
 template <class T>
-void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims, std::span<const int> starts,
-                             int window, std::vector<T>& spike, std::vector<T>& soma, const neuronio_constants& k) {
+void neuronio_window_targets(const neuronio_file& file, std::span<const int> sims,
+                             std::span<const int> starts, int window, std::vector<T>& spike,
+                             std::vector<T>& soma, const neuronio_constants& k) {
     check_sims(file, sims);
     spike.resize(sims.size() * static_cast<std::size_t>(window));
     soma.resize(spike.size());
@@ -74,20 +78,23 @@ void neuronio_window_targets(const neuronio_file& file, std::span<const int> sim
         for (int t = start; t < start + window; ++t, ++i) {
             spike[i] = T(sim.spike[static_cast<std::size_t>(t)]);
             // Training target (published): (min(v, -55) - (-67.7)) * 0.1.
-            const double v = std::min(static_cast<double>(sim.soma_mv[static_cast<std::size_t>(t)]), k.soma_threshold_mv);
+            const double v =
+                std::min(static_cast<double>(sim.soma_mv[static_cast<std::size_t>(t)]), k.soma_threshold_mv);
             soma[i] = T((v - k.soma_bias_mv) * k.soma_train_scale);
         }
     }
 }
 
 template <class T>
-neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& file, const neuronio_eval_options& o) {
+neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& file,
+                                      const neuronio_eval_options& o) {
     if (m.config().num_input != file.num_channels())
         throw error(file.source, "num_segments",
                     std::to_string(m.config().num_input) + " input channels (the model's num_input)",
                     std::to_string(file.num_channels()));
     if (m.config().num_output < 2)
-        throw error(file.source, "model", "num_output >= 2 (spike logit, soma)", std::to_string(m.config().num_output));
+        throw error(file.source, "model", "num_output >= 2 (spike logit, soma)",
+                    std::to_string(m.config().num_output));
     if (o.burn_in < 0 || o.burn_in >= o.window)
         throw error("eval options", "burn_in", "in [0, window)", std::to_string(o.burn_in));
     const int D = file.duration_ms, W = o.window, B = o.burn_in, d_o = m.config().num_output;
@@ -117,7 +124,8 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
             for (int b = 0; b < x.batch; ++b)
                 for (int t = t_from; t < W && start + t < D; ++t) {
                     const T* yt = y.data() + (static_cast<std::size_t>(b) * W + t) * d_o;
-                    const std::size_t i = static_cast<std::size_t>(s0 + b) * D + static_cast<std::size_t>(start + t);
+                    const std::size_t i =
+                        static_cast<std::size_t>(s0 + b) * D + static_cast<std::size_t>(start + t);
                     p.spike_prob[i] = static_cast<double>(T(1) / (T(1) + std::exp(-yt[0])));
                     p.soma_raw_mv[i] = static_cast<double>(yt[1] / T(o.constants.soma_train_scale));
                 }
@@ -134,8 +142,8 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
                                          o.constants.soma_threshold_mv) -
                                 o.constants.soma_bias_mv;
         }
-    // Soma predictions z-scored and re-scaled to the file's GT mean and (population) std, over all simulations
-    // and times, before any filtering (published; "for comparability to previous methods").
+    // Soma predictions z-scored and re-scaled to the file's GT mean and (population) std, over all
+    // simulations and times, before any filtering (published; "for comparability to previous methods").
     auto mean_std = [](const std::vector<double>& v) {
         double mean = 0;
         for (double a : v) mean += a;
@@ -147,17 +155,20 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
     const auto [pm, ps] = mean_std(p.soma_raw_mv);
     const auto [gm, gs] = mean_std(p.soma_true_mv);
     p.soma_pred_mv.resize(n);
-    for (std::size_t i = 0; i < n; ++i) p.soma_pred_mv[i] = ps > 0 ? (p.soma_raw_mv[i] - pm) / ps * gs + gm : gm;
+    for (std::size_t i = 0; i < n; ++i)
+        p.soma_pred_mv[i] = ps > 0 ? (p.soma_raw_mv[i] - pm) / ps * gs + gm : gm;
     return p;
 }
 
-neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& files, const neuronio_eval_options& o) {
+neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& files,
+                                      const neuronio_eval_options& o) {
     std::vector<double> spike_true, spike_prob, soma_true, soma_pred;
     neuronio_evaluation result;
     for (const auto& f : files) {
         const int D = f.duration_ms;
         if (o.ignore_time_at_start_ms < 0 || o.ignore_time_at_start_ms >= D)
-            throw error(f.source, "ignore_time_at_start_ms", "in [0, duration)", std::to_string(o.ignore_time_at_start_ms));
+            throw error(f.source, "ignore_time_at_start_ms", "in [0, duration)",
+                        std::to_string(o.ignore_time_at_start_ms));
         for (int s = 0; s < f.num_simulations; ++s) {
             const std::size_t row = static_cast<std::size_t>(s) * D;
             double count = 0;
@@ -175,8 +186,8 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
     }
     if (spike_true.empty())
         throw error(files.empty() ? std::string("evaluation") : files.front().source, "simulations",
-                    "at least one simulation with " + std::to_string(o.min_spikes) + "-" + std::to_string(o.max_spikes) +
-                        " output spikes",
+                    "at least one simulation with " + std::to_string(o.min_spikes) + "-" +
+                        std::to_string(o.max_spikes) + " output spikes",
                     "none");
     result.metrics = compute_neuronio_metrics(spike_true, spike_prob, soma_true, soma_pred, o.desired_fp);
     result.roc = roc_curve(spike_true, spike_prob);
@@ -184,17 +195,22 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
     return result;
 }
 
-template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>, int, int);
-template sparse_input<double> neuronio_window_input<double>(const neuronio_file&, std::span<const int>, int, int);
+template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>, int,
+                                                          int);
+template sparse_input<double> neuronio_window_input<double>(const neuronio_file&, std::span<const int>, int,
+                                                            int);
 template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>,
                                                           std::span<const int>, int);
 template sparse_input<double> neuronio_window_input<double>(const neuronio_file&, std::span<const int>,
                                                             std::span<const int>, int);
-template void neuronio_window_targets<float>(const neuronio_file&, std::span<const int>, std::span<const int>, int,
-                                             std::vector<float>&, std::vector<float>&, const neuronio_constants&);
-template void neuronio_window_targets<double>(const neuronio_file&, std::span<const int>, std::span<const int>, int,
-                                              std::vector<double>&, std::vector<double>&, const neuronio_constants&);
-template neuronio_predictions predict_neuronio<float>(const model<float>&, const neuronio_file&, const neuronio_eval_options&);
+template void neuronio_window_targets<float>(const neuronio_file&, std::span<const int>, std::span<const int>,
+                                             int, std::vector<float>&, std::vector<float>&,
+                                             const neuronio_constants&);
+template void neuronio_window_targets<double>(const neuronio_file&, std::span<const int>,
+                                              std::span<const int>, int, std::vector<double>&,
+                                              std::vector<double>&, const neuronio_constants&);
+template neuronio_predictions predict_neuronio<float>(const model<float>&, const neuronio_file&,
+                                                      const neuronio_eval_options&);
 template neuronio_predictions predict_neuronio<double>(const model<double>&, const neuronio_file&,
                                                        const neuronio_eval_options&);
 

@@ -3,8 +3,8 @@
 //
 // Each update follows torch's single-tensor code path (torch 1.13-2.x `_single_tensor_<name>`), operation by
 // operation: element-wise arithmetic is done in T, as torch does for a float32 or float64 parameter, with the
-// Python-float scalars (lr, betas, bias corrections) computed in double and rounded to T where torch hands them
-// to a tensor op. Remaining differences to torch are rounding-level (torch's vector kernels may fuse a
+// Python-float scalars (lr, betas, bias corrections) computed in double and rounded to T where torch hands
+// them to a tensor op. Remaining differences to torch are rounding-level (torch's vector kernels may fuse a
 // multiply-add; torch 1.13 writes the first moment as m·β1 + (1-β1)·g, torch 2.x and this file as
 // lerp(m, g, 1-β1)). tests/unit/test_optim.cpp checks trajectories recorded from real torch.
 //
@@ -95,7 +95,8 @@ optimizer_kind parse_optimizer_kind(std::string_view name, std::string_view sour
     std::string lower(name);
     std::transform(lower.begin(), lower.end(), lower.begin(),
                    [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-    for (optimizer_kind k : {optimizer_kind::sgd, optimizer_kind::adam, optimizer_kind::adamw, optimizer_kind::adamax})
+    for (optimizer_kind k :
+         {optimizer_kind::sgd, optimizer_kind::adam, optimizer_kind::adamw, optimizer_kind::adamax})
         if (lower == to_string(k)) return k;
     throw error(std::string(source), "optimizer", "one of \"sgd\", \"adam\", \"adamw\", \"adamax\"",
                 "\"" + std::string(name) + "\"");
@@ -103,10 +104,14 @@ optimizer_kind parse_optimizer_kind(std::string_view name, std::string_view sour
 
 const char* to_string(optimizer_kind k) {
     switch (k) {
-    case optimizer_kind::sgd: return "sgd";
-    case optimizer_kind::adam: return "adam";
-    case optimizer_kind::adamw: return "adamw";
-    case optimizer_kind::adamax: return "adamax";
+        case optimizer_kind::sgd:
+            return "sgd";
+        case optimizer_kind::adam:
+            return "adam";
+        case optimizer_kind::adamw:
+            return "adamw";
+        case optimizer_kind::adamax:
+            return "adamax";
     }
     return "?";
 }
@@ -125,7 +130,8 @@ void optimizer<T>::step(std::span<T> params, std::span<const T> grads, std::span
     check_sizes("params", first_.size(), params.size());
     check_sizes("grads", first_.size(), grads.size());
     check_sizes("mask", first_.size(), mask.size());
-    if (!(lr >= 0) || !std::isfinite(lr)) throw error("optimizer::step", "lr", "a finite number >= 0", num(lr));
+    if (!(lr >= 0) || !std::isfinite(lr))
+        throw error("optimizer::step", "lr", "a finite number >= 0", num(lr));
 
     ++steps_;
     const optimizer_config& c = config_;
@@ -136,7 +142,8 @@ void optimizer<T>::step(std::span<T> params, std::span<const T> grads, std::span
     if (c.kind == optimizer_kind::sgd) {
         // buf = d_p on the first step (torch clones it), then buf·μ + (1-dampening)·d_p.
         const bool momentum = c.momentum != 0, first_step = steps_ == 1;
-        const T mu = static_cast<T>(c.momentum), keep = static_cast<T>(1 - c.dampening), neg_lr = static_cast<T>(-lr);
+        const T mu = static_cast<T>(c.momentum), keep = static_cast<T>(1 - c.dampening),
+                neg_lr = static_cast<T>(-lr);
         for (std::size_t i = 0; i < n; ++i) {
             if (!mask[i]) continue;
             T d = grads[i];
@@ -182,8 +189,10 @@ void optimizer<T>::step(std::span<T> params, std::span<const T> grads, std::span
         if (!mask[i]) continue;
         T g = grads[i];
         T p = params[i];
-        if (adamw) p = p * shrink;
-        else if (decay) g = g + wd * p;
+        if (adamw)
+            p = p * shrink;
+        else if (decay)
+            g = g + wd * p;
         T& m = first_[i];
         T& v = second_[i];
         m = torch_lerp(m, g, w1);
@@ -213,8 +222,8 @@ template <class T>
 void optimizer<T>::load_state(const tensor_file& in) {
     const auto kind = in.metadata.find(kind_key);
     if (kind == in.metadata.end())
-        throw error(in.source, kind_key, std::string("\"") + to_string(config_.kind) + "\" (metadata)", "missing",
-                    "the file holds no optimiser state");
+        throw error(in.source, kind_key, std::string("\"") + to_string(config_.kind) + "\" (metadata)",
+                    "missing", "the file holds no optimiser state");
     if (kind->second != to_string(config_.kind))
         throw error(in.source, kind_key, std::string("\"") + to_string(config_.kind) + "\"",
                     "\"" + kind->second + "\"", "the state was saved by a different optimiser");
@@ -244,10 +253,13 @@ template class optimizer<double>;
 double lr_schedule::at(std::int64_t step) const {
     if (step < 0) throw error("lr_schedule", "step", "a step >= 0", std::to_string(step));
     if (kind == schedule_kind::constant) return base_lr;
-    if (total_steps < 1) throw error("lr_schedule", "total_steps", "a step count >= 1", std::to_string(total_steps));
+    if (total_steps < 1)
+        throw error("lr_schedule", "total_steps", "a step count >= 1", std::to_string(total_steps));
     // Same operation order as torch's CosineAnnealingLR._get_closed_form_lr.
     return eta_min + (base_lr - eta_min) *
-                         (1 + std::cos(std::numbers::pi * static_cast<double>(step) / static_cast<double>(total_steps))) / 2;
+                         (1 + std::cos(std::numbers::pi * static_cast<double>(step) /
+                                       static_cast<double>(total_steps))) /
+                         2;
 }
 
 template <class T>

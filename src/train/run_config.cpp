@@ -26,14 +26,17 @@ struct reader {
         const json& x = j[key];
         if (!x.is_number_integer()) throw error(source, path(key), "an integer", x.dump());
         const auto n = x.get<std::int64_t>();
-        if (n < min_value || n > 2000000000) throw error(source, path(key), "an integer >= " + std::to_string(min_value), x.dump());
+        if (n < min_value || n > 2000000000)
+            throw error(source, path(key), "an integer >= " + std::to_string(min_value), x.dump());
         v = static_cast<int>(n);
     }
     void number(const char* key, double& v, double min_value, double max_value) const {
         if (!has(key)) return;
         const json& x = j[key];
-        if (!x.is_number() || !std::isfinite(x.get<double>()) || x.get<double>() < min_value || x.get<double>() > max_value)
-            throw error(source, path(key), "a number in [" + std::to_string(min_value) + ", " + std::to_string(max_value) + "]",
+        if (!x.is_number() || !std::isfinite(x.get<double>()) || x.get<double>() < min_value ||
+            x.get<double>() > max_value)
+            throw error(source, path(key),
+                        "a number in [" + std::to_string(min_value) + ", " + std::to_string(max_value) + "]",
                         x.dump());
         v = x.get<double>();
     }
@@ -51,10 +54,12 @@ struct reader {
     void paths(const char* key, std::vector<std::string>& v) const {
         if (!has(key)) return;
         const json& x = j[key];
-        if (x.is_string()) v = {x.get<std::string>()};
+        if (x.is_string())
+            v = {x.get<std::string>()};
         else if (x.is_array() && std::all_of(x.begin(), x.end(), [](const json& e) { return e.is_string(); }))
             v = x.get<std::vector<std::string>>();
-        else throw error(source, path(key), "a path or a list of paths", x.dump());
+        else
+            throw error(source, path(key), "a path or a list of paths", x.dump());
     }
     void only(const std::set<std::string>& known) const {
         if (!j.is_object()) throw error(source, section, "a JSON object", j.dump());
@@ -75,16 +80,34 @@ run_config parse_run_config(std::string_view json_text, std::string_view source_
     }
     reader top{j, source, "(top level)"};
     top.only({"model", "train", "data", "out_dir"});
-    if (!j.contains("model")) throw error(source, "model", "a model section (published model_config keys)", "missing");
+    if (!j.contains("model"))
+        throw error(source, "model", "a model section (published model_config keys)", "missing");
     run_config c;
     c.model = parse_model_config(j["model"].dump(), source + ":model");
     top.text("out_dir", c.out_dir);
     if (j.contains("train")) {
         reader r{j["train"], source, "train"};
-        r.only({"batch_size", "batches_per_epoch", "num_epochs", "learning_rate", "input_window_size", "burn_in_time",
-                "file_load_fraction", "num_prefetch_batch", "num_workers", "optimizer", "schedule", "weight_decay",
-                "clip_grad_norm", "loss_burn_in", "ignore_time_from_start", "seed", "checkpoint_every", "precision",
-                "threads", "select_metric", "valid_files"});
+        r.only({"batch_size",
+                "batches_per_epoch",
+                "num_epochs",
+                "learning_rate",
+                "input_window_size",
+                "burn_in_time",
+                "file_load_fraction",
+                "num_prefetch_batch",
+                "num_workers",
+                "optimizer",
+                "schedule",
+                "weight_decay",
+                "clip_grad_norm",
+                "loss_burn_in",
+                "ignore_time_from_start",
+                "seed",
+                "checkpoint_every",
+                "precision",
+                "threads",
+                "select_metric",
+                "valid_files"});
         auto& t = c.train;
         r.ints("batch_size", t.batch_size, 1);
         r.ints("batches_per_epoch", t.batches_per_epoch, 1);
@@ -123,9 +146,11 @@ run_config parse_run_config(std::string_view json_text, std::string_view source_
         r.paths("test", c.data.test);
         r.text("cache_dir", c.data.cache_dir);
     }
-    if (c.data.train.empty()) throw error(source, "data.train", "one or more NeuronIO files or folders", "missing");
+    if (c.data.train.empty())
+        throw error(source, "data.train", "one or more NeuronIO files or folders", "missing");
     if (c.model.num_output < 2)
-        throw error(source, "model.num_output", ">= 2 for NeuronIO (spike logit, soma)", std::to_string(c.model.num_output));
+        throw error(source, "model.num_output", ">= 2 for NeuronIO (spike logit, soma)",
+                    std::to_string(c.model.num_output));
     return c;
 }
 
@@ -133,15 +158,30 @@ std::string to_json(const run_config& c) {
     const auto& t = c.train;
     json j;
     j["model"] = json::parse(to_json(c.model));
-    j["train"] = {{"batch_size", t.batch_size}, {"batches_per_epoch", t.batches_per_epoch}, {"num_epochs", t.num_epochs},
-                  {"learning_rate", t.learning_rate}, {"input_window_size", t.input_window_size},
-                  {"burn_in_time", t.burn_in_time}, {"file_load_fraction", t.file_load_fraction},
-                  {"num_prefetch_batch", t.num_prefetch_batch}, {"optimizer", t.optimizer}, {"schedule", t.schedule},
-                  {"weight_decay", t.weight_decay}, {"clip_grad_norm", t.clip_grad_norm},
-                  {"loss_burn_in", t.loss_burn_in}, {"ignore_time_from_start", t.ignore_time_from_start},
-                  {"seed", t.seed}, {"checkpoint_every", t.checkpoint_every}, {"precision", t.precision},
-                  {"threads", t.threads}, {"select_metric", t.select_metric}, {"valid_files", t.valid_files}};
-    j["data"] = {{"train", c.data.train}, {"valid", c.data.valid}, {"test", c.data.test}, {"cache_dir", c.data.cache_dir}};
+    j["train"] = {{"batch_size", t.batch_size},
+                  {"batches_per_epoch", t.batches_per_epoch},
+                  {"num_epochs", t.num_epochs},
+                  {"learning_rate", t.learning_rate},
+                  {"input_window_size", t.input_window_size},
+                  {"burn_in_time", t.burn_in_time},
+                  {"file_load_fraction", t.file_load_fraction},
+                  {"num_prefetch_batch", t.num_prefetch_batch},
+                  {"optimizer", t.optimizer},
+                  {"schedule", t.schedule},
+                  {"weight_decay", t.weight_decay},
+                  {"clip_grad_norm", t.clip_grad_norm},
+                  {"loss_burn_in", t.loss_burn_in},
+                  {"ignore_time_from_start", t.ignore_time_from_start},
+                  {"seed", t.seed},
+                  {"checkpoint_every", t.checkpoint_every},
+                  {"precision", t.precision},
+                  {"threads", t.threads},
+                  {"select_metric", t.select_metric},
+                  {"valid_files", t.valid_files}};
+    j["data"] = {{"train", c.data.train},
+                 {"valid", c.data.valid},
+                 {"test", c.data.test},
+                 {"cache_dir", c.data.cache_dir}};
     j["out_dir"] = c.out_dir;
     return j.dump(2);
 }

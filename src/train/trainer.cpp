@@ -53,8 +53,8 @@ struct batch {
 template <class T>
 class batch_loader {
 public:
-    batch_loader(const run_config& c, std::vector<std::string> files, int sims, int duration, std::int64_t first,
-                 std::int64_t last)
+    batch_loader(const run_config& c, std::vector<std::string> files, int sims, int duration,
+                 std::int64_t first, std::int64_t last)
         : c_(c), files_(std::move(files)), sims_(sims), duration_(duration), next_(first), last_(last) {
         const double per_file = c.train.file_load_fraction * sims * duration /
                                 (static_cast<double>(c.train.batch_size) * c.train.input_window_size);
@@ -85,7 +85,8 @@ private:
         try {
             std::int64_t loaded_block = -1;
             neuronio_file file;
-            const int B = c_.train.batch_size, W = c_.train.input_window_size, lo = c_.train.ignore_time_from_start;
+            const int B = c_.train.batch_size, W = c_.train.input_window_size,
+                      lo = c_.train.ignore_time_from_start;
             for (std::int64_t s = next_; s < last_; ++s) {
                 const std::int64_t block = s / batches_per_file_;
                 if (block != loaded_block) {
@@ -94,9 +95,10 @@ private:
                     file = load_neuronio(files_[f], c_.data.cache_dir);
                     if (static_cast<int>(file.simulations.size()) < B || file.duration_ms < lo + W + 1)
                         throw error(file.source, "simulations",
-                                    ">= batch_size (" + std::to_string(B) + ") simulations of >= " +
-                                        std::to_string(lo + W + 1) + " ms",
-                                    std::to_string(file.simulations.size()) + " of " + std::to_string(file.duration_ms) + " ms");
+                                    ">= batch_size (" + std::to_string(B) +
+                                        ") simulations of >= " + std::to_string(lo + W + 1) + " ms",
+                                    std::to_string(file.simulations.size()) + " of " +
+                                        std::to_string(file.duration_ms) + " ms");
                     loaded_block = block;
                 }
                 // Distinct simulations (partial Fisher-Yates), starts uniform in [lo, duration - W).
@@ -105,18 +107,22 @@ private:
                 for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
                 std::vector<int> sims(static_cast<std::size_t>(B)), starts(static_cast<std::size_t>(B));
                 for (int i = 0; i < B; ++i) {
-                    const auto j = i + static_cast<std::size_t>(gen.below(order.size() - static_cast<std::size_t>(i)));
+                    const auto j =
+                        i + static_cast<std::size_t>(gen.below(order.size() - static_cast<std::size_t>(i)));
                     std::swap(order[static_cast<std::size_t>(i)], order[j]);
                     sims[static_cast<std::size_t>(i)] = order[static_cast<std::size_t>(i)];
                     starts[static_cast<std::size_t>(i)] =
-                        lo + static_cast<int>(gen.below(static_cast<std::uint64_t>(file.duration_ms - W - lo)));
+                        lo +
+                        static_cast<int>(gen.below(static_cast<std::uint64_t>(file.duration_ms - W - lo)));
                 }
                 batch<T> b;
                 b.step = s;
                 b.x = neuronio_window_input<T>(file, sims, starts, W);
                 neuronio_window_targets<T>(file, sims, starts, W, b.spike, b.soma);
                 std::unique_lock lock(mutex_);
-                cv_.wait(lock, [this] { return stop_ || static_cast<int>(queue_.size()) < c_.train.num_prefetch_batch; });
+                cv_.wait(lock, [this] {
+                    return stop_ || static_cast<int>(queue_.size()) < c_.train.num_prefetch_batch;
+                });
                 if (stop_) return;
                 queue_.push_back(std::move(b));
                 cv_.notify_all();
@@ -164,12 +170,14 @@ void save_checkpoint(const std::string& path, const run_config& c, const model<T
 
 std::string meta(const tensor_file& f, const char* key) {
     const auto it = f.metadata.find(key);
-    if (it == f.metadata.end()) throw error(f.source, std::string("__metadata__.") + key, "present", "missing");
+    if (it == f.metadata.end())
+        throw error(f.source, std::string("__metadata__.") + key, "present", "missing");
     return it->second;
 }
 
 template <class T>
-std::map<std::string, double> validate(const model<T>& m, const std::vector<std::string>& files, const run_config& c) {
+std::map<std::string, double> validate(const model<T>& m, const std::vector<std::string>& files,
+                                       const run_config& c) {
     neuronio_eval_options o;
     o.window = c.train.input_window_size;
     o.burn_in = c.train.burn_in_time;
@@ -211,13 +219,16 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     const std::string ckpt = (out / "checkpoint.safetensors").string();
     const auto train_files = list_neuronio_files(c.data.train);
     auto valid_files = list_neuronio_files(c.data.valid.empty() ? c.data.train : c.data.valid);
-    if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files) valid_files.resize(static_cast<std::size_t>(t.valid_files));
-    const auto test_files = c.data.test.empty() ? std::vector<std::string>{} : list_neuronio_files(c.data.test);
+    if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files)
+        valid_files.resize(static_cast<std::size_t>(t.valid_files));
+    const auto test_files =
+        c.data.test.empty() ? std::vector<std::string>{} : list_neuronio_files(c.data.test);
 
     // The first training file fixes simulations per file and duration (batches per file, sampling range).
     const auto first = load_neuronio(train_files.front(), c.data.cache_dir);
     if (first.num_channels() != c.model.num_input)
-        throw error(first.source, "num_segments", std::to_string(c.model.num_input) + " input channels (model.num_input)",
+        throw error(first.source, "num_segments",
+                    std::to_string(c.model.num_input) + " input channels (model.num_input)",
                     std::to_string(first.num_channels()));
 
     model<T> m(c.model, t.seed);
@@ -244,7 +255,8 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
         st.best_value = std::stod(meta(f, "best_value"));
         say("resuming from step " + std::to_string(st.step) + " of " + std::to_string(total));
     } else {
-        write_text_atomic((out / "train_log.csv").string(), "step,epoch,loss,lr,grad_norm,sample_steps_per_s\n");
+        write_text_atomic((out / "train_log.csv").string(),
+                          "step,epoch,loss,lr,grad_norm,sample_steps_per_s\n");
         write_text_atomic((out / "valid_log.csv").string(), "");
     }
     write_text_atomic((out / "config.json").string(), to_json(c) + "\n");
@@ -256,10 +268,12 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     schedule.base_lr = t.learning_rate;
     schedule.total_steps = total;
     const std::int64_t end = stop_after > 0 ? std::min(total, stop_after) : total;
-    batch_loader<T> loader(c, train_files, static_cast<int>(first.simulations.size()), first.duration_ms, st.step, end);
+    batch_loader<T> loader(c, train_files, static_cast<int>(first.simulations.size()), first.duration_ms,
+                           st.step, end);
     if (st.step == 0)
-        say(std::to_string(train_files.size()) + " training files, " + std::to_string(loader.batches_per_file()) +
-            " batches per loaded file, " + std::to_string(total) + " steps");
+        say(std::to_string(train_files.size()) + " training files, " +
+            std::to_string(loader.batches_per_file()) + " batches per loaded file, " + std::to_string(total) +
+            " steps");
 
     std::ofstream log((out / "train_log.csv").string(), std::ios::app);
     const int B = t.batch_size, W = t.input_window_size, d_o = c.model.num_output;
@@ -269,22 +283,31 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     const std::int64_t start_step = st.step;
     while (st.step < end) {
         auto b = loader.pop();
-        if (b.step != st.step) throw error("trainer", "step", std::to_string(st.step), std::to_string(b.step));
+        if (b.step != st.step)
+            throw error("trainer", "step", std::to_string(st.step), std::to_string(b.step));
         m.forward(b.x, y, ws);
         const double loss = neuronio_loss<T>(y, B, W, d_o, b.spike, b.soma, t.loss_burn_in, dy);
         if (!std::isfinite(loss))
-            throw error(c.out_dir, "loss", "a finite training loss", "NaN or inf at step " + std::to_string(st.step),
+            throw error(c.out_dir, "loss", "a finite training loss",
+                        "NaN or inf at step " + std::to_string(st.step),
                         "lower the learning rate or enable clip_grad_norm; the last checkpoint is intact");
         std::fill(grads.begin(), grads.end(), T(0));
         m.backward(b.x, dy, ws, grads);
-        const double norm = t.clip_grad_norm > 0 ? clip_grad_norm<T>(grads, m.trainable_mask(), t.clip_grad_norm) : 0.0;
+        const double norm =
+            t.clip_grad_norm > 0 ? clip_grad_norm<T>(grads, m.trainable_mask(), t.clip_grad_norm) : 0.0;
         const double lr = schedule.at(st.step);
         opt.step(m.parameters(), grads, m.trainable_mask(), lr);
         ++st.step;
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        step_report r{st.step, total, static_cast<int>((st.step - 1) / t.batches_per_epoch) + 1, loss, lr, norm,
+        step_report r{st.step,
+                      total,
+                      static_cast<int>((st.step - 1) / t.batches_per_epoch) + 1,
+                      loss,
+                      lr,
+                      norm,
                       static_cast<double>(st.step - start_step) * B * W / std::max(seconds, 1e-9)};
-        log << r.step << "," << r.epoch << "," << loss << "," << lr << "," << norm << "," << r.sample_steps_per_s << "\n";
+        log << r.step << "," << r.epoch << "," << loss << "," << lr << "," << norm << ","
+            << r.sample_steps_per_s << "\n";
         log.flush();
         if (cb.on_step) cb.on_step(r);
 
@@ -314,7 +337,8 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
             std::ofstream(out / "valid_log.csv", std::ios::app) << row.str();
             if (cb.on_epoch) cb.on_epoch(e);
         }
-        if (epoch_end || st.step % t.checkpoint_every == 0 || st.step == end) save_checkpoint(ckpt, c, m, opt, st);
+        if (epoch_end || st.step % t.checkpoint_every == 0 || st.step == end)
+            save_checkpoint(ckpt, c, m, opt, st);
     }
     if (st.step < total) return;  // stopped early on request
 
@@ -327,15 +351,19 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     results["best_epoch"] = st.best_epoch;
     results["select_metric"] = t.select_metric;
     write_text_atomic((out / "eval_results.json").string(), results.dump(2) + "\n");
-    say("best epoch " + std::to_string(st.best_epoch) + " (" + t.select_metric + " " + std::to_string(st.best_value) + ")");
+    say("best epoch " + std::to_string(st.best_epoch) + " (" + t.select_metric + " " +
+        std::to_string(st.best_value) + ")");
 }
 
 }  // namespace
 
-void train_neuronio(const run_config& config, bool resume, const train_callbacks& callbacks, std::int64_t stop_after) {
+void train_neuronio(const run_config& config, bool resume, const train_callbacks& callbacks,
+                    std::int64_t stop_after) {
     set_num_threads(config.train.threads);
-    if (config.train.precision == "f64") train_impl<double>(config, resume, callbacks, stop_after);
-    else train_impl<float>(config, resume, callbacks, stop_after);
+    if (config.train.precision == "f64")
+        train_impl<double>(config, resume, callbacks, stop_after);
+    else
+        train_impl<float>(config, resume, callbacks, stop_after);
 }
 
 }  // namespace elm

@@ -5,12 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define ELM_ASSERT(cond)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
+#define ELM_ASSERT(cond)                                                                              \
+    do {                                                                                              \
+        if (!(cond)) {                                                                                \
             std::fprintf(stderr, "elmneuron internal error: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            std::abort();                                                                       \
-        }                                                                                       \
+            std::abort();                                                                             \
+        }                                                                                             \
     } while (0)
 
 #ifdef NDEBUG

@@ -46,11 +46,16 @@ constexpr std::size_t max_input_bytes = 256 * 1024;
 
 bool kind_of(const fs::path& p, kind& k) {
     const auto e = p.extension();
-    if (e == ".safetensors") k = kind::safetensors;
-    else if (e == ".pt") k = kind::torch;
-    else if (e == ".npy") k = kind::npy;
-    else if (e == ".pkl" || e == ".p") k = kind::pickle;
-    else return false;
+    if (e == ".safetensors")
+        k = kind::safetensors;
+    else if (e == ".pt")
+        k = kind::torch;
+    else if (e == ".npy")
+        k = kind::npy;
+    else if (e == ".pkl" || e == ".p")
+        k = kind::pickle;
+    else
+        return false;
     return true;
 }
 
@@ -109,16 +114,23 @@ bool run_one(kind k, std::span<const std::byte> b) {
         case kind::pickle: {
             // Generic tree (NeuronIO globals) plus the state-dict interpretation with zero-filled storages.
             elm::detail::unpickle_options o;
-            o.allowed_globals = {{"numpy.core.multiarray", "_reconstruct"}, {"numpy", "ndarray"}, {"numpy", "dtype"},
-                                 {"numpy.core.multiarray", "scalar"}, {"collections", "OrderedDict"},
-                                 {"torch._utils", "_rebuild_tensor_v2"}, {"torch._utils", "_rebuild_parameter"},
-                                 {"torch", "FloatStorage"}, {"torch", "LongStorage"}, {"torch", "BoolStorage"}};
+            o.allowed_globals = {{"numpy.core.multiarray", "_reconstruct"},
+                                 {"numpy", "ndarray"},
+                                 {"numpy", "dtype"},
+                                 {"numpy.core.multiarray", "scalar"},
+                                 {"collections", "OrderedDict"},
+                                 {"torch._utils", "_rebuild_tensor_v2"},
+                                 {"torch._utils", "_rebuild_parameter"},
+                                 {"torch", "FloatStorage"},
+                                 {"torch", "LongStorage"},
+                                 {"torch", "BoolStorage"}};
             bool accepted = false;
             try {
                 const auto t = elm::detail::unpickle(b, "fuzz.pkl", o);
                 (void)t.describe(t.root, 4);
                 std::size_t children = 0;
-                for (std::size_t i = 0; i < t.nodes.size(); ++i) children += t.children(static_cast<elm::detail::pickle_ref>(i)).size();
+                for (std::size_t i = 0; i < t.nodes.size(); ++i)
+                    children += t.children(static_cast<elm::detail::pickle_ref>(i)).size();
                 (void)children;
                 accepted = true;
             } catch (const elm::error&) {
@@ -142,15 +154,29 @@ bool run_one(kind k, std::span<const std::byte> b) {
     return false;
 }
 
-const std::uint8_t interesting_bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xff, '(', ')', '.', 'q', 'h', 'R', 'b', 'u', 't',
-                                          'X', 'J', 'K', 'M', ']', '}', 'e', 's', 'N', 0x85, 0x86, 0x8a, 0x93, 0x95,
-                                          '{', '}', '[', ']', '"', ',', ':', '0', '9', '-', ' '};
-const std::uint64_t interesting_ints[] = {0, 1, 7, 8, 0x7f, 0xff, 0xffff, 0x7fffffff, 0xffffffff, 0x80000000,
-                                          0xffffffffffffffffull, 0x7fffffffffffffffull, 100u << 20};
+const std::uint8_t interesting_bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xff, '(',  ')',  '.',  'q', 'h',
+                                          'R',  'b',  'u',  't',  'X',  'J',  'K',  'M',  ']', '}',
+                                          'e',  's',  'N',  0x85, 0x86, 0x8a, 0x93, 0x95, '{', '}',
+                                          '[',  ']',  '"',  ',',  ':',  '0',  '9',  '-',  ' '};
+const std::uint64_t interesting_ints[] = {0,
+                                          1,
+                                          7,
+                                          8,
+                                          0x7f,
+                                          0xff,
+                                          0xffff,
+                                          0x7fffffff,
+                                          0xffffffff,
+                                          0x80000000,
+                                          0xffffffffffffffffull,
+                                          0x7fffffffffffffffull,
+                                          100u << 20};
 
 std::vector<std::byte> mutate(const std::vector<std::byte>& in, std::mt19937_64& rng) {
     auto b = in;
-    const auto pick = [&](std::size_t n) { return n == 0 ? std::size_t(0) : static_cast<std::size_t>(rng() % n); };
+    const auto pick = [&](std::size_t n) {
+        return n == 0 ? std::size_t(0) : static_cast<std::size_t>(rng() % n);
+    };
     const int rounds = 1 + static_cast<int>(rng() % 6);
     for (int r = 0; r < rounds; ++r) {
         switch (rng() % 8) {
@@ -161,7 +187,8 @@ std::vector<std::byte> mutate(const std::vector<std::byte>& in, std::mt19937_64&
                 if (!b.empty()) b[pick(b.size())] = std::byte(rng() & 0xff);
                 break;
             case 2:  // interesting byte (opcodes, JSON punctuation, limits)
-                if (!b.empty()) b[pick(b.size())] = std::byte(interesting_bytes[pick(std::size(interesting_bytes))]);
+                if (!b.empty())
+                    b[pick(b.size())] = std::byte(interesting_bytes[pick(std::size(interesting_bytes))]);
                 break;
             case 3: {  // interesting little-endian integer of 1, 2, 4 or 8 bytes (lengths, offsets)
                 const std::size_t w = std::size_t(1) << (rng() % 4);
@@ -186,7 +213,8 @@ std::vector<std::byte> mutate(const std::vector<std::byte>& in, std::mt19937_64&
                 if (b.empty()) break;
                 const auto at = pick(b.size());
                 const auto n = 1 + pick(std::min<std::size_t>(64, b.size() - at));
-                b.erase(b.begin() + static_cast<std::ptrdiff_t>(at), b.begin() + static_cast<std::ptrdiff_t>(std::min(b.size(), at + n)));
+                b.erase(b.begin() + static_cast<std::ptrdiff_t>(at),
+                        b.begin() + static_cast<std::ptrdiff_t>(std::min(b.size(), at + n)));
                 break;
             }
             default: {  // duplicate a chunk elsewhere
@@ -220,13 +248,19 @@ int main(int argc, char** argv) {
             }
             return argv[++i];
         };
-        if (a == "--iterations") iterations = std::stol(value());
-        else if (a == "--seed-dir") seed_dir = value();
-        else if (a == "--golden") golden = value();
-        else if (a == "--models") models = value();
-        else if (a == "--rng-seed") rng_seed = std::stoull(value());
+        if (a == "--iterations")
+            iterations = std::stol(value());
+        else if (a == "--seed-dir")
+            seed_dir = value();
+        else if (a == "--golden")
+            golden = value();
+        else if (a == "--models")
+            models = value();
+        else if (a == "--rng-seed")
+            rng_seed = std::stoull(value());
         else {
-            std::cerr << "usage: elm_fuzz --iterations N --seed-dir DIR [--golden DIR] [--models DIR] [--rng-seed S]\n";
+            std::cerr << "usage: elm_fuzz --iterations N --seed-dir DIR [--golden DIR] [--models DIR] "
+                         "[--rng-seed S]\n";
             return 2;
         }
     }
@@ -256,22 +290,29 @@ int main(int argc, char** argv) {
         const auto& s = seeds[static_cast<std::size_t>(it) % seeds.size()];
         const auto input = mutate(s.bytes, rng);
         try {
-            if (run_one(s.type, input)) ++accepted;
-            else ++rejected;
+            if (run_one(s.type, input))
+                ++accepted;
+            else
+                ++rejected;
         } catch (const elm::error&) {
             ++rejected;
         } catch (const std::exception& e) {
             ++failures;
             const auto path = fs::temp_directory_path() / ("elm_fuzz_failure_" + std::to_string(it) + ".bin");
-            std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(input.data()), static_cast<std::streamsize>(input.size()));
-            std::cerr << "elm_fuzz: iteration " << it << " (seed " << s.name << "): " << e.what() << " -> " << path << "\n";
+            std::ofstream(path, std::ios::binary)
+                .write(reinterpret_cast<const char*>(input.data()),
+                       static_cast<std::streamsize>(input.size()));
+            std::cerr << "elm_fuzz: iteration " << it << " (seed " << s.name << "): " << e.what() << " -> "
+                      << path << "\n";
         } catch (...) {
             ++failures;
             std::cerr << "elm_fuzz: iteration " << it << " (seed " << s.name << "): unknown exception\n";
         }
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("elm_fuzz: %ld iterations over %zu seeds in %.1f s: %ld accepted, %ld rejected with elm::error, %d failures\n",
-                iterations, seeds.size(), secs, accepted, rejected, failures);
+    std::printf(
+        "elm_fuzz: %ld iterations over %zu seeds in %.1f s: %ld accepted, %ld rejected with elm::error, %d "
+        "failures\n",
+        iterations, seeds.size(), secs, accepted, rejected, failures);
     return failures == 0 ? 0 : 1;
 }

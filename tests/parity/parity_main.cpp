@@ -58,7 +58,8 @@ struct row {
     std::vector<std::string> failures;
     void check(const std::string& what, double err, double tol, double& slot) {
         slot = std::max(slot, err);
-        if (!(err < tol)) failures.push_back(what + " rel.err " + std::to_string(err) + " >= " + std::to_string(tol));
+        if (!(err < tol))
+            failures.push_back(what + " rel.err " + std::to_string(err) + " >= " + std::to_string(tol));
     }
 };
 
@@ -89,16 +90,20 @@ elm::tensor_file params_of(const elm::tensor_file& f) {
 template <class T>
 elm::sparse_input<T> input_of(const elm::tensor_file& f) {
     const auto& in = f.at("input");
-    if (in.shape.size() != 3) throw elm::error(f.source, "input", "shape [B, T, num_input]", "rank " + std::to_string(in.shape.size()));
-    return elm::sparse_from_dense<T>(values<T>(in), static_cast<int>(in.shape[0]), static_cast<int>(in.shape[1]),
-                                     static_cast<int>(in.shape[2]), f.source + ":input");
+    if (in.shape.size() != 3)
+        throw elm::error(f.source, "input", "shape [B, T, num_input]",
+                         "rank " + std::to_string(in.shape.size()));
+    return elm::sparse_from_dense<T>(values<T>(in), static_cast<int>(in.shape[0]),
+                                     static_cast<int>(in.shape[1]), static_cast<int>(in.shape[2]),
+                                     f.source + ":input");
 }
 
 template <class T>
 row check_model_case(const elm::tensor_file& f) {
     const tolerance tol = tolerance_for<T>();
     row r;
-    const auto version = f.metadata.at("model_version") == "v2" ? elm::model_version::v2 : elm::model_version::v1;
+    const auto version =
+        f.metadata.at("model_version") == "v2" ? elm::model_version::v2 : elm::model_version::v1;
     const auto config = elm::parse_model_config(f.metadata.at("config"), f.source + ":config", version);
     auto m = elm::model_from_state_dict<T>(config, params_of(f));
 
@@ -116,18 +121,20 @@ row check_model_case(const elm::tensor_file& f) {
     m.forward(x, y, ws);
     r.check("output", relative_error(y, f.at("output").to<double>()), tol.state, r.output);
     const auto& memory_ref = f.at("trace.memory");
-    r.check("trace.memory", relative_error(m.memory_trace(ws), memory_ref.to<double>()), reference_tolerance(memory_ref, tol.state),
-            r.trace);
+    r.check("trace.memory", relative_error(m.memory_trace(ws), memory_ref.to<double>()),
+            reference_tolerance(memory_ref, tol.state), r.trace);
     if (version == elm::model_version::v2) {
         const auto& ref = f.at("trace.branch");
         std::vector<T> b(static_cast<std::size_t>(x.batch) * x.time * config.branches());
         m.branch_trace(x, b);
-        r.check("trace.branch", relative_error(b, ref.to<double>()), reference_tolerance(ref, tol.state), r.trace);
+        r.check("trace.branch", relative_error(b, ref.to<double>()), reference_tolerance(ref, tol.state),
+                r.trace);
     } else {
         std::vector<T> s(static_cast<std::size_t>(x.batch) * x.time * config.num_synapse());
         m.synapse_trace(x, s);
         const auto& ref = f.at("trace.synapse");
-        r.check("trace.synapse", relative_error(s, ref.to<double>()), reference_tolerance(ref, tol.state), r.trace);
+        r.check("trace.synapse", relative_error(s, ref.to<double>()), reference_tolerance(ref, tol.state),
+                r.trace);
     }
 
     // loss = sum(output * grad_output): dL/dy = grad_output.
@@ -173,7 +180,8 @@ row check_pretrained_case(const elm::tensor_file& f, const fs::path& models) {
     auto m = elm::load_model<T>(folder.string());
     // The folder's model_config.json must be the one the golden case was made with.
     const auto expected = elm::parse_model_config(f.metadata.at("config"), f.source + ":config");
-    if (elm::to_json(expected) != elm::to_json(m.config())) r.failures.push_back("config differs from " + folder.string());
+    if (elm::to_json(expected) != elm::to_json(m.config()))
+        r.failures.push_back("config differs from " + folder.string());
     const auto x = input_of<T>(f);
     std::vector<T> y(static_cast<std::size_t>(x.batch) * x.time * m.config().num_output);
     elm::workspace<T> ws;
@@ -197,19 +205,21 @@ bool run_case(const elm::tensor_file& f, const fs::path& models, const char* pre
         if (f.metadata.count("model")) {
             kind = "pretrained";
             r = check_pretrained_case<T>(f, models);
-        } else if (f.metadata.count("model_version") && f.metadata.count("config") && f.metadata.count("adam")) {
+        } else if (f.metadata.count("model_version") && f.metadata.count("config") &&
+                   f.metadata.count("adam")) {
             kind = "model";
             r = check_model_case<T>(f);
         } else {
             kind = "UNKNOWN";
-            r.failures.push_back("unknown case type: metadata has neither 'model' nor 'model_version'+'config'+'adam'");
+            r.failures.push_back(
+                "unknown case type: metadata has neither 'model' nor 'model_version'+'config'+'adam'");
         }
     } catch (const std::exception& e) {
         r.failures.push_back(std::string("error: ") + e.what());
     }
     std::printf("%-48s %-10s %-4s output %.2e  trace %.2e  grad %.2e  adam3 %.2e  %s\n",
-                fs::path(f.source).filename().c_str(), kind.c_str(), precision, r.output, r.trace, r.grad, r.adam,
-                r.failures.empty() ? "ok" : "FAIL");
+                fs::path(f.source).filename().c_str(), kind.c_str(), precision, r.output, r.trace, r.grad,
+                r.adam, r.failures.empty() ? "ok" : "FAIL");
     for (const auto& why : r.failures) std::printf("    %s\n", why.c_str());
     return r.failures.empty();
 }

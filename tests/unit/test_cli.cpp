@@ -8,14 +8,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <sstream>
 #include <string>
 
@@ -120,8 +120,10 @@ namespace {
 TEST(cli, bench_custom_config_writes_every_measurement) {
     const auto dir = temp_dir();
     const auto out = dir / "bench.json";
-    const auto r = run_cli("bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 3 "
-                           "--time 40 --input counts --repeats 1 --min-time 0 --threads 1 --json " + out.string());
+    const auto r = run_cli(
+        "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 3 "
+        "--time 40 --input counts --repeats 1 --min-time 0 --threads 1 --json " +
+        out.string());
     ASSERT_EQ(r.status, 0) << r.output;
     std::ifstream f(out);
     const auto j = nlohmann::json::parse(f);
@@ -133,10 +135,11 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     EXPECT_EQ(s["shape"], "custom");
     EXPECT_EQ(s["batch"], 3);
     EXPECT_EQ(s["time"], 40);
-    for (const char* key : {"inference_ms", "forward_ms", "forward_backward_ms", "train_step_ms", "train_ms_per_step",
-                            "inference_sample_steps_per_s", "train_sample_steps_per_s", "workspace_mb", "peak_rss_mb",
-                            "limit_inference_ms", "fraction_of_limit_inference", "fraction_of_limit_train",
-                            "own_gflop_inference", "own_gflop_train_step", "fma_bound_inference_ms", "fma_bound_train_ms"})
+    for (const char* key :
+         {"inference_ms", "forward_ms", "forward_backward_ms", "train_step_ms", "train_ms_per_step",
+          "inference_sample_steps_per_s", "train_sample_steps_per_s", "workspace_mb", "peak_rss_mb",
+          "limit_inference_ms", "fraction_of_limit_inference", "fraction_of_limit_train",
+          "own_gflop_inference", "own_gflop_train_step", "fma_bound_inference_ms", "fma_bound_train_ms"})
         EXPECT_GT(s[key].get<double>(), 0) << key;
     // The limit is the MLP's FLOPs at the sgemm peak: 2·((20 + 4)·8 + 8·4) FLOPs per sample-step.
     EXPECT_NEAR(s["mlp_gflop_per_call"].get<double>(), 2.0 * (24 * 8 + 8 * 4) * 3 * 40 / 1e9, 1e-12);
@@ -152,7 +155,8 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
         std::string name;
         int threads = 0;
         double inference = 0, forward = 0, forward_backward = 0, train = 0;
-        if (!(cells >> name >> threads >> inference >> forward >> forward_backward >> train) || name != "custom")
+        if (!(cells >> name >> threads >> inference >> forward >> forward_backward >> train) ||
+            name != "custom")
             continue;
         found = true;
         EXPECT_EQ(threads, 1);
@@ -208,7 +212,8 @@ TEST(cli, bench_checks_its_json_output_before_measuring) {
     // A --json path that cannot be written is an error at the start: nothing is measured (no peak, no table).
     const auto dir = temp_dir();
     for (const std::string& bad : {std::string("/no/such/folder/bench.json"), dir.string()}) {
-        const auto r = run_cli("bench --json " + bad + " --shape neuronio_branch_elm_dm15 --repeats 1 --min-time 0");
+        const auto r =
+            run_cli("bench --json " + bad + " --shape neuronio_branch_elm_dm15 --repeats 1 --min-time 0");
         EXPECT_EQ(r.status, 2) << r.output;
         EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
         EXPECT_NE(r.output.find("writable folder"), std::string::npos) << r.output;

@@ -127,7 +127,8 @@ TEST(CrossEntropyLastStep, MatchesDirectFormulaAndFiniteDifferences) {
         std::vector<std::int32_t> labels(c.batch);
         for (int b = 0; b < c.batch; ++b) labels[b] = (2 * b + 1) % c.num_output;
         std::vector<double> dy(n, 123.0);  // must be overwritten everywhere
-        const double loss = elm::cross_entropy_last_step<double>(y, c.batch, c.time, c.num_output, labels, dy);
+        const double loss =
+            elm::cross_entropy_last_step<double>(y, c.batch, c.time, c.num_output, labels, dy);
 
         double direct = 0;
         for (int b = 0; b < c.batch; ++b) {
@@ -223,7 +224,8 @@ TEST(NeuronioLoss, MatchesDirectFormulaAndFiniteDifferences) {
 
 TEST(NeuronioLoss, FloatAgreesWithDouble) {
     const int B = 3, T = 4, d_o = 2;
-    const auto y = uniform(B * T * d_o, -6, 6, 12), spike = uniform(B * T, 0, 1, 13), soma = uniform(B * T, -2, 2, 14);
+    const auto y = uniform(B * T * d_o, -6, 6, 12), spike = uniform(B * T, 0, 1, 13),
+               soma = uniform(B * T, -2, 2, 14);
     std::vector<float> yf(y.begin(), y.end()), sf(spike.begin(), spike.end()), vf(soma.begin(), soma.end());
     std::vector<double> yd(yf.begin(), yf.end()), sd(sf.begin(), sf.end()), vd(vf.begin(), vf.end());
     std::vector<float> dyf(y.size());
@@ -257,9 +259,11 @@ TEST(LastStepAccuracy, CountsArgmaxOfLastStep) {
     EXPECT_DOUBLE_EQ(elm::last_step_accuracy<float>(y, 4, 2, 3, std::vector<std::int32_t>{1, 0, 0, 2}), 1.0);
     EXPECT_DOUBLE_EQ(elm::last_step_accuracy<float>(y, 4, 2, 3, std::vector<std::int32_t>{1, 1, 1, 2}), 0.5);
     EXPECT_DOUBLE_EQ(elm::last_step_accuracy<float>(y, 4, 2, 3, std::vector<std::int32_t>{0, 1, 2, 0}), 0.0);
-    EXPECT_THROW(elm::last_step_accuracy<float>(y, 4, 2, 3, std::vector<std::int32_t>{1, 0, 3, 2}), elm::error);
+    EXPECT_THROW(elm::last_step_accuracy<float>(y, 4, 2, 3, std::vector<std::int32_t>{1, 0, 3, 2}),
+                 elm::error);
     EXPECT_THROW(elm::last_step_accuracy<float>(y, 4, 2, 3, std::vector<std::int32_t>{1, 0, 0}), elm::error);
-    EXPECT_THROW(elm::last_step_accuracy<float>(y, 4, 3, 3, std::vector<std::int32_t>{1, 0, 0, 2}), elm::error);
+    EXPECT_THROW(elm::last_step_accuracy<float>(y, 4, 3, 3, std::vector<std::int32_t>{1, 0, 0, 2}),
+                 elm::error);
 }
 
 }  // namespace

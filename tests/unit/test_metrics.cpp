@@ -1,8 +1,8 @@
 // elm metrics (src/train/metrics.cpp) against scikit-learn and numpy themselves: the test generates inputs,
-// runs /usr/bin/python3 (or $ELM_PYTHON) once per process on a small script that computes the reference values
-// with sklearn.metrics / numpy, and compares to 1e-12 (relative for values above 1). It FAILS, never skips, if
-// python3, numpy or scikit-learn is missing: scripts/install-deps.sh installs python3-sklearn python3-numpy.
-// Hand-checked cases and the input checks (elm::error) need no Python.
+// runs /usr/bin/python3 (or $ELM_PYTHON) once per process on a small script that computes the reference
+// values with sklearn.metrics / numpy, and compares to 1e-12 (relative for values above 1). It FAILS, never
+// skips, if python3, numpy or scikit-learn is missing: scripts/install-deps.sh installs python3-sklearn
+// python3-numpy. Hand-checked cases and the input checks (elm::error) need no Python.
 
 #include <elmneuron/error.hpp>
 #include <elmneuron/metrics.hpp>
@@ -189,9 +189,11 @@ std::map<std::string, roc_case> make_roc_cases() {
     c["tiny_2_tied"] = {{1, 0}, {0.4, 0.4}};
     c["tiny_3_tie"] = {{1, 0, 1}, {0.5, 0.5, 0.2}};
     c["sklearn_doc_example"] = {{0, 0, 1, 1}, {0.1, 0.4, 0.35, 0.8}};
-    c["signed_zeros"] = {{1, 0, 0, 1, 0, 1, 0, 0, 1, 0}, {-0.0, 0.0, -0.0, 1.0, -1.0, 0.0, 1.0, -0.0, -1.0, 0.0}};
+    c["signed_zeros"] = {{1, 0, 0, 1, 0, 1, 0, 0, 1, 0},
+                         {-0.0, 0.0, -0.0, 1.0, -1.0, 0.0, 1.0, -0.0, -1.0, 0.0}};
     {
-        // Every tie group holds one positive and one negative: all points collinear, all but the ends dropped.
+        // Every tie group holds one positive and one negative: all points collinear, all but the ends
+        // dropped.
         roc_case& k = c["collinear_pairs"];
         for (int i = 0; i < 40; ++i) {
             k.y_true.push_back(1.0);
@@ -374,23 +376,32 @@ const reference& sklearn_reference() {
         reference out;
         json cases = json::object();
         for (const auto& [name, k] : make_roc_cases())
-            cases["roc/" + name] = {{"kind", "roc"}, {"y_true", k.y_true}, {"y_score", k.y_score}, {"fp", fp_list}};
-        cases["roc/no_positives"] = {{"kind", "roc"}, {"y_true", vec(5, 0.0)}, {"y_score", vec{0.1, 0.2, 0.3, 0.4, 0.5}},
+            cases["roc/" + name] = {
+                {"kind", "roc"}, {"y_true", k.y_true}, {"y_score", k.y_score}, {"fp", fp_list}};
+        cases["roc/no_positives"] = {{"kind", "roc"},
+                                     {"y_true", vec(5, 0.0)},
+                                     {"y_score", vec{0.1, 0.2, 0.3, 0.4, 0.5}},
                                      {"fp", fp_list}};
-        cases["roc/no_negatives"] = {{"kind", "roc"}, {"y_true", vec(5, 1.0)}, {"y_score", vec{0.1, 0.2, 0.3, 0.4, 0.5}},
+        cases["roc/no_negatives"] = {{"kind", "roc"},
+                                     {"y_true", vec(5, 1.0)},
+                                     {"y_score", vec{0.1, 0.2, 0.3, 0.4, 0.5}},
                                      {"fp", fp_list}};
         for (const auto& [name, k] : make_regression_cases())
-            cases["regression/" + name] = {{"kind", "regression"}, {"y_true", k.y_true}, {"y_pred", k.y_pred}};
-        for (const auto& [name, k] : make_auc_cases()) cases["auc/" + name] = {{"kind", "auc"}, {"x", k.x}, {"y", k.y}};
+            cases["regression/" + name] = {
+                {"kind", "regression"}, {"y_true", k.y_true}, {"y_pred", k.y_pred}};
+        for (const auto& [name, k] : make_auc_cases())
+            cases["auc/" + name] = {{"kind", "auc"}, {"x", k.x}, {"y", k.y}};
         for (const auto& [name, k] : make_interp_cases())
             cases["interp/" + name] = {{"kind", "interp"}, {"x", k.x}, {"xp", k.xp}, {"fp", k.fp}};
         const neuronio_case nk = make_neuronio_case();
-        cases["neuronio"] = {{"kind", "neuronio"},          {"spike_true", nk.spike_true}, {"spike_prob", nk.spike_prob},
-                             {"soma_true", nk.soma_true},   {"soma_pred", nk.soma_pred},   {"fp_lists", neuronio_fp_lists()}};
+        cases["neuronio"] = {{"kind", "neuronio"},          {"spike_true", nk.spike_true},
+                             {"spike_prob", nk.spike_prob}, {"soma_true", nk.soma_true},
+                             {"soma_pred", nk.soma_pred},   {"fp_lists", neuronio_fp_lists()}};
 
         static int counter = 0;
-        const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                          ("elm_test_metrics_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+        const std::filesystem::path dir =
+            std::filesystem::temp_directory_path() /
+            ("elm_test_metrics_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
         std::filesystem::create_directories(dir);
         const auto script = dir / "reference.py", in = dir / "cases.json", res = dir / "reference.json";
         std::ofstream(script) << reference_script;
@@ -398,7 +409,8 @@ const reference& sklearn_reference() {
 
         const char* env = std::getenv("ELM_PYTHON");
         const std::string python = env && *env ? env : "/usr/bin/python3";
-        const std::string cmd = "'" + python + "' '" + script.string() + "' '" + in.string() + "' '" + res.string() + "' 2>&1";
+        const std::string cmd =
+            "'" + python + "' '" + script.string() + "' '" + in.string() + "' '" + res.string() + "' 2>&1";
         std::string output;
         int status = -1;
         if (FILE* p = popen(cmd.c_str(), "r")) {
@@ -407,11 +419,14 @@ const reference& sklearn_reference() {
             status = pclose(p);
         }
         if (status != 0) {
-            out.message = "the scikit-learn reference could not be computed: `" + cmd + "` " +
-                          (status != -1 && WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                                             : "could not be run or was killed") +
-                          ". These tests need python3 with numpy and scikit-learn (Debian: python3-numpy "
-                          "python3-sklearn, installed by scripts/install-deps.sh; or set ELM_PYTHON). Output:\n" + output;
+            out.message =
+                "the scikit-learn reference could not be computed: `" + cmd + "` " +
+                (status != -1 && WIFEXITED(status)
+                     ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                     : "could not be run or was killed") +
+                ". These tests need python3 with numpy and scikit-learn (Debian: python3-numpy "
+                "python3-sklearn, installed by scripts/install-deps.sh; or set ELM_PYTHON). Output:\n" +
+                output;
         } else {
             try {
                 const json j = json::parse(read_file(res));
@@ -421,7 +436,8 @@ const reference& sklearn_reference() {
                 out.bit_exact = j.at("numpy").get<std::string>().rfind("1.24.", 0) == 0;
                 out.ok = true;
             } catch (const std::exception& e) {
-                out.message = std::string("unreadable reference output from python: ") + e.what() + "\n" + output;
+                out.message =
+                    std::string("unreadable reference output from python: ") + e.what() + "\n" + output;
             }
         }
         std::error_code ec;
@@ -462,10 +478,11 @@ struct tally {
     std::size_t compared = 0, identical = 0;
     std::string first_difference;
     ~tally() {
-        std::printf("[ compared ] %zu values, %zu bit-identical to numpy/scikit-learn\n", compared, identical);
+        std::printf("[ compared ] %zu values, %zu bit-identical to numpy/scikit-learn\n", compared,
+                    identical);
         if (ref.bit_exact) {
-            EXPECT_EQ(identical, compared) << "values not bit-identical to " << ref.versions << ", first: "
-                                           << first_difference;
+            EXPECT_EQ(identical, compared)
+                << "values not bit-identical to " << ref.versions << ", first: " << first_difference;
         }
     }
 };
@@ -485,7 +502,8 @@ struct tally {
 
 ::testing::AssertionResult close_all(const std::string& what, const vec& got, const vec& want, tally& t) {
     if (got.size() != want.size())
-        return ::testing::AssertionFailure() << what << ": elm has " << got.size() << " values, reference " << want.size();
+        return ::testing::AssertionFailure()
+               << what << ": elm has " << got.size() << " values, reference " << want.size();
     for (std::size_t i = 0; i < got.size(); ++i) {
         const std::string w = what + "[" + std::to_string(i) + "]";
         if (auto r = close(w.c_str(), got[i], want[i], t); !r) return r;
@@ -493,9 +511,9 @@ struct tally {
     return ::testing::AssertionSuccess();
 }
 
-#define REQUIRE_REFERENCE(ref)                                   \
-    const reference& ref = sklearn_reference();                  \
-    ASSERT_TRUE(ref.ok) << ref.message;                          \
+#define REQUIRE_REFERENCE(ref)                  \
+    const reference& ref = sklearn_reference(); \
+    ASSERT_TRUE(ref.ok) << ref.message;         \
     RecordProperty("reference", ref.versions)
 
 // ---- comparisons with scikit-learn / numpy ----
@@ -509,7 +527,8 @@ TEST(metrics_sklearn, roc_curve_auc_and_fp_helpers) {
         const elm::roc_curve_result got = elm::roc_curve(k.y_true, k.y_score);
         EXPECT_TRUE(close_all("fpr", got.fpr, nums(want.at("fpr")), t));
         EXPECT_TRUE(close_all("tpr", got.tpr, nums(want.at("tpr")), t));
-        // thresholds[0]: max + 1 here (scikit-learn < 1.3, Debian 12's 1.2.1); scikit-learn >= 1.3 gives +inf.
+        // thresholds[0]: max + 1 here (scikit-learn < 1.3, Debian 12's 1.2.1); scikit-learn >= 1.3 gives
+        // +inf.
         const vec want_thr = nums(want.at("thresholds"));
         ASSERT_EQ(got.thresholds.size(), want_thr.size());
         EXPECT_TRUE(want_thr[0] == got.thresholds[1] + 1 || std::isinf(want_thr[0])) << want_thr[0];
@@ -517,13 +536,16 @@ TEST(metrics_sklearn, roc_curve_auc_and_fp_helpers) {
         EXPECT_TRUE(close_all("thresholds[1:]", vec(got.thresholds.begin() + 1, got.thresholds.end()),
                               vec(want_thr.begin() + 1, want_thr.end()), t));
         for (std::size_t i = 1; i < got.thresholds.size(); ++i)  // the sign of a zero threshold too
-            EXPECT_EQ(std::signbit(got.thresholds[i]), std::signbit(want_thr[i])) << "thresholds[" << i << "]";
+            EXPECT_EQ(std::signbit(got.thresholds[i]), std::signbit(want_thr[i]))
+                << "thresholds[" << i << "]";
         EXPECT_TRUE(close("auc", elm::auc(got.fpr, got.tpr), num(want.at("auc")), t));
         EXPECT_TRUE(close("roc_auc", elm::roc_auc(k.y_true, k.y_score), num(want.at("auc")), t));
         for (std::size_t i = 0; i < fp_list.size(); ++i) {
             const std::string f = std::to_string(fp_list[i]);
-            EXPECT_TRUE(close(("tp_at_fp " + f).c_str(), elm::tp_at_fp(got, fp_list[i]), num(want.at("tp_at_fp")[i]), t));
-            EXPECT_TRUE(close(("auc_at_fp " + f).c_str(), elm::auc_at_fp(got, fp_list[i]), num(want.at("auc_at_fp")[i]), t));
+            EXPECT_TRUE(close(("tp_at_fp " + f).c_str(), elm::tp_at_fp(got, fp_list[i]),
+                              num(want.at("tp_at_fp")[i]), t));
+            EXPECT_TRUE(close(("auc_at_fp " + f).c_str(), elm::auc_at_fp(got, fp_list[i]),
+                              num(want.at("auc_at_fp")[i]), t));
         }
     }
 }
@@ -561,7 +583,8 @@ TEST(metrics_sklearn, numpy_interp) {
     tally t{ref};
     for (const auto& [name, k] : make_interp_cases()) {
         SCOPED_TRACE(name);
-        EXPECT_TRUE(close_all("interp", elm::interp(k.x, k.xp, k.fp), nums(ref.results.at("interp/" + name).at("y")), t));
+        EXPECT_TRUE(close_all("interp", elm::interp(k.x, k.xp, k.fp),
+                              nums(ref.results.at("interp/" + name).at("y")), t));
     }
 }
 
@@ -574,7 +597,8 @@ TEST(metrics_sklearn, regression_metrics) {
         EXPECT_TRUE(close("mse", elm::mean_squared_error(k.y_true, k.y_pred), num(want.at("mse")), t));
         EXPECT_TRUE(close("rmse", elm::root_mean_squared_error(k.y_true, k.y_pred), num(want.at("rmse")), t));
         EXPECT_TRUE(close("mae", elm::mean_absolute_error(k.y_true, k.y_pred), num(want.at("mae")), t));
-        EXPECT_TRUE(close("explained_variance", elm::explained_variance_score(k.y_true, k.y_pred), num(want.at("ev")), t));
+        EXPECT_TRUE(close("explained_variance", elm::explained_variance_score(k.y_true, k.y_pred),
+                          num(want.at("ev")), t));
     }
 }
 
@@ -587,7 +611,8 @@ TEST(metrics_sklearn, neuronio_results_dict) {
         SCOPED_TRACE("desired FP list " + std::to_string(c));
         const json& want = ref.results.at("neuronio").at("dicts").at(c);
         const std::map<std::string, double> got =
-            elm::compute_neuronio_metrics(k.spike_true, k.spike_prob, k.soma_true, k.soma_pred, fp_lists[c]).to_map();
+            elm::compute_neuronio_metrics(k.spike_true, k.spike_prob, k.soma_true, k.soma_pred, fp_lists[c])
+                .to_map();
         ASSERT_EQ(got.size(), want.size());
         for (const auto& [key, value] : want.items()) {
             ASSERT_TRUE(got.count(key)) << "missing key '" << key << "'";
@@ -626,9 +651,10 @@ TEST(metrics, perfect_and_reversed_classifiers) {
 }
 
 TEST(metrics, explained_variance_conventions) {
-    EXPECT_EQ(elm::explained_variance_score(vec(4, 2.0), vec(4, 2.0)), 1.0);               // 0/0 -> 1
-    EXPECT_EQ(elm::explained_variance_score(vec(4, 2.0), vec{2.0, 2.0, 2.0, 3.0}), 0.0);   // x/0 -> 0
-    EXPECT_EQ(elm::explained_variance_score(vec{1.0, 2.0, 3.0}, vec{2.0, 3.0, 4.0}), 1.0);  // bias is not penalised
+    EXPECT_EQ(elm::explained_variance_score(vec(4, 2.0), vec(4, 2.0)), 1.0);              // 0/0 -> 1
+    EXPECT_EQ(elm::explained_variance_score(vec(4, 2.0), vec{2.0, 2.0, 2.0, 3.0}), 0.0);  // x/0 -> 0
+    EXPECT_EQ(elm::explained_variance_score(vec{1.0, 2.0, 3.0}, vec{2.0, 3.0, 4.0}),
+              1.0);  // bias is not penalised
     EXPECT_EQ(elm::mean_squared_error(vec{1.0, 2.0}, vec{2.0, 4.0}), 2.5);
     EXPECT_EQ(elm::root_mean_squared_error(vec{0.0, 0.0}, vec{3.0, 3.0}), 3.0);
     EXPECT_EQ(elm::mean_absolute_error(vec{1.0, 2.0}, vec{2.0, 4.0}), 1.5);
@@ -638,8 +664,8 @@ TEST(metrics, result_keys_match_published_eval_results) {
     std::ifstream f(std::string(ELM_MODELS_DIR) + "/num_memory_15/eval_results.json");
     ASSERT_TRUE(f) << "missing " << ELM_MODELS_DIR << "/num_memory_15/eval_results.json";
     const json published = json::parse(f).at("test_results");
-    const elm::neuronio_metrics m =
-        elm::compute_neuronio_metrics(vec{0, 1, 0, 1}, vec{0.1, 0.8, 0.3, 0.6}, vec{1, 2, 3, 4}, vec{1, 2, 3, 5});
+    const elm::neuronio_metrics m = elm::compute_neuronio_metrics(vec{0, 1, 0, 1}, vec{0.1, 0.8, 0.3, 0.6},
+                                                                  vec{1, 2, 3, 4}, vec{1, 2, 3, 5});
     const json got = m.to_map();
     std::set<std::string> want_keys, got_keys;
     for (const auto& [key, value] : published.items()) want_keys.insert(key);
@@ -656,16 +682,16 @@ TEST(metrics, result_keys_match_published_eval_results) {
 TEST(metrics, bad_inputs_throw_elm_error) {
     const vec y{0, 1, 0, 1};
     const vec s{0.1, 0.2, 0.3, 0.4};
-    EXPECT_THROW(elm::roc_curve(y, vec{0.1, 0.2, 0.3}), elm::error);                       // lengths
-    EXPECT_THROW(elm::roc_curve(vec{}, vec{}), elm::error);                                // empty
-    EXPECT_THROW(elm::roc_curve(vec{0, 2, 0, 1}, s), elm::error);                           // not 0/1
-    EXPECT_THROW(elm::roc_curve(vec{0, 0.5, 0, 1}, s), elm::error);                         // not 0/1
-    EXPECT_THROW(elm::roc_curve(vec{0, 1, 0, std::nan("")}, s), elm::error);                // NaN label
-    EXPECT_THROW(elm::roc_curve(y, vec{0.1, std::nan(""), 0.3, 0.4}), elm::error);          // NaN score
-    EXPECT_THROW(elm::roc_curve(y, vec{0.1, HUGE_VAL, 0.3, 0.4}), elm::error);              // inf score
-    EXPECT_THROW(elm::auc(vec{0.0}, vec{1.0}), elm::error);                                 // < 2 points
-    EXPECT_THROW(elm::auc(vec{0.0, 1.0}, vec{1.0}), elm::error);                            // lengths
-    EXPECT_THROW(elm::auc(vec{0.0, 1.0, 0.5}, vec{1.0, 1.0, 1.0}), elm::error);             // not monotonic
+    EXPECT_THROW(elm::roc_curve(y, vec{0.1, 0.2, 0.3}), elm::error);                // lengths
+    EXPECT_THROW(elm::roc_curve(vec{}, vec{}), elm::error);                         // empty
+    EXPECT_THROW(elm::roc_curve(vec{0, 2, 0, 1}, s), elm::error);                   // not 0/1
+    EXPECT_THROW(elm::roc_curve(vec{0, 0.5, 0, 1}, s), elm::error);                 // not 0/1
+    EXPECT_THROW(elm::roc_curve(vec{0, 1, 0, std::nan("")}, s), elm::error);        // NaN label
+    EXPECT_THROW(elm::roc_curve(y, vec{0.1, std::nan(""), 0.3, 0.4}), elm::error);  // NaN score
+    EXPECT_THROW(elm::roc_curve(y, vec{0.1, HUGE_VAL, 0.3, 0.4}), elm::error);      // inf score
+    EXPECT_THROW(elm::auc(vec{0.0}, vec{1.0}), elm::error);                         // < 2 points
+    EXPECT_THROW(elm::auc(vec{0.0, 1.0}, vec{1.0}), elm::error);                    // lengths
+    EXPECT_THROW(elm::auc(vec{0.0, 1.0, 0.5}, vec{1.0, 1.0, 1.0}), elm::error);     // not monotonic
     EXPECT_THROW(elm::interp(vec{0.5}, vec{}, vec{}), elm::error);
     EXPECT_THROW(elm::interp(vec{0.5}, vec{0.0, 1.0}, vec{0.0}), elm::error);
     EXPECT_THROW(elm::mean_squared_error(vec{}, vec{}), elm::error);

@@ -29,7 +29,8 @@ elm::model_config neuronio(int num_memory) {
 }
 
 TEST(routing, neuronio_indices_equal_the_published_ones) {
-    const auto golden = elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/v1_neuronio_routing.safetensors");
+    const auto golden =
+        elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/v1_neuronio_routing.safetensors");
     const auto index = golden.at("param.input_to_synapse_indices").to<std::int64_t>();
     const auto mask = golden.at("param.valid_indices_mask").to<double>();
     elm::model<float> m(neuronio(15), 0);
@@ -41,7 +42,8 @@ TEST(routing, neuronio_indices_equal_the_published_ones) {
 }
 
 TEST(routing, neuronio_window_counts_of_reference) {
-    // reference/paper.md §1.5: interlocking 0, 639, 1, 640, ...; 4282 valid of 4500; last branches 89, 60, 31, 2.
+    // reference/paper.md §1.5: interlocking 0, 639, 1, 640, ...; 4282 valid of 4500; last branches 89, 60,
+    // 31, 2.
     elm::model<float> m(neuronio(15), 0);
     const auto idx = m.synapse_input_index();
     EXPECT_EQ(idx[0], 0);
@@ -72,7 +74,8 @@ TEST(routing, random_routing_is_seeded_and_in_range) {
     c.num_synapse_per_branch = 15;
     c.input_to_synapse_routing = elm::routing::random;
     elm::model<float> a(c, 11), b(c, 11), other(c, 12);
-    EXPECT_TRUE(std::equal(a.synapse_input_index().begin(), a.synapse_input_index().end(), b.synapse_input_index().begin()));
+    EXPECT_TRUE(std::equal(a.synapse_input_index().begin(), a.synapse_input_index().end(),
+                           b.synapse_input_index().begin()));
     EXPECT_FALSE(std::equal(a.synapse_input_index().begin(), a.synapse_input_index().end(),
                             other.synapse_input_index().begin()));
     std::vector<int> hits(700, 0);
@@ -88,8 +91,8 @@ TEST(routing, random_routing_is_seeded_and_in_range) {
 
 TEST(init, memory_timescales_match_reference_list) {
     // reference/paper.md §1.4: τ 1-150 ms, d_m = 20.
-    const double expected[] = {1.0,    1.302,  1.695,  2.206,  2.872,  3.738,  4.866,  6.335,  8.246,   10.734,
-                               13.974, 18.19,  23.68,  30.825, 40.127, 52.236, 67.998, 88.517, 115.229, 150.0};
+    const double expected[] = {1.0,    1.302, 1.695, 2.206,  2.872,  3.738,  4.866,  6.335,  8.246,   10.734,
+                               13.974, 18.19, 23.68, 30.825, 40.127, 52.236, 67.998, 88.517, 115.229, 150.0};
     auto c = neuronio(20);
     elm::model<double> m(c, 0);
     const auto p = m.parameter("_proto_tau_m");
@@ -117,7 +120,8 @@ TEST(init, decoupled_init_range_stays_inside_bounds) {
 TEST(init, linear_layers_follow_torch_default_bounds_and_seed) {
     auto c = neuronio(10);
     elm::model<double> a(c, 5), b(c, 5), other(c, 6);
-    for (const auto& name : {"mlp.network.0.weight", "mlp.network.0.bias", "mlp.network.2.weight", "w_y.weight"}) {
+    for (const auto& name :
+         {"mlp.network.0.weight", "mlp.network.0.bias", "mlp.network.2.weight", "w_y.weight"}) {
         const auto& info = a.info(name);
         const std::string weight = std::string(name).substr(0, std::string(name).rfind('.')) + ".weight";
         const double bound = 1.0 / std::sqrt(static_cast<double>(a.info(weight).shape[1]));
@@ -136,7 +140,8 @@ TEST(init, linear_layers_follow_torch_default_bounds_and_seed) {
 TEST(config, parameter_counts_match_paper_table) {
     // reference/paper.md §1.8: NeuronIO Branch-ELM 45 x 100, d_o = 2.
     const int dms[] = {1, 2, 3, 5, 7, 10, 15, 20, 25, 30, 40, 50, 75, 100};
-    const std::int64_t counts[] = {4601, 4708, 4823, 5077, 5363, 5852, 6827, 8002, 9377, 10952, 14702, 19252, 34127, 54002};
+    const std::int64_t counts[] = {4601, 4708, 4823,  5077,  5363,  5852,  6827,
+                                   8002, 9377, 10952, 14702, 19252, 34127, 54002};
     for (int i = 0; i < 14; ++i) {
         EXPECT_EQ(elm::count_trainable_parameters(neuronio(dms[i])), counts[i]) << "d_m = " << dms[i];
         EXPECT_EQ(elm::model<float>(neuronio(dms[i]), 0).num_trainable(), counts[i]) << "d_m = " << dms[i];
@@ -177,10 +182,12 @@ TEST(config, bad_configs_name_the_key) {
     expect_config_error(R"({"num_input": 3, "num_output": 0})", "num_output");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "mlp_activation": "gelu"})", "mlp_activation");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "num_branch": 2})", "input_to_synapse_routing");
-    expect_config_error(R"({"num_input": 1278, "num_output": 2, "num_branch": 45, "num_synapse_per_branch": 20,
+    expect_config_error(
+        R"({"num_input": 1278, "num_output": 2, "num_branch": 45, "num_synapse_per_branch": 20,
                             "input_to_synapse_routing": "neuronio_routing"})",
-                        "num_synapse_per_branch");
-    expect_config_error(R"({"num_input": 3, "num_output": 2, "memory_tau_min": 5, "memory_tau_max": 5})", "memory_tau_max");
+        "num_synapse_per_branch");
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "memory_tau_min": 5, "memory_tau_max": 5})",
+                        "memory_tau_max");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "delta_t": -1})", "delta_t");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "input_to_synapse_routing": "magic"})",
                         "input_to_synapse_routing");

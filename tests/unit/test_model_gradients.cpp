@@ -126,7 +126,8 @@ TEST_P(model_gradients, match_central_differences) {
     const int n = cfg.num_input;
     std::vector<double> dense(static_cast<std::size_t>(tc.batch) * tc.time * n);
     std::uniform_real_distribution<double> u(0, 1);
-    for (auto& v : dense) v = tc.spiking_input ? (u(gen) < 0.2 ? (u(gen) < 0.5 ? -1.0 : 1.0) : 0.0) : normal(gen);
+    for (auto& v : dense)
+        v = tc.spiking_input ? (u(gen) < 0.2 ? (u(gen) < 0.5 ? -1.0 : 1.0) : 0.0) : normal(gen);
     const auto x = elm::sparse_from_dense<double>(dense, tc.batch, tc.time, n);
     std::vector<double> r(static_cast<std::size_t>(tc.batch) * tc.time * cfg.num_output);
     for (auto& v : r) v = normal(gen);
@@ -138,7 +139,8 @@ TEST_P(model_gradients, match_central_differences) {
 
     const double h = 1e-6;
     for (const auto& p : m.layout()) {
-        if (p.name == "tau_s" || p.name == "tau_b") continue;  // fixed buffers, no gradient in the published model
+        if (p.name == "tau_s" || p.name == "tau_b")
+            continue;  // fixed buffers, no gradient in the published model
         std::vector<double> g(grads.begin() + static_cast<std::ptrdiff_t>(p.offset),
                               grads.begin() + static_cast<std::ptrdiff_t>(p.offset + p.size));
         std::vector<double> fd(p.size);

@@ -41,7 +41,8 @@ elm::neuronio_file file_from_golden_input(const elm::tensor& input) {
 
 TEST(neuronio_eval, window_zero_equals_published_model_outputs) {
     for (const std::string name : {"num_memory_15", "num_memory_20", "best_elm_neuron"}) {
-        const auto golden = elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_" + name + ".safetensors");
+        const auto golden =
+            elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_" + name + ".safetensors");
         const auto m = elm::load_model<double>(std::string(ELM_MODELS_DIR) + "/" + name);
         const auto file = file_from_golden_input(golden.at("input"));
         const auto p = elm::predict_neuronio(m, file);
@@ -59,7 +60,8 @@ TEST(neuronio_eval, window_zero_equals_published_model_outputs) {
 TEST(neuronio_eval, later_windows_only_write_after_the_burn_in) {
     // A 1200 ms file: windows start at 0, 350, 700 (int(2 + 700/350) = 4 splits: 0, 350, 700, 1050); each
     // output after the first window must equal a fresh-state forward of its own window at the same offset.
-    const auto golden = elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_num_memory_15.safetensors");
+    const auto golden =
+        elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_num_memory_15.safetensors");
     const auto m = elm::load_model<double>(std::string(ELM_MODELS_DIR) + "/num_memory_15");
     auto base = file_from_golden_input(golden.at("input"));
     elm::neuronio_file f = base;

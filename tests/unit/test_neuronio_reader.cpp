@@ -21,8 +21,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -48,11 +48,15 @@ protected:
     static void SetUpTestSuite() {
         dir_ = (fs::temp_directory_path() / ("elm_neuronio_test_" + std::to_string(::getpid()))).string();
         fs::remove_all(dir_);
-        const std::string cmd = "/usr/bin/python3 " ELM_TEST_DATA_DIR "/make_neuronio_fixture.py " + dir_ + " 2>&1";
+        const std::string cmd =
+            "/usr/bin/python3 " ELM_TEST_DATA_DIR "/make_neuronio_fixture.py " + dir_ + " 2>&1";
         const int rc = std::system(cmd.c_str());
         ok_ = rc == 0 && fs::exists(fs::path(dir_) / "expected.json");
-        if (!ok_) message_ = "'" + cmd + "' failed (exit status " + std::to_string(rc) + "); the test needs /usr/bin/python3 with numpy";
-        else expected_ = nlohmann::json::parse(std::ifstream(fs::path(dir_) / "expected.json"));
+        if (!ok_)
+            message_ = "'" + cmd + "' failed (exit status " + std::to_string(rc) +
+                       "); the test needs /usr/bin/python3 with numpy";
+        else
+            expected_ = nlohmann::json::parse(std::ifstream(fs::path(dir_) / "expected.json"));
     }
     static void TearDownTestSuite() { fs::remove_all(dir_); }
     void SetUp() override { ASSERT_TRUE(ok_) << message_; }
@@ -89,7 +93,8 @@ protected:
             EXPECT_EQ(spikes, e["spikes"].get<std::vector<int>>());
             const auto soma = e["soma"].get<std::vector<double>>();
             ASSERT_EQ(s.soma_mv.size(), soma.size());
-            for (std::size_t t = 0; t < soma.size(); ++t) ASSERT_EQ(double(s.soma_mv[t]), soma[t]) << "t = " << t;
+            for (std::size_t t = 0; t < soma.size(); ++t)
+                ASSERT_EQ(double(s.soma_mv[t]), soma[t]) << "t = " << t;
         }
         // What the fixture was built to contain, so the comparison above is not vacuous.
         EXPECT_TRUE(f.simulations[0].spike == std::vector<std::uint8_t>(1000, 0));
@@ -113,7 +118,8 @@ protected:
             EXPECT_EQ(a.simulations[i].event_channel, b.simulations[i].event_channel);
             EXPECT_EQ(a.simulations[i].spike, b.simulations[i].spike);
             ASSERT_EQ(a.simulations[i].soma_mv.size(), b.simulations[i].soma_mv.size());
-            EXPECT_EQ(0, std::memcmp(a.simulations[i].soma_mv.data(), b.simulations[i].soma_mv.data(), a.simulations[i].soma_mv.size() * 4));
+            EXPECT_EQ(0, std::memcmp(a.simulations[i].soma_mv.data(), b.simulations[i].soma_mv.data(),
+                                     a.simulations[i].soma_mv.size() * 4));
         }
     }
 
@@ -185,8 +191,10 @@ TEST_F(neuronio_reader, malformed_files_name_the_file_and_key_path) {
 
 TEST_F(neuronio_reader, hostile_pickles_are_refused_and_never_executed) {
     const std::vector<std::pair<const char*, const char*>> cases = {
-        {"hostile_posix_system.p", "posix.system"}, {"hostile_eval.p", "builtins.eval"},
-        {"hostile_exec.p", "__builtin__.exec"},     {"hostile_os_system.p", "os.system"},
+        {"hostile_posix_system.p", "posix.system"},
+        {"hostile_eval.p", "builtins.eval"},
+        {"hostile_exec.p", "__builtin__.exec"},
+        {"hostile_os_system.p", "os.system"},
         {"hostile_inst.p", "INST"},
     };
     for (const auto& [file, part] : cases) {
@@ -419,9 +427,11 @@ TEST_F(neuronio_reader, list_files) {
                           "sim__b_randomSeed_2.json", "a.p.7.123.neuronio.safetensors"})
         std::ofstream(d / n) << "x";
     const auto files = elm::list_neuronio_files(d.string());
-    EXPECT_EQ(files, (std::vector<std::string>{(d / "a.p").string(), (d / "c.pkl").string(), (d / "d.pickle").string(),
-                                               (d / "sim__b_randomSeed_2.p").string()}));
-    EXPECT_EQ(elm::list_neuronio_files((d / "notes.txt").string()), std::vector<std::string>{(d / "notes.txt").string()});
+    EXPECT_EQ(files,
+              (std::vector<std::string>{(d / "a.p").string(), (d / "c.pkl").string(),
+                                        (d / "d.pickle").string(), (d / "sim__b_randomSeed_2.p").string()}));
+    EXPECT_EQ(elm::list_neuronio_files((d / "notes.txt").string()),
+              std::vector<std::string>{(d / "notes.txt").string()});
     EXPECT_THROW(elm::list_neuronio_files((d / "missing").string()), elm::file_not_found_error);
     fs::create_directories(d / "empty");
     EXPECT_THROW(elm::list_neuronio_files((d / "empty").string()), elm::error);

@@ -51,15 +51,20 @@ TEST(npy, writes_exactly_what_numpy_writes) {
     const float v[] = {0, 1, 2, 3, 4, 5};
     const auto t = elm::make_tensor<float>("x", {2, 3}, v);
     const auto b = elm::detail::serialize_npy(t, "x.npy");
-    const std::string expected_header = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"s;
+    const std::string expected_header =
+        "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"s;
     ASSERT_EQ(b.size(), 128u + sizeof(v));
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), expected_header.size()), expected_header);
     EXPECT_EQ(std::to_integer<char>(b[127]), '\n');
     EXPECT_EQ(std::to_integer<char>(b[126]), ' ');
-    const auto one = elm::detail::serialize_npy(elm::make_tensor<std::int64_t>("y", {3}, std::vector<std::int64_t>{1, 2, 3}), "y");
-    EXPECT_NE(std::string(reinterpret_cast<const char*>(one.data()), 100).find("'shape': (3,), }"), std::string::npos);
-    const auto scalar = elm::detail::serialize_npy(elm::make_tensor<double>("z", {}, std::vector<double>{2.5}), "z");
-    EXPECT_NE(std::string(reinterpret_cast<const char*>(scalar.data()), 100).find("'shape': (), }"), std::string::npos);
+    const auto one = elm::detail::serialize_npy(
+        elm::make_tensor<std::int64_t>("y", {3}, std::vector<std::int64_t>{1, 2, 3}), "y");
+    EXPECT_NE(std::string(reinterpret_cast<const char*>(one.data()), 100).find("'shape': (3,), }"),
+              std::string::npos);
+    const auto scalar =
+        elm::detail::serialize_npy(elm::make_tensor<double>("z", {}, std::vector<double>{2.5}), "z");
+    EXPECT_NE(std::string(reinterpret_cast<const char*>(scalar.data()), 100).find("'shape': (), }"),
+              std::string::npos);
 }
 
 TEST(npy, round_trip_every_dtype_through_files) {
@@ -68,7 +73,8 @@ TEST(npy, round_trip_every_dtype_through_files) {
     std::vector<elm::tensor> ts;
     ts.push_back(elm::make_tensor<float>("f4", {2, 2}, std::vector<float>{1.5f, -2, 0, 1e30f}));
     ts.push_back(elm::make_tensor<double>("f8", {1, 3}, std::vector<double>{1.0 / 3, -0.0, 7}));
-    ts.push_back(elm::make_tensor<std::int64_t>("i8", {2}, std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::min(), 9}));
+    ts.push_back(elm::make_tensor<std::int64_t>(
+        "i8", {2}, std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::min(), 9}));
     ts.push_back(elm::make_tensor<std::int32_t>("i4", {1}, std::vector<std::int32_t>{-3}));
     ts.push_back(elm::make_tensor<std::uint8_t>("u1", {2, 1, 2}, std::vector<std::uint8_t>{0, 1, 2, 255}));
     const bool mask[] = {true, false, true};
@@ -94,10 +100,12 @@ TEST(npy, round_trip_every_dtype_through_files) {
 
 TEST(npy, versions_and_header_spellings) {
     const std::string data = "\x01\x00\x00\x00\x02\x00\x00\x00"s;
-    auto t = elm::detail::parse_npy(bytes_of(npy_v1("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", data)), "a");
+    auto t = elm::detail::parse_npy(
+        bytes_of(npy_v1("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", data)), "a");
     EXPECT_EQ(t.to<std::int64_t>(), (std::vector<std::int64_t>{1, 2}));
     // Key order, double quotes, no trailing comma, extra spaces: all valid Python literals numpy may read.
-    t = elm::detail::parse_npy(bytes_of(npy_v1("{ \"shape\" : ( 2 , ) ,'fortran_order':False,'descr':'<i4'}", data)), "b");
+    t = elm::detail::parse_npy(
+        bytes_of(npy_v1("{ \"shape\" : ( 2 , ) ,'fortran_order':False,'descr':'<i4'}", data)), "b");
     EXPECT_EQ(t.shape, (std::vector<std::int64_t>{2}));
     // Version 2 and 3: 4-byte header length.
     for (const char version : {'\x02', '\x03'}) {
@@ -122,7 +130,8 @@ TEST(npy, fortran_order_is_read_as_row_major) {
     const auto v = t.to<std::int64_t>();
     for (int i = 0; i < 2; ++i)
         for (int j = 0; j < 3; ++j)
-            for (int k = 0; k < 4; ++k) EXPECT_EQ(v[static_cast<std::size_t>((i * 3 + j) * 4 + k)], 6 * k + 2 * j + i);
+            for (int k = 0; k < 4; ++k)
+                EXPECT_EQ(v[static_cast<std::size_t>((i * 3 + j) * 4 + k)], 6 * k + 2 * j + i);
 }
 
 TEST(npy, malformed_files_name_the_field) {
@@ -134,27 +143,36 @@ TEST(npy, malformed_files_name_the_field) {
     expect_error(npy_v1("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", d4), "descr");
     expect_error(npy_v1("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", d4), "descr");
     expect_error(npy_v1("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", d4), "header");
-    expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", d4), "data");  // more than the data
+    expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", d4),
+                 "data");  // more than the data
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", d4 + "x"), "data");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", d4), "header");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False}", d4), "header");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", d4), "header");
-    expect_error(npy_v1("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", d4), "header");
+    expect_error(npy_v1("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", d4),
+                 "header");
     expect_error(npy_v1("{'descr': '<f4' 'fortran_order': False, 'shape': (1,)}", d4), "header");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}", d4), "header");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (1 2)}", d4), "header");
     expect_error(npy_v1("{'descr': '<f\\4', 'fortran_order': False, 'shape': (1,)}", d4), "header");
-    expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", d4), "header");
-    expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296)}", d4), "header");
+    expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", d4),
+                 "header");
+    expect_error(
+        npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296)}", d4),
+        "header");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} junk", d4), "header");
     expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (1,", ""), "header");
     // A valid empty array with huge other dimensions: numel 0, no overflow.
-    const auto e = elm::detail::parse_npy(
-        bytes_of(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 0, 4611686018427387904)}", "")), "e");
+    const auto e = elm::detail::parse_npy(bytes_of(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': "
+                                                          "(4611686018427387904, 0, 4611686018427387904)}",
+                                                          "")),
+                                          "e");
     EXPECT_EQ(e.numel(), 0);
     // Truncated anywhere: an error.
-    const auto full = npy_v1("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", std::string(16, '\x01'));
-    for (std::size_t n = 0; n < full.size(); ++n) EXPECT_THROW(elm::detail::parse_npy(bytes_of(full.substr(0, n)), "cut"), elm::error) << n;
+    const auto full =
+        npy_v1("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", std::string(16, '\x01'));
+    for (std::size_t n = 0; n < full.size(); ++n)
+        EXPECT_THROW(elm::detail::parse_npy(bytes_of(full.substr(0, n)), "cut"), elm::error) << n;
 }
 
 }  // namespace

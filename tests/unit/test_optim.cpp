@@ -53,7 +53,8 @@ elm::optimizer_config config_of(const json& c) {
 elm::lr_schedule schedule_of(const json& c) {
     const json& s = c.at("schedule");
     elm::lr_schedule sched;
-    sched.kind = s.at("kind").get<std::string>() == "cosine" ? elm::schedule_kind::cosine : elm::schedule_kind::constant;
+    sched.kind = s.at("kind").get<std::string>() == "cosine" ? elm::schedule_kind::cosine
+                                                             : elm::schedule_kind::constant;
     sched.base_lr = s.at("base_lr").get<double>();
     sched.eta_min = s.at("eta_min").get<double>();
     sched.total_steps = s.at("total_steps").get<std::int64_t>();
@@ -62,7 +63,8 @@ elm::lr_schedule schedule_of(const json& c) {
 
 // |ours - ref| <= tol·max(1, |ref|) everywhere; reports the first bad index and the largest difference.
 template <class T>
-void expect_close(const std::vector<T>& ours, const std::vector<double>& ref, double tol, const std::string& what) {
+void expect_close(const std::vector<T>& ours, const std::vector<double>& ref, double tol,
+                  const std::string& what) {
     ASSERT_EQ(ours.size(), ref.size()) << what;
     double max_diff = 0;
     std::size_t first_bad = ref.size();
@@ -287,7 +289,8 @@ TEST(Optimizer, LoadStateErrors) {
     good.source = "ckpt.safetensors";
     opt.save_state(good);
 
-    const auto expect_error = [](const elm::optimizer<double>& target, const elm::tensor_file& f, const char* field) {
+    const auto expect_error = [](const elm::optimizer<double>& target, const elm::tensor_file& f,
+                                 const char* field) {
         elm::optimizer<double> o = target;
         const std::int64_t steps_before = o.steps();
         try {

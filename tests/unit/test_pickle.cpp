@@ -54,8 +54,11 @@ const elm::detail::unpickle_options no_globals{};
 
 elm::detail::unpickle_options numpy_globals() {
     elm::detail::unpickle_options o;
-    o.allowed_globals = {{"numpy.core.multiarray", "_reconstruct"}, {"numpy", "ndarray"}, {"numpy", "dtype"},
-                         {"numpy.core.multiarray", "scalar"}, {"collections", "OrderedDict"}};
+    o.allowed_globals = {{"numpy.core.multiarray", "_reconstruct"},
+                         {"numpy", "ndarray"},
+                         {"numpy", "dtype"},
+                         {"numpy.core.multiarray", "scalar"},
+                         {"collections", "OrderedDict"}};
     return o;
 }
 
@@ -68,7 +71,8 @@ void expect_error(std::string_view pickle, const std::vector<std::string>& parts
         FAIL() << "no error; expected " << parts.front();
     } catch (const elm::error& e) {
         EXPECT_EQ(e.file(), "test.pkl");
-        for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << " lacks " << p;
+        for (const auto& p : parts)
+            EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << " lacks " << p;
     }
 }
 
@@ -77,9 +81,10 @@ TEST(pickle, python_values_all_protocols) {
         SCOPED_TRACE(protocol);
         const auto b = python_pickle(
             "{'int': 5, 'neg': -70000, 'big': 2**62 + 3, 'vneg': -2**63, 'f': -67.7, 't': True, 'n': None, "
-            "'s': 'h\\u00e9llo', 'b': " + std::string(protocol > 2 ? "b'\\x00\\x01'" : "0") +  // py3 bytes need protocol 3
-            ", 'l': [1, [2, 3], (4,)], 'tup': (1, 2, 3, 4), 'e': (), "
-            "'od': collections.OrderedDict([('z', 1), ('a', 2)])}",
+            "'s': 'h\\u00e9llo', 'b': " +
+                std::string(protocol > 2 ? "b'\\x00\\x01'" : "0") +  // py3 bytes need protocol 3
+                ", 'l': [1, [2, 3], (4,)], 'tup': (1, 2, 3, 4), 'e': (), "
+                "'od': collections.OrderedDict([('z', 1), ('a', 2)])}",
             protocol);
         const auto t = elm::detail::unpickle(b, "py.pkl", numpy_globals());
         const auto r = t.root;
@@ -112,12 +117,13 @@ TEST(pickle, python_values_all_protocols) {
 TEST(pickle, shared_and_cyclic_references) {
     // x is memoized, then shared; the list contains itself.
     const auto b = python_output(
-        "import pickle, sys\nx = [1]\nl = [x, x]\nl.append(l)\nsys.stdout.buffer.write(pickle.dumps(l, protocol=2))\n");
+        "import pickle, sys\nx = [1]\nl = [x, x]\nl.append(l)\nsys.stdout.buffer.write(pickle.dumps(l, "
+        "protocol=2))\n");
     const auto t = elm::detail::unpickle(b, "cyc.pkl", no_globals);
     const auto l = t.as_list(t.root, "l");
     ASSERT_EQ(l.size(), 3u);
-    EXPECT_EQ(l[0], l[1]);     // same object
-    EXPECT_EQ(l[2], t.root);   // cycle
+    EXPECT_EQ(l[0], l[1]);                        // same object
+    EXPECT_EQ(l[2], t.root);                      // cycle
     EXPECT_FALSE(t.describe(t.root, 3).empty());  // depth-limited, terminates
 }
 
@@ -125,8 +131,12 @@ TEST(pickle, shared_and_cyclic_references) {
 // float16 array via _reconstruct + BUILD, a memoized dtype reused through BINGET, a numpy int64 scalar.
 std::string neuronio_like_pickle() {
     std::string p = "\x80\x02}q\x00(U\x06Paramsq\x01}q\x02U\x0enumSimulationsq\x03K\x80sU\x04somaq\x04"s;
-    p += "cnumpy.core.multiarray\n_reconstruct\nq\x05" "cnumpy\nndarray\nq\x06K\x00\x85U\x01" "b\x87Rq\x07"s;
-    p += "(K\x01K\x03\x85" "cnumpy\ndtype\nq\x08U\x02" "f2K\x00K\x01\x87Rq\x09"s;
+    p += "cnumpy.core.multiarray\n_reconstruct\nq\x05"
+         "cnumpy\nndarray\nq\x06K\x00\x85U\x01"
+         "b\x87Rq\x07"s;
+    p += "(K\x01K\x03\x85"
+         "cnumpy\ndtype\nq\x08U\x02"
+         "f2K\x00K\x01\x87Rq\x09"s;
     p += "(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"s;
     p += std::string("\x89U\x06\x00\x3c\x00\xc0\x00\x00", 9) + "tb";
     p += "U\x03segcnumpy.core.multiarray\nscalar\nq\x0ah\x09U\x08";
@@ -163,7 +173,9 @@ TEST(pickle, python2_numpy_structures_without_executing) {
     EXPECT_EQ(t.as_string(t.as_tuple(t.children(dtype)[1], "dtype state")[1], "endian"), "<");
     EXPECT_EQ(t.as_bytes(args[1], "scalar")[0], std::byte{5});
     // Truncated anywhere: an error, never a crash.
-    for (std::size_t n = 0; n < raw.size(); ++n) EXPECT_THROW(elm::detail::unpickle(bytes_of(raw.substr(0, n)), "cut", numpy_globals()), elm::error) << n;
+    for (std::size_t n = 0; n < raw.size(); ++n)
+        EXPECT_THROW(elm::detail::unpickle(bytes_of(raw.substr(0, n)), "cut", numpy_globals()), elm::error)
+            << n;
 }
 
 TEST(pickle, hostile_globals_are_refused_and_never_run) {
@@ -171,13 +183,35 @@ TEST(pickle, hostile_globals_are_refused_and_never_run) {
     fs::remove(marker);
     const std::string cmd = "touch " + marker.string();
     const std::string arg = "X" + std::string(1, char(cmd.size())) + std::string(3, '\0') + cmd;
-    expect_error("\x80\x02" "cos\nsystem\n" + arg + "\x85R.", {"os.system", "byte 2"});
-    expect_error("\x80\x02" "cposix\nsystem\n" + arg + "\x85R.", {"posix.system"});
-    expect_error("\x80\x04\x8c\x08" "builtins\x8c\x04" "eval\x93" + arg + "\x85R.", {"builtins.eval", "byte 18"});
-    expect_error("\x80\x02" "c__builtin__\ngetattr\n.", {"__builtin__.getattr"});
+    expect_error(
+        "\x80\x02"
+        "cos\nsystem\n" +
+            arg + "\x85R.",
+        {"os.system", "byte 2"});
+    expect_error(
+        "\x80\x02"
+        "cposix\nsystem\n" +
+            arg + "\x85R.",
+        {"posix.system"});
+    expect_error(
+        "\x80\x04\x8c\x08"
+        "builtins\x8c\x04"
+        "eval\x93" +
+            arg + "\x85R.",
+        {"builtins.eval", "byte 18"});
+    expect_error(
+        "\x80\x02"
+        "c__builtin__\ngetattr\n.",
+        {"__builtin__.getattr"});
     // Allowed-list matching is exact: a prefix or a different module is not enough.
-    expect_error("\x80\x02" "cnumpy\ndtypes\n.", {"numpy.dtypes"}, numpy_globals());
-    expect_error("\x80\x02" "cnumpy.core\nmultiarray\n.", {"numpy.core.multiarray"}, numpy_globals());
+    expect_error(
+        "\x80\x02"
+        "cnumpy\ndtypes\n.",
+        {"numpy.dtypes"}, numpy_globals());
+    expect_error(
+        "\x80\x02"
+        "cnumpy.core\nmultiarray\n.",
+        {"numpy.core.multiarray"}, numpy_globals());
     // STACK_GLOBAL needs strings.
     expect_error("\x80\x04K\x01K\x02\x93.", {"global module"});
     // Python-2 INST/OBJ and extension registry opcodes.
@@ -196,19 +230,28 @@ TEST(pickle, malformed_structure) {
     expect_error("", {"STOP"});
     expect_error("\x80\x02", {"STOP"});
     expect_error("\x80\x09N.", {"PROTO"});
-    expect_error("\x80\x02.", {"STOP"});                         // nothing on the stack
+    expect_error("\x80\x02.", {"STOP"});  // nothing on the stack
     expect_error("\x80\x02NN.", {"STOP", "2 objects"});
     expect_error("\x80\x02(N.", {"STOP", "1 marks"});
-    expect_error("\x80\x02" "a.", {"underflow"});                   // APPEND on empty stack
-    expect_error("\x80\x02]N(a.", {"underflow"});                // cannot pop below a MARK
-    expect_error("\x80\x02K\x01" "a.", {"APPEND", "list"});             // APPEND to an int
-    expect_error("\x80\x02]NNu.", {"MARK"});                     // SETITEMS without MARK
-    expect_error("\x80\x02](NNu.", {"SETITEMS", "dict"});        // SETITEMS on a list
+    expect_error(
+        "\x80\x02"
+        "a.",
+        {"underflow"});                            // APPEND on empty stack
+    expect_error("\x80\x02]N(a.", {"underflow"});  // cannot pop below a MARK
+    expect_error(
+        "\x80\x02K\x01"
+        "a.",
+        {"APPEND", "list"});                               // APPEND to an int
+    expect_error("\x80\x02]NNu.", {"MARK"});               // SETITEMS without MARK
+    expect_error("\x80\x02](NNu.", {"SETITEMS", "dict"});  // SETITEMS on a list
     expect_error("\x80\x02}(Nu.", {"SETITEMS", "pairs"});
     expect_error("\x80\x02(Nd.", {"DICT", "pairs"});
     expect_error("\x80\x02h\x05.", {"memo"});
     expect_error("\x80\x02Nr\xff\xff\xff\xff.", {"memo index"});  // would allocate 16 GiB
-    expect_error("\x80\x02X\xff\xff\xff\x7f" "abc.", {"truncated"});
+    expect_error(
+        "\x80\x02X\xff\xff\xff\x7f"
+        "abc.",
+        {"truncated"});
     expect_error("\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\xff.", {"truncated"});
     expect_error("\x80\x02T\xff\xff\xff\xff.", {"BINSTRING", "non-negative"});
     expect_error("\x80\x02\x8b\xff\xff\xff\x7f\x00."sv, {"truncated"});
@@ -220,8 +263,12 @@ TEST(pickle, malformed_structure) {
     expect_error("\x80\x02NN\x86\x86.", {"TUPLE2", "underflow"});
     expect_error("\x80\x02NK\x01R.", {"REDUCE", "tuple"});
     expect_error("\x80\x02I12x\n.", {"INT"});
-    expect_error("\x80\x02" "cos", {"truncated"});
-    expect_error("\x80\x02\x95\xff\xff\x00\x00\x00\x00\x00\x00N."sv, {"truncated"});  // FRAME longer than the data
+    expect_error(
+        "\x80\x02"
+        "cos",
+        {"truncated"});
+    expect_error("\x80\x02\x95\xff\xff\x00\x00\x00\x00\x00\x00N."sv,
+                 {"truncated"});  // FRAME longer than the data
 }
 
 TEST(pickle, deep_nesting_has_no_recursion) {
@@ -240,7 +287,10 @@ TEST(pickle, deep_nesting_has_no_recursion) {
 }
 
 TEST(pickle, text_int_and_misc_opcodes) {
-    const auto b = bytes_of("\x80\x02(I-42\nI01\nI00\nG\xc0\x50\xec\xcc\xcc\xcc\xcc\xcd" "C\x02hiNN0\x8a\x01\xff" "2t.");
+    const auto b = bytes_of(
+        "\x80\x02(I-42\nI01\nI00\nG\xc0\x50\xec\xcc\xcc\xcc\xcc\xcd"
+        "C\x02hiNN0\x8a\x01\xff"
+        "2t.");
     const auto t = elm::detail::unpickle(b, "misc", no_globals);
     const auto items = t.as_tuple(t.root, "root");
     ASSERT_EQ(items.size(), 8u);

@@ -44,7 +44,8 @@ void expect_error(const std::vector<std::byte>& b, const std::string& field) {
         FAIL() << "no error, expected one naming " << field;
     } catch (const elm::error& e) {
         EXPECT_EQ(e.file(), "test.safetensors");
-        EXPECT_NE(e.field().find(field), std::string::npos) << "field '" << e.field() << "', what: " << e.what();
+        EXPECT_NE(e.field().find(field), std::string::npos)
+            << "field '" << e.field() << "', what: " << e.what();
     }
 }
 
@@ -76,7 +77,8 @@ TEST(safetensors, golden_model_case_has_published_parameters) {
     EXPECT_EQ(f.at("param._proto_w_s", {7}).type, dtype::f32);
     EXPECT_EQ(f.at("param.mlp.network.0.weight", {10, 12}).to<double>().size(), 120u);
     EXPECT_EQ(f.at("param.w_y.weight").shape, (std::vector<std::int64_t>{3, 5}));
-    for (const auto& t : f.tensors) EXPECT_EQ(t.data.size(), std::size_t(t.numel()) * elm::dtype_size(t.type)) << t.name;
+    for (const auto& t : f.tensors)
+        EXPECT_EQ(t.data.size(), std::size_t(t.numel()) * elm::dtype_size(t.type)) << t.name;
 }
 
 TEST(safetensors, golden_routing_and_pretrained_cases) {
@@ -89,11 +91,13 @@ TEST(safetensors, golden_routing_and_pretrained_cases) {
     const auto idx = v1.at("param.input_to_synapse_indices").to<std::int64_t>();
     EXPECT_GE(*std::min_element(idx.begin(), idx.end()), 0);
     EXPECT_LT(*std::max_element(idx.begin(), idx.end()), 1278);
-    const auto v2 = elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/v2_random_routing_silu_learn_tau.safetensors");
+    const auto v2 =
+        elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/v2_random_routing_silu_learn_tau.safetensors");
     EXPECT_EQ(v2.at("param.valid_indices_mask", {1500}).type, dtype::i64);
     EXPECT_EQ(v2.at("param.tau_b", {100}).type, dtype::f32);
 
-    const auto p = elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_best_elm_neuron.safetensors");
+    const auto p =
+        elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_best_elm_neuron.safetensors");
     EXPECT_EQ(p.tensors.size(), 3u);
     const auto input = p.at("input", {2, 500, 1278}).to<float>();
     for (const float v : input) ASSERT_TRUE(v == -1.0f || v == 0.0f || v == 1.0f);
@@ -149,7 +153,8 @@ TEST(safetensors, round_trip_all_dtypes_sorted_aligned_header) {
 }
 
 TEST(safetensors, write_is_atomic_and_readable) {
-    const auto dir = fs::temp_directory_path() / ("elm_st_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+    const auto dir = fs::temp_directory_path() /
+                     ("elm_st_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
     fs::create_directories(dir);
     const auto path = (dir / "x.safetensors").string();
     elm::write_safetensors(path, sample_file());
@@ -160,7 +165,8 @@ TEST(safetensors, write_is_atomic_and_readable) {
     std::size_t files = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++files;
     EXPECT_EQ(files, 1u);  // no temporary left behind
-    EXPECT_THROW(elm::write_safetensors((dir / "no" / "such" / "x.safetensors").string(), sample_file()), elm::error);
+    EXPECT_THROW(elm::write_safetensors((dir / "no" / "such" / "x.safetensors").string(), sample_file()),
+                 elm::error);
     EXPECT_THROW(elm::read_safetensors((dir / "missing.safetensors").string()), elm::file_not_found_error);
     EXPECT_THROW(elm::read_safetensors(dir.string()), elm::error);
     fs::remove_all(dir);
@@ -172,7 +178,8 @@ TEST(safetensors, truncation_at_every_position_throws) {
         const std::vector<std::byte> cut(bytes.begin(), bytes.begin() + std::ptrdiff_t(n));
         EXPECT_THROW(elm::parse_safetensors(cut, "cut"), elm::error) << "length " << n;
     }
-    const auto small = elm::detail::read_file(std::string(ELM_GOLDEN_DIR) + "/v2_vanilla_one_memory.safetensors");
+    const auto small =
+        elm::detail::read_file(std::string(ELM_GOLDEN_DIR) + "/v2_vanilla_one_memory.safetensors");
     for (std::size_t n = 0; n < small.size(); n += 7) {
         const std::vector<std::byte> cut(small.begin(), small.begin() + std::ptrdiff_t(n));
         EXPECT_THROW(elm::parse_safetensors(cut, "cut"), elm::error) << "length " << n;
@@ -182,39 +189,67 @@ TEST(safetensors, truncation_at_every_position_throws) {
 TEST(safetensors, malformed_headers_name_the_field) {
     expect_error(bytes_of("\x05\x00\x00"), "header");
     expect_error(bytes_of(std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + "{}"), "header");
-    expect_error(bytes_of(std::string("\x00\x00\x00\x08\x00\x00\x00\x00", 8) + "{}"), "header");  // 128 MB > cap
+    expect_error(bytes_of(std::string("\x00\x00\x00\x08\x00\x00\x00\x00", 8) + "{}"),
+                 "header");  // 128 MB > cap
     expect_error(make_file("[1, 2]", 0), "header");
     expect_error(make_file("{\"a\": ", 0), "header");
     expect_error(make_file(" {}", 0), "header");
-    expect_error(make_file("{\"a\": {\"dtype\": \"BF16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2), "a dtype");
-    expect_error(make_file("{\"a\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4), "a dtype");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4), "a shape");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 4]}}", 4), "a shape");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": 1, \"data_offsets\": [0, 4]}}", 4), "a shape");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}}", 4), "a data_offsets");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 4), "a data_offsets");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 4), "a data_offsets");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 4), "a data_offsets");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 4]}}", 4),
+    expect_error(make_file("{\"a\": {\"dtype\": \"BF16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2),
+                 "a dtype");
+    expect_error(make_file("{\"a\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4),
+                 "a dtype");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4),
+                 "a shape");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 4]}}", 4),
+                 "a shape");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": 1, \"data_offsets\": [0, 4]}}", 4),
+                 "a shape");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}}", 4),
                  "a data_offsets");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8), "a data_offsets");  // hole
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 4),
+                 "a data_offsets");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 4),
+                 "a data_offsets");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 4),
+                 "a data_offsets");
+    expect_error(
+        make_file(
+            "{\"a\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 4]}}",
+            4),
+        "a data_offsets");
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8),
+                 "a data_offsets");  // hole
     expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
-                           " \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [2, 6]}}", 8), "data_offsets");  // overlap
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 5), "data_offsets");  // trailing
+                           " \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [2, 6]}}",
+                           8),
+                 "data_offsets");  // overlap
+    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 5),
+                 "data_offsets");  // trailing
     expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
-                           " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8), "a");  // duplicate
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4), "dtype");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4], \"x\": 1}}", 4), "a");
+                           " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+                           8),
+                 "a");  // duplicate
+    expect_error(
+        make_file(
+            "{\"a\": {\"dtype\": \"F32\", \"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4),
+        "dtype");
+    expect_error(
+        make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4], \"x\": 1}}", 4),
+        "a");
     expect_error(make_file("{\"a\": [1, 2]}", 0), "a");
     expect_error(make_file("{\"__metadata__\": {\"k\": 1}}", 0), "__metadata__.k");
     expect_error(make_file("{\"__metadata__\": [\"k\"]}", 0), "__metadata__");
-    expect_error(make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [[[[[1]]]]], \"data_offsets\": [0, 4]}}", 4), "header");
+    expect_error(
+        make_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [[[[[1]]]]], \"data_offsets\": [0, 4]}}", 4),
+        "header");
     expect_error(make_file("{\"a\": \"\xff\xfe\"}", 0), "header");  // not UTF-8
     // Valid edge cases: empty file body, scalar, zero-size tensor, whitespace padding.
     EXPECT_EQ(elm::parse_safetensors(make_file("{}      ", 0), "ok").tensors.size(), 0u);
     const auto ok = elm::parse_safetensors(
         make_file("{\"z\": {\"dtype\": \"F32\", \"shape\": [0, 3], \"data_offsets\": [0, 0]},"
-                  " \"s\": {\"dtype\": \"F64\", \"shape\": [], \"data_offsets\": [0, 8]}}", 8), "ok");
+                  " \"s\": {\"dtype\": \"F64\", \"shape\": [], \"data_offsets\": [0, 8]}}",
+                  8),
+        "ok");
     EXPECT_EQ(ok.at("z").numel(), 0);
     EXPECT_EQ(ok.at("s").numel(), 1);
 }

@@ -113,9 +113,11 @@ TEST_F(torch_pt, synthetic_archive_all_layouts) {
     ASSERT_EQ(f.tensors.size(), 9u);
     EXPECT_EQ(f.tensors[0].name, "w");  // dict order kept
     EXPECT_EQ(f.at("w", {2, 3}).to<float>(), (std::vector<float>{0, 1, 2, 3, 4, 5}));
-    EXPECT_EQ(f.at("wt", {3, 2}).to<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));  // transposed view gathered
+    EXPECT_EQ(f.at("wt", {3, 2}).to<float>(),
+              (std::vector<float>{0, 3, 1, 4, 2, 5}));  // transposed view gathered
     EXPECT_EQ(f.at("off", {2}).to<float>(), (std::vector<float>{4, 5}));
-    EXPECT_EQ(f.at("col", {2, 1}).to<float>(), (std::vector<float>{1, 4}));  // stride of a size-1 dim is irrelevant
+    EXPECT_EQ(f.at("col", {2, 1}).to<float>(),
+              (std::vector<float>{1, 4}));  // stride of a size-1 dim is irrelevant
     EXPECT_EQ(f.at("p", {2}).type, dtype::f64);
     EXPECT_EQ(f.at("p").to<double>(), (std::vector<double>{1.5, -2.5}));
     EXPECT_EQ(f.at("h").type, dtype::f16);
@@ -133,15 +135,24 @@ TEST_F(torch_pt, synthetic_archive_all_layouts) {
 
 TEST_F(torch_pt, malformed_archives_throw_naming_the_problem) {
     const std::vector<std::pair<const char*, const char*>> cases = {
-        {"bad_global.pt", "os.system"},      {"bad_missing_storage.pt", "archive/data/9"},
-        {"bad_storage_size.pt", "storage 0"}, {"bad_offset.pt", "w"},
-        {"bad_stride.pt", "w"},              {"bad_overlap.pt", "w"},
-        {"bad_negative.pt", "w"},            {"bad_rank.pt", "w"},
-        {"bad_root.pt", "state dict"},       {"bad_value.pt", "w"},
-        {"bad_dup.pt", "duplicate"},         {"bad_pid.pt", "storage"},
-        {"bad_bf16.pt", "BFloat16Storage"},  {"bad_byteorder.pt", "byteorder"},
-        {"bad_no_pickle.pt", "data.pkl"},    {"bad_two_pickles.pt", "data.pkl"},
-        {"bad_type_mix.pt", "storage 0"},    {"bad_not_zip.pt", "zip"},
+        {"bad_global.pt", "os.system"},
+        {"bad_missing_storage.pt", "archive/data/9"},
+        {"bad_storage_size.pt", "storage 0"},
+        {"bad_offset.pt", "w"},
+        {"bad_stride.pt", "w"},
+        {"bad_overlap.pt", "w"},
+        {"bad_negative.pt", "w"},
+        {"bad_rank.pt", "w"},
+        {"bad_root.pt", "state dict"},
+        {"bad_value.pt", "w"},
+        {"bad_dup.pt", "duplicate"},
+        {"bad_pid.pt", "storage"},
+        {"bad_bf16.pt", "BFloat16Storage"},
+        {"bad_byteorder.pt", "byteorder"},
+        {"bad_no_pickle.pt", "data.pkl"},
+        {"bad_two_pickles.pt", "data.pkl"},
+        {"bad_type_mix.pt", "storage 0"},
+        {"bad_not_zip.pt", "zip"},
     };
     for (const auto& [name, part] : cases) {
         try {
@@ -164,9 +175,17 @@ TEST(torch_pt_official, every_pretrained_state_dict) {
         SCOPED_TRACE(pt.string());
         ++count;
         const auto f = elm::read_torch_state_dict(pt.string());
-        const std::vector<std::string> names = {"_proto_w_s", "tau_s", "_proto_tau_m", "input_to_synapse_indices",
-                                                "valid_indices_mask", "mlp.network.0.weight", "mlp.network.0.bias",
-                                                "mlp.network.2.weight", "mlp.network.2.bias", "w_y.weight", "w_y.bias"};
+        const std::vector<std::string> names = {"_proto_w_s",
+                                                "tau_s",
+                                                "_proto_tau_m",
+                                                "input_to_synapse_indices",
+                                                "valid_indices_mask",
+                                                "mlp.network.0.weight",
+                                                "mlp.network.0.bias",
+                                                "mlp.network.2.weight",
+                                                "mlp.network.2.bias",
+                                                "w_y.weight",
+                                                "w_y.bias"};
         ASSERT_EQ(f.tensors.size(), names.size());
         for (std::size_t i = 0; i < names.size(); ++i) EXPECT_EQ(f.tensors[i].name, names[i]);
         EXPECT_EQ(f.at("_proto_w_s", {4500}).type, dtype::f32);
@@ -187,7 +206,8 @@ TEST(torch_pt_official, every_pretrained_state_dict) {
 }
 
 TEST(torch_pt_official, truncated_and_flipped_archives_only_throw) {
-    const auto bytes = elm::detail::read_file(std::string(ELM_MODELS_DIR) + "/num_memory_1/neuronio_best_model_state.pt");
+    const auto bytes =
+        elm::detail::read_file(std::string(ELM_MODELS_DIR) + "/num_memory_1/neuronio_best_model_state.pt");
     for (std::size_t n = 0; n < bytes.size(); n += 997) {
         const std::span<const std::byte> cut(bytes.data(), n);
         EXPECT_THROW(elm::detail::parse_torch_state_dict(cut, "cut.pt"), elm::error) << n;
@@ -216,7 +236,8 @@ TEST(model_file, official_model_loads_from_folder_and_pt) {
         const auto expected = sd.at(p.name).to<float>();
         const auto got = m.parameter(p.name);
         ASSERT_EQ(got.size(), expected.size()) << p.name;
-        for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], expected[i]) << p.name << "[" << i << "]";
+        for (std::size_t i = 0; i < got.size(); ++i)
+            ASSERT_EQ(got[i], expected[i]) << p.name << "[" << i << "]";
     }
     const auto mask = sd.at("valid_indices_mask").to<float>();
     EXPECT_TRUE(std::equal(mask.begin(), mask.end(), m.synapse_mask().begin()));
@@ -246,7 +267,8 @@ TEST(model_file, save_load_round_trip_and_state_dict_metadata) {
     EXPECT_EQ(elm::read_safetensors((dir / "d.safetensors").string()).at("tau_s").type, dtype::f64);
     EXPECT_THROW(elm::save_model((dir / "m.pt").string(), m), elm::error);
     EXPECT_THROW(elm::load_model<float>((dir / "nothing.safetensors").string()), elm::file_not_found_error);
-    EXPECT_THROW(elm::load_model<float>(std::string(ELM_GOLDEN_DIR) + "/v1_vanilla_small.safetensors"), elm::error);
+    EXPECT_THROW(elm::load_model<float>(std::string(ELM_GOLDEN_DIR) + "/v1_vanilla_small.safetensors"),
+                 elm::error);
     fs::remove_all(dir);
 }
 
@@ -276,11 +298,13 @@ TEST(model_file, mismatched_state_dicts_name_the_tensor) {
     expect_field(shape, "w_y.bias");
     auto nan = sd;
     for (auto& t : nan.tensors)
-        if (t.name == "w_y.bias") t = elm::make_tensor<float>("w_y.bias", {2}, std::vector<float>{1, std::nanf("")});
+        if (t.name == "w_y.bias")
+            t = elm::make_tensor<float>("w_y.bias", {2}, std::vector<float>{1, std::nanf("")});
     expect_field(nan, "w_y.bias");
     auto ints = sd;
     for (auto& t : ints.tensors)
-        if (t.name == "w_y.bias") t = elm::make_tensor<std::int64_t>("w_y.bias", {2}, std::vector<std::int64_t>{1, 2});
+        if (t.name == "w_y.bias")
+            t = elm::make_tensor<std::int64_t>("w_y.bias", {2}, std::vector<std::int64_t>{1, 2});
     expect_field(ints, "w_y.bias");
     auto route = sd;
     for (auto& t : route.tensors)
