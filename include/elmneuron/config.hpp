@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -57,8 +58,12 @@ struct model_config {
 // naming `source` and the key. `version` is taken from the key "model_version" if present, else `fallback`.
 model_config parse_model_config(std::string_view json_text, std::string_view source,
                                 model_version fallback = model_version::v1);
-// Full config as JSON (every key written, published names), parseable by parse_model_config.
+// Config as JSON (published names; tau_s_value or tau_b_value by version, the init range only when set),
+// parseable by parse_model_config.
 std::string to_json(const model_config& config);
+// The keys parse_model_config knows: the published ELM constructor's arguments in its order, then
+// "model_version" (ours).
+std::span<const std::string_view> model_config_keys();
 
 const char* to_string(model_version v);
 const char* to_string(activation a);

@@ -190,33 +190,13 @@ when given as None). ``tau_s_value`` (v1) and ``tau_b_value`` (v2) are two names
         .def("__repr__",
              [](const elm::model_config& c) {
                  // Keys in the published constructor's order.
-                 static const char* const order[] = {"num_input",
-                                                     "num_output",
-                                                     "num_memory",
-                                                     "lambda_value",
-                                                     "mlp_num_layers",
-                                                     "mlp_hidden_size",
-                                                     "mlp_activation",
-                                                     "tau_s_value",
-                                                     "tau_b_value",
-                                                     "memory_tau_min",
-                                                     "memory_tau_max",
-                                                     "memory_tau_init_min",
-                                                     "memory_tau_init_max",
-                                                     "learn_memory_tau",
-                                                     "learn_w_s",
-                                                     "w_s_value",
-                                                     "num_branch",
-                                                     "num_synapse_per_branch",
-                                                     "input_to_synapse_routing",
-                                                     "delta_t",
-                                                     "model_version"};
                  const auto d = pyb::cast<pyb::dict>(json_loads(elm::to_json(c)));
                  std::string s = "ModelConfig(";
                  bool first = true;
-                 for (const char* key : order) {
+                 for (const std::string_view name : elm::model_config_keys()) {
+                     const std::string key(name);
                      if (!d.contains(key)) continue;
-                     s.append(first ? "" : ", ").append(key).append("=").append(repr_of(d[key]));
+                     s.append(first ? "" : ", ").append(key).append("=").append(repr_of(d[key.c_str()]));
                      first = false;
                  }
                  return s + ")";

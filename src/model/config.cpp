@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 #include <string>
 
 namespace elm {
@@ -104,17 +103,8 @@ void model_config::validate(std::string_view source) const {
     }
 }
 
-model_config parse_model_config(std::string_view json_text, std::string_view source, model_version fallback) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::parse_error& e) {
-        throw error(src(source), "(JSON)", "valid JSON", e.what());
-    }
-    if (!j.is_object()) throw error(src(source), "(top level)", "a JSON object of model settings", j.dump());
-
-    static const std::set<std::string> known = {"model_version",
-                                                "num_input",
+std::span<const std::string_view> model_config_keys() {
+    static constexpr std::string_view keys[] = {"num_input",
                                                 "num_output",
                                                 "num_memory",
                                                 "lambda_value",
@@ -133,9 +123,23 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
                                                 "num_branch",
                                                 "num_synapse_per_branch",
                                                 "input_to_synapse_routing",
-                                                "delta_t"};
+                                                "delta_t",
+                                                "model_version"};
+    return keys;
+}
+
+model_config parse_model_config(std::string_view json_text, std::string_view source, model_version fallback) {
+    json j;
+    try {
+        j = json::parse(json_text);
+    } catch (const json::parse_error& e) {
+        throw error(src(source), "(JSON)", "valid JSON", e.what());
+    }
+    if (!j.is_object()) throw error(src(source), "(top level)", "a JSON object of model settings", j.dump());
+
     for (const auto& [key, value] : j.items())
-        if (!known.count(key))
+        if (std::find(model_config_keys().begin(), model_config_keys().end(), key) ==
+            model_config_keys().end())
             throw error(src(source), key, "a known model setting", "unknown key",
                         "model keys are the published ELM constructor arguments, e.g. num_memory");
 

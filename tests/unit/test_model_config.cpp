@@ -7,12 +7,15 @@
 #include <elmneuron/model.hpp>
 #include <elmneuron/tensor_file.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -162,6 +165,23 @@ TEST(config, json_round_trip_and_published_keys) {
                                             elm::model_version::v2);
     EXPECT_EQ(v2.tau_s_value, 7);
     EXPECT_EQ(v2.version, elm::model_version::v2);
+    // The keys the parser knows are exactly those to_json writes (each from its own field) for a v1 and a v2
+    // config with the optional init range set.
+    auto v2_full = v2;
+    v2_full.memory_tau_init_min = 2;
+    v2_full.memory_tau_init_max = 9;
+    std::vector<std::string> written, known;
+    for (const auto& config : {c, v2_full}) {
+        const auto j = nlohmann::json::parse(elm::to_json(config));
+        for (const auto& [key, value] : j.items())
+            if (std::find(written.begin(), written.end(), key) == written.end()) written.push_back(key);
+    }
+    for (const auto key : elm::model_config_keys()) known.emplace_back(key);
+    EXPECT_EQ(known.front(), "num_input");  // the published constructor's order
+    EXPECT_EQ(known.back(), "model_version");
+    std::sort(written.begin(), written.end());
+    std::sort(known.begin(), known.end());
+    EXPECT_EQ(known, written);
 }
 
 void expect_config_error(const std::string& json, const std::string& field) {
