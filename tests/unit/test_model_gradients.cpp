@@ -173,21 +173,26 @@ TEST_P(model_gradients, match_central_differences) {
 INSTANTIATE_TEST_SUITE_P(randomised_configs, model_gradients, ::testing::ValuesIn(cases()),
                          [](const auto& param_info) { return param_info.param.name; });
 
-// Outputs and parameter gradients of one forward + backward with 1, 2 and 3 threads.
+// Outputs and parameter gradients of one forward + backward with 1, 2 and 3 threads, then 2 and 1 again: each
+// on a new workspace and on one reused by every call (what a call leaves in its buffers must not reach the
+// next, whose threads split the work differently).
 struct thread_run {
     std::vector<float> y, g;
 };
 std::vector<thread_run> run_over_threads(const elm::model<float>& m, const elm::sparse_input<float>& x,
                                          const std::vector<float>& dy) {
     std::vector<thread_run> runs;
-    for (int threads : {1, 2, 3}) {
-        elm::set_num_threads(threads);
-        thread_run r{std::vector<float>(dy.size()), std::vector<float>(m.parameters().size(), 0.f)};
-        elm::workspace<float> ws;
-        m.forward(x, r.y, ws);
-        m.backward(x, dy, ws, r.g);
-        runs.push_back(std::move(r));
-    }
+    elm::workspace<float> reused;
+    for (bool reuse : {false, true})
+        for (int threads : {1, 2, 3, 2, 1}) {
+            elm::set_num_threads(threads);
+            thread_run r{std::vector<float>(dy.size()), std::vector<float>(m.parameters().size(), 0.f)};
+            elm::workspace<float> fresh;
+            elm::workspace<float>& ws = reuse ? reused : fresh;
+            m.forward(x, r.y, ws);
+            m.backward(x, dy, ws, r.g);
+            runs.push_back(std::move(r));
+        }
     elm::set_num_threads(0);
     return runs;
 }
@@ -207,9 +212,9 @@ TEST(model_gradients, results_do_not_depend_on_thread_count) {
     std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
     for (auto& v : r) v = normal(gen);
     const auto runs = run_over_threads(m, x, r);
-    for (int i : {1, 2}) {
-        EXPECT_EQ(runs[0].y, runs[i].y);
-        EXPECT_EQ(runs[0].g, runs[i].g);
+    for (std::size_t i = 1; i < runs.size(); ++i) {
+        EXPECT_EQ(runs[0].y, runs[i].y) << "run " << i;
+        EXPECT_EQ(runs[0].g, runs[i].g) << "run " << i;
     }
 }
 
@@ -240,7 +245,8 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
         std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
         for (auto& v : r) v = normal(gen);
         const auto runs = run_over_threads(m, x, r);
-        for (int i : {1, 2}) EXPECT_EQ(runs[0].g, runs[i].g) << "batch " << B << ", " << i + 1 << " threads";
+        for (std::size_t i = 1; i < runs.size(); ++i)
+            EXPECT_EQ(runs[0].g, runs[i].g) << "batch " << B << ", run " << i;
     }
 }
 
