@@ -48,6 +48,23 @@ struct bench_shape {
     double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
 };
 
+// Numeric option checks with a readable message (CLI11 2.3's PositiveNumber / NonNegativeNumber print the
+// whole double range, 309 digits).
+CLI::Validator number_above(bool allow_zero) {
+    return CLI::Validator(
+        [allow_zero](std::string& text) -> std::string {
+            char* end = nullptr;
+            const double v = std::strtod(text.c_str(), &end);
+            const bool ok =
+                end != text.c_str() && *end == '\0' && std::isfinite(v) && (allow_zero ? v >= 0 : v > 0);
+            return ok ? std::string()
+                      : std::string(allow_zero ? "expected 0 or more" : "expected more than 0") + ", got '" +
+                            text + "'";
+        },
+        allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator positive = number_above(false), non_negative = number_above(true);
+
 std::vector<bench_shape> reference_shapes() {
     std::vector<bench_shape> s;
     s.push_back({"neuronio_branch_elm_dm15", neuronio_branch_elm_config(15), 32, 500, "neuronio", 50, 100});
@@ -516,7 +533,6 @@ json scaling_sweep(const timing& how, const std::string& out_dir) {
         bar.update(done, static_cast<double>(done));
     }
     bar.finish();
-    fs::create_directories(out_dir);
     const std::string csv_path = (fs::path(out_dir) / "scaling.csv").string();
     write_text_atomic(csv_path, csv);
     write_json_atomic((fs::path(out_dir) / "scaling.json").string(),
@@ -558,44 +574,55 @@ void register_bench(CLI::App& app) {
     static double min_time = 0.3;
     static int stream_steps = 20000;
     static bool peer = false;
-    cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
-    cmd->add_option("--shape", only, "Run only the shape with this name");
-    cmd->add_option(
+    auto* json_opt = cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
+    auto* shape_opt = cmd->add_option("--shape", only, "Run only the shape with this name");
+    auto* config_opt = cmd->add_option(
         "--config", config,
         "Benchmark this model config instead (JSON text or file with the published keys, or a run config "
-        "with a \"model\" section) with --batch, --time, --input");
-    cmd->add_option("--name", name, "Name of the --config shape");
-    cmd->add_option("--batch", batch, "Batch size of the --config shape")->check(CLI::PositiveNumber);
-    cmd->add_option("--time", time, "Steps of the --config shape")->check(CLI::PositiveNumber);
+        "with a \"model\" section) with --batch (default 8), --time (500), --input (counts)");
+    config_opt->excludes(shape_opt);
+    // Settings of the --config shape only: given without it they would be ignored, so they are errors.
+    cmd->add_option("--name", name, "Name of the --config shape")->needs(config_opt);
+    cmd->add_option("--batch", batch, "Batch size of the --config shape")->check(positive)->needs(config_opt);
+    cmd->add_option("--time", time, "Steps of the --config shape")->check(positive)->needs(config_opt);
     cmd->add_option("--input", input, "Input of the --config shape: neuronio, counts or onehot")
-        ->check(CLI::IsMember({"neuronio", "counts", "onehot"}));
+        ->check(CLI::IsMember({"neuronio", "counts", "onehot"}))
+        ->needs(config_opt);
     cmd->add_option("--repeats", repeats, "Timed calls per measurement, at least (median reported)")
-        ->check(CLI::PositiveNumber);
+        ->check(positive);
     cmd->add_option("--min-time", min_time,
                     "Seconds each measurement times at least (more calls of short ones; 0: --repeats only)")
-        ->check(CLI::NonNegativeNumber);
-    cmd->add_option("--threads", threads, "Threads (default: all cores); the peer gets the same number");
-    cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")
-        ->check(CLI::PositiveNumber);
-    cmd->add_option("--scaling", scaling,
-                    "Instead: sweep batch, steps, d_m and synapses around the NeuronIO d_m 15 shape; write "
-                    "scaling.csv, scaling.json and scaling.png into this folder");
-    cmd->add_flag("--peer", peer,
-                  "Also run the published PyTorch implementation (bench/peer_pytorch.py) and print ratios");
+        ->check(non_negative);
+    cmd->add_option("--threads", threads, "Threads (default or 0: all cores); the peer gets the same number")
+        ->check(non_negative);
+    cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")->check(positive);
+    auto* scaling_opt = cmd->add_option(
+        "--scaling", scaling,
+        "Instead: sweep batch, steps, d_m and synapses around the NeuronIO d_m 15 shape; write "
+        "scaling.csv, scaling.json and scaling.png into this folder (ours only)");
+    auto* peer_opt = cmd->add_flag(
+        "--peer", peer,
+        "Also run the published PyTorch implementation (bench/peer_pytorch.py) and print ratios");
+    scaling_opt->excludes(config_opt)->excludes(shape_opt)->excludes(json_opt)->excludes(peer_opt);
     cmd->add_option("--peer-python", peer_python,
                     "Python interpreter for the peer, with torch (default: /usr/bin/python3, which Debian's "
-                    "python3-torch serves, else python3 from PATH)");
+                    "python3-torch serves, else python3 from PATH)")
+        ->needs(peer_opt);
     cmd->add_option("--peer-script", peer_script,
-                    "Path of peer_pytorch.py (default: $ELM_PEER_SCRIPT, else bench/ of the source tree)");
+                    "Path of peer_pytorch.py (default: $ELM_PEER_SCRIPT, else bench/ of the source tree)")
+        ->needs(peer_opt);
     cmd->add_option("--peer-repeats", peer_repeats,
                     "Timed repeats of the peer per measurement (default: 3, 1 for sequences over 1000 steps)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative)
+        ->needs(peer_opt);
     cmd->add_option("--peer-warmup", peer_warmup,
                     "Untimed peer calls before timing (TorchScript optimises on them)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(non_negative)
+        ->needs(peer_opt);
     cmd->callback([] {
         set_num_threads(threads);
         if (!scaling.empty()) {
+            create_output_folder(scaling);  // before the sweep's minutes, not after
             scaling_sweep(timing{repeats, min_time}, scaling);
             return;
         }

@@ -60,7 +60,7 @@ template <class T>
 void run_eval(const eval_options& o) {
     const auto m = load_model<T>(o.model);
     const auto files = list_neuronio_files(o.data);
-    fs::create_directories(o.out);
+    create_output_folder(o.out);
     std::vector<neuronio_predictions> predictions;
     progress bar("eval " + o.split, static_cast<std::int64_t>(files.size()), "sample-steps");
     double steps = 0;
@@ -125,7 +125,7 @@ void run_eval(const eval_options& o) {
 template <class T>
 void run_predict(const eval_options& o) {
     const auto m = load_model<T>(o.model);
-    fs::create_directories(o.out);
+    create_output_folder(o.out);
     for (const auto& path : list_neuronio_files(o.data)) {
         const auto file = load_neuronio(path, o.cache);
         const auto p = predict_neuronio(m, file, o.protocol);

@@ -4,6 +4,7 @@
 // mpirun directly (tools/neuron/README.md).
 
 #include <elmneuron/error.hpp>
+#include <elmneuron/tensor_file.hpp>
 
 #include "commands.hpp"
 
@@ -30,6 +31,7 @@ void register_simulate(CLI::App& app) {
     cmd->callback([] {
         namespace fs = std::filesystem;
         if (!fs::exists(config)) throw file_not_found_error(config);
+        create_output_folder(out);  // a clear error here rather than a Python traceback from the generator
         std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         if (const char* env = std::getenv("ELM_PYTHON")) python = env;
         const std::string script = std::string(ELM_SOURCE_DIR) + "/tools/neuron/simulate.py";

@@ -61,6 +61,10 @@ tensor_file read_torch_state_dict(const std::string& path);
 // Writes text (JSON, CSV reports) atomically: temporary file in the same folder, then rename.
 void write_text_atomic(const std::string& path, std::string_view text);
 
+// Creates an output folder (and its parents) if needed and checks that files can be written into it; an
+// elm::error naming the folder otherwise (not a filesystem exception, and before any work is done).
+void create_output_folder(const std::string& path);
+
 // .npy (version 1-3, little-endian numeric dtypes, C order) read and atomic write.
 tensor read_npy(const std::string& path);
 void write_npy(const std::string& path, const tensor& t);

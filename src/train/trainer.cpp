@@ -214,7 +214,7 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     auto say = [&](const std::string& msg) {
         if (cb.on_message) cb.on_message(msg);
     };
-    fs::create_directories(c.out_dir);
+    create_output_folder(c.out_dir);
     const fs::path out(c.out_dir);
     const std::string ckpt = (out / "checkpoint.safetensors").string();
     const auto train_files = list_neuronio_files(c.data.train);

@@ -144,3 +144,18 @@ def expected_kept(files):
         _, y_spike, _ = parse_sim_experiment_file(path)
         kept += int(((y_spike.sum(axis=0) >= 0) & (y_spike.sum(axis=0) <= 24)).sum())
     return kept
+
+
+def test_eval_output_folder_that_cannot_be_made_is_a_clear_error():
+    """--out under a regular file: status 2 naming the folder and nothing written (not an internal error)."""
+    model = os.path.join(MODELS, "num_memory_1")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_neuronio_file(os.path.join(tmp, "sim__test_0.p"), num_sims=2, duration_ms=1000, seed=7)
+        blocker = os.path.join(tmp, "not_a_folder")
+        open(blocker, "w").write("x")
+        out = os.path.join(blocker, "eval")
+        r = subprocess.run([CLI, "eval", "--model", model, "--data", tmp, "--out", out, "--no-plots"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2, r.stderr
+        assert out in r.stderr and "output folder" in r.stderr, r.stderr
+        assert "internal error" not in r.stderr

@@ -106,3 +106,18 @@ def test_kill_and_resume_is_bit_identical(data):
     la = [r[:-1] for r in csv.reader(open(os.path.join(out_a, "train_log.csv")))]
     lb = [r[:-1] for r in csv.reader(open(os.path.join(out_b, "train_log.csv")))]
     assert la == lb
+
+
+def test_unwritable_output_folder_is_a_clear_error_before_training(data):
+    """An out_dir that cannot be created (here: under a regular file) is a usage error (status 2) naming the
+    folder, before any training step; before, it was an internal error (status 1) from the filesystem."""
+    blocker = os.path.join(data, "not_a_folder")
+    open(blocker, "w").write("x")
+    cfg, _ = write_config(data, "blocked", epochs=1, steps=5)
+    settings = json.load(open(cfg))
+    settings["out_dir"] = os.path.join(blocker, "run")
+    json.dump(settings, open(cfg, "w"))
+    r = subprocess.run([CLI, "train", "--config", cfg, "--no-plots"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert settings["out_dir"] in r.stderr and "output folder" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr

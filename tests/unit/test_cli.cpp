@@ -18,6 +18,8 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -206,6 +208,43 @@ TEST(cli, bench_rejects_unknown_shapes_and_bad_configs) {
     r = run_cli("bench --config /no/such/config.json");
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.output.find("/no/such/config.json"), std::string::npos) << r.output;
+}
+
+// Options that would be ignored in the combination given are usage errors (status 2, the option named), and
+// numeric checks say what they expected.
+TEST(cli, bench_rejects_options_it_would_ignore) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"bench --batch 4", "--batch requires --config"},
+        {"bench --time 40 --shape neuronio_branch_elm_dm15", "--time requires --config"},
+        {"bench --input onehot", "--input requires --config"},
+        {"bench --shape shd_vanilla_elm_dm100 --config '{\"num_input\": 3, \"num_output\": 1}'", "excludes"},
+        {"bench --peer-repeats 2", "--peer-repeats requires --peer"},
+        {"bench --peer-python python3", "--peer-python requires --peer"},
+        {"bench --scaling x --peer", "excludes"},
+        {"bench --scaling x --json y.json", "excludes"},
+        {"bench --threads -2", "--threads: expected 0 or more, got '-2'"},
+        {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --batch 0", "--batch: expected more than 0"},
+        {"bench --min-time -1", "--min-time: expected 0 or more"}};
+    for (const auto& [args, message] : cases) {
+        const auto r = run_cli(args);
+        EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+        EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+        EXPECT_EQ(r.output.find("measuring"), std::string::npos) << args << "\n" << r.output;
+    }
+}
+
+// --scaling's folder is made and checked before the sweep (a bad one failed after it, as an internal error).
+TEST(cli, bench_scaling_checks_its_folder_before_measuring) {
+    const auto dir = temp_dir();
+    const auto file = dir / "a_file";
+    std::ofstream(file) << "x";
+    const auto bad = (file / "scaling").string();  // under a regular file: cannot be created
+    const auto r = run_cli("bench --scaling " + bad + " --repeats 1 --min-time 0 --threads 1");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("output folder"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("points"), std::string::npos) << r.output;  // no sweep progress
+    fs::remove_all(dir);
 }
 
 TEST(cli, bench_checks_its_json_output_before_measuring) {
