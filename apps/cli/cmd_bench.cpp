@@ -48,23 +48,6 @@ struct bench_shape {
     double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
 };
 
-// Numeric option checks with a readable message (CLI11 2.3's PositiveNumber / NonNegativeNumber print the
-// whole double range, 309 digits).
-CLI::Validator number_above(bool allow_zero) {
-    return CLI::Validator(
-        [allow_zero](std::string& text) -> std::string {
-            char* end = nullptr;
-            const double v = std::strtod(text.c_str(), &end);
-            const bool ok =
-                end != text.c_str() && *end == '\0' && std::isfinite(v) && (allow_zero ? v >= 0 : v > 0);
-            return ok ? std::string()
-                      : std::string(allow_zero ? "expected 0 or more" : "expected more than 0") + ", got '" +
-                            text + "'";
-        },
-        allow_zero ? "NONNEGATIVE" : "POSITIVE");
-}
-const CLI::Validator positive = number_above(false), non_negative = number_above(true);
-
 std::vector<bench_shape> reference_shapes() {
     std::vector<bench_shape> s;
     s.push_back({"neuronio_branch_elm_dm15", neuronio_branch_elm_config(15), 32, 500, "neuronio", 50, 100});
@@ -403,12 +386,17 @@ json run_peer(const bench_shape& s, const peer_options& o) {
     return run_peer_script(o, "", request.dump(), "shape");
 }
 
-// Milliseconds with three significant digits and no exponent (952, 17.1, 1.24, 0.0312): a small
-// --config shape is not shown as 0.0.
+// Milliseconds with three significant digits (952, 17.1, 1.24, 0.0312; below 1e-4 ms in exponent form): a
+// small --config shape is not shown as 0.0.
 std::string fmt_ms(double ms) {
     char b[32];
     const double a = std::abs(ms);
-    std::snprintf(b, sizeof b, a >= 99.95 ? "%.0f" : a >= 9.995 ? "%.1f" : a >= 0.9995 ? "%.2f" : "%.3g", ms);
+    std::snprintf(b, sizeof b,
+                  a >= 99.95    ? "%.0f"
+                  : a >= 9.995  ? "%.1f"
+                  : a >= 0.9995 ? "%.2f"
+                                : "%#.3g",
+                  ms);
     return b;
 }
 
@@ -583,19 +571,25 @@ void register_bench(CLI::App& app) {
     config_opt->excludes(shape_opt);
     // Settings of the --config shape only: given without it they would be ignored, so they are errors.
     cmd->add_option("--name", name, "Name of the --config shape")->needs(config_opt);
-    cmd->add_option("--batch", batch, "Batch size of the --config shape")->check(positive)->needs(config_opt);
-    cmd->add_option("--time", time, "Steps of the --config shape")->check(positive)->needs(config_opt);
+    cmd->add_option("--batch", batch, "Batch size of the --config shape")
+        ->check(positive_number())
+        ->needs(config_opt);
+    cmd->add_option("--time", time, "Steps of the --config shape")
+        ->check(positive_number())
+        ->needs(config_opt);
     cmd->add_option("--input", input, "Input of the --config shape: neuronio, counts or onehot")
         ->check(CLI::IsMember({"neuronio", "counts", "onehot"}))
         ->needs(config_opt);
     cmd->add_option("--repeats", repeats, "Timed calls per measurement, at least (median reported)")
-        ->check(positive);
+        ->check(positive_number());
     cmd->add_option("--min-time", min_time,
                     "Seconds each measurement times at least (more calls of short ones; 0: --repeats only)")
-        ->check(non_negative);
+        ->check(non_negative_number());
     cmd->add_option("--threads", threads, "Threads (default or 0: all cores); the peer gets the same number")
-        ->check(non_negative);
-    cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")->check(positive);
+        ->check(non_negative_number());
+    auto* stream_opt = cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")
+                           ->check(positive_number())
+                           ->excludes(config_opt);
     auto* scaling_opt = cmd->add_option(
         "--scaling", scaling,
         "Instead: sweep batch, steps, d_m and synapses around the NeuronIO d_m 15 shape; write "
@@ -603,7 +597,12 @@ void register_bench(CLI::App& app) {
     auto* peer_opt = cmd->add_flag(
         "--peer", peer,
         "Also run the published PyTorch implementation (bench/peer_pytorch.py) and print ratios");
-    scaling_opt->excludes(config_opt)->excludes(shape_opt)->excludes(json_opt)->excludes(peer_opt);
+    scaling_opt->check(non_empty_text())
+        ->excludes(config_opt)
+        ->excludes(shape_opt)
+        ->excludes(json_opt)
+        ->excludes(peer_opt)
+        ->excludes(stream_opt);
     cmd->add_option("--peer-python", peer_python,
                     "Python interpreter for the peer, with torch (default: /usr/bin/python3, which Debian's "
                     "python3-torch serves, else python3 from PATH)")
@@ -613,11 +612,11 @@ void register_bench(CLI::App& app) {
         ->needs(peer_opt);
     cmd->add_option("--peer-repeats", peer_repeats,
                     "Timed repeats of the peer per measurement (default: 3, 1 for sequences over 1000 steps)")
-        ->check(non_negative)
+        ->check(non_negative_number())
         ->needs(peer_opt);
     cmd->add_option("--peer-warmup", peer_warmup,
                     "Untimed peer calls before timing (TorchScript optimises on them)")
-        ->check(non_negative)
+        ->check(non_negative_number())
         ->needs(peer_opt);
     cmd->callback([] {
         set_num_threads(threads);

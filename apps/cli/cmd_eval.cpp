@@ -157,7 +157,8 @@ void add_common(CLI::App* cmd, eval_options& o) {
     cmd->add_option("--window", o.protocol.window, "input_window_size (ms)");
     cmd->add_option("--burn-in", o.protocol.burn_in, "burn_in_time (ms)");
     cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
-    cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
+    cmd->add_option("--threads", o.threads, "Threads (default or 0: all cores)")
+        ->check(non_negative_number());
 }
 
 }  // namespace

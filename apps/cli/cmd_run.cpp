@@ -7,6 +7,7 @@
 #include <elmneuron/tensor_file.hpp>
 
 #include "commands.hpp"
+#include "common.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -95,7 +96,8 @@ void register_run(CLI::App& app) {
     cmd->add_option("--tensor", o.tensor_name, "Input tensor name inside a .safetensors (default: 'input')");
     cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
     cmd->add_flag("--traces", o.traces, "Also write trace.memory and trace.branch (safetensors output only)");
-    cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
+    cmd->add_option("--threads", o.threads, "Threads (default or 0: all cores)")
+        ->check(non_negative_number());
     cmd->callback([] {
         set_num_threads(o.threads);
         if (o.precision == "f32")

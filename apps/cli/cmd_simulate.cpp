@@ -7,6 +7,7 @@
 #include <elmneuron/tensor_file.hpp>
 
 #include "commands.hpp"
+#include "common.hpp"
 
 #include <sys/wait.h>
 
@@ -24,7 +25,8 @@ void register_simulate(CLI::App& app) {
     static bool resume = false;
     cmd->add_option("-c,--config", config, "Simulation config JSON (see tools/neuron/README.md)")->required();
     cmd->add_option("-o,--out", out, "Output folder for the pickles and their JSON sidecars")->required();
-    cmd->add_option("-w,--workers", workers, "Worker processes (results do not depend on it)");
+    cmd->add_option("-w,--workers", workers, "Worker processes (results do not depend on it)")
+        ->check(positive_number());
     cmd->add_flag("--resume", resume, "Skip files that are already complete");
     cmd->add_option("--cell", cell, "Cell plug-in module.py:ClassName");
     cmd->add_option("--mechanisms", mechanisms, "Compiled mechanism library (.so)");

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -54,6 +55,34 @@ void check_output_file(const std::string& path) {
     if (!fs::is_directory(dir, ec)) throw elm::error(path, "path", expected, "no folder " + dir.string());
     if (fs::is_directory(p, ec)) throw elm::error(path, "path", expected, "a folder");
     if (::access(dir.c_str(), W_OK) != 0) throw elm::error(path, "path", expected, "folder not writable");
+}
+
+namespace {
+
+CLI::Validator number_above(bool allow_zero) {
+    return CLI::Validator(
+        [allow_zero](std::string& text) -> std::string {
+            char* end = nullptr;
+            const double v = std::strtod(text.c_str(), &end);
+            const bool ok =
+                end != text.c_str() && *end == '\0' && std::isfinite(v) && (allow_zero ? v >= 0 : v > 0);
+            return ok ? std::string()
+                      : std::string(allow_zero ? "expected 0 or more" : "expected more than 0") + ", got '" +
+                            text + "'";
+        },
+        allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+
+}  // namespace
+
+CLI::Validator positive_number() { return number_above(false); }
+CLI::Validator non_negative_number() { return number_above(true); }
+CLI::Validator non_empty_text() {
+    return CLI::Validator(
+        [](std::string& text) {
+            return text.empty() ? std::string("expected a non-empty value") : std::string();
+        },
+        "TEXT");
 }
 
 bool make_plot(const std::vector<std::string>& args) {

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the subcommands: progress display, atomic JSON output, the plotting script.
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -29,6 +30,12 @@ void write_json_atomic(const std::string& path, const nlohmann::json& j);
 // Throws elm::error unless `path` can be written later (its folder exists and is writable, and it is not a
 // folder): long jobs check their output files before they start, not after the work.
 void check_output_file(const std::string& path);
+
+// Option checks with readable messages ("--batch: expected more than 0, got '0'"; CLI11's PositiveNumber and
+// NonNegativeNumber print the whole double range, 309 digits) and a non-empty text check.
+CLI::Validator positive_number();
+CLI::Validator non_negative_number();
+CLI::Validator non_empty_text();
 
 // Runs tools/plots/elm_plots.py with these arguments (python: $ELM_PYTHON, else /usr/bin/python3, else
 // python3). Returns false and prints why on stderr if the plot could not be made; results are never lost.

@@ -161,6 +161,17 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
             name != "custom")
             continue;
         found = true;
+        // Three significant digits as printed (a fixed "0.00" has none).
+        std::istringstream again(line);
+        std::string cell;
+        again >> cell >> cell;
+        for (int k = 0; k < 4; ++k) {
+            again >> cell;
+            std::string digits;
+            for (char ch : cell.substr(0, cell.find('e')))
+                if (ch >= '0' && ch <= '9' && !(digits.empty() && ch == '0')) digits += ch;
+            EXPECT_GE(digits.size(), 3u) << cell << " in: " << line;
+        }
         EXPECT_EQ(threads, 1);
         EXPECT_NEAR(inference, s["inference_ms"].get<double>(), 0.005 * s["inference_ms"].get<double>());
         EXPECT_NEAR(forward, s["forward_ms"].get<double>(), 0.005 * s["forward_ms"].get<double>());
@@ -211,7 +222,7 @@ TEST(cli, bench_rejects_unknown_shapes_and_bad_configs) {
 }
 
 // Options that would be ignored in the combination given are usage errors (status 2, the option named), and
-// numeric checks say what they expected.
+// numeric checks say what they expected (bench, and the thread / worker counts of run, eval, simulate).
 TEST(cli, bench_rejects_options_it_would_ignore) {
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"bench --batch 4", "--batch requires --config"},
@@ -224,13 +235,35 @@ TEST(cli, bench_rejects_options_it_would_ignore) {
         {"bench --scaling x --json y.json", "excludes"},
         {"bench --threads -2", "--threads: expected 0 or more, got '-2'"},
         {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --batch 0", "--batch: expected more than 0"},
-        {"bench --min-time -1", "--min-time: expected 0 or more"}};
+        {"bench --min-time -1", "--min-time: expected 0 or more"},
+        {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --stream-steps 5", "excludes"},
+        {"bench --scaling x --stream-steps 5", "excludes"},
+        {"bench --scaling=", "--scaling"},
+        {"run model.safetensors --threads -1", "--threads: expected 0 or more, got '-1'"},
+        {"eval --threads -1", "--threads: expected 0 or more, got '-1'"},
+        {"simulate --config c.json --out o --workers 0", "--workers: expected more than 0, got '0'"}};
     for (const auto& [args, message] : cases) {
         const auto r = run_cli(args);
         EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
         EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
         EXPECT_EQ(r.output.find("measuring"), std::string::npos) << args << "\n" << r.output;
     }
+}
+
+// simulate's --out is made and checked before the NEURON generator starts (it used to end in a Python
+// traceback from the generator).
+TEST(cli, simulate_checks_its_output_folder_first) {
+    const auto dir = temp_dir();
+    const auto file = dir / "a_file";
+    std::ofstream(file) << "x";
+    const auto bad = (file / "sim").string();
+    const auto r = run_cli("simulate --config " + std::string(ELM_TEST_DATA_DIR) +
+                           "/../../configs/quickstart/simulate_train.json --out " + bad + " --workers 1");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("output folder"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("Traceback"), std::string::npos) << r.output;
+    fs::remove_all(dir);
 }
 
 // --scaling's folder is made and checked before the sweep (a bad one failed after it, as an internal error).
