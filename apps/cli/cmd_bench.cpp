@@ -618,8 +618,9 @@ void register_bench(CLI::App& app) {
                     "Untimed peer calls before timing (TorchScript optimises on them)")
         ->check(non_negative_number())
         ->needs(peer_opt);
-    cmd->callback([] {
+    cmd->callback([stream_opt] {
         set_num_threads(threads);
+        const bool stream_steps_given = stream_opt->count() > 0;
         if (!scaling.empty()) {
             create_output_folder(scaling);  // before the sweep's minutes, not after
             scaling_sweep(timing{repeats, min_time}, scaling);
@@ -639,6 +640,9 @@ void register_bench(CLI::App& app) {
             if (shapes.empty() && !with_streaming)
                 throw error("bench", "--shape", "one of " + names, "'" + only + "'");
         }
+        if (stream_steps_given && !with_streaming)  // it would be ignored (the CLI's excludes cover --config)
+            throw error("bench", "--stream-steps", std::string("a run that includes ") + streaming_name,
+                        "--shape " + only);
         if (!json_out.empty()) check_output_file(json_out);  // before minutes of measuring, not after
         json machine = machine_info();
         peer_options po;

@@ -33,7 +33,8 @@ void register_simulate(CLI::App& app) {
     cmd->callback([] {
         namespace fs = std::filesystem;
         if (!fs::exists(config)) throw file_not_found_error(config);
-        create_output_folder(out);  // a clear error here rather than a Python traceback from the generator
+        create_output_folder(out);  // a clear error here, not a Python traceback (a bad config then leaves
+                                    // this folder empty: the generator checks the config)
         std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         if (const char* env = std::getenv("ELM_PYTHON")) python = env;
         const std::string script = std::string(ELM_SOURCE_DIR) + "/tools/neuron/simulate.py";

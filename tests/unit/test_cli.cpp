@@ -238,6 +238,7 @@ TEST(cli, bench_rejects_options_it_would_ignore) {
         {"bench --min-time -1", "--min-time: expected 0 or more"},
         {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --stream-steps 5", "excludes"},
         {"bench --scaling x --stream-steps 5", "excludes"},
+        {"bench --shape neuronio_branch_elm_dm15 --stream-steps 5", "--stream-steps"},
         {"bench --scaling=", "--scaling"},
         {"run model.safetensors --threads -1", "--threads: expected 0 or more, got '-1'"},
         {"eval --threads -1", "--threads: expected 0 or more, got '-1'"},
