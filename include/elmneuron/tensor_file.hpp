@@ -62,8 +62,9 @@ tensor_file read_torch_state_dict(const std::string& path);
 void write_text_atomic(const std::string& path, std::string_view text);
 
 // Creates an output folder (and its parents) if needed and checks that files can be written into it; an
-// elm::error naming the folder otherwise (not a filesystem exception, and before any work is done).
-void create_output_folder(const std::string& path);
+// elm::error naming the folder and `field` (the option or config key it came from) otherwise, not a
+// filesystem exception.
+void create_output_folder(const std::string& path, const std::string& field = "output folder");
 
 // .npy (version 1-3, little-endian numeric dtypes, C order) read and atomic write.
 tensor read_npy(const std::string& path);

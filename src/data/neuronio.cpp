@@ -777,8 +777,7 @@ neuronio_file load_neuronio(const std::string& path, const std::string& cache_di
         }
     }
     auto f = read_neuronio_file(path);
-    fs::create_directories(cache_dir, ec);
-    if (ec) throw elm::error(cache_dir, "cache_dir", "a folder that can be created", ec.message());
+    create_output_folder(cache_dir, "cache_dir");
     write_cache(cache, f, key);
     return f;
 }

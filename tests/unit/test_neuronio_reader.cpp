@@ -417,6 +417,15 @@ TEST_F(neuronio_reader, load_uses_and_refreshes_the_cache) {
         EXPECT_NE(e.hint().find("delete the cache file"), std::string::npos) << e.what();
     }
     EXPECT_THROW(elm::load_neuronio(path("no_such.p"), cache_dir), elm::file_not_found_error);
+    // A cache folder that cannot be made (under a regular file) is an error naming it and the config key.
+    const auto blocked = (fs::path(src) / "cache").string();
+    try {
+        elm::load_neuronio(path("py3.p"), blocked);
+        ADD_FAILURE() << "no error";
+    } catch (const elm::error& e) {
+        EXPECT_EQ(e.file(), blocked);
+        EXPECT_EQ(e.field(), "cache_dir");
+    }
 }
 
 TEST_F(neuronio_reader, list_files) {
