@@ -137,9 +137,9 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
     }
     if (!j.is_object()) throw error(src(source), "(top level)", "a JSON object of model settings", j.dump());
 
+    const auto known = model_config_keys();
     for (const auto& [key, value] : j.items())
-        if (std::find(model_config_keys().begin(), model_config_keys().end(), key) ==
-            model_config_keys().end())
+        if (std::find(known.begin(), known.end(), key) == known.end())
             throw error(src(source), key, "a known model setting", "unknown key",
                         "model keys are the published ELM constructor arguments, e.g. num_memory");
 
