@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -251,34 +252,41 @@ TEST(cli, bench_rejects_options_it_would_ignore) {
     }
 }
 
-// simulate's --out is made and checked before the NEURON generator starts (it used to end in a Python
-// traceback from the generator).
-TEST(cli, simulate_checks_its_output_folder_first) {
+// Runs the command that `args` makes of an output folder that cannot be created (under a regular file): it
+// must fail with status 2 naming that folder, before the work starts (`absent`, a sign of the work, is not in
+// the output).
+void expect_output_folder_refused(const std::function<std::string(const std::string&)>& args,
+                                  const std::string& absent) {
     const auto dir = temp_dir();
     const auto file = dir / "a_file";
     std::ofstream(file) << "x";
-    const auto bad = (file / "sim").string();
-    const auto r = run_cli("simulate --config " + std::string(ELM_TEST_DATA_DIR) +
-                           "/../../configs/quickstart/simulate_train.json --out " + bad + " --workers 1");
+    const auto bad = (file / "out").string();
+    const auto r = run_cli(args(bad));
     EXPECT_EQ(r.status, 2) << r.output;
     EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("output folder"), std::string::npos) << r.output;
-    EXPECT_EQ(r.output.find("Traceback"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find(absent), std::string::npos) << r.output;
     fs::remove_all(dir);
+}
+
+// simulate's --out is made and checked before the NEURON generator starts (it used to end in a Python
+// traceback from the generator).
+TEST(cli, simulate_checks_its_output_folder_first) {
+    expect_output_folder_refused(
+        [](const std::string& bad) {
+            return "simulate --config " + std::string(ELM_TEST_DATA_DIR) +
+                   "/../../configs/quickstart/simulate_train.json --out " + bad + " --workers 1";
+        },
+        "Traceback");
 }
 
 // --scaling's folder is made and checked before the sweep (a bad one failed after it, as an internal error).
 TEST(cli, bench_scaling_checks_its_folder_before_measuring) {
-    const auto dir = temp_dir();
-    const auto file = dir / "a_file";
-    std::ofstream(file) << "x";
-    const auto bad = (file / "scaling").string();  // under a regular file: cannot be created
-    const auto r = run_cli("bench --scaling " + bad + " --repeats 1 --min-time 0 --threads 1");
-    EXPECT_EQ(r.status, 2) << r.output;
-    EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("output folder"), std::string::npos) << r.output;
-    EXPECT_EQ(r.output.find("points"), std::string::npos) << r.output;  // no sweep progress
-    fs::remove_all(dir);
+    expect_output_folder_refused(
+        [](const std::string& bad) {
+            return "bench --scaling " + bad + " --repeats 1 --min-time 0 --threads 1";
+        },
+        "points");  // no sweep progress
 }
 
 TEST(cli, bench_checks_its_json_output_before_measuring) {
