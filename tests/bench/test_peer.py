@@ -69,6 +69,44 @@ def test_bench_peer_prints_every_ratio(bench_json):
     assert machine["peak_gflops_one_thread"]["peer_sgemm"] > 0
 
 
+def test_peer_thread_counts_are_powers_of_two_below_the_limit_and_the_limit():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import peer_pytorch
+
+    assert peer_pytorch.thread_counts(0) == [0]  # torch's default only
+    assert peer_pytorch.thread_counts(1) == [1]
+    assert peer_pytorch.thread_counts(2) == [1, 2]
+    assert peer_pytorch.thread_counts(6) == [1, 2, 4, 6]
+    assert peer_pytorch.thread_counts(16) == [1, 2, 4, 8, 16]
+
+
+def test_bench_peer_with_two_threads_takes_the_peers_fastest_thread_count(tmp_path):
+    # The peer is run at its best with at most --threads threads: each of its times is the fastest of its
+    # thread counts, and the ratios use that time.
+    config = {"num_input": 20, "num_output": 2, "num_memory": 4}
+    out = str(tmp_path / "bench.json")
+    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
+                        "--batch", "2", "--time", "20", "--input", "counts", "--repeats", "1", "--min-time", "0",
+                        "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "2", "--json", out],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "peer the fastest of 1, 2 threads per measurement" in r.stdout
+    assert "peer: fastest thread count" in r.stdout
+    result = json.load(open(out))
+    shape = result["results"][0]
+    peer = shape["peer"]
+    assert peer["thread_counts"] == [1, 2]
+    assert set(peer["by_threads"]) == {"1", "2"}
+    for key, ratio in (("forward_ms", "inference"), ("forward_backward_ms", "forward_backward"),
+                       ("train_step_ms", "train_step")):
+        times = {int(t): v[key] for t, v in peer["by_threads"].items()}
+        assert peer[key] == min(times.values()), key
+        assert times[peer["threads_per_measurement"][key]] == peer[key], key
+        ours = shape["inference_ms" if ratio == "inference" else key]
+        assert abs(shape["peer_over_ours"][ratio] - peer[key] / ours) <= 1e-12 * shape["peer_over_ours"][ratio]
+    assert result["machine"]["peer"]["thread_counts"] == [1, 2]
+
+
 def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
     # Three "runs": the real output and two copies with the ratios and our times scaled, so that the median,
     # minimum and maximum are known by construction.
