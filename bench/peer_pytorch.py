@@ -28,10 +28,11 @@ timed calls after `warmup` untimed ones):
   forward_ms           model.eval(), torch.no_grad(): y = model(X)
   forward_backward_ms  model.train(): zero_grad, y = model(X), loss = (y * dy).sum(), loss.backward()
   train_step_ms        the same plus optimizer.step() (torch.optim.Adam, lr 1e-4)
-With "threads": N > 1 the shape is timed at 1, 2, 4, ... and N threads (torch.set_num_threads and the BLAS
-pool limited to the same) and each of the three times is the fastest count's, so that the peer is run at its
-best with at most N threads (see thread_counts); `threads_per_measurement` names the count each time came
-from and `by_threads` has every count's times.
+The peer is run at its best with at most N = "threads" threads (bench_at_its_best): the shape is timed at
+1, 2, 4, ... and N threads (torch.set_num_threads, the BLAS pool limited to the same) and, above one thread,
+also with each other installed Debian OpenBLAS build (pthreads / OpenMP, in a child process); each of the
+three times is the fastest configuration's. `fastest` names the configuration of each time, `configurations`
+has every configuration's times. ("thread_counts": [...] and "other_blas": false in a request restrict this.)
 Plus the torch version, torch.get_num_threads(), the BLAS in use and the BLAS/OpenMP environment.
 The process's environment is left as the user has it (e.g. OPENBLAS_CORETYPE): it is only reported.
 """
@@ -538,12 +539,7 @@ def set_threads(threads):
 
 def thread_counts(threads):
     """The thread counts the peer is timed at when it may use `threads`: 1, 2, 4, ... below it, and `threads`
-    (0: torch's default only).
-
-    Its time per measurement is the fastest of them. The published code runs many tiny ops per time step; with
-    more threads each may open a parallel region, and torch's OpenMP pool and OpenBLAS's own pthread pool then
-    compete for the cores: on a 2-core machine its 2-thread train step was measured 2-5x slower than its
-    1-thread one. A user would not run it that way, and the peer is to be run at its best."""
+    (0: torch's default only)."""
     if not threads or threads <= 0:
         return [0]
     counts, t = {threads}, 1
@@ -553,30 +549,81 @@ def thread_counts(threads):
     return sorted(counts)
 
 
+OPENBLAS_BUILDS = ("openblas-pthread", "openblas-openmp")  # Debian's libopenblas0-pthread / -openmp
+
+
+def blas_build(info):
+    """The folder name of the libblas.so.3 this process loaded (openblas-pthread, openblas-openmp, blas, ...)."""
+    for lib in info["loaded_libraries"]:
+        if os.path.basename(lib).startswith("libblas.so"):
+            return os.path.basename(os.path.dirname(lib))
+    return "unknown"
+
+
+def other_openblas_builds(info):
+    """Folders of Debian's OpenBLAS builds that are installed besides the one this process loaded (the
+    libblas.so.3 alternative): the dynamic loader takes one of them first through LD_LIBRARY_PATH."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+    loaded = blas_build(info)
+    return [d for d in (f"/usr/lib/{multiarch}/{b}" for b in OPENBLAS_BUILDS)
+            if os.path.basename(d) != loaded and os.path.isfile(os.path.join(d, "libblas.so.3"))]
+
+
 MEASUREMENTS = ("forward_ms", "forward_backward_ms", "train_step_ms")
 
 
-def bench_fastest_thread_count(shape, counts, repeats, warmup, seed):
-    """bench_shape at each thread count of `counts`; each measurement is the fastest count's, which is named in
-    `threads_per_measurement`; every count's times are in `by_threads`."""
-    by_threads = {}
+def bench_in_child(shape, counts, repeats, warmup, seed, blas_dir):
+    """This script in a child process whose dynamic loader takes libblas.so.3 from `blas_dir` first: its
+    configurations (one per thread count of `counts`)."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = blas_dir + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    request = {"threads": max(counts), "thread_counts": counts, "other_blas": False, "repeats": repeats,
+               "warmup": warmup, "seed": seed, "shapes": [shape]}
+    r = subprocess.run([sys.executable, os.path.abspath(__file__)], input=json.dumps(request), env=env,
+                       capture_output=True, text=True)
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    if r.returncode != 0 or not lines or "configurations" not in lines[-1]:
+        raise RuntimeError(f"the peer with {blas_dir} failed (exit status {r.returncode}): "
+                           f"{(lines[-1].get('error') if lines else None) or r.stderr.strip()[-500:]}")
+    return lines[-1]["configurations"]
+
+
+def bench_at_its_best(shape, counts, repeats, warmup, seed, other_blas):
+    """The peer run at its best with at most max(counts) threads: bench_shape at each thread count of
+    `counts` and, with more than one thread, with each other installed OpenBLAS build (other_blas); each of
+    the three times is the fastest configuration's, named in `fastest`; every configuration's times are in
+    `configurations`.
+
+    Why: the published code runs many tiny ops per time step. With several threads each op may open a parallel
+    region, and with Debian's default OpenBLAS (pthreads) torch's OpenMP pool and OpenBLAS's own thread pool
+    compete for the cores: on a 2-core machine its 2-thread train step was measured 2-5x slower than its
+    1-thread one, while the OpenMP build of OpenBLAS (which shares torch's pool) made 2 threads the fastest for
+    some shapes. A user would pick what runs fastest."""
+    build = blas_build(blas_info())
+    configurations = []
     for t in counts:
         limits = set_threads(t)
-        by_threads[t] = bench_shape(shape, repeats, warmup, seed)
+        r = bench_shape(shape, repeats, warmup, seed)
         if limits is not None:
             limits.restore_original_limits()
-    result = dict(by_threads[counts[-1]])
+        configurations.append({"threads": t, "blas": build, "wall_s": r["wall_s"],
+                               **{k: r[k] for k in MEASUREMENTS}, **{k + "_all": r[k + "_all"] for k in MEASUREMENTS}})
+    multi = [t for t in counts if t > 1]
+    if other_blas and multi:
+        for d in other_openblas_builds(blas_info()):
+            configurations += bench_in_child(shape, multi, repeats, warmup, seed, d)
+    result = {k: v for k, v in r.items() if k not in MEASUREMENTS and not k.startswith(MEASUREMENTS)}
     result["thread_counts"] = list(counts)
-    result["threads_per_measurement"] = {}
+    result["fastest"] = {}
     for key in MEASUREMENTS:
-        fastest = min(counts, key=lambda c: by_threads[c][key])
-        result[key] = by_threads[fastest][key]
-        result[key + "_all"] = by_threads[fastest][key + "_all"]
-        result["threads_per_measurement"][key] = fastest
+        best = min(configurations, key=lambda c: c[key])
+        result[key] = best[key]
+        result[key + "_all"] = best[key + "_all"]
+        result["fastest"][key] = {"threads": best["threads"], "blas": best["blas"]}
     result["forward_ms_per_step"] = result["forward_ms"] / result["time"]
     result["train_ms_per_step"] = result["train_step_ms"] / result["time"]
-    result["by_threads"] = {str(t): {k: r[k] for k in MEASUREMENTS} for t, r in by_threads.items()}
-    result["wall_s"] = sum(r["wall_s"] for r in by_threads.values())
+    result["configurations"] = configurations
+    result["wall_s"] = sum(c["wall_s"] for c in configurations)
     return result
 
 
@@ -714,8 +761,9 @@ def main():
         repeats = int(shape.get("repeats", request.get("repeats", 3)))
         warmup = int(shape.get("warmup", request.get("warmup", 2)))
         try:
-            result = bench_fastest_thread_count(shape, thread_counts(threads), max(1, repeats), max(0, warmup),
-                                                int(request.get("seed", 0)))
+            counts = request.get("thread_counts") or thread_counts(threads)
+            result = bench_at_its_best(shape, [int(c) for c in counts], max(1, repeats), max(0, warmup),
+                                       int(request.get("seed", 0)), bool(request.get("other_blas", True)))
         except Exception as e:  # report per shape, keep going
             result = {"shape": shape.get("name", "custom"), "error": f"{type(e).__name__}: {e}"}
             status = 1

@@ -3,7 +3,8 @@
 # two commands and by CI). Idempotent: packages already present are left alone.
 #   scripts/install-deps.sh            core build + tests
 #   scripts/install-deps.sh --neuron   also the NEURON simulator and OpenMPI (data generator)
-#   scripts/install-deps.sh --peer     also PyTorch + OpenBLAS (the published-code speed peer)
+#   scripts/install-deps.sh --peer     also PyTorch + OpenBLAS, both Debian builds (pthreads, OpenMP): the
+#                                      published-code speed peer is timed with each (bench/README.md)
 set -euo pipefail
 
 core_packages=(
@@ -19,7 +20,7 @@ core_packages=(
   python3-matplotlib                     # PNG plots (learning curves, ROC, traces)
 )
 neuron_packages=(neuron neuron-dev python3-neuron python3-scipy libopenmpi-dev openmpi-bin)
-peer_packages=(python3-torch libopenblas0-pthread)
+peer_packages=(python3-torch libopenblas0-pthread libopenblas0-openmp)
 
 packages=("${core_packages[@]}")
 for arg in "$@"; do

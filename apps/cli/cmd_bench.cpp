@@ -1,8 +1,9 @@
 // elmneuron bench: inference, forward+backward and full train-step (fwd + bwd + Adam) time on the reference
 // shapes of bench/README.md (or one given config), the fraction of the machine limit (per-step MLP FLOPs at
 // the measured single-core sgemm peak), streaming steps/s, as a table and JSON. With --peer, runs the
-// published PyTorch implementation (bench/peer_pytorch.py) on the same shapes with at most the same number of
-// threads (each of its times the fastest of 1, 2, 4, ... and that many) and reports ratios. With --scaling
+// published PyTorch implementation (bench/peer_pytorch.py) on the same shapes at its best with at most the
+// same number of threads (each of its times the fastest of 1, 2, 4, ... and that many threads and of the
+// installed OpenBLAS builds) and reports ratios. With --scaling
 // DIR, sweeps batch, sequence length, d_m and synapses and plots the cost.
 
 #include <elmneuron/benchmark.hpp>
@@ -419,14 +420,22 @@ const char* const peer_environment_keys[] = {
     "peer", "python", "torch_version", "torch_num_interop_threads", "torch_parallel_backend",
     "blas", "env",    "cpu_count"};
 
-// "2", or "the fastest of 1, 2 threads per measurement" when the peer tried several (peer_pytorch.py's
-// thread_counts: it is run at its best with at most --threads threads).
+// How the peer was run: "1", or, with several thread counts (peer_pytorch.py's bench_at_its_best: the peer at
+// its best with at most --threads threads), the counts it tried.
 std::string peer_thread_counts(const json& peer_env) {
     const json counts = peer_env.value("thread_counts", json::array());
     if (counts.size() <= 1) return std::to_string(peer_env.value("torch_num_threads", 0));
     std::string list;
     for (const auto& c : counts) list += (list.empty() ? "" : ", ") + std::to_string(c.get<int>());
-    return "the fastest of " + list + " threads per measurement";
+    return "at its best (the fastest of " + list +
+           " threads and of the installed OpenBLAS builds, per measurement)";
+}
+
+// "2 openblas-openmp": the configuration a peer time came from.
+std::string peer_configuration(const json& fastest, const char* key) {
+    if (!fastest.contains(key)) return "-";
+    const json& c = fastest[key];
+    return std::to_string(c.value("threads", 0)) + " " + c.value("blas", "?");
 }
 
 void print_comparison(const json& results, const json& peer_env, int threads) {
@@ -460,10 +469,11 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
                     fmt(pr, "train_step_ms").c_str(),
                     fmt_ratio(ratio["train_step"], target.value("train_step", 0.0)).c_str());
         if (pr.contains("thread_counts") && pr["thread_counts"].size() > 1) {
-            const auto& t = pr["threads_per_measurement"];
-            std::printf("%-28s | %27d | %27d | %27d\n", "  peer: fastest thread count",
-                        t.value("forward_ms", 0), t.value("forward_backward_ms", 0),
-                        t.value("train_step_ms", 0));
+            const json& f = pr["fastest"];
+            std::printf("%-28s | %27s | %27s | %27s\n", "  peer run (threads, BLAS)",
+                        peer_configuration(f, "forward_ms").c_str(),
+                        peer_configuration(f, "forward_backward_ms").c_str(),
+                        peer_configuration(f, "train_step_ms").c_str());
         }
         if (r.contains("best_possible_ratio_at_fma_peak")) {
             const auto& b = r["best_possible_ratio_at_fma_peak"];

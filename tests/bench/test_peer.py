@@ -80,9 +80,10 @@ def test_peer_thread_counts_are_powers_of_two_below_the_limit_and_the_limit():
     assert peer_pytorch.thread_counts(16) == [1, 2, 4, 8, 16]
 
 
-def test_bench_peer_with_two_threads_takes_the_peers_fastest_thread_count(tmp_path):
+def test_bench_peer_with_two_threads_runs_the_peer_at_its_best(tmp_path):
     # The peer is run at its best with at most --threads threads: each of its times is the fastest of its
-    # thread counts, and the ratios use that time.
+    # configurations (thread counts 1 and 2; at 2 threads also each other installed OpenBLAS build), and the
+    # ratios use that time.
     config = {"num_input": 20, "num_output": 2, "num_memory": 4}
     out = str(tmp_path / "bench.json")
     r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
@@ -90,21 +91,47 @@ def test_bench_peer_with_two_threads_takes_the_peers_fastest_thread_count(tmp_pa
                         "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "2", "--json", out],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "peer the fastest of 1, 2 threads per measurement" in r.stdout
-    assert "peer: fastest thread count" in r.stdout
+    assert "peer at its best (the fastest of 1, 2 threads" in r.stdout
+    assert "peer run (threads, BLAS)" in r.stdout
     result = json.load(open(out))
     shape = result["results"][0]
     peer = shape["peer"]
     assert peer["thread_counts"] == [1, 2]
-    assert set(peer["by_threads"]) == {"1", "2"}
+    configs = peer["configurations"]
+    assert {c["threads"] for c in configs} == {1, 2}
+    # One configuration per (threads, BLAS build), the other builds only above one thread.
+    assert len({(c["threads"], c["blas"]) for c in configs}) == len(configs)
+    assert sum(c["threads"] == 1 for c in configs) == 1
     for key, ratio in (("forward_ms", "inference"), ("forward_backward_ms", "forward_backward"),
                        ("train_step_ms", "train_step")):
-        times = {int(t): v[key] for t, v in peer["by_threads"].items()}
-        assert peer[key] == min(times.values()), key
-        assert times[peer["threads_per_measurement"][key]] == peer[key], key
+        assert peer[key] == min(c[key] for c in configs), key
+        (best,) = [c for c in configs if (c["threads"], c["blas"]) == (peer["fastest"][key]["threads"],
+                                                                      peer["fastest"][key]["blas"])]
+        assert best[key] == peer[key], key
         ours = shape["inference_ms" if ratio == "inference" else key]
         assert abs(shape["peer_over_ours"][ratio] - peer[key] / ours) <= 1e-12 * shape["peer_over_ours"][ratio]
     assert result["machine"]["peer"]["thread_counts"] == [1, 2]
+
+
+def test_peer_tries_each_installed_openblas_build_above_one_thread():
+    # Debian installs OpenBLAS as pthreads and OpenMP builds (scripts/install-deps.sh --peer installs both);
+    # the one the loader does not pick by default is run in a child process through LD_LIBRARY_PATH.
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import peer_pytorch
+
+    info = peer_pytorch.blas_info()
+    loaded = peer_pytorch.blas_build(info)
+    others = peer_pytorch.other_openblas_builds(info)
+    assert loaded not in [os.path.basename(d) for d in others]
+    request = {"threads": 2, "repeats": 1, "warmup": 0, "seed": 0,
+               "shapes": [{"name": "tiny", "config": {"num_input": 8, "num_output": 1, "num_memory": 2},
+                           "batch": 1, "time": 5, "input_kind": "counts"}]}
+    r = subprocess.run([sys.executable, PEER], input=json.dumps(request), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    builds = sorted(c["blas"] for c in res["configurations"] if c["threads"] == 2)
+    assert builds == sorted([loaded] + [os.path.basename(d) for d in others])
 
 
 def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
