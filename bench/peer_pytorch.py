@@ -345,6 +345,11 @@ def run_quiet(cmd):
         return ""
 
 
+def multiarch():
+    """Debian's multiarch triplet (x86_64-linux-gnu): the folder of the system libraries under /usr/lib."""
+    return sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+
+
 def blas_info():
     info = {}
     a = torch.randn(64, 64)
@@ -361,9 +366,8 @@ def blas_info():
     except OSError:
         pass
     info["loaded_libraries"] = sorted(libs)
-    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
     for name in ("libblas.so.3", "liblapack.so.3"):
-        out = run_quiet(["update-alternatives", "--query", f"{name}-{multiarch}"])
+        out = run_quiet(["update-alternatives", "--query", f"{name}-{multiarch()}"])
         m = re.search(r"^Value:\s*(\S+)", out, re.M)
         if m:
             info[f"{name}_alternative"] = m.group(1)
@@ -562,56 +566,86 @@ def blas_build(info):
 
 def other_openblas_builds(info):
     """Folders of Debian's OpenBLAS builds that are installed besides the one this process loaded (the
-    libblas.so.3 alternative): the dynamic loader takes one of them first through LD_LIBRARY_PATH."""
-    multiarch = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+    libblas.so.3 alternative): the dynamic loader takes one of them first through LD_LIBRARY_PATH. None when
+    this process did not load a Debian OpenBLAS (e.g. a pip torch with its own BLAS), where that changes
+    nothing."""
     loaded = blas_build(info)
-    return [d for d in (f"/usr/lib/{multiarch}/{b}" for b in OPENBLAS_BUILDS)
+    if loaded not in OPENBLAS_BUILDS:
+        return []
+    return [d for d in (f"/usr/lib/{multiarch()}/{b}" for b in OPENBLAS_BUILDS)
             if os.path.basename(d) != loaded and os.path.isfile(os.path.join(d, "libblas.so.3"))]
+
+
+def blas_threads():
+    """Threads of the BLAS pool now (threadpoolctl), or None when it cannot be read."""
+    try:
+        import threadpoolctl
+
+        return next((p["num_threads"] for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"),
+                    None)
+    except Exception:
+        return None
 
 
 MEASUREMENTS = ("forward_ms", "forward_backward_ms", "train_step_ms")
 
 
+CHILD_TIMEOUT_S = 4 * 3600  # a child that hangs must not hang the whole benchmark
+
+
 def bench_in_child(shape, counts, repeats, warmup, seed, blas_dir):
     """This script in a child process whose dynamic loader takes libblas.so.3 from `blas_dir` first: its
-    configurations (one per thread count of `counts`)."""
+    configurations (one per thread count of `counts`). Raises RuntimeError when it fails or did not load that
+    build."""
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = blas_dir + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     request = {"threads": max(counts), "thread_counts": counts, "other_blas": False, "repeats": repeats,
                "warmup": warmup, "seed": seed, "shapes": [shape]}
-    r = subprocess.run([sys.executable, os.path.abspath(__file__)], input=json.dumps(request), env=env,
-                       capture_output=True, text=True)
+    try:
+        r = subprocess.run([sys.executable, os.path.abspath(__file__)], input=json.dumps(request), env=env,
+                           capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the peer with {blas_dir} did not finish in {CHILD_TIMEOUT_S} s") from None
     lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     if r.returncode != 0 or not lines or "configurations" not in lines[-1]:
         raise RuntimeError(f"the peer with {blas_dir} failed (exit status {r.returncode}): "
                            f"{(lines[-1].get('error') if lines else None) or r.stderr.strip()[-500:]}")
-    return lines[-1]["configurations"]
+    configurations = lines[-1]["configurations"]
+    wrong = {c["blas"] for c in configurations} - {os.path.basename(blas_dir)}
+    if wrong:
+        raise RuntimeError(f"the peer with LD_LIBRARY_PATH={blas_dir} loaded {sorted(wrong)} instead")
+    return configurations
 
 
-def bench_at_its_best(shape, counts, repeats, warmup, seed, other_blas):
+def bench_at_its_best(shape, counts, repeats, warmup, seed, other_blas, info):
     """The peer run at its best with at most max(counts) threads: bench_shape at each thread count of
-    `counts` and, with more than one thread, with each other installed OpenBLAS build (other_blas); each of
-    the three times is the fastest configuration's, named in `fastest`; every configuration's times are in
-    `configurations`.
+    `counts` and, with more than one thread, with each other installed OpenBLAS build (other_blas; `info` is
+    this process's blas_info); each of the three times is the fastest configuration's, named in `fastest`;
+    every configuration's times are in `configurations` (with the torch and BLAS thread counts it really ran
+    with), a build that failed in `failed_configurations`.
 
     Why: the published code runs many tiny ops per time step. With several threads each op may open a parallel
     region, and with Debian's default OpenBLAS (pthreads) torch's OpenMP pool and OpenBLAS's own thread pool
     compete for the cores: on a 2-core machine its 2-thread train step was measured 2-5x slower than its
     1-thread one, while the OpenMP build of OpenBLAS (which shares torch's pool) made 2 threads the fastest for
     some shapes. A user would pick what runs fastest."""
-    build = blas_build(blas_info())
-    configurations = []
+    build = blas_build(info)
+    configurations, failed = [], []
     for t in counts:
         limits = set_threads(t)
+        ran_with = {"torch_threads": torch.get_num_threads(), "blas_threads": blas_threads()}
         r = bench_shape(shape, repeats, warmup, seed)
         if limits is not None:
             limits.restore_original_limits()
-        configurations.append({"threads": t, "blas": build, "wall_s": r["wall_s"],
+        configurations.append({"threads": t, "blas": build, **ran_with, "wall_s": r["wall_s"],
                                **{k: r[k] for k in MEASUREMENTS}, **{k + "_all": r[k + "_all"] for k in MEASUREMENTS}})
     multi = [t for t in counts if t > 1]
     if other_blas and multi:
-        for d in other_openblas_builds(blas_info()):
-            configurations += bench_in_child(shape, multi, repeats, warmup, seed, d)
+        for d in other_openblas_builds(info):
+            try:
+                configurations += bench_in_child(shape, multi, repeats, warmup, seed, d)
+            except RuntimeError as e:  # the configurations that ran still count; say what did not
+                failed.append({"blas": os.path.basename(d), "error": str(e)})
     result = {k: v for k, v in r.items() if k not in MEASUREMENTS and not k.startswith(MEASUREMENTS)}
     result["thread_counts"] = list(counts)
     result["fastest"] = {}
@@ -623,6 +657,8 @@ def bench_at_its_best(shape, counts, repeats, warmup, seed, other_blas):
     result["forward_ms_per_step"] = result["forward_ms"] / result["time"]
     result["train_ms_per_step"] = result["train_step_ms"] / result["time"]
     result["configurations"] = configurations
+    if failed:
+        result["failed_configurations"] = failed
     result["wall_s"] = sum(c["wall_s"] for c in configurations)
     return result
 
@@ -718,7 +754,10 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--time", type=int, default=500)
     ap.add_argument("--input", dest="input_kind", default="counts", choices=["neuronio", "counts", "onehot"])
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="at most this many threads: the peer is timed at 1, 2, 4, ... and this many and, above "
+                         "one, with each installed OpenBLAS build; its fastest configuration counts (0: torch's "
+                         "default only)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -736,7 +775,7 @@ def main():
     if args.config is None and not args.info and not args.sgemm_peak:
         request = json.load(sys.stdin)
         if "shapes" not in request:
-            request = {"shapes": [request], **{k: request[k] for k in ("threads", "repeats", "warmup", "seed")
+            request = {"shapes": [request], **{k: request[k] for k in ("threads", "repeats", "warmup", "seed", "thread_counts", "other_blas")
                                                if k in request}}
     else:
         request = {"threads": args.threads, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
@@ -763,7 +802,8 @@ def main():
         try:
             counts = request.get("thread_counts") or thread_counts(threads)
             result = bench_at_its_best(shape, [int(c) for c in counts], max(1, repeats), max(0, warmup),
-                                       int(request.get("seed", 0)), bool(request.get("other_blas", True)))
+                                       int(request.get("seed", 0)), bool(request.get("other_blas", True)),
+                                       env["blas"])
         except Exception as e:  # report per shape, keep going
             result = {"shape": shape.get("name", "custom"), "error": f"{type(e).__name__}: {e}"}
             status = 1

@@ -37,6 +37,22 @@ def stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
+def peer_configuration(result, peer_name):
+    """"2 openblas-openmp": the peer configuration (threads, BLAS build) its time came from (`fastest` of
+    bench_at_its_best in peer_pytorch.py), or None."""
+    c = result.get("peer", {}).get("fastest", {}).get(peer_name)
+    return f"{c['threads']} {c['blas']}" if c else None
+
+
+def most_common(values):
+    """The most frequent value and how many runs had it ("2 openblas-openmp (4 of 5)"), or None."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    top = max(sorted(set(values)), key=values.count)
+    return f"{top} ({values.count(top)} of {len(values)})" if values.count(top) < len(values) else top
+
+
 def summarize(runs):
     """{(shape, threads): {quantity: stats}} over the runs."""
     groups = {}
@@ -59,6 +75,8 @@ def summarize(runs):
             for name, peer_name in (("inference_ms", "forward_ms"), ("train_step_ms", "train_step_ms"),
                                     ("forward_backward_ms", "forward_backward_ms")):
                 q["peer_" + name] = stats([r.get("peer", {}).get(peer_name) for r in rs])
+            for name, peer_name in (("inference", "forward_ms"), ("train_step", "train_step_ms")):
+                q["peer_run_as_" + name] = most_common([peer_configuration(r, peer_name) for r in rs])
             q["limit_fraction_inference"] = stats([r.get("fraction_of_limit_inference") for r in rs])
             q["limit_fraction_train"] = stats([r.get("fraction_of_limit_train") for r in rs])
             q["target"] = rs[0].get("target")
@@ -84,12 +102,12 @@ def fmt_range(s, unit="×"):
 def table(summary):
     lines = [
         "| shape | threads | inference ours / peer ms | ratio (range) | train step ours / peer ms | ratio (range) "
-        "| bound (inf. / train) | limit % (inf. / train) | target (train / inf.) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| bound (inf. / train) | limit % (inf. / train) | target (train / inf.) | peer run as (inf. / train) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (shape, threads), q in sorted(summary.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         if "steps_per_s" in q:
-            lines.append(f"| {shape} | {threads} | {q['steps_per_s']['median'] / 1e6:.2f} M steps/s | | | | | | |")
+            lines.append(f"| {shape} | {threads} | {q['steps_per_s']['median'] / 1e6:.2f} M steps/s | | | | | | | |")
             continue
         target = q.get("target") or {"train_step": float("nan"), "inference": float("nan")}
         lf_i, lf_t = q["limit_fraction_inference"], q["limit_fraction_train"]
@@ -98,7 +116,8 @@ def table(summary):
             f"| {fmt_range(q['ratio_inference'])} | {fmt(q['ours_train_step_ms'])} / {fmt(q['peer_train_step_ms'])} "
             f"| {fmt_range(q['ratio_train_step'])} | {fmt(q['bound_inference'], '×')} / {fmt(q['bound_train_step'], '×')} "
             f"| {100 * lf_i['median']:.0f} / {100 * lf_t['median']:.0f} "
-            f"| {number(target['train_step'])}× / {number(target['inference'])}× |"
+            f"| {number(target['train_step'])}× / {number(target['inference'])}× "
+            f"| {q['peer_run_as_inference'] or '–'} / {q['peer_run_as_train_step'] or '–'} |"
             if lf_i and lf_t else f"| {shape} | {threads} | incomplete results |")
     return "\n".join(lines)
 

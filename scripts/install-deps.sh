@@ -20,7 +20,7 @@ core_packages=(
   python3-matplotlib                     # PNG plots (learning curves, ROC, traces)
 )
 neuron_packages=(neuron neuron-dev python3-neuron python3-scipy libopenmpi-dev openmpi-bin)
-peer_packages=(python3-torch libopenblas0-pthread libopenblas0-openmp)
+peer_packages=(python3-torch python3-threadpoolctl libopenblas0-pthread libopenblas0-openmp)
 
 packages=("${core_packages[@]}")
 for arg in "$@"; do

@@ -612,9 +612,10 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--min-time", min_time,
                     "Seconds each measurement times at least (more calls of short ones; 0: --repeats only)")
         ->check(non_negative_number());
-    cmd->add_option("--threads", threads,
-                    "Threads (default or 0: all cores); the peer is timed at 1, 2, 4, ... and this many, and "
-                    "its fastest counts")
+    cmd->add_option(
+           "--threads", threads,
+           "Threads (default or 0: all cores); the peer is timed at 1, 2, 4, ... and this many threads and, "
+           "above one, with each installed OpenBLAS build: its fastest configuration counts")
         ->check(non_negative_number());
     auto* stream_opt = cmd->add_option("--stream-steps", stream_steps, "Steps of the streaming measurement")
                            ->check(positive_number())
@@ -738,6 +739,9 @@ void register_bench(CLI::App& app) {
                     peer_env["script"] = po.script;
                 }
                 for (const char* k : peer_environment_keys) pr.erase(k);
+                for (const auto& f : pr.value("failed_configurations", json::array()))
+                    std::fprintf(stderr, "  warning: peer with %s not timed: %s\n",
+                                 f.value("blas", "?").c_str(), f.value("error", "?").c_str());
                 const auto ours_params = count_trainable_parameters(s.config);
                 if (pr.contains("num_trainable") && pr["num_trainable"].get<std::int64_t>() != ours_params)
                     std::fprintf(stderr, "  warning: peer has %lld trainable parameters, ours %lld\n",

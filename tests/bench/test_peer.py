@@ -69,10 +69,16 @@ def test_bench_peer_prints_every_ratio(bench_json):
     assert machine["peak_gflops_one_thread"]["peer_sgemm"] > 0
 
 
-def test_peer_thread_counts_are_powers_of_two_below_the_limit_and_the_limit():
+@pytest.fixture(scope="module")
+def peer_module():
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import peer_pytorch
 
+    return peer_pytorch
+
+
+def test_peer_thread_counts_are_powers_of_two_below_the_limit_and_the_limit(peer_module):
+    peer_pytorch = peer_module
     assert peer_pytorch.thread_counts(0) == [0]  # torch's default only
     assert peer_pytorch.thread_counts(1) == [1]
     assert peer_pytorch.thread_counts(2) == [1, 2]
@@ -111,18 +117,19 @@ def test_bench_peer_with_two_threads_runs_the_peer_at_its_best(tmp_path):
         ours = shape["inference_ms" if ratio == "inference" else key]
         assert abs(shape["peer_over_ours"][ratio] - peer[key] / ours) <= 1e-12 * shape["peer_over_ours"][ratio]
     assert result["machine"]["peer"]["thread_counts"] == [1, 2]
+    # Each configuration ran with the threads it is labelled with: torch's and the BLAS pool's.
+    for c in configs:
+        assert c["torch_threads"] == c["threads"], c
+        assert c["blas_threads"] == c["threads"], c
+    assert "failed_configurations" not in peer
 
 
-def test_peer_tries_each_installed_openblas_build_above_one_thread():
+def test_peer_tries_each_installed_openblas_build_above_one_thread(peer_module):
     # Debian installs OpenBLAS as pthreads and OpenMP builds (scripts/install-deps.sh --peer installs both);
     # the one the loader does not pick by default is run in a child process through LD_LIBRARY_PATH.
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    import peer_pytorch
-
-    info = peer_pytorch.blas_info()
-    loaded = peer_pytorch.blas_build(info)
-    others = peer_pytorch.other_openblas_builds(info)
-    assert loaded not in [os.path.basename(d) for d in others]
+    installed = sorted(b for b in ("openblas-pthread", "openblas-openmp")
+                       if os.path.isfile(f"/usr/lib/{peer_module.multiarch()}/{b}/libblas.so.3"))
+    assert len(installed) == 2, f"scripts/install-deps.sh --peer installs both OpenBLAS builds, found {installed}"
     request = {"threads": 2, "repeats": 1, "warmup": 0, "seed": 0,
                "shapes": [{"name": "tiny", "config": {"num_input": 8, "num_output": 1, "num_memory": 2},
                            "batch": 1, "time": 5, "input_kind": "counts"}]}
@@ -131,7 +138,10 @@ def test_peer_tries_each_installed_openblas_build_above_one_thread():
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(r.stdout.strip().splitlines()[-1])
     builds = sorted(c["blas"] for c in res["configurations"] if c["threads"] == 2)
-    assert builds == sorted([loaded] + [os.path.basename(d) for d in others])
+    assert builds == installed
+    # One thread: only the build the loader picks by default (the BLAS threading does not matter there).
+    assert [c["blas"] for c in res["configurations"] if c["threads"] == 1] == [peer_module.blas_build(res["blas"])]
+    assert "failed_configurations" not in res
 
 
 def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
@@ -144,6 +154,8 @@ def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
         for r in doc["results"]:
             r["inference_ms"] *= scale
             r["peer_over_ours"] = {k: v * scale for k, v in r["peer_over_ours"].items()}
+            if i == 0:  # one run of three had the peer's fastest inference from another configuration
+                r["peer"]["fastest"]["forward_ms"] = {"threads": 7, "blas": "other-build"}
         f = tmp_path / f"run{i}.json"
         f.write_text(json.dumps(doc))
         files.append(str(f))
@@ -159,6 +171,11 @@ def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
     assert ratio["runs"] == 3
     assert abs(ratio["median"] - base) <= 1e-12 * base  # sorted(0.5, 1, 3)[1] = 1
     assert abs(ratio["min"] - 0.5 * base) <= 1e-12 * base and abs(ratio["max"] - 3 * base) <= 1e-12 * base
+    loaded = result["results"][0]["peer"]["fastest"]["forward_ms"]
+    assert loaded["threads"] == 1
+    assert row["peer_run_as_inference"] == f"1 {loaded['blas']} (2 of 3)"
+    assert row["peer_run_as_train_step"] == f"1 {result['results'][0]['peer']['fastest']['train_step_ms']['blas']}"
+    assert f"| 1 {loaded['blas']} (2 of 3) / 1 " in r.stdout
     ours = row["ours_inference_ms"]
     assert abs(ours["median"] - result["results"][0]["inference_ms"]) <= 1e-12 * ours["median"]
 
