@@ -38,18 +38,24 @@ def test_peer_reports_its_blas_and_sgemm_peak():
     assert info["blas"]["summary"]
 
 
+def run_bench_peer(config, batch, time, input_kind, threads, out):
+    """A small, fast `elmneuron bench --peer --json out` run of one config; its standard output."""
+    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
+                        "--batch", str(batch), "--time", str(time), "--input", input_kind, "--repeats", "1",
+                        "--min-time", "0", "--peer-repeats", "1", "--peer-warmup", "1", "--threads", str(threads),
+                        "--json", out],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory):
     """One small `elmneuron bench --peer --json` run (its parsed JSON and the file)."""
     config = {"num_input": 30, "num_output": 2, "num_memory": 5, "num_branch": 6, "num_synapse_per_branch": 10,
               "input_to_synapse_routing": "neuronio_routing"}
     out = str(tmp_path_factory.mktemp("bench") / "bench.json")
-    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
-                        "--batch", "2", "--time", "30", "--input", "neuronio", "--repeats", "1", "--min-time", "0",
-                        "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "1", "--json", out],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "inference (peer: no_grad)" in r.stdout
+    assert "inference (peer: no_grad)" in run_bench_peer(config, 2, 30, "neuronio", 1, out)
     return json.load(open(out)), out
 
 
@@ -90,15 +96,10 @@ def test_bench_peer_with_two_threads_runs_the_peer_at_its_best(tmp_path):
     # The peer is run at its best with at most --threads threads: each of its times is the fastest of its
     # configurations (thread counts 1 and 2; at 2 threads also each other installed OpenBLAS build), and the
     # ratios use that time.
-    config = {"num_input": 20, "num_output": 2, "num_memory": 4}
     out = str(tmp_path / "bench.json")
-    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
-                        "--batch", "2", "--time", "20", "--input", "counts", "--repeats", "1", "--min-time", "0",
-                        "--peer-repeats", "1", "--peer-warmup", "1", "--threads", "2", "--json", out],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "peer at its best (the fastest of 1, 2 threads" in r.stdout
-    assert "peer run (threads, BLAS)" in r.stdout
+    stdout = run_bench_peer({"num_input": 20, "num_output": 2, "num_memory": 4}, 2, 20, "counts", 2, out)
+    assert "peer at its best (the fastest of 1, 2 threads" in stdout
+    assert "peer run (threads, BLAS)" in stdout
     result = json.load(open(out))
     shape = result["results"][0]
     peer = shape["peer"]
