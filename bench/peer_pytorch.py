@@ -350,6 +350,23 @@ def multiarch():
     return sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
 
 
+def thread_pools():
+    """The thread pools mapped into this process (threadpoolctl: OpenMP, BLAS), or why they cannot be read."""
+    try:
+        import threadpoolctl
+
+        return [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads", "threading_layer",
+                                       "architecture", "filepath")}
+                for p in threadpoolctl.threadpool_info()]
+    except Exception as e:  # not installed, or failed to inspect
+        return f"unavailable: {e}"
+
+
+def blas_pool(pools):
+    """The BLAS pool of thread_pools(), or None."""
+    return next((p for p in pools if p.get("user_api") == "blas"), None) if isinstance(pools, list) else None
+
+
 def blas_info():
     info = {}
     a = torch.randn(64, 64)
@@ -373,23 +390,13 @@ def blas_info():
             info[f"{name}_alternative"] = m.group(1)
     m = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
     info["torch_build_blas_info"] = m.group(1) if m else None
-    try:
-        import threadpoolctl
-
-        pools = threadpoolctl.threadpool_info()
-        info["threadpoolctl"] = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
-                                                         "threading_layer", "architecture", "filepath")}
-                                 for p in pools]
-    except Exception as e:  # not installed, or failed to inspect
-        info["threadpoolctl"] = f"unavailable: {e}"
+    info["threadpoolctl"] = thread_pools()
     # One-line summary: the BLAS implementation that is actually mapped into the process.
     summary = None
-    if isinstance(info["threadpoolctl"], list):
-        for p in info["threadpoolctl"]:
-            if p.get("user_api") == "blas":
-                summary = (f"{p.get('internal_api')} {p.get('version')} ({p.get('threading_layer')}, "
-                           f"{p.get('num_threads')} threads, core {p.get('architecture')}) {p.get('filepath')}")
-                break
+    p = blas_pool(info["threadpoolctl"])
+    if p is not None:
+        summary = (f"{p.get('internal_api')} {p.get('version')} ({p.get('threading_layer')}, "
+                   f"{p.get('num_threads')} threads, core {p.get('architecture')}) {p.get('filepath')}")
     if summary is None:
         blas_libs = [lib for lib in libs if re.search(r"blas|mkl|nvpl|blis", os.path.basename(lib), re.I)]
         summary = ", ".join(sorted(blas_libs)) or "unknown"
@@ -577,14 +584,9 @@ def other_openblas_builds(info):
 
 
 def blas_threads():
-    """Threads of the BLAS pool now (threadpoolctl), or None when it cannot be read."""
-    try:
-        import threadpoolctl
-
-        return next((p["num_threads"] for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"),
-                    None)
-    except Exception:
-        return None
+    """Threads of the BLAS pool now, or None when it cannot be read."""
+    pool = blas_pool(thread_pools())
+    return pool["num_threads"] if pool else None
 
 
 MEASUREMENTS = ("forward_ms", "forward_backward_ms", "train_step_ms")
@@ -630,13 +632,15 @@ def bench_at_its_best(shape, counts, repeats, warmup, seed, other_blas, info):
     1-thread one, while the OpenMP build of OpenBLAS (which shares torch's pool) made 2 threads the fastest for
     some shapes. A user would pick what runs fastest."""
     build = blas_build(info)
-    configurations, failed = [], []
+    configurations, failed, result = [], [], None
     for t in counts:
         limits = set_threads(t)
         ran_with = {"torch_threads": torch.get_num_threads(), "blas_threads": blas_threads()}
         r = bench_shape(shape, repeats, warmup, seed)
         if limits is not None:
             limits.restore_original_limits()
+        if result is None:  # the shape's own fields (batch, time, events, parameters ...), not its times
+            result = {k: v for k, v in r.items() if not k.startswith(MEASUREMENTS)}
         configurations.append({"threads": t, "blas": build, **ran_with, "wall_s": r["wall_s"],
                                **{k: r[k] for k in MEASUREMENTS}, **{k + "_all": r[k + "_all"] for k in MEASUREMENTS}})
     multi = [t for t in counts if t > 1]
@@ -646,7 +650,6 @@ def bench_at_its_best(shape, counts, repeats, warmup, seed, other_blas, info):
                 configurations += bench_in_child(shape, multi, repeats, warmup, seed, d)
             except RuntimeError as e:  # the configurations that ran still count; say what did not
                 failed.append({"blas": os.path.basename(d), "error": str(e)})
-    result = {k: v for k, v in r.items() if k not in MEASUREMENTS and not k.startswith(MEASUREMENTS)}
     result["thread_counts"] = list(counts)
     result["fastest"] = {}
     for key in MEASUREMENTS:
@@ -775,8 +778,8 @@ def main():
     if args.config is None and not args.info and not args.sgemm_peak:
         request = json.load(sys.stdin)
         if "shapes" not in request:
-            request = {"shapes": [request], **{k: request[k] for k in ("threads", "repeats", "warmup", "seed", "thread_counts", "other_blas")
-                                               if k in request}}
+            keys = ("threads", "repeats", "warmup", "seed", "thread_counts", "other_blas")
+            request = {"shapes": [request], **{k: request[k] for k in keys if k in request}}
     else:
         request = {"threads": args.threads, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
                    "shapes": []}

@@ -3,8 +3,8 @@
 // the measured single-core sgemm peak), streaming steps/s, as a table and JSON. With --peer, runs the
 // published PyTorch implementation (bench/peer_pytorch.py) on the same shapes at its best with at most the
 // same number of threads (each of its times the fastest of 1, 2, 4, ... and that many threads and of the
-// installed OpenBLAS builds) and reports ratios. With --scaling
-// DIR, sweeps batch, sequence length, d_m and synapses and plots the cost.
+// installed OpenBLAS builds) and reports ratios. With --scaling DIR, sweeps batch, sequence length, d_m and
+// synapses and plots the cost.
 
 #include <elmneuron/benchmark.hpp>
 #include <elmneuron/config.hpp>

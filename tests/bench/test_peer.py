@@ -84,12 +84,11 @@ def peer_module():
 
 
 def test_peer_thread_counts_are_powers_of_two_below_the_limit_and_the_limit(peer_module):
-    peer_pytorch = peer_module
-    assert peer_pytorch.thread_counts(0) == [0]  # torch's default only
-    assert peer_pytorch.thread_counts(1) == [1]
-    assert peer_pytorch.thread_counts(2) == [1, 2]
-    assert peer_pytorch.thread_counts(6) == [1, 2, 4, 6]
-    assert peer_pytorch.thread_counts(16) == [1, 2, 4, 8, 16]
+    assert peer_module.thread_counts(0) == [0]  # torch's default only
+    assert peer_module.thread_counts(1) == [1]
+    assert peer_module.thread_counts(2) == [1, 2]
+    assert peer_module.thread_counts(6) == [1, 2, 4, 6]
+    assert peer_module.thread_counts(16) == [1, 2, 4, 8, 16]
 
 
 def test_bench_peer_with_two_threads_runs_the_peer_at_its_best(tmp_path):
