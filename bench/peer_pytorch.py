@@ -15,7 +15,8 @@ Input (one of):
   JSON request on stdin (what `elmneuron bench --peer` sends):
     {"threads": N, "repeats": R, "warmup": W, "seed": S,
      "shapes": [{"name": ..., "config": {published keys}, "batch": B, "time": T,
-                 "input_kind": "neuronio" | "counts" | "onehot", "repeats": R (optional)}, ...]}
+                 "input_kind": "neuronio" | "counts" | "onehot", "input_rate": P (optional: chance of an
+                 event per channel and step, default 0.02 neuronio, 0.03 counts), "repeats": R (optional)}, ...]}
   or command-line arguments for one shape:
     peer_pytorch.py --config '{"num_input": 16, "num_output": 10}' --batch 16 --time 4096 \
                     --input onehot --threads 2 --repeats 3
@@ -424,20 +425,26 @@ def environment():
 # ---------------------------------------------------------------------------------------------------
 
 
-def make_input(kind, batch, time_steps, num_input, seed):
+def make_input(kind, batch, time_steps, num_input, seed, rate=None):
+    """Dense [batch, time, num_input] input with the statistics of elm::synthetic_input; rate: the chance of
+    an event per channel and step (neuronio and counts only; default 0.02 and 0.03)."""
+    if kind not in ("neuronio", "counts", "onehot"):
+        raise ValueError(f"input kind must be neuronio, counts or onehot, not {kind!r}")
+    if rate is not None and (kind == "onehot" or not 0 <= rate <= 1):
+        raise ValueError(f"input_rate must be in [0, 1] and only for neuronio or counts input, not {rate!r} "
+                         f"for {kind}")
     g = torch.Generator().manual_seed(seed)
     if kind == "onehot":
         idx = torch.randint(num_input, (batch, time_steps), generator=g)
         return torch.nn.functional.one_hot(idx, num_input).to(torch.float32)
     if kind == "neuronio":  # {-1, 0, +1}: excitatory first half +1, inhibitory second half -1; 2 % events
-        events = torch.rand(batch, time_steps, num_input, generator=g) < 0.02
+        events = torch.rand(batch, time_steps, num_input, generator=g) < (0.02 if rate is None else rate)
         sign = torch.where(torch.arange(num_input) < num_input // 2, 1.0, -1.0)
         return events.to(torch.float32) * sign
-    if kind == "counts":  # SHD-like spike counts: 3 % events, value 1 (90 %) or 2 (10 %)
-        events = torch.rand(batch, time_steps, num_input, generator=g) < 0.03
-        two = torch.rand(batch, time_steps, num_input, generator=g) < 0.1
-        return events.to(torch.float32) * (1.0 + two.to(torch.float32))
-    raise ValueError(f"input kind must be neuronio, counts or onehot, not {kind!r}")
+    # counts: SHD-like spike counts: 3 % events, value 1 (90 %) or 2 (10 %)
+    events = torch.rand(batch, time_steps, num_input, generator=g) < (0.03 if rate is None else rate)
+    two = torch.rand(batch, time_steps, num_input, generator=g) < 0.1
+    return events.to(torch.float32) * (1.0 + two.to(torch.float32))
 
 
 def time_median(fn, repeats, warmup):
@@ -455,7 +462,7 @@ def bench_shape(shape, repeats, warmup, seed):
     torch.manual_seed(seed)
     model, version = build_model(shape["config"], shape.get("model_version"))
     batch, steps, kind = int(shape["batch"]), int(shape["time"]), shape.get("input_kind", "counts")
-    X = make_input(kind, batch, steps, model.num_input, seed + 1)
+    X = make_input(kind, batch, steps, model.num_input, seed + 1, shape.get("input_rate"))
     dy = torch.full((batch, steps, model.num_output), 1e-3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -487,6 +494,7 @@ def bench_shape(shape, repeats, warmup, seed):
         "batch": batch,
         "time": steps,
         "input_kind": kind,
+        "input_rate": shape.get("input_rate"),
         "input_events": int((X != 0).sum().item()),
         "num_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "repeats": repeats,
@@ -508,7 +516,7 @@ def profile_shape(shape, seed):
     torch.manual_seed(seed)
     model, _ = build_model(shape["config"], shape.get("model_version"))
     X = make_input(shape.get("input_kind", "counts"), int(shape["batch"]), int(shape["time"]), model.num_input,
-                   seed + 1)
+                   seed + 1, shape.get("input_rate"))
     for title, grad in (("forward (no_grad)", False), ("forward + backward", True)):
         model.train(grad)
         with torch.set_grad_enabled(grad):
@@ -757,6 +765,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--time", type=int, default=500)
     ap.add_argument("--input", dest="input_kind", default="counts", choices=["neuronio", "counts", "onehot"])
+    ap.add_argument("--input-rate", type=float, help="chance of an event per channel and step (neuronio, counts)")
     ap.add_argument("--threads", type=int, default=0,
                     help="at most this many threads: the peer is timed at 1, 2, 4, ... and this many and, above "
                          "one, with each installed OpenBLAS build; its fastest configuration counts (0: torch's "
@@ -787,7 +796,7 @@ def main():
             text = open(args.config).read() if os.path.isfile(args.config) else args.config
             request["shapes"].append({"name": args.name, "config": json.loads(text), "batch": args.batch,
                                       "time": args.time, "input_kind": args.input_kind,
-                                      "model_version": args.model_version})
+                                      "input_rate": args.input_rate, "model_version": args.model_version})
 
     threads = int(request.get("threads", 0) or 0)
     limits = set_threads(threads)  # noqa: F841 (keeps the BLAS limit for --info and --sgemm-peak)

@@ -48,6 +48,7 @@ struct bench_shape {
     int batch, time;
     std::string input_kind;                     // synthetic_input kinds
     double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
+    std::optional<double> input_rate{};         // events per channel and step (default: the kind's)
 };
 
 std::vector<bench_shape> reference_shapes() {
@@ -116,7 +117,7 @@ struct machine_peak {
 
 json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak) {
     model<float> m(s.config, 1);
-    const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2);
+    const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate);
     const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
     std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
     workspace<float> ws, ws_infer;
@@ -151,6 +152,7 @@ json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak
            {"batch", s.batch},
            {"time", s.time},
            {"input_kind", s.input_kind},
+           {"input_rate", synthetic_event_rate(s.input_kind, s.config.num_input, s.input_rate)},
            {"num_memory", s.config.num_memory},
            {"input_events", x.num_events()},
            {"threads", threads},
@@ -384,7 +386,8 @@ json run_peer(const bench_shape& s, const peer_options& o) {
                     {"config", json::parse(to_json(s.config))},
                     {"batch", s.batch},
                     {"time", s.time},
-                    {"input_kind", s.input_kind}}}}};
+                    {"input_kind", s.input_kind},
+                    {"input_rate", synthetic_event_rate(s.input_kind, s.config.num_input, s.input_rate)}}}}};
     return run_peer_script(o, "", request.dump(), "shape");
 }
 
@@ -557,9 +560,9 @@ json scaling_sweep(const timing& how, const std::string& out_dir) {
     return rows;
 }
 
-// A shape from --config (JSON text or file) and --batch/--time/--input.
+// A shape from --config (JSON text or file) and --batch/--time/--input/--input-rate.
 bench_shape custom_shape(const std::string& config, const std::string& name, int batch, int time,
-                         const std::string& input) {
+                         const std::string& input, std::optional<double> input_rate) {
     std::string text = config, source = "--config";
     if (std::filesystem::is_regular_file(config)) {
         text = read_text(config);
@@ -575,6 +578,14 @@ bench_shape custom_shape(const std::string& config, const std::string& name, int
     }
     bench_shape s{name, parse_model_config(text, source), batch, time, input};
     s.config.validate(source);
+    if (input_rate) {  // checked now, before minutes of measuring, by the function that will use it
+        try {
+            synthetic_event_rate(input, s.config.num_input, input_rate);
+        } catch (const error& e) {
+            throw error("bench", "--input-rate", e.expected() + " (--input " + input + ")", e.got());
+        }
+        s.input_rate = input_rate;
+    }
     return s;
 }
 
@@ -587,6 +598,7 @@ void register_bench(CLI::App& app) {
                                                                          scaling;
     static int repeats = 5, threads = 0, peer_repeats = 0, peer_warmup = 2, batch = 8, time = 500;
     static double min_time = 0.3;
+    static std::optional<double> input_rate;
     static int stream_steps = 20000;
     static bool peer = false;
     auto* json_opt = cmd->add_option("--json", json_out, "Also write the results as JSON to this file");
@@ -606,6 +618,11 @@ void register_bench(CLI::App& app) {
         ->needs(config_opt);
     cmd->add_option("--input", input, "Input of the --config shape: neuronio, counts or onehot")
         ->check(CLI::IsMember({"neuronio", "counts", "onehot"}))
+        ->needs(config_opt);
+    cmd->add_option(
+           "--input-rate", input_rate,
+           "Chance of an event per channel and step of the --config shape's neuronio or counts input "
+           "(default 0.02 and 0.03); the peer gets the same")
         ->needs(config_opt);
     cmd->add_option("--repeats", repeats, "Timed calls per measurement, at least (median reported)")
         ->check(positive_number());
@@ -659,7 +676,7 @@ void register_bench(CLI::App& app) {
         std::vector<bench_shape> shapes;
         bool with_streaming = false;
         if (!config.empty()) {
-            shapes.push_back(custom_shape(config, name, batch, time, input));
+            shapes.push_back(custom_shape(config, name, batch, time, input, input_rate));
         } else {
             std::string names = streaming_name;
             for (const auto& s : reference_shapes()) {

@@ -7,6 +7,7 @@
 #include <elmneuron/model.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace elm {
@@ -17,10 +18,15 @@ model_config neuronio_branch_elm_config(int num_memory);
 
 // "neuronio": 2 % events, +1 on the first (excitatory) half of the channels, -1 on the second;
 // "counts": SHD-like spike counts, 3 % events of value 1 (90 %) or 2; "onehot": one channel per step.
-// Throws elm::error for another kind.
+// event_rate replaces the 2 % / 3 % (the chance of an event per channel and step, in [0, 1]; not for
+// "onehot"). Throws elm::error for another kind or a bad rate.
 template <class T>
 sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input,
-                                std::uint64_t seed);
+                                std::uint64_t seed, std::optional<double> event_rate = std::nullopt);
+
+// The event rate synthetic_input uses for a kind when none is given (0.02 neuronio, 0.03 counts, 1/num_input
+// onehot); throws elm::error for a rate it would reject.
+double synthetic_event_rate(const std::string& kind, int num_input, std::optional<double> event_rate);
 
 // FLOPs per sample-step of the per-step MLP on [branch activations, memory] (reference/paper.md §1.2):
 // 2·((d_tree + d_m)·n0 + (l_mlp - 1)·d_mlp² + d_mlp·d_m) with n0 = d_mlp (l_mlp > 0) or d_m. The irreducible

@@ -26,11 +26,26 @@ model_config neuronio_branch_elm_config(int num_memory) {
     return c;
 }
 
-template <class T>
-sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input,
-                                std::uint64_t seed) {
+double synthetic_event_rate(const std::string& kind, int num_input, std::optional<double> event_rate) {
     if (kind != "neuronio" && kind != "counts" && kind != "onehot")
         throw error("synthetic input", "kind", "neuronio, counts or onehot", "'" + kind + "'");
+    if (kind == "onehot") {
+        if (event_rate)
+            throw error("synthetic input", "event rate", "none for onehot input (one event per step)",
+                        std::to_string(*event_rate));
+        return 1.0 / std::max(num_input, 1);
+    }
+    if (!event_rate) return kind == "neuronio" ? 0.02 : 0.03;
+    if (!(*event_rate >= 0 && *event_rate <= 1))  // also rejects NaN
+        throw error("synthetic input", "event rate", "a chance per channel and step in [0, 1]",
+                    std::to_string(*event_rate));
+    return *event_rate;
+}
+
+template <class T>
+sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, int num_input,
+                                std::uint64_t seed, std::optional<double> event_rate) {
+    const double rate = synthetic_event_rate(kind, num_input, event_rate);
     if (batch < 1 || time < 1 || num_input < 1)
         throw error("synthetic input", "shape", "positive batch, time and num_input",
                     std::to_string(batch) + " x " + std::to_string(time) + " x " + std::to_string(num_input));
@@ -42,7 +57,6 @@ sparse_input<T> synthetic_input(const std::string& kind, int batch, int time, in
     x.num_input = num_input;
     x.offsets.reserve(static_cast<std::size_t>(batch) * time + 1);
     x.offsets.push_back(0);
-    const double rate = kind == "neuronio" ? 0.02 : 0.03;
     for (std::int64_t r = 0; r < static_cast<std::int64_t>(batch) * time; ++r) {
         if (kind == "onehot") {
             x.channels.push_back(static_cast<std::int32_t>(gen() % static_cast<std::uint64_t>(num_input)));
@@ -100,7 +114,9 @@ double measure_fma_gflops() {
     return static_cast<double>(iterations) * chains * 2.0 * detail::lanes<float> / s / 1e9;
 }
 
-template sparse_input<float> synthetic_input<float>(const std::string&, int, int, int, std::uint64_t);
-template sparse_input<double> synthetic_input<double>(const std::string&, int, int, int, std::uint64_t);
+template sparse_input<float> synthetic_input<float>(const std::string&, int, int, int, std::uint64_t,
+                                                    std::optional<double>);
+template sparse_input<double> synthetic_input<double>(const std::string&, int, int, int, std::uint64_t,
+                                                      std::optional<double>);
 
 }  // namespace elm

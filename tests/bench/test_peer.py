@@ -38,12 +38,12 @@ def test_peer_reports_its_blas_and_sgemm_peak():
     assert info["blas"]["summary"]
 
 
-def run_bench_peer(config, batch, time, input_kind, threads, out):
+def run_bench_peer(config, batch, time, input_kind, threads, out, extra=()):
     """A small, fast `elmneuron bench --peer --json out` run of one config; its standard output."""
     r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--config", json.dumps(config),
                         "--batch", str(batch), "--time", str(time), "--input", input_kind, "--repeats", "1",
                         "--min-time", "0", "--peer-repeats", "1", "--peer-warmup", "1", "--threads", str(threads),
-                        "--json", out],
+                        "--json", out, *extra],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
@@ -73,6 +73,29 @@ def test_bench_peer_prints_every_ratio(bench_json):
     machine = result["machine"]
     assert machine["peer"]["torch_num_threads"] == 1
     assert machine["peak_gflops_one_thread"]["peer_sgemm"] > 0
+
+
+def test_bench_peer_gives_the_peer_the_same_input_rate(tmp_path):
+    # Both sides draw their own events (different generators) at the --input-rate given: both counts are
+    # binomial around batch·time·channels·rate (6 standard deviations), and both report the rate.
+    config = {"num_input": 200, "num_output": 2, "num_memory": 4}
+    batch, time, rate = 3, 40, 0.2
+    out = str(tmp_path / "bench.json")
+    run_bench_peer(config, batch, time, "counts", 1, out, ["--input-rate", str(rate)])
+    shape = json.load(open(out))["results"][0]
+    pairs = batch * time * config["num_input"]
+    for side in (shape, shape["peer"]):
+        assert side["input_rate"] == rate
+        assert abs(side["input_events"] - pairs * rate) < 6 * (pairs * rate * (1 - rate)) ** 0.5, side
+
+
+def test_peer_input_rate_is_checked(peer_module):
+    x = peer_module.make_input("neuronio", 2, 10, 50, 0, rate=0.0)
+    assert x.abs().sum().item() == 0
+    assert peer_module.make_input("counts", 2, 10, 50, 0, rate=1.0).ne(0).all()
+    for kind, rate in (("onehot", 0.1), ("counts", 1.5), ("neuronio", -0.1)):
+        with pytest.raises(ValueError, match="input_rate"):
+            peer_module.make_input(kind, 2, 10, 50, 0, rate=rate)
 
 
 @pytest.fixture(scope="module")

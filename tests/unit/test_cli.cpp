@@ -209,6 +209,34 @@ TEST(cli, bench_min_time_times_each_measurement_that_long) {
     fs::remove_all(dir);
 }
 
+// --input-rate sets the density of the --config shape's synthetic events (0: no events at all, whose
+// inference then equals the model without input) and is reported; the default is the kind's.
+TEST(cli, bench_input_rate_sets_the_event_density) {
+    const auto dir = temp_dir();
+    const int batch = 4, time = 50, channels = 300;
+    auto events_at = [&](const std::string& rate) {
+        const auto out = dir / ("bench" + rate + ".json");
+        const auto r = run_cli("bench --config '{\"num_input\": " + std::to_string(channels) +
+                               ", \"num_output\": 2, \"num_memory\": 4}' --batch " + std::to_string(batch) +
+                               " --time " + std::to_string(time) + " --input neuronio " +
+                               (rate.empty() ? "" : "--input-rate " + rate) +
+                               " --repeats 1 --min-time 0 --threads 1 --json " + out.string());
+        EXPECT_EQ(r.status, 0) << r.output;
+        std::ifstream f(out);
+        const auto s = nlohmann::json::parse(f)["results"][0];
+        return std::make_pair(s["input_events"].get<double>(), s["input_rate"].get<double>());
+    };
+    const double pairs = static_cast<double>(batch) * time * channels;
+    for (const auto& [given, rate] :
+         std::vector<std::pair<std::string, double>>{{"", 0.02}, {"0", 0.0}, {"0.25", 0.25}, {"1", 1.0}}) {
+        const auto [events, reported] = events_at(given);
+        EXPECT_EQ(reported, rate) << given;
+        // Binomial count: within 6 standard deviations of pairs·rate (exact at 0 and 1).
+        EXPECT_NEAR(events, pairs * rate, 6 * std::sqrt(pairs * rate * (1 - rate)) + 1e-9) << given;
+    }
+    fs::remove_all(dir);
+}
+
 TEST(cli, bench_rejects_unknown_shapes_and_bad_configs) {
     auto r = run_cli("bench --shape no_such_shape");
     EXPECT_EQ(r.status, 2);
@@ -241,6 +269,12 @@ TEST(cli, bench_rejects_options_it_would_ignore) {
         {"bench --scaling x --stream-steps 5", "excludes"},
         {"bench --shape neuronio_branch_elm_dm15 --stream-steps 5", "--stream-steps"},
         {"bench --scaling=", "--scaling"},
+        {"bench --input-rate 0.1", "--input-rate requires --config"},
+        {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --input-rate 1.5",
+         "--input-rate': expected a chance per channel and step in [0, 1]"},
+        {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --input-rate -0.1", "--input-rate"},
+        {"bench --config '{\"num_input\": 3, \"num_output\": 1}' --input onehot --input-rate 0.1",
+         "none for onehot input"},
         {"run model.safetensors --threads -1", "--threads: expected 0 or more, got '-1'"},
         {"eval --threads -1", "--threads: expected 0 or more, got '-1'"},
         {"simulate --config c.json --out o --workers 0", "--workers: expected more than 0, got '0'"}};
