@@ -387,7 +387,8 @@ json run_peer(const bench_shape& s, const peer_options& o) {
                     {"batch", s.batch},
                     {"time", s.time},
                     {"input_kind", s.input_kind},
-                    {"input_rate", synthetic_event_rate(s.input_kind, s.config.num_input, s.input_rate)}}}}};
+                    // The rate given, if any (null: the kind's own; a onehot input takes none).
+                    {"input_rate", s.input_rate ? json(*s.input_rate) : json(nullptr)}}}}};
     return run_peer_script(o, "", request.dump(), "shape");
 }
 

@@ -89,6 +89,16 @@ def test_bench_peer_gives_the_peer_the_same_input_rate(tmp_path):
         assert abs(side["input_events"] - pairs * rate) < 6 * (pairs * rate * (1 - rate)) ** 0.5, side
 
 
+def test_bench_peer_runs_onehot_input_without_a_rate(tmp_path):
+    # The long-sequence shape's kind: the peer must get no rate (it rejects one for onehot input).
+    out = str(tmp_path / "bench.json")
+    run_bench_peer({"num_input": 8, "num_output": 2, "num_memory": 4}, 2, 20, "onehot", 1, out)
+    shape = json.load(open(out))["results"][0]
+    assert shape["peer"]["input_rate"] is None and shape["peer"]["input_events"] == 2 * 20
+    for key in ("inference", "forward_backward", "train_step"):
+        assert shape["peer_over_ours"][key] > 0, key
+
+
 def test_peer_input_rate_is_checked(peer_module):
     x = peer_module.make_input("neuronio", 2, 10, 50, 0, rate=0.0)
     assert x.abs().sum().item() == 0
