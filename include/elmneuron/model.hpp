@@ -124,7 +124,7 @@ public:
     // Replaces the routing (e.g. from a published state dict); validates ranges and sizes.
     void set_routing(std::span<const std::int64_t> index, std::span<const T> mask, std::string_view source);
 
-    // Checks invariants that the kernels rely on (e.g. τ_s equal within a branch; finite parameters).
+    // Checks invariants that the kernels rely on (finite parameters).
     void validate_parameters(std::string_view source) const;
 
     std::int64_t num_trainable() const;

@@ -2,10 +2,11 @@
 // input stage (docs/model.md E1-E3; reference/paper.md §1.2, §1.3, §1.5) into the first MLP layer:
 //   x̃_t = route(x_t) ⊙ mask,  v1: s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
 //                             v2: b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
-// With τ_s equal within a branch (checked by model::validate_parameters) both are one linear filter per
-// branch, b_t = Σ_{u≤t} κ_b^{t-u} ⊙ drive_u, so for the branches of one κ group g
-//   W_b,g·b_t = a_g,t,   a_g,t = κ_g·a_g,t-1 + Σ_{events (c, v) at t} v·U[c, g],
-//   U[c, g] = Σ_{valid synapses i fed by c, branch(i) in g} w_s[i]·W_b[:, branch(i)].
+// Both are linear filters of the synapse drive, so W_b·b_t = Σ_i W_b[:, branch(i)]·s_i,t (v2: s_i,t the
+// synapse's share of its branch trace, filtered with κ_b). Grouping the synapses by κ, for each group g
+//   Σ_{i in g} W_b[:, branch(i)]·s_i,t = a_g,t,   a_g,t = κ_g·a_g,t-1 + Σ_{events (c, v) at t} v·U[c, g],
+//   U[c, g] = Σ_{valid synapses i fed by c, κ_i = κ_g} w_s[i]·W_b[:, branch(i)].
+// (One group in every published model: one τ for all synapses.)
 // Also the diagnostics that compute branch and synapse traces explicitly (not on the forward path).
 
 #include "model/kernels.hpp"
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 namespace elm::detail {
@@ -40,7 +42,7 @@ void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>&
 
 template <class T>
 std::size_t prepared<T>::bytes() const {
-    std::size_t n = proj.size() + w_s.size() + kappa_branch.size() + branch_weight.size() + bias0.size() +
+    std::size_t n = proj.size() + w_s.size() + kappa_synapse.size() + branch_weight.size() + bias0.size() +
                     memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size() +
                     readout.transposed.size() + readout.rows.size() + readout.bias.size();
     for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
@@ -66,11 +68,20 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
     const T dt = T(c.delta_t), lambda = T(c.lambda_value);
     o.w_s.resize(static_cast<std::size_t>(d.d_s));
     for (int i = 0; i < d.d_s; ++i) o.w_s[i] = p.proto_w_s[i] > T(0) ? p.proto_w_s[i] : T(0);
-    o.kappa_branch.resize(static_cast<std::size_t>(d.d_tree));
-    for (int j = 0; j < d.d_tree; ++j) {
-        const T tau = c.version == model_version::v1 ? p.tau_branch[j * d.d_brch] : p.tau_branch[j];
-        o.kappa_branch[j] = std::exp(-dt / std::max(tau, T(1e-6)));
-    }
+    // κ per synapse: v1 filters each synapse with its own τ_s (E1), v2 each branch with τ_b (E2). The
+    // published constructors make τ_s equal within a branch, but nothing requires it. One exp per change of
+    // τ from one synapse to the next (a single τ in every published model).
+    o.kappa_synapse.resize(static_cast<std::size_t>(d.d_s));
+    T last_tau = std::numeric_limits<T>::quiet_NaN(), last_kappa = T(0);
+    for (int j = 0, i = 0; j < d.d_tree; ++j)
+        for (int k = 0; k < d.d_brch; ++k, ++i) {
+            const T tau = c.version == model_version::v1 ? p.tau_branch[i] : p.tau_branch[j];
+            if (!(tau == last_tau)) {
+                last_tau = tau;
+                last_kappa = std::exp(-dt / std::max(tau, T(1e-6)));
+            }
+            o.kappa_synapse[i] = last_kappa;
+        }
     o.kappa_m.assign(static_cast<std::size_t>(o.pm), T(0));
     o.memory_gain.assign(static_cast<std::size_t>(o.pm), T(0));
     const T lo = T(c.memory_tau_min), hi = T(c.effective_tau_max());
@@ -82,13 +93,17 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
                                                           : T(1) - std::exp(-dt * lambda / tc);
     }
 
-    // κ groups: branches with bit-identical κ share one first-layer accumulator.
-    std::vector<std::int32_t> branch_group(static_cast<std::size_t>(d.d_tree));
+    // κ groups: synapses with bit-identical κ share one first-layer accumulator.
+    std::vector<std::int32_t> synapse_group(static_cast<std::size_t>(d.d_s));
     o.group_kappa.clear();
-    for (int j = 0; j < d.d_tree; ++j) {
-        const auto it = std::find(o.group_kappa.begin(), o.group_kappa.end(), o.kappa_branch[j]);
-        branch_group[j] = static_cast<std::int32_t>(it - o.group_kappa.begin());
-        if (it == o.group_kappa.end()) o.group_kappa.push_back(o.kappa_branch[j]);
+    for (int i = 0; i < d.d_s; ++i) {
+        if (i > 0 && o.kappa_synapse[i] == o.kappa_synapse[i - 1]) {
+            synapse_group[i] = synapse_group[i - 1];
+            continue;
+        }
+        const auto it = std::find(o.group_kappa.begin(), o.group_kappa.end(), o.kappa_synapse[i]);
+        synapse_group[i] = static_cast<std::int32_t>(it - o.group_kappa.begin());
+        if (it == o.group_kappa.end()) o.group_kappa.push_back(o.kappa_synapse[i]);
     }
 
     // First layer's branch half as padded rows (column j of W_0), bias, memory half in both layouts.
@@ -117,9 +132,11 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
     // no division per synapse, which made prepare a visible part of a short inference call.)
     auto for_valid_synapses = [&](auto&& f) {
         for (int j = 0, i = 0; j < d.d_tree; ++j) {
-            const std::size_t group_base = static_cast<std::size_t>(branch_group[j]) * d.d_in;
             for (int k = 0; k < d.d_brch; ++k, ++i)
-                if (synapse_mask[i] != T(0)) f(i, j, group_base + static_cast<std::size_t>(synapse_index[i]));
+                if (synapse_mask[i] != T(0))
+                    f(i, j,
+                      static_cast<std::size_t>(synapse_group[i]) * d.d_in +
+                          static_cast<std::size_t>(synapse_index[i]));
         }
     };
     o.row_of.assign(static_cast<std::size_t>(o.groups()) * d.d_in, -1);
@@ -317,9 +334,10 @@ void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 
 template <class T>
 void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index,
-                  const T* synapse_mask, const T* w_s, const T* kappa_branch, T* branch) {
-    std::vector<T> dense(static_cast<std::size_t>(d.d_in));
+                  const T* synapse_mask, const T* w_s, const T* kappa_synapse, bool per_synapse, T* branch) {
+    std::vector<T> dense(static_cast<std::size_t>(d.d_in)), s(static_cast<std::size_t>(d.d_s));
     for (int b = 0; b < d.B; ++b) {
+        std::fill(s.begin(), s.end(), T(0));
         for (int t = 0; t < d.T; ++t) {
             const std::size_t bt = static_cast<std::size_t>(b) * d.T + t;
             std::fill(dense.begin(), dense.end(), T(0));
@@ -329,9 +347,19 @@ void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* syn
                 T drive = 0;
                 for (int k = 0; k < d.d_brch; ++k) {
                     const int i = j * d.d_brch + k;
-                    drive += w_s[i] * (dense[static_cast<std::size_t>(synapse_index[i])] * synapse_mask[i]);
+                    const T xi =
+                        w_s[i] * (dense[static_cast<std::size_t>(synapse_index[i])] * synapse_mask[i]);
+                    if (per_synapse) {  // v1 (E1): s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
+                        s[i] = (t > 0 ? kappa_synapse[i] * s[i] : T(0)) + xi;
+                        drive += s[i];
+                    } else {
+                        drive += xi;
+                    }
                 }
-                cur[j] = (t > 0 ? kappa_branch[j] * cur[j - d.d_tree] : T(0)) + drive;
+                // v2 (E2): b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
+                cur[j] = per_synapse
+                             ? drive
+                             : (t > 0 ? kappa_synapse[j * d.d_brch] * cur[j - d.d_tree] : T(0)) + drive;
             }
         }
     }
@@ -365,7 +393,7 @@ void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t
     template void input_backward<T>(const prepared<T>&, const event_view<T>&, int, int, int, int, const T*, \
                                     std::size_t, std::size_t, T*, int, T*, T*);                             \
     template void branch_trace<T>(const dims&, const event_view<T>&, const std::int64_t*, const T*,         \
-                                  const T*, const T*, T*);                                                  \
+                                  const T*, const T*, bool, T*);                                            \
     template void synapse_forward<T>(const dims&, const sparse_input<T>&, const std::int64_t*, const T*,    \
                                      const T*, const T*, T*);
 ELM_INSTANTIATE(float)

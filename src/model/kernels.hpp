@@ -94,7 +94,7 @@ struct prepared {
     int p0 = 0, ph = 0, pm = 0, po = 0;  // padded widths: first-layer output, hidden, memory, output
 
     // Input stage folded into the first layer (header comment).
-    std::vector<T> group_kappa;  // [groups]: the distinct κ_b values
+    std::vector<T> group_kappa;  // [groups]: the distinct κ values of the synapses
     int groups() const { return static_cast<int>(group_kappa.size()); }
     // U as compact rows, one per (group, channel) with a valid synapse, plus one zero row last: row_of maps
     // [groups][d_in] to a row (the zero row where the channel has no synapse in the group), so the event
@@ -104,7 +104,7 @@ struct prepared {
     bool rows_are_channels = false;         // one group and every channel connected: row_of[c] == c
     std::vector<std::int32_t> synapse_row;  // [d_s]: row of each synapse, -1 if masked
     aligned_vector<T> w_s;                  // [d_s] ReLU(ŵ_s)
-    aligned_vector<T> kappa_branch;         // [d_tree]
+    aligned_vector<T> kappa_synapse;        // [d_s]: κ_s (v1) or its branch's κ_b (v2)
     aligned_vector<T> branch_weight;        // [d_tree][p0]: column j of W_0 (branch half), for dw_s
 
     // MLP: first layer split into the memory half W_m (transposed [d_m][p0] and as stored [n0][pm]) and c_0;
@@ -234,10 +234,11 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     const chunk_gradients<T>* chunks, T* dx, T* scratch);
 
 // ---- diagnostics (not on the forward path) ---------------------------------------------------------------
-// Branch traces b_t[b][t][j] (E1-E3, v2's state; v1's BranchSum(s_t)).
+// Branch traces b_t[b][t][j] (E1-E3): v1's BranchSum(s_t) with per-synapse traces (per_synapse), v2's
+// state b_t filtered per branch (κ_b = kappa_synapse of the branch's first synapse).
 template <class T>
 void branch_trace(const dims& d, const event_view<T>& x, const std::int64_t* synapse_index,
-                  const T* synapse_mask, const T* w_s, const T* kappa_branch, T* branch);
+                  const T* synapse_mask, const T* w_s, const T* kappa_synapse, bool per_synapse, T* branch);
 // v1 per-synapse currents s[b][t][i] (E1).
 template <class T>
 void synapse_forward(const dims& d, const sparse_input<T>& x, const std::int64_t* synapse_index,

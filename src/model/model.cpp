@@ -194,19 +194,6 @@ void model<T>::validate_parameters(std::string_view source) const {
                             std::isnan(v) ? "NaN" : "inf");
         }
     }
-    if (config_.version == model_version::v1) {
-        // The input stage runs one trace per branch (input_stage.cpp), exact when τ_s is constant within a
-        // branch, as the published constructor makes it (torch.full).
-        const auto tau = parameter("tau_s");
-        const int db = config_.num_synapse_per_branch;
-        for (std::size_t i = 0; i < tau.size(); ++i)
-            if (tau[i] != tau[i - i % static_cast<std::size_t>(db)])
-                throw error(src, "tau_s[" + std::to_string(i) + "]",
-                            "equal to the other synapses of branch " + std::to_string(i / db) + " (" +
-                                std::to_string(tau[i - i % static_cast<std::size_t>(db)]) + ")",
-                            std::to_string(tau[i]),
-                            "per-synapse time constants within a branch are not supported");
-    }
 }
 
 template <class T>
@@ -503,7 +490,7 @@ void model<T>::branch_trace(const sparse_input<T>& x, std::span<T> b) const {
     std::shared_ptr<detail::prepared<T>> p;
     prepare_into(*this, x.batch, x.time, p);
     detail::branch_trace(d, events_of(x), synapse_index_.data(), synapse_mask_.data(), p->w_s.data(),
-                         p->kappa_branch.data(), b.data());
+                         p->kappa_synapse.data(), config_.version == model_version::v1, b.data());
 }
 
 template <class T>

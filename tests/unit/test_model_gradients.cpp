@@ -112,12 +112,11 @@ TEST_P(model_gradients, match_central_differences) {
     std::normal_distribution<double> normal(0.0, 1.0);
     elm::model<double> m(tc.config, 7);
     // Move off the initial values (as the golden cases do): some w_s negative so the ReLU gate is exercised,
-    // τ_s varied per branch, τ_m logits spread.
+    // τ varied per synapse (v1: τ_s, also within a branch) or per branch (v2: τ_b), τ_m logits spread.
     for (auto& w : m.parameter("_proto_w_s")) w = 0.5 + 0.6 * normal(gen);
     const auto& cfg = m.config();
     auto tau = m.parameter(cfg.version == elm::model_version::v1 ? "tau_s" : "tau_b");
-    const int per = cfg.version == elm::model_version::v1 ? cfg.num_synapse_per_branch : 1;
-    for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 2.0 + static_cast<double>((i / per) % 3);
+    for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 2.0 + static_cast<double>(i % 3);
     // τ_m logits in the sigmoid's sensitive range: at the init endpoints (logit ≈ ±20) the τ_m gradient is
     // ~1e-9 and a finite difference cannot resolve it.
     for (auto& p : m.parameter("_proto_tau_m")) p = 1.5 * normal(gen);

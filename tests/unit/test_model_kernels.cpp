@@ -212,10 +212,12 @@ std::vector<double> reference_forward(const elm::model<double>& m, const std::ve
     return y;
 }
 
+enum class tau_pattern { constant, per_branch, per_synapse };
+
 struct reference_case {
     const char* name;
     elm::model_config config;
-    bool per_branch_tau;
+    tau_pattern tau = tau_pattern::constant;
 };
 
 std::vector<reference_case> reference_cases() {
@@ -231,19 +233,21 @@ std::vector<reference_case> reference_cases() {
         c.input_to_synapse_routing = elm::routing::neuronio;
         c.mlp_num_layers = 2;
         c.mlp_hidden_size = 21;
-        out.push_back(
-            {v == elm::model_version::v1 ? "v1_routed_per_branch_tau" : "v2_routed_per_branch_tau", c, true});
+        out.push_back({v == elm::model_version::v1 ? "v1_routed_per_branch_tau" : "v2_routed_per_branch_tau",
+                       c, tau_pattern::per_branch});
+        if (v == elm::model_version::v1)  // τ_s varying inside branches: κ groups of synapses, not branches
+            out.push_back({"v1_routed_per_synapse_tau", c, tau_pattern::per_synapse});
         c.mlp_activation = elm::activation::silu;
         c.input_to_synapse_routing = elm::routing::random;
-        out.push_back({v == elm::model_version::v1 ? "v1_random_silu" : "v2_random_silu", c, false});
+        out.push_back({v == elm::model_version::v1 ? "v1_random_silu" : "v2_random_silu", c});
         elm::model_config vanilla;
         vanilla.version = v;
         vanilla.num_input = 33;
         vanilla.num_output = 2;
         vanilla.num_memory = 17;
         vanilla.mlp_num_layers = 0;
-        out.push_back(
-            {v == elm::model_version::v1 ? "v1_vanilla_linear_mlp" : "v2_vanilla_linear_mlp", vanilla, true});
+        out.push_back({v == elm::model_version::v1 ? "v1_vanilla_linear_mlp" : "v2_vanilla_linear_mlp",
+                       vanilla, tau_pattern::per_branch});
     }
     return out;
 }
@@ -254,12 +258,13 @@ TEST(forward, matches_a_plain_transcription_of_the_equations) {
         std::mt19937_64 gen(8);
         std::normal_distribution<double> normal(0.0, 1.0);
         for (auto& w : m.parameter("_proto_w_s")) w = 0.5 + 0.5 * normal(gen);
-        if (rc.per_branch_tau) {  // a different κ on every branch: one κ group per branch
-            const bool v1 = rc.config.version == elm::model_version::v1;
-            auto tau = m.parameter(v1 ? "tau_s" : "tau_b");
-            const int per = v1 ? rc.config.num_synapse_per_branch : 1;
+        const bool v1 = rc.config.version == elm::model_version::v1;
+        auto tau = m.parameter(v1 ? "tau_s" : "tau_b");
+        const int per = v1 ? rc.config.num_synapse_per_branch : 1;
+        if (rc.tau == tau_pattern::per_branch)  // a different κ on every branch: one κ group per branch
             for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 1.5 + 2.0 * static_cast<double>(i / per);
-        }
+        if (rc.tau == tau_pattern::per_synapse)  // five κ shared by synapses across and within branches
+            for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 1.5 + 2.0 * static_cast<double>(i % 5);
         const int B = 3, T = 90;  // longer than a forward block of steps
         std::vector<double> dense(static_cast<std::size_t>(B) * T * rc.config.num_input);
         std::uniform_real_distribution<double> u(0, 1);
@@ -275,6 +280,48 @@ TEST(forward, matches_a_plain_transcription_of_the_equations) {
             den += ref[i] * ref[i];
         }
         EXPECT_LT(std::sqrt(num / den), 1e-12) << rc.name;
+    }
+}
+
+TEST(traces, v1_branch_trace_sums_per_synapse_traces_of_different_tau) {
+    // v1 with τ_s varying inside branches: b_t[j] = Σ_k s_t[j·d_brch + k], s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t
+    // (E1-E2), written out here per synapse; synapse_trace gives the same s_t.
+    elm::model_config c;
+    c.num_input = 30;
+    c.num_output = 2;
+    c.num_memory = 4;
+    c.num_branch = 5;
+    c.num_synapse_per_branch = 7;
+    c.input_to_synapse_routing = elm::routing::random;
+    elm::model<double> m(c, 3);
+    auto tau = m.parameter("tau_s");
+    for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 1.0 + 3.0 * static_cast<double>(i % 4);
+    const int B = 2, T = 40, S = c.num_synapse(), db = c.num_synapse_per_branch;
+    const auto x = elm::synthetic_input<double>("counts", B, T, c.num_input, 5, 0.2);
+    std::vector<double> branch(static_cast<std::size_t>(B) * T * c.num_branch),
+        syn(static_cast<std::size_t>(B) * T * S);
+    m.branch_trace(x, branch);
+    m.synapse_trace(x, syn);
+    const auto idx = m.synapse_input_index();
+    const auto mask = m.synapse_mask();
+    const auto proto = m.parameter("_proto_w_s");
+    for (int b = 0; b < B; ++b) {
+        std::vector<double> s(static_cast<std::size_t>(S), 0.0);
+        for (int t = 0; t < T; ++t) {
+            const std::size_t bt = static_cast<std::size_t>(b) * T + t;
+            std::vector<double> dense(static_cast<std::size_t>(c.num_input), 0.0);
+            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) dense[x.channels[e]] += x.values[e];
+            std::vector<double> ref(static_cast<std::size_t>(c.num_branch), 0.0);
+            for (int i = 0; i < S; ++i) {
+                s[i] =
+                    std::exp(-c.delta_t / tau[i]) * s[i] + std::max(0.0, proto[i]) * dense[idx[i]] * mask[i];
+                ref[i / db] += s[i];
+                EXPECT_NEAR(syn[bt * S + i], s[i], 1e-12 * (1 + std::abs(s[i])));
+            }
+            for (int j = 0; j < c.num_branch; ++j)
+                EXPECT_NEAR(branch[bt * c.num_branch + j], ref[j], 1e-12 * (1 + std::abs(ref[j])))
+                    << "sample " << b << " step " << t << " branch " << j;
+        }
     }
 }
 
