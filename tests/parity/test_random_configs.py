@@ -1,4 +1,4 @@
-"""Our model against the published one on randomly drawn configurations (float64).
+"""Our model against the published one on randomly drawn configurations (float64 and float32).
 
 The golden files fix a few configurations; this draws many more (v1 and v2, every routing, 0-3 hidden layers,
 ReLU and SiLU, Δt, λ, τ bounds, learned τ_m, several branches with one or many synapses) and compares outputs
