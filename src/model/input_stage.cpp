@@ -69,18 +69,26 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
     o.w_s.resize(static_cast<std::size_t>(d.d_s));
     for (int i = 0; i < d.d_s; ++i) o.w_s[i] = p.proto_w_s[i] > T(0) ? p.proto_w_s[i] : T(0);
     // κ per synapse: v1 filters each synapse with its own τ_s (E1), v2 each branch with τ_b (E2). The
-    // published constructors make τ_s equal within a branch, but nothing requires it. One exp per change of
-    // τ from one synapse to the next (a single τ in every published model).
+    // published constructors make τ_s equal within a branch, but nothing requires it. κ groups: synapses with
+    // bit-identical κ share one first-layer accumulator. One exp and group lookup per change of τ from one
+    // synapse to the next (a single τ in every published model).
     o.kappa_synapse.resize(static_cast<std::size_t>(d.d_s));
-    T last_tau = std::numeric_limits<T>::quiet_NaN(), last_kappa = T(0);
+    std::vector<std::int32_t> synapse_group(static_cast<std::size_t>(d.d_s));
+    o.group_kappa.clear();
+    T last_tau = std::numeric_limits<T>::quiet_NaN();
+    std::int32_t group = 0;
     for (int j = 0, i = 0; j < d.d_tree; ++j)
         for (int k = 0; k < d.d_brch; ++k, ++i) {
             const T tau = c.version == model_version::v1 ? p.tau_branch[i] : p.tau_branch[j];
             if (!(tau == last_tau)) {
                 last_tau = tau;
-                last_kappa = std::exp(-dt / std::max(tau, T(1e-6)));
+                const T kappa = std::exp(-dt / std::max(tau, T(1e-6)));
+                const auto it = std::find(o.group_kappa.begin(), o.group_kappa.end(), kappa);
+                group = static_cast<std::int32_t>(it - o.group_kappa.begin());
+                if (it == o.group_kappa.end()) o.group_kappa.push_back(kappa);
             }
-            o.kappa_synapse[i] = last_kappa;
+            o.kappa_synapse[i] = o.group_kappa[static_cast<std::size_t>(group)];
+            synapse_group[i] = group;
         }
     o.kappa_m.assign(static_cast<std::size_t>(o.pm), T(0));
     o.memory_gain.assign(static_cast<std::size_t>(o.pm), T(0));
@@ -91,19 +99,6 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
         o.kappa_m[k] = std::exp(-dt / tc);
         o.memory_gain[k] = c.version == model_version::v1 ? lambda * (T(1) - o.kappa_m[k])
                                                           : T(1) - std::exp(-dt * lambda / tc);
-    }
-
-    // κ groups: synapses with bit-identical κ share one first-layer accumulator.
-    std::vector<std::int32_t> synapse_group(static_cast<std::size_t>(d.d_s));
-    o.group_kappa.clear();
-    for (int i = 0; i < d.d_s; ++i) {
-        if (i > 0 && o.kappa_synapse[i] == o.kappa_synapse[i - 1]) {
-            synapse_group[i] = synapse_group[i - 1];
-            continue;
-        }
-        const auto it = std::find(o.group_kappa.begin(), o.group_kappa.end(), o.kappa_synapse[i]);
-        synapse_group[i] = static_cast<std::int32_t>(it - o.group_kappa.begin());
-        if (it == o.group_kappa.end()) o.group_kappa.push_back(o.kappa_synapse[i]);
     }
 
     // First layer's branch half as padded rows (column j of W_0), bias, memory half in both layouts.

@@ -134,20 +134,57 @@ TEST(kernels, deep_product_matches_triple_loop) {
 
 // ---- reference forward: reference/paper.md §1.2 (v1) and §1.3 (v2), one step at a time, in double ---------
 
-std::vector<double> reference_forward(const elm::model<double>& m, const std::vector<double>& dense, int B,
-                                      int T) {
+// Branch traces b_t [B][T][d_tree] of a dense input [B][T][num_input] (E1-E2); for v1 also the synapse
+// traces s_t [B][T][d_s] into `synapses` if given.
+std::vector<double> reference_branches(const elm::model<double>& m, const std::vector<double>& dense, int B,
+                                       int T, std::vector<double>* synapses = nullptr) {
     const auto& c = m.config();
     const int n_in = c.num_input, S = c.num_synapse(), nb = c.branches(), db = c.num_synapse_per_branch;
-    const int dm = c.num_memory, dh = c.hidden_size(), L = c.mlp_num_layers, d_o = c.num_output;
     const bool v1 = c.version == elm::model_version::v1;
     const auto idx = m.synapse_input_index();
     const auto mask = m.synapse_mask();
     const auto proto_ws = m.parameter("_proto_w_s");
     const auto tau = m.parameter(v1 ? "tau_s" : "tau_b");
+    const double dt = c.delta_t;
+    std::vector<double> out(static_cast<std::size_t>(B) * T * nb);
+    if (synapses) synapses->assign(v1 ? static_cast<std::size_t>(B) * T * S : 0, 0.0);
+    for (int b = 0; b < B; ++b) {
+        std::vector<double> trace(v1 ? S : nb, 0.0);
+        for (int t = 0; t < T; ++t) {
+            const double* x = dense.data() + (static_cast<std::size_t>(b) * T + t) * n_in;
+            double* branch = out.data() + (static_cast<std::size_t>(b) * T + t) * nb;
+            if (v1) {  // s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
+                for (int i = 0; i < S; ++i) {
+                    trace[i] = std::exp(-dt / std::max(tau[i], 1e-6)) * trace[i] +
+                               std::max(0.0, proto_ws[i]) * x[idx[i]] * mask[i];
+                    branch[i / db] += trace[i];
+                }
+                if (synapses)
+                    std::copy(trace.begin(), trace.end(),
+                              synapses->begin() +
+                                  static_cast<std::ptrdiff_t>((static_cast<std::size_t>(b) * T + t) * S));
+            } else {  // b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
+                for (int i = 0; i < S; ++i)
+                    branch[i / db] += std::max(0.0, proto_ws[i]) * x[idx[i]] * mask[i];
+                for (int j = 0; j < nb; ++j) {
+                    trace[j] = std::exp(-dt / std::max(tau[j], 1e-6)) * trace[j] + branch[j];
+                    branch[j] = trace[j];
+                }
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<double> reference_forward(const elm::model<double>& m, const std::vector<double>& dense, int B,
+                                      int T) {
+    const auto& c = m.config();
+    const int nb = c.branches();
+    const int dm = c.num_memory, dh = c.hidden_size(), L = c.mlp_num_layers, d_o = c.num_output;
+    const bool v1 = c.version == elm::model_version::v1;
     const auto proto_tau_m = m.parameter("_proto_tau_m");
     const double dt = c.delta_t, lam = c.lambda_value, lo = c.memory_tau_min, hi = c.effective_tau_max();
-    std::vector<double> w_s(S), kappa_m(dm), tau_m(dm);
-    for (int i = 0; i < S; ++i) w_s[i] = std::max(0.0, proto_ws[i]);
+    std::vector<double> kappa_m(dm), tau_m(dm);
     for (int k = 0; k < dm; ++k) {
         tau_m[k] = (hi - lo) / (1 + std::exp(-proto_tau_m[k])) + lo;
         kappa_m[k] = std::exp(-dt / std::max(tau_m[k], 1e-6));
@@ -167,25 +204,12 @@ std::vector<double> reference_forward(const elm::model<double>& m, const std::ve
     const auto wy = m.parameter("w_y.weight");
     const auto by = m.parameter("w_y.bias");
     std::vector<double> y(static_cast<std::size_t>(B) * T * d_o);
+    const auto branches = reference_branches(m, dense, B, T);
     for (int b = 0; b < B; ++b) {
-        std::vector<double> trace(v1 ? S : nb, 0.0), mem(dm, 0.0);
+        std::vector<double> mem(dm, 0.0);
         for (int t = 0; t < T; ++t) {
-            const double* x = dense.data() + (static_cast<std::size_t>(b) * T + t) * n_in;
-            std::vector<double> branch(nb, 0.0);
-            if (v1) {  // s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t, b_t = BranchSum(s_t)
-                for (int i = 0; i < S; ++i) {
-                    trace[i] =
-                        std::exp(-dt / std::max(tau[i], 1e-6)) * trace[i] + w_s[i] * x[idx[i]] * mask[i];
-                    branch[i / db] += trace[i];
-                }
-            } else {  // b_t = κ_b ⊙ b_{t-1} + BranchSum(w_s ⊙ x̃_t)
-                for (int i = 0; i < S; ++i) branch[i / db] += w_s[i] * x[idx[i]] * mask[i];
-                for (int j = 0; j < nb; ++j) {
-                    trace[j] = std::exp(-dt / std::max(tau[j], 1e-6)) * trace[j] + branch[j];
-                    branch[j] = trace[j];
-                }
-            }
-            std::vector<double> z(branch);
+            const double* branch = branches.data() + (static_cast<std::size_t>(b) * T + t) * nb;
+            std::vector<double> z(branch, branch + nb);
             for (int k = 0; k < dm; ++k) z.push_back(kappa_m[k] * mem[k]);
             auto h = z;
             for (int l = 0; l <= L; ++l) {
@@ -285,7 +309,7 @@ TEST(forward, matches_a_plain_transcription_of_the_equations) {
 
 TEST(traces, v1_branch_trace_sums_per_synapse_traces_of_different_tau) {
     // v1 with τ_s varying inside branches: b_t[j] = Σ_k s_t[j·d_brch + k], s_t = κ_s ⊙ s_{t-1} + w_s ⊙ x̃_t
-    // (E1-E2), written out here per synapse; synapse_trace gives the same s_t.
+    // (E1-E2), as reference_branches writes it out per synapse; synapse_trace gives the same s_t.
     elm::model_config c;
     c.num_input = 30;
     c.num_output = 2;
@@ -296,33 +320,23 @@ TEST(traces, v1_branch_trace_sums_per_synapse_traces_of_different_tau) {
     elm::model<double> m(c, 3);
     auto tau = m.parameter("tau_s");
     for (std::size_t i = 0; i < tau.size(); ++i) tau[i] = 1.0 + 3.0 * static_cast<double>(i % 4);
-    const int B = 2, T = 40, S = c.num_synapse(), db = c.num_synapse_per_branch;
+    const int B = 2, T = 40, S = c.num_synapse(), nb = c.num_branch;
     const auto x = elm::synthetic_input<double>("counts", B, T, c.num_input, 5, 0.2);
-    std::vector<double> branch(static_cast<std::size_t>(B) * T * c.num_branch),
+    std::vector<double> branch(static_cast<std::size_t>(B) * T * nb),
         syn(static_cast<std::size_t>(B) * T * S);
     m.branch_trace(x, branch);
     m.synapse_trace(x, syn);
-    const auto idx = m.synapse_input_index();
-    const auto mask = m.synapse_mask();
-    const auto proto = m.parameter("_proto_w_s");
-    for (int b = 0; b < B; ++b) {
-        std::vector<double> s(static_cast<std::size_t>(S), 0.0);
-        for (int t = 0; t < T; ++t) {
-            const std::size_t bt = static_cast<std::size_t>(b) * T + t;
-            std::vector<double> dense(static_cast<std::size_t>(c.num_input), 0.0);
-            for (auto e = x.offsets[bt]; e < x.offsets[bt + 1]; ++e) dense[x.channels[e]] += x.values[e];
-            std::vector<double> ref(static_cast<std::size_t>(c.num_branch), 0.0);
-            for (int i = 0; i < S; ++i) {
-                s[i] =
-                    std::exp(-c.delta_t / tau[i]) * s[i] + std::max(0.0, proto[i]) * dense[idx[i]] * mask[i];
-                ref[i / db] += s[i];
-                EXPECT_NEAR(syn[bt * S + i], s[i], 1e-12 * (1 + std::abs(s[i])));
-            }
-            for (int j = 0; j < c.num_branch; ++j)
-                EXPECT_NEAR(branch[bt * c.num_branch + j], ref[j], 1e-12 * (1 + std::abs(ref[j])))
-                    << "sample " << b << " step " << t << " branch " << j;
-        }
-    }
+    std::vector<double> dense(static_cast<std::size_t>(B) * T * c.num_input, 0.0);
+    for (std::size_t r = 0; r + 1 < x.offsets.size(); ++r)
+        for (auto e = x.offsets[r]; e < x.offsets[r + 1]; ++e)
+            dense[r * c.num_input + static_cast<std::size_t>(x.channels[e])] += x.values[e];
+    std::vector<double> ref_syn;
+    const auto ref = reference_branches(m, dense, B, T, &ref_syn);
+    for (std::size_t i = 0; i < syn.size(); ++i)
+        EXPECT_NEAR(syn[i], ref_syn[i], 1e-12 * (1 + std::abs(ref_syn[i]))) << "synapse entry " << i;
+    for (std::size_t i = 0; i < branch.size(); ++i)
+        EXPECT_NEAR(branch[i], ref[i], 1e-12 * (1 + std::abs(ref[i])))
+            << "row " << i / nb << " branch " << i % nb;
 }
 
 elm::model_config neuronio_like(int num_memory) {
