@@ -25,7 +25,7 @@ void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>&
     // The kernels derive these paddings from the real widths (dense_rows' n_out).
     const std::size_t padded_in = padded<T>(static_cast<std::size_t>(in)),
                       padded_out = padded<T>(static_cast<std::size_t>(out));
-    l.transposed.assign(static_cast<std::size_t>(in) * padded_out, T(0));
+    l.transposed.assign(static_cast<std::size_t>(in + 1) * padded_out, T(0));
     l.rows.assign(static_cast<std::size_t>(out) * padded_in, T(0));
     l.bias.assign(padded_out, T(0));
     for (int o = 0; o < out; ++o) {

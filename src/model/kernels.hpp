@@ -79,7 +79,7 @@ struct event_view {
 // (h·Wᵀ), as stored [out][pad(in)] for backward ones (g·W); zeros in the padding.
 template <class T>
 struct dense_layer {
-    aligned_vector<T> transposed;  // [in][pad(out)]
+    aligned_vector<T> transposed;  // [in + 1][pad(out)], the last row zero (sparse_rows' padding entries)
     aligned_vector<T> rows;        // [out][pad(in)]
     aligned_vector<T> bias;        // [pad(out)]
 };
@@ -148,6 +148,23 @@ inline constexpr int max_block_rows = 8;
 template <class T>
 void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int n_out, const T* init,
                 std::size_t is, T* out, std::size_t os);
+// The same product over the non-zero inputs only, for inputs that are mostly 0 (ReLU's output): row s's
+// inputs as a list of counts[s] entries (vals[s·ls + e], offs[s·ls + e] = j·np: element offset of row j of
+// M), in increasing j; out[s][:] = init[s][:] + Σ_e vals·M[j][:]. M needs n_in + 1 rows, the last zero: the
+// kernel pads each block's lists with entries (-0, n_in·np), so the lists need room for n_in entries. Each
+// element's sum is dense_rows' without its zero terms, bit for bit (adding x·0 or -0 leaves a sum unchanged,
+// except that +0 turns a -0 sum into +0).
+template <class T>
+void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* counts, std::size_t ls, int n_in,
+                 const T* M, int n_out, const T* init, std::size_t is, T* out, std::size_t os);
+// Whether sparse_rows beats dense_rows on a product with `active` non-zero inputs over rows × n_in: its
+// every FMA loads its own row of M, so it does about twice a dense FMA's work per product (AMD Zen 4: even
+// at half the inputs on), and below 64 inputs building the lists costs what the skipped products save
+// (bench/README.md "Where the time goes").
+inline bool sparse_product_pays(int active, int rows, int n_in) {
+    return n_in >= 64 && 3 * active < rows * n_in;
+}
+
 // The same kernel as a deep product for weight gradients: out[i][:] += Σ_{r < depth} A[r][i]·B[r][:] for
 // i < na; A rows padded to pa, B and out rows nb wide, padded to whole vectors. Sums in order of r.
 template <class T>
@@ -184,9 +201,12 @@ void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 
 // ---- one time step of the recurrence for `rows` samples ------------------------------------------------
 // The first layer's rows already hold c_0 + Σ_g a_g,t (input_forward). memory_in: κ_m ⊙ m_{t-1} per sample
-// ([rows][pm], zero before the first step), updated to κ_m ⊙ m_t. scratch: [rows][max(ph, po)].
+// ([rows][pm], zero before the first step), updated to κ_m ⊙ m_t. scratch: step_scratch_size elements,
+// vector-aligned.
 template <class T>
 void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, const step_rows<T>& out);
+template <class T>
+std::size_t step_scratch_size(const prepared<T>& p, int rows);
 
 // ---- a range of samples over all steps -------------------------------------------------------------------
 // Forward activations of the whole batch, kept for backward: [B][T][padded width] (hidden:

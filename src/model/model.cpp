@@ -522,7 +522,7 @@ stream<T>::stream(const model<T>& m, int batch) : config_(m.config()), batch_(ba
     const std::size_t n = static_cast<std::size_t>(batch);
     state_.assign(n * (static_cast<std::size_t>(p.groups()) * p.p0 + p.pm), T(0));
     rows_.assign(n * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm)), T(0));
-    scratch_.assign(n * static_cast<std::size_t>(std::max(p.ph, p.po)), T(0));
+    scratch_.assign(detail::step_scratch_size(p, batch), T(0));
 }
 
 template <class T>

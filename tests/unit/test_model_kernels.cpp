@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -130,6 +131,61 @@ TEST(kernels, deep_product_matches_triple_loop) {
     std::mt19937_64 gen(5);
     check_deep_product<double>(gen);
     check_deep_product<float>(gen);
+}
+
+// sparse_rows is dense_rows without its zero terms: the same sums bit for bit (x·M[j] for x = 0 adds ±0,
+// which changes no sum but a -0 one), whatever the density, the rows (lists padded inside register blocks)
+// and the shapes (strips, half-width last vectors, the padding of out).
+template <class T>
+void check_sparse_rows(int rows, int n_in, int n_out, double density, bool with_init, std::mt19937_64& gen) {
+    const int np = padded<T>(n_out);
+    auto x = random_vector<T>(static_cast<std::size_t>(rows) * n_in, gen);
+    std::uniform_real_distribution<double> u(0, 1);
+    for (auto& v : x)
+        if (u(gen) >= density) v = T(0);
+    auto M = random_vector<T>(static_cast<std::size_t>(n_in + 1) * np, gen);
+    for (int j = 0; j <= n_in; ++j)  // zero padding columns, and the zero row n_in the kernel pads with
+        for (int k = 0; k < np; ++k)
+            if (k >= n_out || j == n_in) M[static_cast<std::size_t>(j) * np + k] = T(0);
+    const auto init = random_vector<T>(static_cast<std::size_t>(rows) * np, gen);
+    const std::size_t ls = static_cast<std::size_t>(n_in) + 3;
+    // Unused list entries hold NaN: the kernel must write its own padding.
+    elm::aligned_vector<T> vals(rows * ls, std::numeric_limits<T>::quiet_NaN());
+    std::vector<std::int32_t> offs(rows * ls, -1), counts(static_cast<std::size_t>(rows), 0);
+    for (int s = 0; s < rows; ++s)
+        for (int j = 0; j < n_in; ++j)
+            if (x[static_cast<std::size_t>(s) * n_in + j] != T(0)) {
+                const std::size_t e = s * ls + static_cast<std::size_t>(counts[s]++);
+                vals[e] = x[static_cast<std::size_t>(s) * n_in + j];
+                offs[e] = j * np;
+            }
+    elm::aligned_vector<T> dense(static_cast<std::size_t>(rows) * np, T(-7)), sparse(dense);
+    const T* in = with_init ? init.data() : nullptr;
+    elm::detail::dense_rows<T>(rows, x.data(), static_cast<std::size_t>(n_in), n_in, M.data(), n_out, in,
+                               static_cast<std::size_t>(np), dense.data(), static_cast<std::size_t>(np));
+    elm::detail::sparse_rows<T>(rows, vals.data(), offs.data(), counts.data(), ls, n_in, M.data(), n_out, in,
+                                static_cast<std::size_t>(np), sparse.data(), static_cast<std::size_t>(np));
+    for (std::size_t i = 0; i < dense.size(); ++i)
+        ASSERT_EQ(sparse[i], dense[i]) << "rows " << rows << " n_in " << n_in << " n_out " << n_out
+                                       << " density " << density << " at " << i;
+}
+
+TEST(kernels, sparse_rows_is_dense_rows_without_its_zero_terms) {
+    std::mt19937_64 gen(17);
+    for (int rows : {1, 2, 5, 8, 9, 17})
+        for (int n_in : {1, 7, 64, 100, 300})
+            for (int n_out : {1, 15, 16, 30, 100, 130})
+                for (double density : {0.0, 0.05, 0.5, 1.0}) {
+                    check_sparse_rows<float>(rows, n_in, n_out, density, (rows + n_in) % 2 == 0, gen);
+                    check_sparse_rows<double>(rows, n_in, n_out, density, (rows + n_out) % 2 == 1, gen);
+                }
+}
+
+TEST(kernels, sparse_rows_pays_only_on_wide_mostly_zero_inputs) {
+    using elm::detail::sparse_product_pays;
+    EXPECT_TRUE(sparse_product_pays(8 * 200 / 20, 8, 200));  // 5 % on (published NeuronIO d_m 100)
+    EXPECT_FALSE(sparse_product_pays(8 * 200 / 2, 8, 200));  // half on (a freshly initialised model)
+    EXPECT_FALSE(sparse_product_pays(0, 8, 30));  // too narrow to pay for the lists (d_m 15: 30 inputs)
 }
 
 // ---- reference forward: reference/paper.md §1.2 (v1) and §1.3 (v2), one step at a time, in double ---------
@@ -379,6 +435,53 @@ TEST(forward, infer_and_stream_are_bit_identical_to_forward) {
         st.step(x, 0, yt);
         for (int o = 0; o < 2; ++o) EXPECT_EQ(yt[o], y[o]);
     }
+}
+
+// Hidden layers that are mostly off, as in trained models (the published NeuronIO d_m 100 model has ~5 % of
+// its hidden units on), run on sparse_rows: still the transcription's outputs, and infer and stream still
+// bit-identical to forward. Two hidden layers: the sparse product feeds a hidden layer and the output layer.
+TEST(forward, mostly_off_relu_layers_match_the_transcription) {
+    auto c = neuronio_like(40);  // hidden width 80, wide enough for sparse_rows
+    c.mlp_num_layers = 2;
+    elm::model<double> m(c, 6);
+    for (const char* layer : {"mlp.network.0.bias", "mlp.network.2.bias"})
+        for (auto& b : m.parameter(layer)) b -= 0.3;  // most pre-activations below 0
+    const int B = 4, T = 70;
+    std::vector<double> dense(static_cast<std::size_t>(B) * T * c.num_input);
+    std::mt19937_64 gen(4);
+    std::uniform_real_distribution<double> u(0, 1);
+    for (auto& v : dense) v = u(gen) < 0.03 ? 1.0 : 0.0;
+    const auto x = elm::sparse_from_dense<double>(dense, B, T, c.num_input);
+    std::vector<double> y(static_cast<std::size_t>(B) * T * c.num_output), yi(y.size()), ys(y.size());
+    elm::workspace<double> ws;
+    m.forward(x, y, ws);
+    // The fraction of hidden units on, over both layers and all steps: low enough for sparse_rows.
+    const int ph = padded<double>(c.hidden_size());
+    std::size_t on = 0;
+    for (std::size_t i = 0; i < ws.hidden.size(); ++i) on += ws.hidden[i] > 0;
+    const std::size_t units = ws.hidden.size() / ph * c.hidden_size();
+    ASSERT_GT(on, 0u);
+    ASSERT_TRUE(elm::detail::sparse_product_pays(static_cast<int>(on),
+                                                 static_cast<int>(units / c.hidden_size()), c.hidden_size()))
+        << on << " of " << units << " hidden units on";
+    const auto ref = reference_forward(m, dense, B, T);
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        num += (y[i] - ref[i]) * (y[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    EXPECT_LT(std::sqrt(num / den), 1e-12);
+    m.infer(x, yi);
+    EXPECT_EQ(y, yi);
+    elm::stream<double> st(m, B);
+    std::vector<double> yt(static_cast<std::size_t>(B) * c.num_output);
+    for (int t = 0; t < T; ++t) {
+        st.step(x, t, yt);
+        for (int b = 0; b < B; ++b)
+            for (int o = 0; o < c.num_output; ++o)
+                ys[(static_cast<std::size_t>(b) * T + t) * c.num_output + o] = yt[b * c.num_output + o];
+    }
+    EXPECT_EQ(y, ys);
 }
 
 TEST(forward, a_sample_does_not_depend_on_its_batch) {
