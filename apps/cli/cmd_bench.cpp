@@ -10,6 +10,7 @@
 #include <elmneuron/config.hpp>
 #include <elmneuron/error.hpp>
 #include <elmneuron/model.hpp>
+#include <elmneuron/model_file.hpp>
 #include <elmneuron/optim.hpp>
 #include <elmneuron/tensor_file.hpp>
 
@@ -49,6 +50,7 @@ struct bench_shape {
     std::string input_kind;                     // synthetic_input kinds
     double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
     std::optional<double> input_rate{};         // events per channel and step (default: the kind's)
+    std::string weights{};  // a trained model's file or folder (load_model), or empty: a fresh model (seed 1)
 };
 
 std::vector<bench_shape> reference_shapes() {
@@ -115,8 +117,18 @@ struct machine_peak {
     double sgemm() const { return std::max(eigen_sgemm, peer_sgemm); }
 };
 
+// The fraction of the hidden ReLU units that are on over a forward's steps (what sparse_rows skips; -1
+// without hidden ReLU layers).
+double relu_units_on(const model_config& c, const workspace<float>& ws) {
+    if (c.mlp_num_layers == 0 || c.mlp_activation != activation::relu || ws.hidden.empty()) return -1;
+    std::size_t on = 0;
+    for (float v : ws.hidden) on += v > 0;  // padding elements are 0
+    const double units = static_cast<double>(c.mlp_num_layers) * ws.batch * ws.time * c.hidden_size();
+    return static_cast<double>(on) / units;
+}
+
 json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak) {
-    model<float> m(s.config, 1);
+    model<float> m = s.weights.empty() ? model<float>(s.config, 1) : load_model<float>(s.weights);
     const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate);
     const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
     std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
@@ -127,6 +139,7 @@ json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak
     std::array<int, 4> calls{};
     const double infer = time_median([&] { m.infer(x, y, ws_infer); }, how, &calls[0]);
     const double fwd = time_median([&] { m.forward(x, y, ws); }, how, &calls[1]);
+    const double units_on = relu_units_on(s.config, ws);  // of the weights as given, before any train step
     const double fwd_bwd = time_median(
         [&] {
             m.forward(x, y, ws);
@@ -149,6 +162,8 @@ json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak
     const double flops = mlp_flops_per_sample_step(s.config) * sample_steps;
     json r{{"shape", s.name},
            {"config", json::parse(to_json(s.config))},
+           {"weights", s.weights.empty() ? json("fresh model, seed 1") : json(s.weights)},
+           {"relu_units_on", units_on < 0 ? json(nullptr) : json(units_on)},
            {"batch", s.batch},
            {"time", s.time},
            {"input_kind", s.input_kind},
@@ -561,23 +576,38 @@ json scaling_sweep(const timing& how, const std::string& out_dir) {
     return rows;
 }
 
-// A shape from --config (JSON text or file) and --batch/--time/--input/--input-rate.
+// A trained model given to --config: a published model folder, a .pt state dict or an elmneuron
+// .safetensors file (load_model's kinds).
+bool is_model_file(const std::string& path) {
+    const std::filesystem::path p(path);
+    std::error_code ec;
+    return std::filesystem::is_directory(p, ec) || p.extension() == ".pt" || p.extension() == ".safetensors";
+}
+
+// A shape from --config (JSON text or file, or a trained model) and --batch/--time/--input/--input-rate.
 bench_shape custom_shape(const std::string& config, const std::string& name, int batch, int time,
                          const std::string& input, std::optional<double> input_rate) {
-    std::string text = config, source = "--config";
-    if (std::filesystem::is_regular_file(config)) {
-        text = read_text(config);
-        source = config;
-    } else if (!config.empty() && config.front() != '{') {
-        throw file_not_found_error(config);
+    bench_shape s{name, model_config{}, batch, time, input};
+    std::string source = "--config";
+    if (is_model_file(config)) {  // its weights are timed, not a fresh model's
+        s.config = load_model<float>(config).config();
+        s.weights = config;
+    } else {
+        std::string text = config;
+        if (std::filesystem::is_regular_file(config)) {
+            text = read_text(config);
+            source = config;
+        } else if (!config.empty() && config.front() != '{') {
+            throw file_not_found_error(config);
+        }
+        // A run config (elmneuron train --config) holds the model under "model".
+        const auto j = json::parse(text, nullptr, false);
+        if (!j.is_discarded() && j.is_object() && j.contains("model") && j["model"].is_object()) {
+            text = j["model"].dump();
+            source += ":model";
+        }
+        s.config = parse_model_config(text, source);
     }
-    // A run config (elmneuron train --config) holds the model under "model".
-    const auto j = json::parse(text, nullptr, false);
-    if (!j.is_discarded() && j.is_object() && j.contains("model") && j["model"].is_object()) {
-        text = j["model"].dump();
-        source += ":model";
-    }
-    bench_shape s{name, parse_model_config(text, source), batch, time, input};
     s.config.validate(source);
     if (input_rate) {  // checked now, before minutes of measuring, by the function that will use it
         try {
@@ -607,7 +637,8 @@ void register_bench(CLI::App& app) {
     auto* config_opt = cmd->add_option(
         "--config", config,
         "Benchmark this model config instead (JSON text or file with the published keys, or a run config "
-        "with a \"model\" section) with --batch (default 8), --time (500), --input (counts)");
+        "with a \"model\" section), or a trained model with its weights (a published model folder, .pt or "
+        ".safetensors), with --batch (default 8), --time (500), --input (counts)");
     config_opt->excludes(shape_opt);
     // Settings of the --config shape only: given without it they would be ignored, so they are errors.
     cmd->add_option("--name", name, "Name of the --config shape")->needs(config_opt);

@@ -26,7 +26,7 @@ void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>&
     const std::size_t padded_in = padded<T>(static_cast<std::size_t>(in)),
                       padded_out = padded<T>(static_cast<std::size_t>(out));
     l.transposed.assign(static_cast<std::size_t>(in + 1) * padded_out, T(0));
-    l.rows.assign(static_cast<std::size_t>(out) * padded_in, T(0));
+    l.rows.assign(static_cast<std::size_t>(out + 1) * padded_in, T(0));
     l.bias.assign(padded_out, T(0));
     for (int o = 0; o < out; ++o) {
         for (int i = 0; i < in; ++i) {
@@ -106,7 +106,7 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
     o.branch_weight.assign(static_cast<std::size_t>(d.d_tree) * o.p0, T(0));
     o.bias0.assign(static_cast<std::size_t>(o.p0), T(0));
     o.memory_weight_t.assign(static_cast<std::size_t>(d.d_m) * o.p0, T(0));
-    o.memory_weight.assign(static_cast<std::size_t>(n0) * o.pm, T(0));
+    o.memory_weight.assign(static_cast<std::size_t>(n0 + 1) * o.pm, T(0));  // + sparse_rows' zero row
     for (int k = 0; k < n0; ++k) {
         const T* row = w0 + static_cast<std::size_t>(k) * dz;
         for (int j = 0; j < d.d_tree; ++j) o.branch_weight[static_cast<std::size_t>(j) * o.p0 + k] = row[j];

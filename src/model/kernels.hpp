@@ -80,7 +80,7 @@ struct event_view {
 template <class T>
 struct dense_layer {
     aligned_vector<T> transposed;  // [in + 1][pad(out)], the last row zero (sparse_rows' padding entries)
-    aligned_vector<T> rows;        // [out][pad(in)]
+    aligned_vector<T> rows;        // [out + 1][pad(in)], the last row zero (as transposed's)
     aligned_vector<T> bias;        // [pad(out)]
 };
 
@@ -111,7 +111,7 @@ struct prepared {
     // layers 1..l_mlp; readout W_y.
     aligned_vector<T> bias0;                 // [p0]
     aligned_vector<T> memory_weight_t;       // [d_m][p0]
-    aligned_vector<T> memory_weight;         // [n0][pm]
+    aligned_vector<T> memory_weight;         // [n0 + 1][pm], the last row zero (sparse_rows)
     std::vector<dense_layer<T>> layers;      // l_mlp layers after the first
     dense_layer<T> readout;                  // d_m -> d_o
     aligned_vector<T> kappa_m, memory_gain;  // [pm], 0 in the padding

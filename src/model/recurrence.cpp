@@ -242,18 +242,23 @@ int activate(activation act, const T* pre, T* h, int n) {
 // activation act(pre) recomputed into h (not stored by the forward), in one read of pre. ReLU'(0) = 0 as
 // torch's threshold_backward; SiLU' = σ(a)·(1 + a·(1 - σ(a))), SiLU = a·σ(a) as activate computes it.
 template <class T>
-void activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h, int n) {
+int activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h, int n) {
     if (act == activation::relu) {
         const vec<T>* a = as_vec(pre);
         const vec<T>* gv = as_vec(g);
         vec<T>* d = as_vec(dpre);
         vec<T>* o = as_vec(h);
         const vec<T> zero{};
+        decltype(zero > zero) on_count{};  // as activate's
         for (int v = 0; v < n / lanes<T>; ++v) {
             const auto on = a[v] > zero;
             d[v] = on ? gv[v] : zero;
             o[v] = on ? a[v] : zero;
+            on_count -= on;
         }
+        int active = 0;
+        for (int l = 0; l < lanes<T>; ++l) active += static_cast<int>(on_count[l]);
+        return active;
     } else {
         // One exp per element: the denominator 1 + exp(-a) goes into dpre first (element-wise, so the
         // in-place update below reads each element before writing it); same values as activate's.
@@ -264,13 +269,14 @@ void activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h
         const auto s = T(1) / d;
         d = const_array_map<T>(g, n) * (s * (T(1) + a * (T(1) - s)));
     }
+    return 0;
 }
 
-// ReLU into sparse_rows' lists: the positive elements of pre (n, a whole number of vectors) as (value,
-// j·np), in increasing j; returns their number. The lists need room for n entries. ReLU(pre) is 0 elsewhere
-// (NaN included, as activate's `a > 0 ? a : 0`).
+// sparse_rows' lists of a ReLU layer: where pre > 0 (n elements, a whole number of vectors), (value[j],
+// j·np) in increasing j; returns their number. value = pre gives ReLU(pre) (0 elsewhere, NaN included, as
+// activate's `a > 0 ? a : 0`), value = dL/dpre ⊙ ReLU'(pre) its backward. The lists need room for n entries.
 template <class T>
-int relu_lists(const T* pre, int n, int np, T* vals, std::int32_t* offs) {
+int relu_lists(const T* pre, const T* value, int n, int np, T* vals, std::int32_t* offs) {
     int count = 0;
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float> && lanes<T> == 16) {
@@ -282,7 +288,7 @@ int relu_lists(const T* pre, int n, int np, T* vals, std::int32_t* offs) {
             const __mmask16 on = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
             // Compress in registers, then store whole vectors: the compressing store to memory is slow on
             // some cores (AMD Zen 4). The list has room: count ≤ j before this vector.
-            _mm512_storeu_ps(vals + count, _mm512_maskz_compress_ps(on, a));
+            _mm512_storeu_ps(vals + count, _mm512_maskz_compress_ps(on, _mm512_load_ps(value + j)));
             _mm512_storeu_si512(offs + count, _mm512_maskz_compress_epi32(on, off));
             count += __builtin_popcount(static_cast<unsigned>(on));
             off = _mm512_add_epi32(off, step);
@@ -291,7 +297,7 @@ int relu_lists(const T* pre, int n, int np, T* vals, std::int32_t* offs) {
     }
 #endif
     for (int j = 0; j < n; ++j) {  // branch-free: write every element, keep the positive ones
-        vals[count] = pre[j];
+        vals[count] = value[j];
         offs[count] = j * np;
         count += pre[j] > T(0);
     }
@@ -407,8 +413,8 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
             active += activate(p.act, pre_l + s * out.hidden_stride, h + s * ls, p.ph);
         if (p.act == activation::relu && sparse_product_pays(active, rows, d.d_mlp)) {
             for (int s = 0; s < rows; ++s)
-                counts[s] = relu_lists(pre_l + s * out.hidden_stride, p.ph, padded<T>(n_out), vals + s * ls,
-                                       offs + s * ls);
+                counts[s] = relu_lists(pre_l + s * out.hidden_stride, pre_l + s * out.hidden_stride, p.ph,
+                                       padded<T>(n_out), vals + s * ls, offs + s * ls);
             sparse_rows(rows, vals, offs, counts, ls, d.d_mlp, w.transposed.data(), n_out, w.bias.data(), 0,
                         next, next_stride);
         } else {
@@ -569,7 +575,9 @@ template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size) {
     const std::size_t n = static_cast<std::size_t>(rows),
                       tb = static_cast<std::size_t>(backward_block_steps(p, chunk_size));
-    const std::size_t state = n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0;
+    const std::size_t state =
+        n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0 +
+        padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1));  // + sparse_rows' lists
     const std::size_t block =
         n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
     return state + block;
@@ -585,12 +593,15 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
     const int tb = backward_block_steps(p, chunk_size);
     // State carried from step to step (zero after the last step) and the block buffers.
-    T* carry = scratch;            // [rows][pm] dL/dm_t
-    T* dz = carry + n * p.pm;      // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
-    T* dh = dz + n * p.pm;         // [rows][ph]
-    T* zero = dh + n * p.ph;       // [pm] m_{-1} = 0
-    T* input_state = zero + p.pm;  // [groups][rows][p0] reverse-filtered dL/dpre_0
-    T* block = input_state + n * p.groups() * p.p0;
+    T* carry = scratch;                                  // [rows][pm] dL/dm_t
+    T* dz = carry + n * p.pm;                            // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dh = dz + n * p.pm;                               // [rows][ph]
+    T* zero = dh + n * p.ph;                             // [pm] m_{-1} = 0
+    T* input_state = zero + p.pm;                        // [groups][rows][p0] reverse-filtered dL/dpre_0
+    T* list_vals = input_state + n * p.groups() * p.p0;  // [rows][ph] sparse_rows' lists of dL/dpre_l
+    std::int32_t* list_offs = reinterpret_cast<std::int32_t*>(list_vals + n * p.ph);  // [rows][ph]
+    std::int32_t* list_counts = list_offs + n * p.ph;                                 // [rows]
+    T* block = list_vals + padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1));
     std::fill(scratch, block, T(0));
     T* dout_blk = block;                                                // [rows][steps][pm]
     T* zm_blk = dout_blk + n * tb * p.pm;                               // [rows][steps][pm]
@@ -640,34 +651,44 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                 }
             }
             // Back through the MLP: dpre_l = dh ⊙ act'(pre_l), dh = dpre_l·W_l; h_l = act(pre_l) kept for dW.
-            const T* dfirst = dout;
-            std::size_t fs = bs_m;
             if (L > 0) {
                 const auto& last = p.layers[static_cast<std::size_t>(L - 1)];
                 dense_rows(rows, static_cast<const T*>(dout), bs_m, d.d_m, last.rows.data(), d.d_mlp,
                            static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
+                // dL/dh_{l-1} = dpre_l·W_l, and for l = 0 the first layer's memory half (E4): z = κ_m ⊙
+                // m_{t-1}, dz = dpre_0·W_m. dpre_l is 0 where ReLU is off, so mostly-off layers take
+                // sparse_rows as in the forward.
                 for (int l = L - 1; l >= 0; --l) {
                     const T* pre = a.hidden + l * layer_stride + row0 * p.ph;
                     T* dpre = dpre_blk + l * blayer + i * p.ph;
                     T* h = h_blk + l * blayer + i * p.ph;
-                    for (int s = 0; s < rows; ++s) {
-                        activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h, h + s * bs_h,
-                                            p.ph);
-                    }
-                    if (l > 0) {
-                        const auto& w = p.layers[static_cast<std::size_t>(l - 1)];
-                        dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, w.rows.data(), d.d_mlp,
-                                   static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
+                    int active = 0;
+                    for (int s = 0; s < rows; ++s)
+                        active += activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h,
+                                                      h + s * bs_h, p.ph);
+                    const T* M = l > 0 ? p.layers[static_cast<std::size_t>(l - 1)].rows.data()
+                                       : p.memory_weight.data();
+                    const int n_out = l > 0 ? d.d_mlp : d.d_m;
+                    T* target = l > 0 ? dh : dz;
+                    const std::size_t ts = static_cast<std::size_t>(l > 0 ? p.ph : p.pm);
+                    if (p.act == activation::relu && sparse_product_pays(active, rows, d.d_mlp)) {
+                        for (int s = 0; s < rows; ++s)
+                            list_counts[s] = relu_lists(pre + s * hs, dpre + s * bs_h, p.ph, padded<T>(n_out),
+                                                        list_vals + s * p.ph, list_offs + s * p.ph);
+                        sparse_rows(rows, list_vals, list_offs, list_counts, static_cast<std::size_t>(p.ph),
+                                    d.d_mlp, M, n_out, static_cast<const T*>(nullptr), 0, target, ts);
+                    } else {
+                        dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, M, n_out,
+                                   static_cast<const T*>(nullptr), 0, target, ts);
                     }
                 }
-                dfirst = dpre_blk + i * p.ph;
-                fs = bs_h;
+            } else {
+                // No hidden layer: the MLP's output is the first layer's (E4, memory half as above).
+                dense_rows(rows, static_cast<const T*>(dout), bs_m, n0, p.memory_weight.data(), d.d_m,
+                           static_cast<const T*>(nullptr), 0, dz, static_cast<std::size_t>(p.pm));
             }
-            // First layer, memory half (E4): z = κ_m ⊙ m_{t-1}, dz = dpre_0·W_m; dL/dm_{t-1} = κ_m ⊙ (dL/dm_t
-            // + dz) (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙ dz (the dL/dm_t part is added
-            // above).
-            dense_rows(rows, dfirst, fs, n0, p.memory_weight.data(), d.d_m, static_cast<const T*>(nullptr), 0,
-                       dz, static_cast<std::size_t>(p.pm));
+            // dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz) (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙
+            // dz (the dL/dm_t part is added above).
             for (int s = 0; s < rows; ++s) {
                 const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
                 V* c = as_vec(carry + s * p.pm);

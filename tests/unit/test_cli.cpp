@@ -184,6 +184,36 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     fs::remove_all(dir);
 }
 
+// --config with a trained model times its weights: the published NeuronIO d_m 100 model has few of its hidden
+// ReLU units on (what the sparse products skip), a fresh model of the same config about half.
+TEST(cli, bench_times_a_trained_model_with_its_weights) {
+    const auto dir = temp_dir();
+    const std::string model = std::string(ELM_MODELS_DIR) + "/num_memory_100";
+    double on[2] = {0, 0};
+    for (int k = 0; k < 2; ++k) {
+        const auto out = dir / ("bench" + std::to_string(k) + ".json");
+        const std::string config = k == 0 ? model : model + "/model_config.json";
+        const auto r = run_cli("bench --config " + config +
+                               " --batch 2 --time 30 --input neuronio --repeats 1 --min-time 0 --threads 1 "
+                               "--json " +
+                               out.string());
+        ASSERT_EQ(r.status, 0) << r.output;
+        std::ifstream f(out);
+        const auto s = nlohmann::json::parse(f)["results"][0];
+        EXPECT_EQ(s["config"]["num_memory"], 100);
+        EXPECT_EQ(s["weights"], k == 0 ? nlohmann::json(model) : nlohmann::json("fresh model, seed 1"));
+        on[k] = s["relu_units_on"].get<double>();
+    }
+    EXPECT_GT(on[0], 0.0);
+    EXPECT_LT(on[0], 0.2);
+    EXPECT_GT(on[1], 0.3);
+    EXPECT_LT(on[1], 0.7);
+    const auto r = run_cli("bench --config " + (dir / "missing.pt").string() + " --threads 1");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("missing.pt"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
 // --min-time: each of the four measurements (inference, forward, forward+backward, train step) keeps calling
 // the model until it has timed that long, however short one call is; --repeats alone times that many calls.
 TEST(cli, bench_min_time_times_each_measurement_that_long) {

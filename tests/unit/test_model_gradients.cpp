@@ -19,7 +19,8 @@ struct fd_case {
     std::string name;
     elm::model_config config;
     int batch, time;
-    bool spiking_input;  // {-1, 0, +1} events (NeuronIO-like) instead of dense Gaussian values
+    bool spiking_input;            // {-1, 0, +1} events (NeuronIO-like) instead of dense Gaussian values
+    double hidden_bias_shift = 0;  // added to the hidden layers' biases: < 0 turns most ReLU units off
 };
 
 std::vector<fd_case> cases() {
@@ -80,6 +81,13 @@ std::vector<fd_case> cases() {
         c.learn_memory_tau = true;
         c.memory_tau_max = 40;
         out.push_back({tag + "long_sequence_several_blocks", c, 7, 150, true});
+
+        // Wide hidden layers that are mostly off, as in trained models: the backward (and forward) products
+        // over them run on the non-zero elements only (sparse_rows).
+        c = base(v, 6, 2, 3);
+        c.mlp_num_layers = 2;
+        c.mlp_hidden_size = 70;
+        out.push_back({tag + "mostly_off_wide_relu_layers", c, 3, 12, false, -0.35});
     }
     return out;
 }
@@ -121,6 +129,9 @@ TEST_P(model_gradients, match_central_differences) {
     // ~1e-9 and a finite difference cannot resolve it.
     for (auto& p : m.parameter("_proto_tau_m")) p = 1.5 * normal(gen);
     for (auto& p : m.parameter("w_y.weight")) p *= 3;
+    for (int l = 0; l < cfg.mlp_num_layers; ++l)
+        for (auto& b : m.parameter("mlp.network." + std::to_string(2 * l) + ".bias"))
+            b += tc.hidden_bias_shift;
 
     const int n = cfg.num_input;
     std::vector<double> dense(static_cast<std::size_t>(tc.batch) * tc.time * n);
@@ -134,6 +145,13 @@ TEST_P(model_gradients, match_central_differences) {
     std::vector<double> y(r.size()), grads(m.parameters().size(), 0.0), dx(dense.size());
     elm::workspace<double> ws;
     m.forward(x, y, ws);
+    if (tc.hidden_bias_shift < 0) {  // the case is only worth its name if the units are mostly off
+        std::size_t on = 0;
+        for (double v : ws.hidden) on += v > 0;
+        const double units = double(tc.batch) * tc.time * cfg.mlp_num_layers * cfg.hidden_size();
+        ASSERT_LT(3 * double(on), units) << on << " of " << units << " hidden units on";
+        ASSERT_GT(on, 0u);
+    }
     m.backward(x, r, ws, grads, dx);
 
     const double h = 1e-6;
