@@ -149,14 +149,16 @@ template <class T>
 void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int n_out, const T* init,
                 std::size_t is, T* out, std::size_t os);
 // The same product over the non-zero inputs only, for inputs that are mostly 0 (ReLU's output): row s's
-// inputs as a list of counts[s] entries (vals[s·ls + e], offs[s·ls + e] = j·np: element offset of row j of
-// M), in increasing j; out[s][:] = init[s][:] + Σ_e vals·M[j][:]. M needs n_in + 1 rows, the last zero: the
-// kernel pads each block's lists with entries (-0, n_in·np), so the lists need room for n_in entries. Each
-// element's sum is dense_rows' without its zero terms, bit for bit (adding x·0 or -0 leaves a sum unchanged,
-// except that +0 turns a -0 sum into +0).
+// inputs as a list of counts[s] entries (vals[s·ls + e], offs[s·ls + e] = element offset of row j of M, e.g.
+// j·np), in increasing j; out[s][:] = init[s][:] + Σ_e vals·M[j][:]. The kernel pads each block's lists to
+// its longest with entries (-0, zero_row), so M + zero_row must be a row of zeros and the lists need room
+// for n_in entries; n_in (the number of rows of M) sets the blocking as in dense_rows. Each element's sum is
+// dense_rows' without its zero terms, bit for bit (adding x·0 or -0 leaves a sum unchanged, except that +0
+// turns a -0 sum into +0).
 template <class T>
 void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* counts, std::size_t ls, int n_in,
-                 const T* M, int n_out, const T* init, std::size_t is, T* out, std::size_t os);
+                 std::int32_t zero_row, const T* M, int n_out, const T* init, std::size_t is, T* out,
+                 std::size_t os);
 // Whether sparse_rows beats dense_rows on a product with `active` non-zero inputs over rows × n_in: its
 // every FMA loads its own row of M, so it does about twice a dense FMA's work per product (AMD Zen 4: even
 // at half the inputs on), and below 64 inputs building the lists costs what the skipped products save
@@ -166,10 +168,21 @@ inline bool sparse_product_pays(int active, int rows, int n_in) {
 }
 
 // The same kernel as a deep product for weight gradients: out[i][:] += Σ_{r < depth} A[r][i]·B[r][:] for
-// i < na; A rows padded to pa, B and out rows nb wide, padded to whole vectors. Sums in order of r.
+// i < na; A rows padded to pa, B and out rows nb wide, padded to whole vectors. Sums in order of r, in blocks
+// of deep_block rows. With `lists`, a block whose A is mostly 0 (ReLU layers) sums its non-zero terms only
+// (sparse_rows: bit for bit the same sums): lists holds room for na lists of deep_block entries, and zero
+// points to a row of pad(nb) zeros at a higher address than every row of B.
+inline constexpr std::size_t deep_block = 128;
 template <class T>
-void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int nb, T* out);
-
+struct column_lists {
+    T* vals = nullptr;               // [na][deep_block]
+    std::int32_t* offs = nullptr;    // [na][deep_block]
+    std::int32_t* counts = nullptr;  // [na]
+    const T* zero = nullptr;
+};
+template <class T>
+void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int nb, T* out,
+                  const column_lists<T>* lists = nullptr);
 // ---- one time step for `rows` samples (b0, b0+1, ...) -----------------------------------------------------
 // Where step t's activations of the samples go: row s of a buffer at base + s·stride.
 template <class T>

@@ -340,9 +340,10 @@ void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int 
 
 template <class T>
 void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* counts, std::size_t ls, int n_in,
-                 const T* M, int n_out, const T* init, std::size_t is, T* out, std::size_t os) {
+                 std::int32_t zero_row, const T* M, int n_out, const T* init, std::size_t is, T* out,
+                 std::size_t os) {
     const block_plan plan = plan_blocks<T>(n_in, n_out);
-    // Each block's lists padded to its longest with (-0, zero row n_in), see sparse_block.
+    // Each block's lists padded to its longest with (-0, zero row), see sparse_block.
     auto longest = [&](int s0, int sb) {
         int n = 0;
         for (int s = s0; s < s0 + sb; ++s) n = std::max(n, counts[s]);
@@ -352,7 +353,7 @@ void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* coun
         const int sb = std::min(plan.sb_max, rows - s0), n = longest(s0, sb);
         for (int s = s0; s < s0 + sb; ++s) {
             std::fill(vals + s * ls + counts[s], vals + s * ls + n, T(-0.0));
-            std::fill(offs + s * ls + counts[s], offs + s * ls + n, n_in * plan.np);
+            std::fill(offs + s * ls + counts[s], offs + s * ls + n, zero_row);
         }
     }
     for (int k0 = 0; k0 < plan.nv; k0 += plan.kb) {
@@ -368,17 +369,76 @@ void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* coun
     }
 }
 
+namespace {
+
+// The number of non-zero elements (NaN included) of n rows of w elements (whole vectors) at a stride.
 template <class T>
-void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int nb, T* out) {
+int count_nonzero(const T* rows, int n, std::size_t stride, int w) {
+    const vec<T> zero{};
+    decltype(zero != zero) on_count{};  // per lane; a comparison gives -1 where true
+    for (int r = 0; r < n; ++r) {
+        const vec<T>* a = as_vec(rows + static_cast<std::size_t>(r) * stride);
+        for (int v = 0; v < w / lanes<T>; ++v) on_count -= a[v] != zero;
+    }
+    int count = 0;
+    for (int l = 0; l < lanes<T>; ++l) count += static_cast<int>(on_count[l]);
+    return count;
+}
+
+// Appends (A[r][i], r·pb) to list i for every non-zero A[r][i], r < n, i < na (rows of A at stride pa, whole
+// vectors): the column lists of a block of depth, each in increasing r.
+template <class T>
+void append_columns(const T* A, std::size_t pa, int n, int na, int pb, T* vals, std::int32_t* offs,
+                    std::int32_t* counts, std::size_t ls) {
+    std::fill(counts, counts + na, 0);
+    for (int r = 0; r < n; ++r) {
+        const T* a = A + static_cast<std::size_t>(r) * pa;
+        auto append = [&](int i) {
+            const std::size_t e = static_cast<std::size_t>(i) * ls + static_cast<std::size_t>(counts[i]++);
+            vals[e] = a[i];
+            offs[e] = r * pb;
+        };
+#if defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float> && lanes<T> == 16) {
+            for (int i0 = 0; i0 < na; i0 += 16) {
+                unsigned on = _mm512_cmp_ps_mask(_mm512_load_ps(a + i0), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+                for (; on; on &= on - 1) {
+                    const int i = i0 + __builtin_ctz(on);
+                    if (i < na) append(i);
+                }
+            }
+            continue;
+        }
+#endif
+        for (int i = 0; i < na; ++i)
+            if (a[i] != T(0) || a[i] != a[i]) append(i);
+    }
+}
+
+}  // namespace
+
+template <class T>
+void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int nb, T* out,
+                  const column_lists<T>* lists) {
     // out[i][:] += Σ_r A[r][i]·B[r][:]: dense_rows with the roles of rows and depth swapped (x[i][r] =
     // A[r][i]), over blocks of depth small enough that their strips of B and A stay in cache; blocks in
-    // order.
-    constexpr std::size_t block = 128;
+    // order. A block whose A is mostly 0 runs sparse_rows over per-i lists of its non-zero A[r][i] (in order
+    // of r: the same sums without their zero terms).
     const int pb = padded<T>(nb);
-    for (std::size_t r0 = 0; r0 < depth; r0 += block) {
-        const int n = static_cast<int>(std::min(block, depth - r0));
-        dense_rows_strided(na, A + r0 * pa, 1, static_cast<std::size_t>(pa), n, B + r0 * pb, nb, out,
-                           static_cast<std::size_t>(pb), out, static_cast<std::size_t>(pb));
+    for (std::size_t r0 = 0; r0 < depth; r0 += deep_block) {
+        const int n = static_cast<int>(std::min(deep_block, depth - r0));
+        const T* a = A + r0 * pa;
+        const T* b = B + r0 * pb;
+        if (lists && sparse_product_pays(count_nonzero(a, n, static_cast<std::size_t>(pa), pa), na, n)) {
+            append_columns(a, static_cast<std::size_t>(pa), n, na, pb, lists->vals, lists->offs,
+                           lists->counts, deep_block);
+            sparse_rows(na, lists->vals, lists->offs, lists->counts, deep_block, n,
+                        static_cast<std::int32_t>(lists->zero - b), b, nb, out, static_cast<std::size_t>(pb),
+                        out, static_cast<std::size_t>(pb));
+        } else {
+            dense_rows_strided(na, a, 1, static_cast<std::size_t>(pa), n, b, nb, out,
+                               static_cast<std::size_t>(pb), out, static_cast<std::size_t>(pb));
+        }
     }
 }
 
@@ -415,8 +475,8 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
             for (int s = 0; s < rows; ++s)
                 counts[s] = relu_lists(pre_l + s * out.hidden_stride, pre_l + s * out.hidden_stride, p.ph,
                                        padded<T>(n_out), vals + s * ls, offs + s * ls);
-            sparse_rows(rows, vals, offs, counts, ls, d.d_mlp, w.transposed.data(), n_out, w.bias.data(), 0,
-                        next, next_stride);
+            sparse_rows(rows, vals, offs, counts, ls, d.d_mlp, d.d_mlp * padded<T>(n_out),
+                        w.transposed.data(), n_out, w.bias.data(), 0, next, next_stride);
         } else {
             dense_rows(rows, h, p.ph, d.d_mlp, w.transposed.data(), n_out, w.bias.data(), 0, next,
                        next_stride);
@@ -556,10 +616,10 @@ struct padded_offsets {
     explicit padded_offsets(const prepared<T>& p) {
         const dims& d = p.d;
         const std::size_t L = static_cast<std::size_t>(d.l_mlp);
-        last = 0;                                                              // [d_m][ph] (L > 0)
-        hidden = last + (L > 0 ? static_cast<std::size_t>(d.d_m) * p.ph : 0);  // (L-1) x [d_mlp][ph]
-        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);              // [n0][pm]
-        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;            // [d_o][pm]
+        last = 0;                                                                // [d_mlp][pm] (L > 0)
+        hidden = last + (L > 0 ? static_cast<std::size_t>(d.d_mlp) * p.pm : 0);  // (L-1) x [d_mlp][ph]
+        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);                // [n0][pm]
+        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;              // [d_o][pm]
         total = readout + static_cast<std::size_t>(d.d_o) * p.pm;
     }
 };
@@ -577,10 +637,11 @@ std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size
                       tb = static_cast<std::size_t>(backward_block_steps(p, chunk_size));
     const std::size_t state =
         n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0 +
-        padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1));  // + sparse_rows' lists
+        padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1)) +             // sparse_rows' lists
+        padded<T>(p.ph * (2 * deep_block) + static_cast<std::size_t>(p.ph));  // deep_product's lists
     const std::size_t block =
         n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
-    return state + block;
+    return state + block + static_cast<std::size_t>(std::max(p.pm, p.ph));  // + a zero row after the blocks
 }
 
 template <class T>
@@ -601,14 +662,23 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     T* list_vals = input_state + n * p.groups() * p.p0;  // [rows][ph] sparse_rows' lists of dL/dpre_l
     std::int32_t* list_offs = reinterpret_cast<std::int32_t*>(list_vals + n * p.ph);  // [rows][ph]
     std::int32_t* list_counts = list_offs + n * p.ph;                                 // [rows]
-    T* block = list_vals + padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1));
+    // deep_product's column lists for the weight gradients of ReLU layers (zero row: after the blocks).
+    column_lists<T> columns;
+    columns.vals = list_vals + padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1));
+    columns.offs = reinterpret_cast<std::int32_t*>(columns.vals + p.ph * deep_block);
+    columns.counts = columns.offs + p.ph * deep_block;
+    T* block = columns.vals + padded<T>(p.ph * (2 * deep_block) + static_cast<std::size_t>(p.ph));
     std::fill(scratch, block, T(0));
     T* dout_blk = block;                                                // [rows][steps][pm]
     T* zm_blk = dout_blk + n * tb * p.pm;                               // [rows][steps][pm]
     T* dpre_blk = zm_blk + n * tb * p.pm;                               // [l_mlp][rows][steps][ph]
     T* h_blk = dpre_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [l_mlp][rows][steps][ph]
-    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;          // Σ_t dL/dκ_m per sample
-    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;           // Σ_t dL/dgain per sample
+    T* zero_row = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [max(pm, ph)]
+    std::fill(zero_row, zero_row + std::max(p.pm, p.ph), T(0));
+    columns.zero = zero_row;
+    const column_lists<T>* relu_columns = p.act == activation::relu ? &columns : nullptr;
+    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
+    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
 
     const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;  // of the forward's buffers
     const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between samples in the forward's buffers
@@ -676,7 +746,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                             list_counts[s] = relu_lists(pre + s * hs, dpre + s * bs_h, p.ph, padded<T>(n_out),
                                                         list_vals + s * p.ph, list_offs + s * p.ph);
                         sparse_rows(rows, list_vals, list_offs, list_counts, static_cast<std::size_t>(p.ph),
-                                    d.d_mlp, M, n_out, static_cast<const T*>(nullptr), 0, target, ts);
+                                    d.d_mlp, d.d_mlp * padded<T>(n_out), M, n_out,
+                                    static_cast<const T*>(nullptr), 0, target, ts);
                     } else {
                         dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, M, n_out,
                                    static_cast<const T*>(nullptr), 0, target, ts);
@@ -718,18 +789,20 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                            rows, cg.proj_grad, dx);
             const T* dout_c = dout_blk + c0 * bs_m;
             if (L > 0) {
-                deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, d.d_mlp,
-                             cg.padded + off.last);
+                deep_product(depth, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, d.d_mlp, dout_c, d.d_m,
+                             cg.padded + off.last, relu_columns);
                 add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
                 for (int l = L - 1; l >= 1; --l) {
                     const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
                     deep_product(depth, dpre_c, p.ph, d.d_mlp, h_blk + (l - 1) * blayer + c0 * bs_h, d.d_mlp,
-                                 cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph);
+                                 cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph,
+                                 relu_columns);
                     add_column_sums(dpre_c, depth, p.ph, d.d_mlp, g.bias[l]);
                 }
             }
             const T* dfirst_c = dfirst_blk + c0 * f_stride;
-            deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory);
+            deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory,
+                         L > 0 ? relu_columns : nullptr);
             add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
             // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding
             // needed).
@@ -750,7 +823,12 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     w[static_cast<std::size_t>(i) * w_stride + j] +=
                         cg.padded[from + static_cast<std::size_t>(i) * pw + j];
         };
-        if (L > 0) add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp);
+        if (L > 0)  // kept transposed ([in][out]: its sums run over the ReLU layer's h, mostly 0 in trained
+                    // models)
+            for (int i = 0; i < d.d_mlp; ++i)
+                for (int o = 0; o < d.d_m; ++o)
+                    cg.g.weight[L][static_cast<std::size_t>(o) * d.d_mlp + i] +=
+                        cg.padded[off.last + static_cast<std::size_t>(i) * p.pm + o];
         for (int l = 1; l < L; ++l)
             add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
                 cg.g.weight[l], d.d_mlp);
@@ -762,7 +840,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 #define ELM_INSTANTIATE(T)                                                                                  \
     template void dense_rows<T>(int, const T*, std::size_t, int, const T*, int, const T*, std::size_t, T*,  \
                                 std::size_t);                                                               \
-    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*);                      \
+    template void deep_product<T>(std::size_t, const T*, int, int, const T*, int, T*,                       \
+                                  const column_lists<T>*);                                                  \
     template void step_forward<T>(const prepared<T>&, int, T*, T*, const step_rows<T>&);                    \
     template std::size_t step_scratch_size<T>(const prepared<T>&, int);                                     \
     template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                            \

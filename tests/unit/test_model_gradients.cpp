@@ -82,12 +82,13 @@ std::vector<fd_case> cases() {
         c.memory_tau_max = 40;
         out.push_back({tag + "long_sequence_several_blocks", c, 7, 150, true});
 
-        // Wide hidden layers that are mostly off, as in trained models: the backward (and forward) products
-        // over them run on the non-zero elements only (sparse_rows).
+        // Wide hidden layers that are mostly off, as in trained models: the forward and backward products
+        // over them and, over blocks of 64 or more steps, their weight gradients run on the non-zero elements
+        // only (sparse_rows).
         c = base(v, 6, 2, 3);
         c.mlp_num_layers = 2;
         c.mlp_hidden_size = 70;
-        out.push_back({tag + "mostly_off_wide_relu_layers", c, 3, 12, false, -0.35});
+        out.push_back({tag + "mostly_off_wide_relu_layers", c, 3, 70, false, -0.35});
     }
     return out;
 }

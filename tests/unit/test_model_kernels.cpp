@@ -163,8 +163,9 @@ void check_sparse_rows(int rows, int n_in, int n_out, double density, bool with_
     const T* in = with_init ? init.data() : nullptr;
     elm::detail::dense_rows<T>(rows, x.data(), static_cast<std::size_t>(n_in), n_in, M.data(), n_out, in,
                                static_cast<std::size_t>(np), dense.data(), static_cast<std::size_t>(np));
-    elm::detail::sparse_rows<T>(rows, vals.data(), offs.data(), counts.data(), ls, n_in, M.data(), n_out, in,
-                                static_cast<std::size_t>(np), sparse.data(), static_cast<std::size_t>(np));
+    elm::detail::sparse_rows<T>(rows, vals.data(), offs.data(), counts.data(), ls, n_in, n_in * np, M.data(),
+                                n_out, in, static_cast<std::size_t>(np), sparse.data(),
+                                static_cast<std::size_t>(np));
     for (std::size_t i = 0; i < dense.size(); ++i)
         ASSERT_EQ(sparse[i], dense[i]) << "rows " << rows << " n_in " << n_in << " n_out " << n_out
                                        << " density " << density << " at " << i;
@@ -186,6 +187,48 @@ TEST(kernels, sparse_rows_pays_only_on_wide_mostly_zero_inputs) {
     EXPECT_TRUE(sparse_product_pays(8 * 200 / 20, 8, 200));  // 5 % on (published NeuronIO d_m 100)
     EXPECT_FALSE(sparse_product_pays(8 * 200 / 2, 8, 200));  // half on (a freshly initialised model)
     EXPECT_FALSE(sparse_product_pays(0, 8, 30));  // too narrow to pay for the lists (d_m 15: 30 inputs)
+}
+
+// deep_product with column lists: blocks of mostly-zero A (ReLU layers) sum only their non-zero terms, the
+// same sums bit for bit as without lists, at any density (dense blocks and sparse ones) and depth (blocks of
+// deep_block rows and partial ones).
+template <class T>
+void check_sparse_deep_product(std::mt19937_64& gen) {
+    std::uniform_real_distribution<double> u(0, 1);
+    for (std::size_t depth : {std::size_t(1), std::size_t(64), std::size_t(127), std::size_t(128),
+                              std::size_t(200), std::size_t(1000)})
+        for (int na : {1, 15, 64, 100, 200})
+            for (int nb : {1, 15, 100})
+                for (double density : {0.0, 0.05, 0.3, 1.0}) {
+                    const int pa = padded<T>(na), pb = padded<T>(nb);
+                    auto A = random_vector<T>(depth * pa, gen);
+                    for (std::size_t r = 0; r < depth; ++r)
+                        for (int i = 0; i < pa; ++i)
+                            if (i >= na || u(gen) >= density) A[r * pa + i] = T(0);
+                    // B, then one zero row above it (the lists' padding entries point there).
+                    auto B = random_vector<T>((depth + 1) * pb, gen);
+                    for (std::size_t r = 0; r <= depth; ++r)
+                        for (int j = 0; j < pb; ++j)
+                            if (j >= nb || r == depth) B[r * pb + j] = T(0);
+                    const auto before = random_vector<T>(static_cast<std::size_t>(na) * pb, gen);
+                    auto dense = before, sparse = before;
+                    elm::aligned_vector<T> vals(static_cast<std::size_t>(na) * elm::detail::deep_block);
+                    std::vector<std::int32_t> offs(vals.size()), counts(static_cast<std::size_t>(na));
+                    const elm::detail::column_lists<T> lists{vals.data(), offs.data(), counts.data(),
+                                                             B.data() + depth * pb};
+                    elm::detail::deep_product<T>(depth, A.data(), pa, na, B.data(), nb, dense.data());
+                    elm::detail::deep_product<T>(depth, A.data(), pa, na, B.data(), nb, sparse.data(),
+                                                 &lists);
+                    for (std::size_t k = 0; k < dense.size(); ++k)
+                        ASSERT_EQ(sparse[k], dense[k]) << "depth " << depth << " na " << na << " nb " << nb
+                                                       << " density " << density << " at " << k;
+                }
+}
+
+TEST(kernels, deep_product_over_mostly_zero_rows_sums_only_their_non_zero_terms) {
+    std::mt19937_64 gen(23);
+    check_sparse_deep_product<float>(gen);
+    check_sparse_deep_product<double>(gen);
 }
 
 // ---- reference forward: reference/paper.md §1.2 (v1) and §1.3 (v2), one step at a time, in double ---------
