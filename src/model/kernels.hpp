@@ -169,9 +169,10 @@ inline bool sparse_product_pays(int active, int rows, int n_in) {
 
 // The same kernel as a deep product for weight gradients: out[i][:] += Σ_{r < depth} A[r][i]·B[r][:] for
 // i < na; A rows padded to pa, B and out rows nb wide, padded to whole vectors. Sums in order of r, in blocks
-// of deep_block rows. With `lists`, a block whose A is mostly 0 (ReLU layers) sums its non-zero terms only
-// (sparse_rows: bit for bit the same sums): lists holds room for na lists of deep_block entries, and zero
-// points to a row of pad(nb) zeros at a higher address than every row of B.
+// of deep_block rows. With `lists` (for an A that is mostly 0, e.g. a ReLU layer's h: sparse_product_pays),
+// each block sums its non-zero terms only (sparse_rows: bit for bit the same sums): lists holds room for na
+// lists of deep_block entries, and zero points to a row of pad(nb) zeros at a higher address than every row
+// of B.
 inline constexpr std::size_t deep_block = 128;
 template <class T>
 struct column_lists {

@@ -371,20 +371,6 @@ void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* coun
 
 namespace {
 
-// The number of non-zero elements (NaN included) of n rows of w elements (whole vectors) at a stride.
-template <class T>
-int count_nonzero(const T* rows, int n, std::size_t stride, int w) {
-    const vec<T> zero{};
-    decltype(zero != zero) on_count{};  // per lane; a comparison gives -1 where true
-    for (int r = 0; r < n; ++r) {
-        const vec<T>* a = as_vec(rows + static_cast<std::size_t>(r) * stride);
-        for (int v = 0; v < w / lanes<T>; ++v) on_count -= a[v] != zero;
-    }
-    int count = 0;
-    for (int l = 0; l < lanes<T>; ++l) count += static_cast<int>(on_count[l]);
-    return count;
-}
-
 // Appends (A[r][i], r·pb) to list i for every non-zero A[r][i], r < n, i < na (rows of A at stride pa, whole
 // vectors): the column lists of a block of depth, each in increasing r.
 template <class T>
@@ -422,14 +408,14 @@ void deep_product(std::size_t depth, const T* A, int pa, int na, const T* B, int
                   const column_lists<T>* lists) {
     // out[i][:] += Σ_r A[r][i]·B[r][:]: dense_rows with the roles of rows and depth swapped (x[i][r] =
     // A[r][i]), over blocks of depth small enough that their strips of B and A stay in cache; blocks in
-    // order. A block whose A is mostly 0 runs sparse_rows over per-i lists of its non-zero A[r][i] (in order
-    // of r: the same sums without their zero terms).
+    // order. With lists, each block runs sparse_rows over per-i lists of its non-zero A[r][i] instead (in
+    // order of r: the same sums without their zero terms).
     const int pb = padded<T>(nb);
     for (std::size_t r0 = 0; r0 < depth; r0 += deep_block) {
         const int n = static_cast<int>(std::min(deep_block, depth - r0));
         const T* a = A + r0 * pa;
         const T* b = B + r0 * pb;
-        if (lists && sparse_product_pays(count_nonzero(a, n, static_cast<std::size_t>(pa), pa), na, n)) {
+        if (lists) {
             append_columns(a, static_cast<std::size_t>(pa), n, na, pb, lists->vals, lists->offs,
                            lists->counts, deep_block);
             sparse_rows(na, lists->vals, lists->offs, lists->counts, deep_block, n,
@@ -676,7 +662,6 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     T* zero_row = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [max(pm, ph)]
     std::fill(zero_row, zero_row + std::max(p.pm, p.ph), T(0));
     columns.zero = zero_row;
-    const column_lists<T>* relu_columns = p.act == activation::relu ? &columns : nullptr;
     T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
     T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
 
@@ -688,9 +673,13 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const padded_offsets<T> off(p);
     const int first_chunk = b0 / chunk_size;
 
+    // Per hidden layer, its units on over the block (all of this call's rows): whether its weight gradients'
+    // sums take deep_product's column lists.
+    std::vector<int> block_on(static_cast<std::size_t>(L), 0);
     for (int t1 = d.T; t1 > 0; t1 -= tb) {
         const int t0 = std::max(0, t1 - tb);
         const std::size_t steps = static_cast<std::size_t>(t1 - t0);
+        std::fill(block_on.begin(), block_on.end(), 0);
         // Block buffers are [sample][step] for this block's steps: a chunk's rows are contiguous.
         const std::size_t bs_m = steps * p.pm, bs_h = steps * p.ph, blayer = n * bs_h;
         for (int t = t1 - 1; t >= t0; --t) {
@@ -736,6 +725,7 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     for (int s = 0; s < rows; ++s)
                         active += activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h,
                                                       h + s * bs_h, p.ph);
+                    block_on[static_cast<std::size_t>(l)] += active;
                     const T* M = l > 0 ? p.layers[static_cast<std::size_t>(l - 1)].rows.data()
                                        : p.memory_weight.data();
                     const int n_out = l > 0 ? d.d_mlp : d.d_m;
@@ -778,6 +768,15 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         const T* dfirst_blk = L > 0 ? dpre_blk : dout_blk;
         const std::size_t f_stride = L > 0 ? bs_h : bs_m;
         const int fw = L > 0 ? p.ph : p.pm;
+        // Column lists for the weight gradients over layer l's h or dL/dpre (0 where its ReLU is off) when
+        // few of its units were on in this block (the sparse products' rule, over the block's rows and
+        // steps).
+        auto columns_of = [&](int l) -> const column_lists<T>* {
+            const bool sparse = p.act == activation::relu &&
+                                sparse_product_pays(static_cast<int>(block_on[static_cast<std::size_t>(l)]),
+                                                    rows * static_cast<int>(steps), d.d_mlp);
+            return sparse ? &columns : nullptr;
+        };
         for (int c0 = 0; c0 < rows; c0 += chunk_size) {
             const int nb = std::min(chunk_size, rows - c0);
             const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
@@ -790,19 +789,19 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             const T* dout_c = dout_blk + c0 * bs_m;
             if (L > 0) {
                 deep_product(depth, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, d.d_mlp, dout_c, d.d_m,
-                             cg.padded + off.last, relu_columns);
+                             cg.padded + off.last, columns_of(L - 1));
                 add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
                 for (int l = L - 1; l >= 1; --l) {
                     const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
                     deep_product(depth, dpre_c, p.ph, d.d_mlp, h_blk + (l - 1) * blayer + c0 * bs_h, d.d_mlp,
                                  cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph,
-                                 relu_columns);
+                                 columns_of(l));
                     add_column_sums(dpre_c, depth, p.ph, d.d_mlp, g.bias[l]);
                 }
             }
             const T* dfirst_c = dfirst_blk + c0 * f_stride;
             deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory,
-                         L > 0 ? relu_columns : nullptr);
+                         L > 0 ? columns_of(0) : nullptr);
             add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
             // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding
             // needed).

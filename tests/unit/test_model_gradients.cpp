@@ -255,13 +255,25 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
     std::normal_distribution<float> normal(0.f, 1.f);
     const int T = 90;
     // Batch 8: four chunks of 2 run as one lockstep group; 7: chunks of 2 and a last one of 1 in a group; 9:
-    // three chunks of 3 in groups of 2 and 1 (model.cpp backward), split over 1, 2 and 3 threads.
-    for (int B : {7, 8, 9}) {
+    // three chunks of 3 in groups of 2 and 1 (model.cpp backward), split over 1, 2 and 3 threads. Then with
+    // most hidden units off (the sparse products, chosen from the density of each thread's rows).
+    for (int B : {7, 8, 9, -8, -9}) {
+        if (B == -8)
+            for (auto& b : m.parameter("mlp.network.0.bias")) b -= 0.3f;
+        B = std::abs(B);
         std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
         for (auto& v : dense) v = normal(gen) > 1.5f ? 1.f : 0.f;
         const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
         std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
         for (auto& v : r) v = normal(gen);
+        if (m.parameter("mlp.network.0.bias")[0] < -0.2f) {  // the shifted runs: mostly off indeed
+            std::vector<float> y(r.size());
+            elm::workspace<float> ws;
+            m.forward(x, y, ws);
+            std::size_t on = 0;
+            for (float v : ws.hidden) on += v > 0;
+            ASSERT_LT(3 * on, static_cast<std::size_t>(B) * T * c.hidden_size()) << on << " units on";
+        }
         const auto runs = run_over_threads(m, x, r);
         for (std::size_t i = 1; i < runs.size(); ++i)
             EXPECT_EQ(runs[0].g, runs[i].g) << "batch " << B << ", run " << i;
