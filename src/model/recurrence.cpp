@@ -58,46 +58,65 @@ struct half_simd {
 template <class T>
 using half_vec = typename half_simd<T>::vec;
 
+// The accumulators of a register block: SB rows x KB vectors, the last at half width with HalfLast; started
+// from init's rows (or 0) and stored to out's, the unused half of a half-width vector from init (or 0).
+template <class T, int SB, int KB, bool HalfLast>
+struct block_accumulators {
+    using V = vec<T>;
+    using H = half_vec<T>;
+    static constexpr int KF = HalfLast ? KB - 1 : KB;  // full-width vectors of the block
+    static constexpr int KV = KF > 0 ? KF : 1;
+    V acc[SB][KV];
+    H tail[SB];
+
+    block_accumulators(const T* init, std::size_t is) {
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s) {
+#pragma GCC unroll 4
+            for (int k = 0; k < KF; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
+            if constexpr (HalfLast)
+                tail[s] = init ? *reinterpret_cast<const H*>(as_vec(init + s * is) + KF) : H{};
+        }
+    }
+    // Loads the block's vectors of a row of M.
+    static void load(const V* m, V (&mv)[KV], H& mh) {
+#pragma GCC unroll 4
+        for (int k = 0; k < KF; ++k) mv[k] = m[k];
+        if constexpr (HalfLast) mh = *reinterpret_cast<const H*>(m + KF);
+    }
+    // Row s += x · (a row of M, loaded).
+    void add(int s, T x, const V (&mv)[KV], H mh) {
+#pragma GCC unroll 4
+        for (int k = 0; k < KF; ++k) acc[s][k] += x * mv[k];
+        if constexpr (HalfLast) tail[s] += x * mh;
+    }
+    void store(T* out, std::size_t os, const T* init, std::size_t is) const {
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s) {
+#pragma GCC unroll 4
+            for (int k = 0; k < KF; ++k) as_vec(out + s * os)[k] = acc[s][k];
+            if constexpr (HalfLast) {
+                H* o = reinterpret_cast<H*>(as_vec(out + s * os) + KF);
+                o[0] = tail[s];
+                o[1] = init ? reinterpret_cast<const H*>(as_vec(init + s * is) + KF)[1] : H{};
+            }
+        }
+    }
+};
+
 template <class T, int SB, int KB, bool HalfLast>
 void dense_block(const T* x, std::size_t xs, std::size_t xj, int n_in, const T* M, int np, const T* init,
                  std::size_t is, T* out, std::size_t os) {
-    using V = vec<T>;
-    using H = half_vec<T>;
-    constexpr int KF = HalfLast ? KB - 1 : KB;  // full-width vectors of the block
-    V acc[SB][KF > 0 ? KF : 1];
-    H tail[SB];
-#pragma GCC unroll 8
-    for (int s = 0; s < SB; ++s) {
-#pragma GCC unroll 4
-        for (int k = 0; k < KF; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
-        if constexpr (HalfLast)
-            tail[s] = init ? *reinterpret_cast<const H*>(as_vec(init + s * is) + KF) : H{};
-    }
+    using A = block_accumulators<T, SB, KB, HalfLast>;
+    A a(init, is);
     for (int j = 0; j < n_in; ++j) {
-        const V* m = as_vec(M + static_cast<std::size_t>(j) * np);
-        V mv[KF > 0 ? KF : 1];
-#pragma GCC unroll 4
-        for (int k = 0; k < KF; ++k) mv[k] = m[k];
-        H mh{};
-        if constexpr (HalfLast) mh = *reinterpret_cast<const H*>(m + KF);
+        typename A::V mv[A::KV];
+        typename A::H mh{};
+        A::load(as_vec(M + static_cast<std::size_t>(j) * np), mv, mh);  // once for all SB rows
 #pragma GCC unroll 8
-        for (int s = 0; s < SB; ++s) {
-            const T xv = x[s * xs + j * xj];
-#pragma GCC unroll 4
-            for (int k = 0; k < KF; ++k) acc[s][k] += xv * mv[k];
-            if constexpr (HalfLast) tail[s] += xv * mh;
-        }
+        for (int s = 0; s < SB; ++s) a.add(s, x[s * xs + j * xj], mv, mh);
     }
-#pragma GCC unroll 8
-    for (int s = 0; s < SB; ++s) {
-#pragma GCC unroll 4
-        for (int k = 0; k < KF; ++k) as_vec(out + s * os)[k] = acc[s][k];
-        if constexpr (HalfLast) {
-            H* o = reinterpret_cast<H*>(as_vec(out + s * os) + KF);
-            o[0] = tail[s];
-            o[1] = init ? reinterpret_cast<const H*>(as_vec(init + s * is) + KF)[1] : H{};
-        }
-    }
+    a.store(out, os, init, is);
 }
 
 template <class T>
@@ -164,38 +183,18 @@ block_plan plan_blocks(int n_in, int n_out) {
 template <class T, int SB, int KB, bool HalfLast>
 void sparse_block(const T* vals, const std::int32_t* offs, std::size_t ls, int n, const T* M, const T* init,
                   std::size_t is, T* out, std::size_t os) {
-    using V = vec<T>;
-    using H = half_vec<T>;
-    constexpr int KF = HalfLast ? KB - 1 : KB;
-    V acc[SB][KF > 0 ? KF : 1];
-    H tail[SB];
-#pragma GCC unroll 8
-    for (int s = 0; s < SB; ++s) {
-#pragma GCC unroll 4
-        for (int k = 0; k < KF; ++k) acc[s][k] = init ? as_vec(init + s * is)[k] : V{};
-        if constexpr (HalfLast)
-            tail[s] = init ? *reinterpret_cast<const H*>(as_vec(init + s * is) + KF) : H{};
-    }
+    using A = block_accumulators<T, SB, KB, HalfLast>;
+    A a(init, is);
     for (int e = 0; e < n; ++e) {
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
-            const T xv = vals[s * ls + e];
-            const V* m = as_vec(M + offs[s * ls + e]);
-#pragma GCC unroll 4
-            for (int k = 0; k < KF; ++k) acc[s][k] += xv * m[k];
-            if constexpr (HalfLast) tail[s] += xv * *reinterpret_cast<const H*>(m + KF);
+            typename A::V mv[A::KV];
+            typename A::H mh{};
+            A::load(as_vec(M + offs[s * ls + e]), mv, mh);  // each row its own row of M
+            a.add(s, vals[s * ls + e], mv, mh);
         }
     }
-#pragma GCC unroll 8
-    for (int s = 0; s < SB; ++s) {
-#pragma GCC unroll 4
-        for (int k = 0; k < KF; ++k) as_vec(out + s * os)[k] = acc[s][k];
-        if constexpr (HalfLast) {
-            H* o = reinterpret_cast<H*>(as_vec(out + s * os) + KF);
-            o[0] = tail[s];
-            o[1] = init ? reinterpret_cast<const H*>(as_vec(init + s * is) + KF)[1] : H{};
-        }
-    }
+    a.store(out, os, init, is);
 }
 
 template <class T>
