@@ -176,10 +176,10 @@ block_plan plan_blocks(int n_in, int n_out) {
 }
 
 // ---- sparse_rows: the same product over the non-zero inputs only ---------------------------------------
-// x as per-row lists of (value, element offset j·np of row j of M), in increasing j. A block runs its rows
-// in lockstep over the lists, padded to the block's longest with (-0, offset of M's zero row n_in): a padded
-// entry adds -0·0 = -0, which leaves every sum as it is (x + -0 = x, also for x = ±0), so each row's sums are
-// the dense kernel's with the zero terms left out, whatever the rows it shares a block with.
+// x as per-row lists of (value, element offset of row j of M), in increasing j. A block runs its rows in
+// lockstep over the lists, padded to the block's longest with (-0, offset of a zero row of M): a padded entry
+// adds -0·0 = -0, which leaves every sum as it is (x + -0 = x, also for x = ±0), so each row's sums are the
+// dense kernel's with the zero terms left out, whatever the rows it shares a block with.
 template <class T, int SB, int KB, bool HalfLast>
 void sparse_block(const T* vals, const std::int32_t* offs, std::size_t ls, int n, const T* M, const T* init,
                   std::size_t is, T* out, std::size_t os) {
@@ -240,6 +240,7 @@ int activate(activation act, const T* pre, T* h, int n) {
 // The backward's pass over a hidden layer: g ⊙ act'(pre) into dpre and, for the weight gradients, the
 // activation act(pre) recomputed into h (not stored by the forward), in one read of pre. ReLU'(0) = 0 as
 // torch's threshold_backward; SiLU' = σ(a)·(1 + a·(1 - σ(a))), SiLU = a·σ(a) as activate computes it.
+// Returns, as activate, ReLU's units on (0 for SiLU).
 template <class T>
 int activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h, int n) {
     if (act == activation::relu) {
@@ -601,10 +602,13 @@ struct padded_offsets {
     explicit padded_offsets(const prepared<T>& p) {
         const dims& d = p.d;
         const std::size_t L = static_cast<std::size_t>(d.l_mlp);
-        last = 0;                                                                // [d_mlp][pm] (L > 0)
-        hidden = last + (L > 0 ? static_cast<std::size_t>(d.d_mlp) * p.pm : 0);  // (L-1) x [d_mlp][ph]
-        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);                // [n0][pm]
-        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;              // [d_o][pm]
+        // [d_m][ph], or transposed [d_mlp][pm] (L > 0; backward_range picks one per call)
+        last = 0;
+        hidden = last + (L > 0 ? std::max(static_cast<std::size_t>(d.d_m) * p.ph,
+                                          static_cast<std::size_t>(d.d_mlp) * p.pm)
+                               : 0);                                 // (L-1) x [d_mlp][ph]
+        memory = hidden + (L > 1 ? (L - 1) * d.d_mlp * p.ph : 0);    // [n0][pm]
+        readout = memory + static_cast<std::size_t>(d.n0()) * p.pm;  // [d_o][pm]
         total = readout + static_cast<std::size_t>(d.d_o) * p.pm;
     }
 };
@@ -675,6 +679,10 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     // Per hidden layer, its units on over the block (all of this call's rows): whether its weight gradients'
     // sums take deep_product's column lists.
     std::vector<int> block_on(static_cast<std::size_t>(L), 0);
+    // The last layer's weight gradient Σ_r dL/dout_r ⊗ h_r sums over h only when kept transposed ([in][out]),
+    // which costs the dense product a little (more, narrower rows): transposed when the first block (the
+    // last steps) finds h mostly 0, for the whole call. Either way the same sums in the same order.
+    bool last_transposed = false;
     for (int t1 = d.T; t1 > 0; t1 -= tb) {
         const int t0 = std::max(0, t1 - tb);
         const std::size_t steps = static_cast<std::size_t>(t1 - t0);
@@ -787,8 +795,13 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                            rows, cg.proj_grad, dx);
             const T* dout_c = dout_blk + c0 * bs_m;
             if (L > 0) {
-                deep_product(depth, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, d.d_mlp, dout_c, d.d_m,
-                             cg.padded + off.last, columns_of(L - 1));
+                if (t1 == d.T && c0 == 0) last_transposed = columns_of(L - 1) != nullptr;
+                if (last_transposed)
+                    deep_product(depth, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, d.d_mlp, dout_c, d.d_m,
+                                 cg.padded + off.last, columns_of(L - 1));
+                else
+                    deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, d.d_mlp,
+                                 cg.padded + off.last);
                 add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
                 for (int l = L - 1; l >= 1; --l) {
                     const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
@@ -821,12 +834,13 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     w[static_cast<std::size_t>(i) * w_stride + j] +=
                         cg.padded[from + static_cast<std::size_t>(i) * pw + j];
         };
-        if (L > 0)  // kept transposed ([in][out]: its sums run over the ReLU layer's h, mostly 0 in trained
-                    // models)
+        if (L > 0 && last_transposed)
             for (int i = 0; i < d.d_mlp; ++i)
                 for (int o = 0; o < d.d_m; ++o)
                     cg.g.weight[L][static_cast<std::size_t>(o) * d.d_mlp + i] +=
                         cg.padded[off.last + static_cast<std::size_t>(i) * p.pm + o];
+        else if (L > 0)
+            add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp);
         for (int l = 1; l < L; ++l)
             add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
                 cg.g.weight[l], d.d_mlp);
