@@ -109,14 +109,15 @@ def table(summary):
         if "steps_per_s" in q:
             lines.append(f"| {shape} | {threads} | {q['steps_per_s']['median'] / 1e6:.2f} M steps/s | | | | | | | |")
             continue
-        target = q.get("target") or {"train_step": float("nan"), "inference": float("nan")}
+        target = q.get("target")  # none for a --config shape
+        target_cell = f"{number(target['train_step'])}× / {number(target['inference'])}×" if target else "–"
         lf_i, lf_t = q["limit_fraction_inference"], q["limit_fraction_train"]
         lines.append(
             f"| {shape} | {threads} | {fmt(q['ours_inference_ms'])} / {fmt(q['peer_inference_ms'])} "
             f"| {fmt_range(q['ratio_inference'])} | {fmt(q['ours_train_step_ms'])} / {fmt(q['peer_train_step_ms'])} "
             f"| {fmt_range(q['ratio_train_step'])} | {fmt(q['bound_inference'], '×')} / {fmt(q['bound_train_step'], '×')} "
             f"| {100 * lf_i['median']:.0f} / {100 * lf_t['median']:.0f} "
-            f"| {number(target['train_step'])}× / {number(target['inference'])}× "
+            f"| {target_cell} "
             f"| {q['peer_run_as_inference'] or '–'} / {q['peer_run_as_train_step'] or '–'} |"
             if lf_i and lf_t else f"| {shape} | {threads} | incomplete results |")
     return "\n".join(lines)
