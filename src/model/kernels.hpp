@@ -12,8 +12,9 @@
 //
 // Per step the recurrence is a chain of small dense layers on a few samples ("rows"): dense_rows below,
 // the one matrix kernel, written with SIMD vectors over the output features (feature rows padded to whole
-// vectors, simd.hpp). Every sample goes through the same instructions whatever the chunking, so a sample's
-// output does not depend on the batch it is in or on the thread count.
+// vectors, simd.hpp), and sparse_rows, its form over the non-zero inputs of mostly-off ReLU layers. Every
+// sample goes through the same instructions whatever the chunking, so a sample's output does not depend on
+// the batch it is in or on the thread count.
 
 #include <elmneuron/config.hpp>
 #include <elmneuron/model.hpp>
@@ -153,8 +154,8 @@ void dense_rows(int rows, const T* x, std::size_t xs, int n_in, const T* M, int 
 // j·np), in increasing j; out[s][:] = init[s][:] + Σ_e vals·M[j][:]. The kernel pads each block's lists to
 // its longest with entries (-0, zero_row), so M + zero_row must be a row of zeros and the lists need room
 // for n_in entries; n_in (the number of rows of M) sets the blocking as in dense_rows. Each element's sum is
-// dense_rows' without its zero terms, bit for bit (adding x·0 or -0 leaves a sum unchanged, except that +0
-// turns a -0 sum into +0).
+// dense_rows' without its zero terms, bit for bit where M is finite (adding x·0 or -0 leaves a
+// sum unchanged, except that +0 turns a -0 sum into +0; 0·inf would be NaN).
 template <class T>
 void sparse_rows(int rows, T* vals, std::int32_t* offs, const std::int32_t* counts, std::size_t ls, int n_in,
                  std::int32_t zero_row, const T* M, int n_out, const T* init, std::size_t is, T* out,
