@@ -770,6 +770,11 @@ void register_bench(CLI::App& app) {
                         fmt(r, "forward_backward_ms").c_str(), fmt(r, "train_step_ms").c_str(),
                         r["inference_sample_steps_per_s"].get<double>(),
                         r["train_sample_steps_per_s"].get<double>(), lim, r["workspace_mb"].get<double>());
+            if (!s.weights.empty() && r["relu_units_on"].is_number())  // why a trained model runs faster
+                std::printf(
+                    "%-28s hidden ReLU units on: %.1f %% (products over them skip the others when under a "
+                    "third are on)\n",
+                    "", 100 * r["relu_units_on"].get<double>());
             if (peer) {  // right after ours, so that both see the same machine load
                 std::fprintf(stderr, "  peer: %s ...\n", s.name.c_str());
                 json pr;

@@ -203,6 +203,8 @@ TEST(cli, bench_times_a_trained_model_with_its_weights) {
         EXPECT_EQ(s["config"]["num_memory"], 100);
         EXPECT_EQ(s["weights"], k == 0 ? nlohmann::json(model) : nlohmann::json("fresh model, seed 1"));
         on[k] = s["relu_units_on"].get<double>();
+        // The console says it for a trained model (why it runs faster than a fresh one).
+        EXPECT_EQ(r.output.find("hidden ReLU units on") != std::string::npos, k == 0) << r.output;
     }
     EXPECT_GT(on[0], 0.0);
     EXPECT_LT(on[0], 0.2);
