@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -51,6 +52,7 @@ struct bench_shape {
     double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
     std::optional<double> input_rate{};         // events per channel and step (default: the kind's)
     std::string weights{};  // a trained model's file or folder (load_model), or empty: a fresh model (seed 1)
+    std::shared_ptr<const model<float>> trained{};  // that model, loaded once by custom_shape
 };
 
 std::vector<bench_shape> reference_shapes() {
@@ -128,7 +130,7 @@ double relu_units_on(const model_config& c, const workspace<float>& ws) {
 }
 
 json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak) {
-    model<float> m = s.weights.empty() ? model<float>(s.config, 1) : load_model<float>(s.weights);
+    model<float> m = s.trained ? *s.trained : model<float>(s.config, 1);  // a copy: the train step changes it
     const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate);
     const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
     std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
@@ -590,7 +592,8 @@ bench_shape custom_shape(const std::string& config, const std::string& name, int
     bench_shape s{name, model_config{}, batch, time, input};
     std::string source = "--config";
     if (is_model_file(config)) {  // its weights are timed, not a fresh model's
-        s.config = load_model<float>(config).config();
+        s.trained = std::make_shared<const model<float>>(load_model<float>(config));
+        s.config = s.trained->config();
         s.weights = config;
     } else {
         std::string text = config;

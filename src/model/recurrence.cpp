@@ -272,6 +272,22 @@ int activation_backward(activation act, const T* pre, const T* g, T* dpre, T* h,
     return 0;
 }
 
+// Storage of `lists` lists of up to `capacity` (value, int32 offset) entries and their counts in T scratch
+// ([lists][capacity] values, [lists][capacity] offsets, [lists] counts; an int32 fits in a T), whole
+// vectors: its size, and carve_lists to point into it (returns where the storage ends).
+template <class T>
+std::size_t list_storage_size(std::size_t lists, std::size_t capacity) {
+    return padded<T>(lists * (2 * capacity + 1));
+}
+template <class T>
+T* carve_lists(T* at, std::size_t lists, std::size_t capacity, T*& vals, std::int32_t*& offs,
+               std::int32_t*& counts) {
+    vals = at;
+    offs = reinterpret_cast<std::int32_t*>(vals + lists * capacity);
+    counts = offs + lists * capacity;
+    return at + list_storage_size<T>(lists, capacity);
+}
+
 // sparse_rows' lists of a ReLU layer: where pre > 0 (n elements, a whole number of vectors), (value[j],
 // j·np) in increasing j; returns their number. value = pre gives ReLU(pre) (0 elsewhere, NaN included, as
 // activate's `a > 0 ? a : 0`), value = dL/dpre ⊙ ReLU'(pre) its backward. The lists need room for n entries.
@@ -444,9 +460,10 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
     // elements only (sparse_rows: the same sums without their zero terms).
     T* h = scratch;
     const std::size_t ls = static_cast<std::size_t>(p.ph);
-    T* vals = h + static_cast<std::size_t>(rows) * ls;
-    std::int32_t* offs = reinterpret_cast<std::int32_t*>(vals + static_cast<std::size_t>(rows) * ls);
-    std::int32_t* counts = offs + static_cast<std::size_t>(rows) * ls;
+    T* vals;
+    std::int32_t *offs, *counts;
+    carve_lists(h + static_cast<std::size_t>(rows) * ls, static_cast<std::size_t>(rows), ls, vals, offs,
+                counts);
     for (int l = 0; l < L; ++l) {
         T* pre_l = out.hidden + l * out.layer_stride;
         const auto& w = p.layers[static_cast<std::size_t>(l)];
@@ -505,7 +522,7 @@ template <class T>
 std::size_t step_scratch_size(const prepared<T>& p, int rows) {
     // h or the ReLU lists (values, offsets, counts; an int32 fits in a T), later the readout's rows.
     const std::size_t n = static_cast<std::size_t>(rows);
-    return padded<T>(std::max(n * (3 * static_cast<std::size_t>(p.ph) + 1), n * std::max(p.ph, p.po)));
+    return std::max(padded<T>(n * p.ph) + list_storage_size<T>(n, p.ph), padded<T>(n * std::max(p.ph, p.po)));
 }
 
 template <class T>
@@ -626,8 +643,8 @@ std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size
                       tb = static_cast<std::size_t>(backward_block_steps(p, chunk_size));
     const std::size_t state =
         n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0 +
-        padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1)) +             // sparse_rows' lists
-        padded<T>(p.ph * (2 * deep_block) + static_cast<std::size_t>(p.ph));  // deep_product's lists
+        list_storage_size<T>(n, p.ph) +                                    // sparse_rows' lists
+        list_storage_size<T>(static_cast<std::size_t>(p.ph), deep_block);  // deep_product's lists
     const std::size_t block =
         n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
     return state + block + static_cast<std::size_t>(std::max(p.pm, p.ph));  // + a zero row after the blocks
@@ -643,20 +660,20 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
     const int tb = backward_block_steps(p, chunk_size);
     // State carried from step to step (zero after the last step) and the block buffers.
-    T* carry = scratch;                                  // [rows][pm] dL/dm_t
-    T* dz = carry + n * p.pm;                            // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
-    T* dh = dz + n * p.pm;                               // [rows][ph]
-    T* zero = dh + n * p.ph;                             // [pm] m_{-1} = 0
-    T* input_state = zero + p.pm;                        // [groups][rows][p0] reverse-filtered dL/dpre_0
-    T* list_vals = input_state + n * p.groups() * p.p0;  // [rows][ph] sparse_rows' lists of dL/dpre_l
-    std::int32_t* list_offs = reinterpret_cast<std::int32_t*>(list_vals + n * p.ph);  // [rows][ph]
-    std::int32_t* list_counts = list_offs + n * p.ph;                                 // [rows]
+    T* carry = scratch;            // [rows][pm] dL/dm_t
+    T* dz = carry + n * p.pm;      // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dh = dz + n * p.pm;         // [rows][ph]
+    T* zero = dh + n * p.ph;       // [pm] m_{-1} = 0
+    T* input_state = zero + p.pm;  // [groups][rows][p0] reverse-filtered dL/dpre_0
+    // sparse_rows' lists of dL/dpre_l, a row's up to ph entries each.
+    T* list_vals;
+    std::int32_t *list_offs, *list_counts;
+    T* lists_end = carve_lists(input_state + n * p.groups() * p.p0, n, static_cast<std::size_t>(p.ph),
+                               list_vals, list_offs, list_counts);
     // deep_product's column lists for the weight gradients of ReLU layers (zero row: after the blocks).
     column_lists<T> columns;
-    columns.vals = list_vals + padded<T>(n * (2 * static_cast<std::size_t>(p.ph) + 1));
-    columns.offs = reinterpret_cast<std::int32_t*>(columns.vals + p.ph * deep_block);
-    columns.counts = columns.offs + p.ph * deep_block;
-    T* block = columns.vals + padded<T>(p.ph * (2 * deep_block) + static_cast<std::size_t>(p.ph));
+    T* block = carve_lists(lists_end, static_cast<std::size_t>(p.ph), deep_block, columns.vals, columns.offs,
+                           columns.counts);
     std::fill(scratch, block, T(0));
     T* dout_blk = block;                                                // [rows][steps][pm]
     T* zm_blk = dout_blk + n * tb * p.pm;                               // [rows][steps][pm]
@@ -828,24 +845,22 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     // Padded accumulators into the parameter layout of each chunk.
     for (int c0 = 0; c0 < rows; c0 += chunk_size) {
         const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
-        auto add = [&](std::size_t from, int na, int pw, int nb, T* w, std::size_t w_stride) {
+        // Accumulator rows i (na of them, pw apart) into w[i·w_row + j·w_col], j < nb.
+        auto add = [&](std::size_t from, int na, int pw, int nb, T* w, std::size_t w_row, std::size_t w_col) {
             for (int i = 0; i < na; ++i)
                 for (int j = 0; j < nb; ++j)
-                    w[static_cast<std::size_t>(i) * w_stride + j] +=
+                    w[static_cast<std::size_t>(i) * w_row + static_cast<std::size_t>(j) * w_col] +=
                         cg.padded[from + static_cast<std::size_t>(i) * pw + j];
         };
-        if (L > 0 && last_transposed)
-            for (int i = 0; i < d.d_mlp; ++i)
-                for (int o = 0; o < d.d_m; ++o)
-                    cg.g.weight[L][static_cast<std::size_t>(o) * d.d_mlp + i] +=
-                        cg.padded[off.last + static_cast<std::size_t>(i) * p.pm + o];
+        if (L > 0 && last_transposed)  // [d_mlp][pm] into the [d_m][d_mlp] weight
+            add(off.last, d.d_mlp, p.pm, d.d_m, cg.g.weight[L], 1, d.d_mlp);
         else if (L > 0)
-            add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp);
+            add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp, 1);
         for (int l = 1; l < L; ++l)
             add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
-                cg.g.weight[l], d.d_mlp);
-        add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z());
-        add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m);
+                cg.g.weight[l], d.d_mlp, 1);
+        add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z(), 1);
+        add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m, 1);
     }
 }
 
