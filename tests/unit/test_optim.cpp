@@ -6,6 +6,7 @@
 // torch float32 in the same sense (a few float32 ulps: torch's vector kernels round differently).
 
 #include <elmneuron/error.hpp>
+#include <elmneuron/model.hpp>
 #include <elmneuron/optim.hpp>
 #include <elmneuron/tensor_file.hpp>
 
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -83,13 +85,25 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
-// Runs every reference case in T and compares lr, total norm and parameters after each step.
+// v repeated `copies` times.
+template <class V>
+V tiled(const V& v, std::size_t copies) {
+    V out;
+    for (std::size_t k = 0; k < copies; ++k) out.insert(out.end(), v.begin(), v.end());
+    return out;
+}
+
+// Runs every reference case in T and compares lr, total norm and parameters after each step. With copies > 1
+// the tensor is that many copies of the reference's elements (each must follow torch; clipping, where a case
+// has it, is done per copy); the final parameters of each case are appended to `finals` when given.
 template <class T>
-void check_against_torch(double tol, const char* params_key, const char* norm_key) {
+void check_against_torch(double tol, const char* params_key, const char* norm_key, std::size_t copies = 1,
+                         std::vector<std::vector<T>>* finals = nullptr) {
     const json& ref = reference();
-    const auto init = ref.at("init").get<std::vector<double>>();
-    const auto grads = ref.at("grads").get<std::vector<std::vector<double>>>();
-    const auto mask = ref.at("mask").get<std::vector<unsigned char>>();
+    const auto init = tiled(ref.at("init").get<std::vector<double>>(), copies);
+    auto grads = ref.at("grads").get<std::vector<std::vector<double>>>();
+    for (auto& g : grads) g = tiled(g, copies);
+    const auto mask = tiled(ref.at("mask").get<std::vector<unsigned char>>(), copies);
     const int steps = ref.at("steps").get<int>();
     ASSERT_GE(ref.at("cases").size(), 8u);
     for (const json& c : ref.at("cases")) {
@@ -103,27 +117,63 @@ void check_against_torch(double tol, const char* params_key, const char* norm_ke
             const std::string at_step = name + " step " + std::to_string(k);
             // The frozen tensor's gradients are nonzero here: the mask alone must keep them out.
             std::vector<T> g(grads[k].begin(), grads[k].end());
-            if (clip) {
-                const double norm = elm::clip_grad_norm<T>(g, mask, c.at("max_norm").get<double>());
-                const double torch_norm = c.at(norm_key)[k].get<double>();
-                EXPECT_NEAR(norm, torch_norm, tol * torch_norm) << at_step;
+            if (clip) {  // each copy clipped as torch clipped the reference
+                const std::size_t n = g.size() / copies;
+                for (std::size_t r = 0; r < copies; ++r) {
+                    const double norm =
+                        elm::clip_grad_norm<T>(std::span<T>(g.data() + r * n, n),
+                                               std::span<const unsigned char>(mask.data() + r * n, n),
+                                               c.at("max_norm").get<double>());
+                    const double torch_norm = c.at(norm_key)[k].get<double>();
+                    ASSERT_NEAR(norm, torch_norm, tol * torch_norm) << at_step << " copy " << r;
+                }
             }
             const double lr = sched.at(k);
             EXPECT_NEAR(lr, c.at("lr")[k].get<double>(), 1e-15) << at_step;
             opt.step(params, g, mask, lr);
             EXPECT_EQ(opt.steps(), k + 1);
-            expect_close(params, c.at(params_key)[k].get<std::vector<double>>(), tol, at_step);
+            expect_close(params, tiled(c.at(params_key)[k].get<std::vector<double>>(), copies), tol, at_step);
             for (std::size_t i = 0; i < mask.size(); ++i)
                 if (!mask[i]) {
                     ASSERT_EQ(params[i], static_cast<T>(init[i])) << at_step << " frozen element " << i;
                 }
         }
+        if (finals) finals->push_back(params);
     }
 }
 
 TEST(Optimizer, MatchesTorchFloat64) { check_against_torch<double>(1e-12, "params_f64", "total_norm_f64"); }
 
 TEST(Optimizer, MatchesTorchFloat32) { check_against_torch<float>(1e-6, "params_f32", "total_norm_f32"); }
+
+// Tensors long enough for the update to run on the library's threads and in SIMD lanes (optim.cpp: from 32768
+// elements): every copy of the reference's elements still follows torch, and the result is bit for bit the
+// same on 1, 2 and 3 threads (3: the split is not a multiple of the SIMD width).
+template <class T>
+void check_long_tensors(double tol, const char* params_key, const char* norm_key) {
+    const std::size_t n = reference().at("init").size(), copies = 65536 / n + 1;
+    std::vector<std::vector<std::vector<T>>> finals(3);
+    for (int threads = 1; threads <= 3; ++threads) {
+        SCOPED_TRACE("threads " + std::to_string(threads));
+        elm::set_num_threads(threads);
+        check_against_torch<T>(tol, params_key, norm_key, copies, &finals[threads - 1]);
+    }
+    elm::set_num_threads(0);
+    ASSERT_FALSE(finals[0].empty());
+    for (int t = 1; t < 3; ++t) {
+        ASSERT_EQ(finals[t].size(), finals[0].size());
+        for (std::size_t c = 0; c < finals[0].size(); ++c)
+            EXPECT_TRUE(bitwise_equal(finals[t][c], finals[0][c])) << "case " << c << ", threads " << t + 1;
+    }
+}
+
+TEST(Optimizer, LongTensorsMatchTorchOnAnyThreadCountFloat64) {
+    check_long_tensors<double>(1e-12, "params_f64", "total_norm_f64");
+}
+
+TEST(Optimizer, LongTensorsMatchTorchOnAnyThreadCountFloat32) {
+    check_long_tensors<float>(1e-6, "params_f32", "total_norm_f32");
+}
 
 // The reference cases must actually move the parameters (guards against a trivially passing comparison).
 TEST(Optimizer, ReferenceCasesMoveParameters) {
