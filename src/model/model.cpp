@@ -376,7 +376,8 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     const std::size_t scratch =
         detail::padded<T>(detail::backward_scratch_size(p, group * per_chunk, per_chunk));
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
-    ws.scratch.assign(2 * rows_pm + per_chunk_size * chunks + scratch * threads, T(0));
+    // Zeroed inside the parallel region below, each part by the thread that uses it.
+    ws.scratch.resize(2 * rows_pm + per_chunk_size * chunks + scratch * threads);
     T* dkappa_rows = ws.scratch.data();
     T* dgain_rows = dkappa_rows + rows_pm;
     T* local = dgain_rows + rows_pm;
@@ -388,20 +389,36 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     }
     const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
     const auto ev = events_of(x);
+    // The buffers are zeroed and the chunks summed by all threads: done by one thread, they were ~5 % of a
+    // two-thread SHD train step (they move several MB), and serial parts weigh more with more cores.
+    const std::size_t summed = grad_size + proj_size;
 #pragma omp parallel num_threads(threads)
     {
-        const int tid = omp_get_thread_num();
-        const auto [c0, c1] = thread_samples(chunks, tid, omp_get_num_threads());
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        const auto [c0, c1] = thread_samples(chunks, tid, team);
+        T* own_scratch = thread_scratch + static_cast<std::size_t>(tid) * scratch;
+        std::fill(own_scratch, own_scratch + scratch, T(0));
+        std::fill(local + static_cast<std::size_t>(c0) * per_chunk_size,
+                  local + static_cast<std::size_t>(c1) * per_chunk_size, T(0));
+        const std::size_t s0 = static_cast<std::size_t>(std::min(d.B, c0 * per_chunk)) * p.pm,
+                          s1 = static_cast<std::size_t>(std::min(d.B, c1 * per_chunk)) * p.pm;
+        std::fill(dkappa_rows + s0, dkappa_rows + s1, T(0));
+        std::fill(dgain_rows + s0, dgain_rows + s1, T(0));
         for (int c = c0; c < c1; c += group) {
             const int b0 = c * per_chunk, b1 = std::min(d.B, std::min(c1, c + group) * per_chunk);
             detail::backward_range(p, ev, b0, b1 - b0, per_chunk, act, dy.data(), dkappa_rows, dgain_rows,
-                                   outputs.data() + c, dx.empty() ? nullptr : dx.data(),
-                                   thread_scratch + static_cast<std::size_t>(tid) * scratch);
+                                   outputs.data() + c, dx.empty() ? nullptr : dx.data(), own_scratch);
         }
-    }
-    for (int c = 1; c < chunks; ++c) {
-        const T* src = local + static_cast<std::size_t>(c) * per_chunk_size;
-        for (std::size_t i = 0; i < grad_size + proj_size; ++i) local[i] += src[i];
+#pragma omp barrier
+        // Σ over chunks in chunk order, each thread over its own range of elements: every element gets the
+        // same additions in the same order as on one thread.
+        const std::size_t vectors = summed / detail::lanes<T>;
+        const std::size_t i0 = vectors * tid / team * detail::lanes<T>,
+                          i1 = tid + 1 == team ? summed : vectors * (tid + 1) / team * detail::lanes<T>;
+        for (int c = 1; c < chunks; ++c) {
+            const T* src = local + static_cast<std::size_t>(c) * per_chunk_size;
+            for (std::size_t i = i0; i < i1; ++i) local[i] += src[i];
+        }
     }
     const T* total = local;
     const T* proj_grad = local + grad_size;
