@@ -389,8 +389,9 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     }
     const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
     const auto ev = events_of(x);
-    // The buffers are zeroed and the chunks summed by all threads: done by one thread, they were ~5 % of a
-    // two-thread SHD train step (they move several MB), and serial parts weigh more with more cores.
+    // The buffers are zeroed and the chunks summed by all threads: on one thread that was ~1 ms of the SHD
+    // train step (several MB moved). On the two-core VM of bench/README.md sharing it gains only 1-2 % (the
+    // traffic is bound by memory), but a serial part weighs more with every core added.
     const std::size_t summed = grad_size + proj_size;
 #pragma omp parallel num_threads(threads)
     {
