@@ -56,6 +56,13 @@ double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 int run_threads() { return thread_count > 0 ? thread_count : omp_get_max_threads(); }
 
+// The scratch only grows: resize's value-initialisation would zero the new part, on one thread, on every
+// backward that follows a forward (whose scratch is smaller). Each user zeroes what it needs itself.
+template <class T>
+void grow_scratch(aligned_vector<T>& scratch, std::size_t size) {
+    if (scratch.size() < size) scratch.resize(size);
+}
+
 }  // namespace
 
 void set_num_threads(int n) { thread_count = std::max(0, n); }
@@ -306,7 +313,7 @@ void model<T>::run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T
     ws.memory.resize(keep ? bt * p.pm : 0);
     const int threads = std::min(run_threads(), d.B);
     const std::size_t scratch = detail::forward_scratch_size(p, (d.B + threads - 1) / threads, keep);
-    ws.scratch.resize(scratch * threads);
+    grow_scratch(ws.scratch, scratch * threads);
     const detail::activations<T> act{ws.hidden.data(), ws.delta_m.data(), ws.memory.data()};
     const auto ev = events_of(x);
 #pragma omp parallel num_threads(threads)
@@ -377,7 +384,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
         detail::padded<T>(detail::backward_scratch_size(p, group * per_chunk, per_chunk));
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
     // Zeroed inside the parallel region below, each part by the thread that uses it.
-    ws.scratch.resize(2 * rows_pm + per_chunk_size * chunks + scratch * threads);
+    grow_scratch(ws.scratch, 2 * rows_pm + per_chunk_size * chunks + scratch * threads);
     T* dkappa_rows = ws.scratch.data();
     T* dgain_rows = dkappa_rows + rows_pm;
     T* local = dgain_rows + rows_pm;

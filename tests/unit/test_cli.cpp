@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -223,20 +224,23 @@ TEST(cli, bench_min_time_times_each_measurement_that_long) {
     const std::string model =
         "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' "
         "--batch 3 --time 40 --input counts --threads 1 --json ";
+    const auto start = std::chrono::steady_clock::now();
     const auto r = run_cli(model + (dir / "a.json").string() + " --repeats 2 --min-time 0.2");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(r.status, 0) << r.output;
+    // Four measurements of at least 0.2 s each (a lower bound only: other load on the machine can only
+    // lengthen the run, never shorten it).
+    EXPECT_GE(seconds, 0.8);
     const auto r0 = run_cli(model + (dir / "b.json").string() + " --repeats 2 --min-time 0");
     ASSERT_EQ(r0.status, 0) << r0.output;
     std::ifstream fa(dir / "a.json"), fb(dir / "b.json");
     const auto a = nlohmann::json::parse(fa)["results"][0], b = nlohmann::json::parse(fb)["results"][0];
     for (const char* m : {"inference", "forward", "forward_backward", "train_step"}) {
         EXPECT_EQ(b["timed_calls"][m], 2) << m;
+        // Far more calls than --repeats: a call of this tiny model takes microseconds. (Not n·median ≥ 0.2 s:
+        // under load a few slow calls fill the time while the median stays short.)
         const int n = a["timed_calls"][m];
-        const double ms = a[std::string(m) + "_ms"];
-        // n calls of about `ms` each fill 0.2 s (the median call may differ from the mean: a factor 3 of
-        // slack), unless the cap of 10000 calls came first.
-        EXPECT_GT(n, 2) << m;
-        EXPECT_TRUE(n == 10000 || n * ms * 3 >= 200.0) << m << ": " << n << " calls of " << ms << " ms";
+        EXPECT_GT(n, 20) << m;
     }
     fs::remove_all(dir);
 }
