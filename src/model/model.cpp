@@ -26,9 +26,9 @@ namespace {
 // order of weight gradients, and thus every result, is the same on any number of threads): about 4 chunks for
 // small batches (published NeuronIO training uses 8 samples), at most 16 samples per chunk.
 int chunk_size(int batch) { return std::clamp((batch + 3) / 4, 1, 16); }
-// Items (samples, or gradient chunks) [first, last) of thread `tid` of `n`: the recurrence runs a thread's
-// samples in lockstep, so that each step's weights are read once for all of them. A sample's arithmetic does
-// not depend on the grouping.
+// Items (samples, gradient chunks, or vectors of the chunk sums) [first, last) of thread `tid` of `n`: the
+// recurrence runs a thread's samples in lockstep, so that each step's weights are read once for all of them.
+// A sample's arithmetic does not depend on the grouping.
 std::pair<int, int> thread_samples(int batch, int tid, int n) {
     const int base = batch / n, extra = batch % n;
     const int first = tid * base + std::min(tid, extra);
@@ -399,7 +399,8 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // The buffers are zeroed and the chunks summed by all threads: on one thread that was ~1 ms of the SHD
     // train step (several MB moved). On the two-core VM of bench/README.md sharing it gains only 1-2 % (the
     // traffic is bound by memory), but a serial part weighs more with every core added.
-    const std::size_t summed = grad_size + proj_size;
+    const std::size_t summed = grad_size + proj_size;  // whole vectors: both parts are padded
+    ELM_ASSERT(summed % detail::lanes<T> == 0);
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
@@ -418,11 +419,11 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
                                    outputs.data() + c, dx.empty() ? nullptr : dx.data(), own_scratch);
         }
 #pragma omp barrier
-        // Σ over chunks in chunk order, each thread over its own range of elements: every element gets the
-        // same additions in the same order as on one thread.
-        const std::size_t vectors = summed / detail::lanes<T>;
-        const std::size_t i0 = vectors * tid / team * detail::lanes<T>,
-                          i1 = tid + 1 == team ? summed : vectors * (tid + 1) / team * detail::lanes<T>;
+        // Σ over chunks in chunk order, each thread over its own share of whole vectors of elements: every
+        // element gets the same additions in the same order as on one thread.
+        const auto [v0, v1] = thread_samples(static_cast<int>(summed / detail::lanes<T>), tid, team);
+        const std::size_t i0 = static_cast<std::size_t>(v0) * detail::lanes<T>,
+                          i1 = static_cast<std::size_t>(v1) * detail::lanes<T>;
         for (int c = 1; c < chunks; ++c) {
             const T* src = local + static_cast<std::size_t>(c) * per_chunk_size;
             for (std::size_t i = i0; i < i1; ++i) local[i] += src[i];
