@@ -10,6 +10,10 @@ MLP as nn.Sequential of nn.Linear + activation; custom_tanh = 1.7159 * tanh(2x/3
 sigmoid; float32; torch.optim.Adam. Nothing here is tuned beyond what the published code does.
 `--verify DIR` checks this implementation against the golden files of the published code
 (tests/data/golden/v*_*.safetensors): outputs, gradients and three Adam steps.
+`--published-code DIR` (or "published_code" in a request) times, or verifies, the published code itself
+instead: DIR is a checkout of github.com/AaronSpieler/elmneuron, whose src/expressive_leaky_memory_neuron.py
+(v1) and src/expressive_leaky_memory_neuron_v2.py (v2) classes `ELM` are imported as the package `src` and
+built from the same config; each result's `peer_code` says which ran.
 
 Input (one of):
   JSON request on stdin (what `elmneuron bench --peer` sends):
@@ -23,6 +27,7 @@ Input (one of):
   peer_pytorch.py --info          environment only (torch, threads, BLAS)
   peer_pytorch.py --sgemm-peak    GFLOP/s of torch.mm (the BLAS torch uses) on 2048 x 2048 float32 at --threads
   peer_pytorch.py --verify DIR    compare with the published code's golden files
+  ... --published-code CHECKOUT   any of the above with the published code's own classes
 
 Output: one JSON object per shape, one per line, on stdout; times in milliseconds (median of `repeats`
 timed calls after `warmup` untimed ones):
@@ -301,8 +306,59 @@ COMMON_KEYS = {"num_input", "num_output", "num_memory", "lambda_value", "mlp_num
                "num_branch", "num_synapse_per_branch", "input_to_synapse_routing", "delta_t"}
 
 
-def build_model(config, version=None):
-    """Model from a config dict with the published keys (plus elmneuron's model_version / extensions)."""
+# The published code's files in a checkout of github.com/AaronSpieler/elmneuron (`--published-code DIR`):
+# each version's class is `ELM` in src/<file>.py, imported as the package `src` the way its notebooks do.
+PUBLISHED_FILES = {"v1": "expressive_leaky_memory_neuron", "v2": "expressive_leaky_memory_neuron_v2"}
+
+
+class PublishedCodeError(Exception):
+    """The --published-code folder does not give the published class (layout, import)."""
+
+
+def published_class(folder, version):
+    """The published code's ELM class of `version` from the checkout at `folder` (its src/ package)."""
+    folder = os.path.abspath(folder)
+    name = PUBLISHED_FILES[version]
+    path = os.path.join(folder, "src", name + ".py")
+    if not os.path.isfile(path):
+        raise PublishedCodeError(
+            f"--published-code {folder}: expected the published {version} class in {path} (the folder should be "
+            f"a checkout of github.com/AaronSpieler/elmneuron, whose src/ holds {name}.py)")
+    import importlib
+
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module("src." + name)
+    except Exception as e:
+        raise PublishedCodeError(
+            f"--published-code {folder}: importing src/{name}.py failed: {type(e).__name__}: {e} (the published "
+            f"package also imports src/neuronio/neuronio_data_utils.py, which needs numpy, matplotlib and "
+            f"seaborn: apt install python3-numpy python3-matplotlib python3-seaborn)") from None
+    if os.path.realpath(getattr(module, "__file__", "") or "") != os.path.realpath(path):
+        raise PublishedCodeError(f"--published-code {folder}: the package `src` was already imported from "
+                                 f"{getattr(module, '__file__', '?')}, not from {folder}")
+    if not hasattr(module, "ELM"):
+        raise PublishedCodeError(f"--published-code {folder}: {path} has no class ELM")
+    return module.ELM
+
+
+def peer_code(published_folder):
+    """What the peer runs: this file's re-implementation, or the published code at `published_folder` (with
+    its git commit, if the folder is a git checkout)."""
+    if not published_folder:
+        return {"kind": "re-implementation", "file": os.path.abspath(__file__)}
+    folder = os.path.abspath(published_folder)
+    # Only the folder's own checkout: inside another repository, git would name that one's commit.
+    top = run_quiet(["git", "-C", folder, "rev-parse", "--show-toplevel"]).strip()
+    own = bool(top) and os.path.realpath(top) == os.path.realpath(folder)
+    commit = run_quiet(["git", "-C", folder, "rev-parse", "HEAD"]).strip() if own else ""
+    return {"kind": "published", "folder": folder, "git_commit": commit or None}
+
+
+def build_model(config, version=None, published_folder=None):
+    """Model from a config dict with the published keys (plus elmneuron's model_version / extensions); with
+    `published_folder`, an instance of the published code's own class from that checkout."""
     cfg = dict(config)
     version = cfg.pop("model_version", None) or version or "v1"
     if version not in ("v1", "v2"):
@@ -326,7 +382,19 @@ def build_model(config, version=None):
             cfg[key] = float(cfg[key])
     if cfg.get("mlp_hidden_size") == 0:
         cfg["mlp_hidden_size"] = None
-    model = (ELMv1 if version == "v1" else ELMv2)(**cfg)
+    if published_folder:
+        cls = published_class(published_folder, version)
+        import inspect
+
+        # The published v1 class of the paper's release has no mlp_activation (always ReLU); later ones may.
+        if "mlp_activation" not in inspect.signature(cls.__init__).parameters:
+            activation = cfg.pop("mlp_activation", "relu")
+            if activation != "relu":
+                raise ValueError(f"mlp_activation {activation!r}: the published {version} class at "
+                                 f"{published_folder} takes no mlp_activation (always ReLU)")
+    else:
+        cls = ELMv1 if version == "v1" else ELMv2
+    model = cls(**cfg)
     if not learn_w_s:  # paper's vanilla ELM: w_s fixed (published code always trains it)
         model._proto_w_s.requires_grad_(False)
     return model, version
@@ -405,9 +473,10 @@ def blas_info():
     return info
 
 
-def environment():
+def environment(published_folder=None):
     return {
-        "peer": "pytorch (published ELM code structure, TorchScript)",
+        "peer": (f"pytorch (the published code itself, from {os.path.abspath(published_folder)})"
+                 if published_folder else "pytorch (published ELM code structure, TorchScript)"),
         "python": sys.executable + " " + platform.python_version(),
         "torch_version": torch.__version__,
         "torch_num_threads": torch.get_num_threads(),
@@ -460,7 +529,7 @@ def time_median(fn, repeats, warmup):
 
 def bench_shape(shape, repeats, warmup, seed):
     torch.manual_seed(seed)
-    model, version = build_model(shape["config"], shape.get("model_version"))
+    model, version = build_model(shape["config"], shape.get("model_version"), shape.get("published_code"))
     batch, steps, kind = int(shape["batch"]), int(shape["time"]), shape.get("input_kind", "counts")
     X = make_input(kind, batch, steps, model.num_input, seed + 1, shape.get("input_rate"))
     dy = torch.full((batch, steps, model.num_output), 1e-3)
@@ -491,6 +560,7 @@ def bench_shape(shape, repeats, warmup, seed):
     return {
         "shape": shape.get("name", "custom"),
         "model_version": version,
+        "peer_code": peer_code(shape.get("published_code")),
         "batch": batch,
         "time": steps,
         "input_kind": kind,
@@ -514,7 +584,7 @@ def bench_shape(shape, repeats, warmup, seed):
 def profile_shape(shape, seed):
     """Where the peer's time goes: torch.profiler's operator table for one forward and one fwd+bwd."""
     torch.manual_seed(seed)
-    model, _ = build_model(shape["config"], shape.get("model_version"))
+    model, _ = build_model(shape["config"], shape.get("model_version"), shape.get("published_code"))
     X = make_input(shape.get("input_kind", "counts"), int(shape["batch"]), int(shape["time"]), model.num_input,
                    seed + 1, shape.get("input_rate"))
     for title, grad in (("forward (no_grad)", False), ("forward + backward", True)):
@@ -708,7 +778,7 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
 
 
-def verify(folder):
+def verify(folder, published_folder=None):
     files = sorted(f for f in os.listdir(folder) if re.match(r"v[12]_.*\.safetensors$", f))
     if not files:
         raise SystemExit(f"no v1_*/v2_* golden files in {folder}")
@@ -718,7 +788,12 @@ def verify(folder):
     for name in files:
         meta, t = read_safetensors(os.path.join(folder, name))
         config = json.loads(meta["config"])
-        model, _ = build_model(config, meta["model_version"])
+        try:
+            model, _ = build_model(config, meta["model_version"], published_folder)
+        except (ValueError, PublishedCodeError) as e:  # e.g. a v2 case and a checkout without the v2 class
+            print(json.dumps({"file": name, "ok": False, "error": str(e)}))
+            ok = False
+            continue
         state = {k[len("param."):]: v for k, v in t.items() if k.startswith("param.")}
         own = model.state_dict()
         # the published code registers the routing tensors even without routing; empty ones may be left out
@@ -779,15 +854,24 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="also print torch.profiler's top operators of one forward and one fwd+bwd to stderr")
     ap.add_argument("--verify", metavar="DIR", help="check against the published code's golden files")
+    ap.add_argument("--published-code", metavar="DIR",
+                    help="time (or --verify) the published code itself instead of this file's re-implementation: "
+                         "DIR is a checkout of github.com/AaronSpieler/elmneuron (its src/ package is imported)")
     args = ap.parse_args()
 
-    if args.verify:
-        return verify(args.verify)
+    try:
+        if args.published_code:  # its layout and import checked before anything is timed
+            published_class(args.published_code, "v1")
+        if args.verify:
+            return verify(args.verify, args.published_code)
+    except PublishedCodeError as e:
+        print(json.dumps({"error": str(e)}), flush=True)
+        return 2
 
     if args.config is None and not args.info and not args.sgemm_peak:
         request = json.load(sys.stdin)
         if "shapes" not in request:
-            keys = ("threads", "repeats", "warmup", "seed", "thread_counts", "other_blas")
+            keys = ("threads", "repeats", "warmup", "seed", "thread_counts", "other_blas", "published_code")
             request = {"shapes": [request], **{k: request[k] for k in keys if k in request}}
     else:
         request = {"threads": args.threads, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
@@ -798,9 +882,13 @@ def main():
                                       "time": args.time, "input_kind": args.input_kind,
                                       "input_rate": args.input_rate, "model_version": args.model_version})
 
+    published = args.published_code or request.get("published_code")
+    for shape in request["shapes"]:  # each shape carries it, also into the child processes of other BLAS builds
+        if published and not shape.get("published_code"):
+            shape["published_code"] = published
     threads = int(request.get("threads", 0) or 0)
     limits = set_threads(threads)  # noqa: F841 (keeps the BLAS limit for --info and --sgemm-peak)
-    env = environment()
+    env = environment(published)
     if args.info:
         print(json.dumps(env), flush=True)
         return 0

@@ -343,6 +343,7 @@ std::string locate_peer_script(const std::string& given) {
 
 struct peer_options {
     std::string python, script;
+    std::string published_code;  // a checkout of the published code to time instead of the script's own model
     int threads = 1;
     int repeats = 0;  // 0: 3, or 1 for long sequences
     int warmup = 2;
@@ -378,16 +379,27 @@ json run_peer_script(const peer_options& o, const std::string& args, const std::
     const int status = pclose(p);
     fs::remove(req, ec);
     std::optional<json> result;
+    std::string reported;  // the script's own error, if it gave one
     std::istringstream lines(out);
     for (std::string line; std::getline(lines, line);) {
         if (line.empty() || line.front() != '{') continue;
         auto j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.contains(key)) result = std::move(j);
+        if (j.is_discarded()) continue;
+        if (j.contains(key))
+            result = std::move(j);
+        else if (j.contains("error") && j["error"].is_string())
+            reported = j["error"].get<std::string>();
     }
     if (!result) {
         const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (!reported.empty() && !o.published_code.empty())
+            throw error("bench", "--published-code",
+                        "a checkout of github.com/AaronSpieler/elmneuron whose classes the peer can import",
+                        reported);
         throw error("bench", "--peer", "JSON results from " + o.script,
-                    "no result (exit status " + std::to_string(code) + "; command: " + cmd + ")", peer_hint);
+                    (reported.empty() ? "no result" : reported) + " (exit status " + std::to_string(code) +
+                        "; command: " + cmd + ")",
+                    peer_hint);
     }
     return *result;
 }
@@ -406,6 +418,7 @@ json run_peer(const bench_shape& s, const peer_options& o) {
                     {"input_kind", s.input_kind},
                     // The rate given, if any (null: the kind's own; a onehot input takes none).
                     {"input_rate", s.input_rate ? json(*s.input_rate) : json(nullptr)}}}}};
+    if (!o.published_code.empty()) request["published_code"] = o.published_code;
     return run_peer_script(o, "", request.dump(), "shape");
 }
 
@@ -438,8 +451,8 @@ std::string fmt_ratio(double ratio, double target) {
 }
 
 const char* const peer_environment_keys[] = {
-    "peer", "python", "torch_version", "torch_num_interop_threads", "torch_parallel_backend",
-    "blas", "env",    "cpu_count"};
+    "peer", "peer_code", "python",   "torch_version", "torch_num_interop_threads", "torch_parallel_backend",
+    "blas", "env",       "cpu_count"};
 
 // How the peer was run: "1", or, with several thread counts (peer_pytorch.py's bench_at_its_best: the peer at
 // its best with at most --threads threads), the counts it tried.
@@ -463,10 +476,12 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
     std::printf(
         "\nours vs the published PyTorch code (peer); ratio = peer time / our time (>1: ours faster); "
         "ok/LOW: against the performance issue's target\n");
-    if (peer_env.is_object())
+    if (peer_env.is_object()) {
+        std::printf("peer: %s\n", peer_env.value("peer", "?").c_str());
         std::printf("threads: ours %d, peer %s; peer: torch %s, BLAS %s\n", threads,
                     peer_thread_counts(peer_env).c_str(), peer_env.value("torch_version", "?").c_str(),
                     peer_env["blas"].value("summary", "?").c_str());
+    }
     std::printf("%-28s | %27s | %27s | %27s\n", "", "inference (peer: no_grad)", "forward + backward",
                 "train step (+ Adam)");
     std::printf("%-28s | %7s %8s %10s | %7s %8s %10s | %7s %8s %10s\n", "shape (ms)", "ours", "peer", "ratio",
@@ -628,8 +643,8 @@ bench_shape custom_shape(const std::string& config, const std::string& name, int
 void register_bench(CLI::App& app) {
     auto* cmd =
         app.add_subcommand("bench", "Measure inference / backward / train-step speed on reference shapes");
-    static std::string json_out, only, peer_python, peer_script, config, name = "custom", input = "counts",
-                                                                         scaling;
+    static std::string json_out, only, peer_python, peer_script, published_code, config,
+        name = "custom", input = "counts", scaling;
     static int repeats = 5, threads = 0, peer_repeats = 0, peer_warmup = 2, batch = 8, time = 500;
     static double min_time = 0.3;
     static std::optional<double> input_rate;
@@ -692,6 +707,12 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--peer-script", peer_script,
                     "Path of peer_pytorch.py (default: $ELM_PEER_SCRIPT, else bench/ of the source tree)")
         ->needs(peer_opt);
+    cmd->add_option("--published-code", published_code,
+                    "Time the published code itself as the peer: DIR is a checkout of "
+                    "github.com/AaronSpieler/elmneuron (its src/ classes are imported; default: the peer "
+                    "script's re-implementation)")
+        ->check(CLI::ExistingDirectory)
+        ->needs(peer_opt);
     cmd->add_option("--peer-repeats", peer_repeats,
                     "Timed repeats of the peer per measurement (default: 3, 1 for sequences over 1000 steps)")
         ->check(non_negative_number())
@@ -743,7 +764,16 @@ void register_bench(CLI::App& app) {
             po.threads = num_threads();
             po.repeats = peer_repeats;
             po.warmup = peer_warmup;
-            const json ps = run_peer_script(po, "--sgemm-peak --threads 1", "", "sgemm_gflops");
+            if (!published_code.empty())
+                po.published_code = std::filesystem::absolute(published_code).lexically_normal().string();
+            // With --published-code the script checks the checkout (its layout, its import) here, before
+            // anything is measured.
+            const json ps = run_peer_script(
+                po,
+                "--sgemm-peak --threads 1" + (po.published_code.empty()
+                                                  ? std::string()
+                                                  : " --published-code " + shell_quote(po.published_code)),
+                "", "sgemm_gflops");
             peak.peer_sgemm = ps["sgemm_gflops"].get<double>();
             machine["peer_sgemm_blas"] = ps["blas"].value("summary", "?");
         }

@@ -224,3 +224,208 @@ def test_summarize_runs_names_a_file_that_is_not_bench_output(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "s.json" in r.stderr and "writable folder" in r.stderr and "results" not in r.stderr
+
+
+# ---- --published-code: the published code itself as the peer ---------------------------------------------
+# A checkout of github.com/AaronSpieler/elmneuron is not part of this repository (nor downloaded in tests), so
+# these tests build a folder with its layout (src/expressive_leaky_memory_neuron.py and _v2.py, class ELM with
+# the published constructor signatures: v1 without mlp_activation) whose classes record how they were
+# constructed and then run this repository's re-implementation. They check the plumbing: that the peer imports
+# and times the checkout's classes, with the published keyword arguments, and says so; and the errors.
+
+PUBLISHED_V1 = '''
+import json
+import sys
+from typing import Optional
+
+sys.path.insert(0, {bench!r})
+import peer_pytorch
+
+
+class ELM(peer_pytorch.ELMv1):
+    def __init__(self, num_input: int, num_output: int, num_memory: int = 100, lambda_value: float = 5.0,
+                 mlp_num_layers: int = 1, mlp_hidden_size: Optional[int] = None, tau_s_value: float = 5.0,
+                 memory_tau_min: float = 1.0, memory_tau_max: float = 1000.0, learn_memory_tau: bool = False,
+                 w_s_value: float = 0.5, num_branch: Optional[int] = None, num_synapse_per_branch: int = 1,
+                 input_to_synapse_routing: Optional[str] = None, delta_t: float = 1.0):
+        kwargs = dict(num_memory=num_memory, lambda_value=lambda_value, mlp_num_layers=mlp_num_layers,
+                      mlp_hidden_size=mlp_hidden_size, memory_tau_min=memory_tau_min,
+                      memory_tau_max=memory_tau_max, learn_memory_tau=learn_memory_tau, w_s_value=w_s_value,
+                      num_branch=num_branch, num_synapse_per_branch=num_synapse_per_branch,
+                      input_to_synapse_routing=input_to_synapse_routing, delta_t=delta_t)
+        with open({log!r}, "a") as f:
+            f.write(json.dumps({{"class": "v1", "num_input": num_input, "tau_s_value": tau_s_value,
+                                 "types": {{k: type(v).__name__ for k, v in kwargs.items()}}, **kwargs}}) + "\\n")
+        super().__init__(num_input, num_output, tau_s_value=tau_s_value, **kwargs)
+'''
+
+PUBLISHED_V2 = '''
+import json
+import sys
+
+sys.path.insert(0, {bench!r})
+import peer_pytorch
+
+
+class ELM(peer_pytorch.ELMv2):
+    def __init__(self, num_input: int, num_output: int, mlp_activation: str = "relu", tau_b_value: float = 5.0,
+                 **kwargs):
+        with open({log!r}, "a") as f:
+            f.write(json.dumps({{"class": "v2", "mlp_activation": mlp_activation, "tau_b_value": tau_b_value,
+                                 **kwargs}}) + "\\n")
+        super().__init__(num_input, num_output, mlp_activation=mlp_activation, tau_b_value=tau_b_value,
+                         **kwargs)
+'''
+
+
+@pytest.fixture
+def published_checkout(tmp_path):
+    """A folder with the published code's layout (see above) and the log its classes write."""
+    checkout, log = tmp_path / "elmneuron-published", tmp_path / "constructed.jsonl"
+    (checkout / "src").mkdir(parents=True)
+    bench = os.path.join(ROOT, "bench")
+    (checkout / "src" / "expressive_leaky_memory_neuron.py").write_text(PUBLISHED_V1.format(bench=bench, log=str(log)))
+    (checkout / "src" / "expressive_leaky_memory_neuron_v2.py").write_text(
+        PUBLISHED_V2.format(bench=bench, log=str(log)))
+    return checkout, log
+
+
+def constructed(log):
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def run_peer(*args, stdin=None):
+    r = subprocess.run([sys.executable, PEER, *args], input=stdin, capture_output=True, text=True, timeout=600)
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    return r, lines
+
+
+ROUTED = {"num_input": 30, "num_output": 2, "num_memory": 5, "num_branch": 6, "num_synapse_per_branch": 10,
+          "input_to_synapse_routing": "neuronio_routing", "memory_tau_max": 150, "delta_t": 1}
+
+
+def test_peer_times_the_published_classes_of_a_checkout(published_checkout):
+    checkout, log = published_checkout
+    r, lines = run_peer("--published-code", str(checkout), "--config", json.dumps(ROUTED), "--batch", "2",
+                        "--time", "10", "--input", "neuronio", "--threads", "1", "--repeats", "1", "--warmup", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = lines[-1]
+    assert res["peer_code"] == {"kind": "published", "folder": str(checkout), "git_commit": None}
+    assert res["peer"] == f"pytorch (the published code itself, from {checkout})"
+    assert res["forward_ms"] > 0 and res["train_step_ms"] > 0
+    calls = constructed(log)
+    assert calls and all(c["class"] == "v1" for c in calls)
+    # The published keywords, TorchScript's float constants as floats (the config gave 150 and 1), and no
+    # mlp_activation, which the published v1 class does not take.
+    c = calls[-1]
+    assert c["num_input"] == 30 and c["num_memory"] == 5 and c["num_branch"] == 6
+    assert c["input_to_synapse_routing"] == "neuronio_routing"
+    assert c["memory_tau_max"] == 150.0 and c["types"]["memory_tau_max"] == "float"
+    assert c["types"]["delta_t"] == "float"
+    assert "mlp_activation" not in c
+
+
+def test_peer_without_published_code_says_it_runs_its_re_implementation(published_checkout):
+    checkout, log = published_checkout
+    r, lines = run_peer("--config", json.dumps(ROUTED), "--batch", "1", "--time", "5", "--input", "neuronio",
+                        "--threads", "1", "--repeats", "1", "--warmup", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lines[-1]["peer_code"] == {"kind": "re-implementation", "file": PEER}
+    assert constructed(log) == []
+
+
+def test_peer_names_the_checkout_commit_only_for_its_own_repository(published_checkout, peer_module):
+    checkout, _ = published_checkout
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(checkout.parent)], check=True)
+    # Inside another repository, but not a checkout itself: no commit (it would be the other one's).
+    assert peer_module.peer_code(str(checkout))["git_commit"] is None
+    subprocess.run([*git, "init", "-q", str(checkout)], check=True)
+    subprocess.run([*git, "-C", str(checkout), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(checkout), "commit", "-q", "-m", "published"], check=True)
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert peer_module.peer_code(str(checkout)) == {"kind": "published", "folder": str(checkout),
+                                                    "git_commit": head}
+
+
+def test_peer_passes_the_v2_class_its_activation(published_checkout):
+    checkout, log = published_checkout
+    config = {**ROUTED, "model_version": "v2", "mlp_activation": "silu", "tau_b_value": 7}
+    request = {"threads": 1, "repeats": 1, "warmup": 0, "published_code": str(checkout),
+               "shapes": [{"name": "v2", "config": config, "batch": 1, "time": 5, "input_kind": "neuronio"}]}
+    r, lines = run_peer(stdin=json.dumps(request))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lines[-1]["model_version"] == "v2" and lines[-1]["peer_code"]["kind"] == "published"
+    c = constructed(log)[-1]
+    assert c["class"] == "v2" and c["mlp_activation"] == "silu" and c["tau_b_value"] == 7.0
+
+
+def test_peer_refuses_an_activation_the_published_v1_class_lacks(published_checkout):
+    checkout, log = published_checkout
+    r, lines = run_peer("--published-code", str(checkout), "--config", json.dumps({**ROUTED, "mlp_activation": "silu"}),
+                        "--batch", "1", "--time", "5", "--input", "neuronio", "--threads", "1", "--repeats", "1")
+    assert r.returncode == 1
+    assert "mlp_activation 'silu'" in lines[-1]["error"] and "takes no mlp_activation" in lines[-1]["error"]
+    assert constructed(log) == []
+
+
+def test_peer_published_code_errors_name_the_folder_and_what_is_missing(published_checkout, tmp_path):
+    checkout, _ = published_checkout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r, lines = run_peer("--published-code", str(empty), "--config", json.dumps(ROUTED))
+    assert r.returncode == 2
+    assert str(empty / "src" / "expressive_leaky_memory_neuron.py") in lines[-1]["error"]
+    assert "AaronSpieler/elmneuron" in lines[-1]["error"]
+    # A checkout whose import fails (the published package imports seaborn for its plots): the reason and
+    # what to install.
+    (checkout / "src" / "expressive_leaky_memory_neuron.py").write_text("import seaborn_not_installed_here\n")
+    r, lines = run_peer("--published-code", str(checkout), "--config", json.dumps(ROUTED))
+    assert r.returncode == 2
+    error = lines[-1]["error"]
+    assert "importing src/expressive_leaky_memory_neuron.py failed" in error
+    assert "seaborn_not_installed_here" in error and "python3-seaborn" in error
+    # A module without the class.
+    (checkout / "src" / "expressive_leaky_memory_neuron.py").write_text("X = 1\n")
+    r, lines = run_peer("--published-code", str(checkout), "--config", json.dumps(ROUTED))
+    assert r.returncode == 2 and "has no class ELM" in lines[-1]["error"]
+
+
+def test_peer_verifies_a_checkout_against_the_golden_files(published_checkout):
+    # --verify builds each golden case through the checkout's classes (here: the re-implementation behind the
+    # published signatures, so every case must pass and each must have been built by the checkout).
+    checkout, log = published_checkout
+    r, lines = run_peer("--verify", os.path.join(ROOT, "tests", "data", "golden"), "--published-code", str(checkout))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(lines) >= 6 and all(res["ok"] for res in lines), lines
+    versions = sorted(c["class"] for c in constructed(log))
+    assert versions == sorted(res["file"][:2] for res in lines)
+
+
+def test_bench_peer_times_the_published_code_when_given(published_checkout, tmp_path):
+    checkout, log = published_checkout
+    out = str(tmp_path / "bench.json")
+    stdout = run_bench_peer(ROUTED, 2, 20, "neuronio", 1, out, ["--published-code", str(checkout)])
+    assert f"peer: pytorch (the published code itself, from {checkout})" in stdout
+    result = json.load(open(out))
+    assert result["machine"]["peer"]["peer_code"]["kind"] == "published"
+    assert result["machine"]["peer"]["peer_code"]["folder"] == str(checkout)
+    shape = result["results"][0]
+    assert shape["peer_over_ours"]["train_step"] > 0
+    assert constructed(log), "bench --peer --published-code did not construct the checkout's class"
+
+
+def test_bench_published_code_is_checked_before_measuring(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--published-code", str(empty),
+                        "--config", json.dumps(ROUTED), "--batch", "1", "--time", "5", "--threads", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert "--published-code" in r.stderr and "expressive_leaky_memory_neuron.py" in r.stderr
+    assert "custom" not in r.stdout  # no shape was measured
+    for args in (["--published-code", str(empty)], ["--peer", "--published-code", str(tmp_path / "missing")]):
+        r = subprocess.run([CLI, "bench", *args, "--config", json.dumps(ROUTED)], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0 and "--published-code" in r.stderr, r.stderr
