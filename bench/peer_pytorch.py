@@ -691,6 +691,9 @@ def bench_in_child(shape, counts, repeats, warmup, seed, blas_dir):
         raise RuntimeError(f"the peer with {blas_dir} failed (exit status {r.returncode}): "
                            f"{(lines[-1].get('error') if lines else None) or r.stderr.strip()[-500:]}")
     configurations = lines[-1]["configurations"]
+    if lines[-1].get("peer_code") != peer_code(shape.get("published_code")):
+        raise RuntimeError(f"the peer with {blas_dir} ran {lines[-1].get('peer_code')}, not "
+                           f"{peer_code(shape.get('published_code'))}")
     wrong = {c["blas"] for c in configurations} - {os.path.basename(blas_dir)}
     if wrong:
         raise RuntimeError(f"the peer with LD_LIBRARY_PATH={blas_dir} loaded {sorted(wrong)} instead")

@@ -429,3 +429,15 @@ def test_bench_published_code_is_checked_before_measuring(tmp_path):
         r = subprocess.run([CLI, "bench", *args, "--config", json.dumps(ROUTED)], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0 and "--published-code" in r.stderr, r.stderr
+
+
+def test_bench_peer_times_the_published_code_in_every_configuration(published_checkout, tmp_path):
+    # At two threads the peer also runs in a child process with the other OpenBLAS build: that one must time
+    # the checkout's class too (one construction per configuration timed).
+    checkout, log = published_checkout
+    out = str(tmp_path / "bench.json")
+    run_bench_peer(ROUTED, 2, 20, "neuronio", 2, out, ["--published-code", str(checkout)])
+    peer = json.load(open(out))["results"][0]["peer"]
+    assert "failed_configurations" not in peer
+    assert len(peer["configurations"]) >= 2
+    assert len(constructed(log)) == len(peer["configurations"])
