@@ -9,6 +9,8 @@ run on a shared machine, so one run is not a number to quote. Usage:
     python3 bench/summarize_runs.py --json out.json runs/*.json
 
 The streaming measurement always runs on one thread, so it is one row over all the files given.
+Runs against different peers (`--published-code`: the published code itself, or peer_pytorch.py's
+re-implementation; `machine.peer.peer_code`) are never pooled: each peer gets its own rows, labelled.
 Only the standard library: it runs wherever the bench does.
 """
 
@@ -53,14 +55,29 @@ def most_common(values):
     return f"{top} ({values.count(top)} of {len(values)})" if values.count(top) < len(values) else top
 
 
+def peer_label(data):
+    """What a run's peer was: "published code (folder @ commit)", "re-implementation" (also for runs from
+    before peer_code was reported, which always ran it), or "no peer"."""
+    peer = data["machine"].get("peer")
+    if not peer:
+        return "no peer"
+    code = peer.get("peer_code") or {"kind": "re-implementation"}
+    if code.get("kind") != "published":
+        return "re-implementation"
+    commit = code.get("git_commit")
+    return f"published code ({code.get('folder', '?')}" + (f" @ {commit[:12]})" if commit else ")")
+
+
 def summarize(runs):
-    """{(shape, threads): {quantity: stats}} over the runs."""
+    """{(shape, threads, peer label): {quantity: stats}} over the runs."""
     groups = {}
     for path, data in runs:
+        label = peer_label(data)
         for r in data["results"]:
             if "shape" not in r or "threads" not in r:
                 sys.exit(f"summarize_runs: {path}: a result without 'shape'/'threads'")
-            groups.setdefault((r["shape"], r["threads"]), []).append(r)
+            # Streaming has no peer: its runs pool whatever the peer of the rest was.
+            groups.setdefault((r["shape"], r["threads"], "" if "steps_per_s" in r else label), []).append(r)
     out = {}
     for key, rs in groups.items():
         q = {}
@@ -100,12 +117,16 @@ def fmt_range(s, unit="×"):
 
 
 def table(summary):
+    # The peer is named in the shape cell only when the runs had more than one.
+    labelled = len({key[2] for key in summary if key[2]}) > 1
     lines = [
         "| shape | threads | inference ours / peer ms | ratio (range) | train step ours / peer ms | ratio (range) "
         "| bound (inf. / train) | limit % (inf. / train) | target (train / inf.) | peer run as (inf. / train) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (shape, threads), q in sorted(summary.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (shape, threads, label), q in sorted(summary.items()):
+        if labelled and label:
+            shape = f"{shape} [peer: {label}]"
         if "steps_per_s" in q:
             lines.append(f"| {shape} | {threads} | {q['steps_per_s']['median'] / 1e6:.2f} M steps/s | | | | | | | |")
             continue
@@ -134,11 +155,13 @@ def main():
             sys.exit(f"summarize_runs: {args.json}: field '--json': expected a file in an existing, writable folder")
     runs = [(p, load(p)) for p in args.files]
     summary = summarize(runs)
+    peers = sorted({peer_label(data) for _, data in runs})
     print(f"{len(runs)} runs; machine: {runs[0][1]['machine'].get('cpu_model', '?')}, "
-          f"peer BLAS: {runs[0][1]['machine'].get('peer', {}).get('blas', {}).get('summary', 'no peer')}")
+          f"peer BLAS: {runs[0][1]['machine'].get('peer', {}).get('blas', {}).get('summary', 'no peer')}; "
+          f"peer: {' / '.join(peers)}")
     print(table(summary))
     if args.json:
-        doc = [{"shape": s, "threads": t, **q} for (s, t), q in sorted(summary.items())]
+        doc = [{"shape": s, "threads": t, "peer": label or None, **q} for (s, t, label), q in sorted(summary.items())]
         tmp = f"{args.json}.tmp-{os.getpid()}"  # beside the target, then renamed: never half-written
         try:
             with open(tmp, "w", encoding="utf-8") as f:

@@ -213,6 +213,39 @@ def test_summarize_runs_gives_median_and_range_over_runs(bench_json, tmp_path):
     assert abs(ours["median"] - result["results"][0]["inference_ms"]) <= 1e-12 * ours["median"]
 
 
+def test_summarize_runs_keeps_runs_against_different_peers_apart(bench_json, tmp_path):
+    # The same run once as if its peer had been the published code (bench --published-code) with doubled
+    # ratios: two rows, each over its own run, labelled; runs from before peer_code count as the
+    # re-implementation.
+    result, path = bench_json
+    assert result["machine"]["peer"]["peer_code"]["kind"] == "re-implementation"
+    doc = json.loads(json.dumps(result))
+    doc["machine"]["peer"]["peer_code"] = {"kind": "published", "folder": "/src/elmneuron", "git_commit": "a" * 40}
+    for r in doc["results"]:
+        r["peer_over_ours"] = {k: 2 * v for k, v in r["peer_over_ours"].items()}
+    published = tmp_path / "published.json"
+    published.write_text(json.dumps(doc))
+    old = json.loads(json.dumps(result))
+    del old["machine"]["peer"]["peer_code"]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(old))
+    out = tmp_path / "summary.json"
+    r = subprocess.run([sys.executable, SUMMARIZE, "--json", str(out), path, str(published), str(older)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    name = result["results"][0]["shape"]
+    label = "published code (/src/elmneuron @ aaaaaaaaaaaa)"
+    assert f"| {name} [peer: {label}] | 1 |" in r.stdout
+    assert f"| {name} [peer: re-implementation] | 1 |" in r.stdout
+    rows = {row["peer"]: row for row in json.loads(out.read_text()) if row["shape"] == name}
+    assert set(rows) == {label, "re-implementation"}
+    base = result["results"][0]["peer_over_ours"]["inference"]
+    assert rows[label]["ratio_inference"]["runs"] == 1
+    assert abs(rows[label]["ratio_inference"]["median"] - 2 * base) <= 1e-12 * base
+    assert rows["re-implementation"]["ratio_inference"]["runs"] == 2
+    assert abs(rows["re-implementation"]["ratio_inference"]["max"] - base) <= 1e-12 * base
+
+
 def test_summarize_runs_names_a_file_that_is_not_bench_output(tmp_path):
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": 1}))
