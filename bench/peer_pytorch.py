@@ -334,7 +334,7 @@ def published_class(folder, version):
         raise PublishedCodeError(
             f"--published-code {folder}: importing src/{name}.py failed: {type(e).__name__}: {e} (the published "
             f"package also imports src/neuronio/neuronio_data_utils.py, which needs numpy, matplotlib and "
-            f"seaborn: apt install python3-numpy python3-matplotlib python3-seaborn)") from None
+            f"seaborn: scripts/install-deps.sh --peer installs them)") from None
     if os.path.realpath(getattr(module, "__file__", "") or "") != os.path.realpath(path):
         raise PublishedCodeError(f"--published-code {folder}: the package `src` was already imported from "
                                  f"{getattr(module, '__file__', '?')}, not from {folder}")

@@ -20,7 +20,8 @@ core_packages=(
   python3-matplotlib                     # PNG plots (learning curves, ROC, traces)
 )
 neuron_packages=(neuron neuron-dev python3-neuron python3-scipy libopenmpi-dev openmpi-bin)
-peer_packages=(python3-torch python3-threadpoolctl libopenblas0-pthread libopenblas0-openmp)
+# python3-seaborn: a checkout of the published code (`bench --peer --published-code DIR`) imports it.
+peer_packages=(python3-torch python3-threadpoolctl libopenblas0-pthread libopenblas0-openmp python3-seaborn)
 
 packages=("${core_packages[@]}")
 for arg in "$@"; do
