@@ -474,3 +474,38 @@ def test_bench_peer_times_the_published_code_in_every_configuration(published_ch
     assert "failed_configurations" not in peer
     assert len(peer["configurations"]) >= 2
     assert len(constructed(log)) == len(peer["configurations"])
+
+
+# The performance issue's table: every reference shape with both sides, as a fresh clone's user runs it (one
+# timed call each, so it takes about a minute; the numbers are not checked, only that every ratio is there).
+REFERENCE = {  # shape: (batch, time, target train step, target inference), as the issue gives them
+    "neuronio_branch_elm_dm15": (32, 500, 50, 100),
+    "neuronio_branch_elm_dm100": (32, 500, 30, 50),
+    "shd_vanilla_elm_dm100": (32, 250, 10, 10),
+    "long_sequence_onehot_dm100": (16, 4096, 10, 10),
+}
+
+
+def test_bench_peer_prints_every_ratio_of_the_reference_shapes(tmp_path):
+    out = str(tmp_path / "bench.json")
+    r = subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--threads", "1", "--repeats", "1",
+                        "--min-time", "0", "--peer-repeats", "1", "--peer-warmup", "0", "--stream-steps", "2000",
+                        "--json", out], capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.load(open(out))
+    shapes = {s["shape"]: s for s in result["results"]}
+    assert set(shapes) == set(REFERENCE) | {"streaming_single_sample_dm15"}
+    table = r.stdout[r.stdout.index("ours vs the published PyTorch code"):]
+    for name, (batch, time, train_target, inference_target) in REFERENCE.items():
+        s = shapes[name]
+        assert (s["peer"]["batch"], s["peer"]["time"]) == (batch, time), name
+        assert s["target"] == {"train_step": train_target, "inference": inference_target}, name
+        for key in ("inference", "forward_backward", "train_step"):
+            assert s["peer_over_ours"][key] > 0, (name, key)
+        for key in ("inference", "train_step"):
+            assert s["best_possible_ratio_at_fma_peak"][key] > 0, (name, key)
+        assert 0 < s["fraction_of_limit_inference"] and 0 < s["fraction_of_limit_train"], name
+        # Its row in the comparison: three ratios, two of them against the issue's targets.
+        (row,) = [line for line in table.splitlines() if line.startswith(name)]
+        assert row.count("x") >= 3 and row.count(" ok") + row.count(" LOW") == 2, row
+    assert shapes["streaming_single_sample_dm15"]["steps_per_s"] > 0
