@@ -44,6 +44,8 @@ The process's environment is left as the user has it (e.g. OPENBLAS_CORETYPE): i
 """
 
 import argparse
+import importlib
+import inspect
 import json
 import math
 import os
@@ -324,8 +326,6 @@ def published_class(folder, version):
         raise PublishedCodeError(
             f"--published-code {folder}: expected the published {version} class in {path} (the folder should be "
             f"a checkout of github.com/AaronSpieler/elmneuron, whose src/ holds {name}.py)")
-    import importlib
-
     if folder not in sys.path:
         sys.path.insert(0, folder)
     try:
@@ -384,8 +384,6 @@ def build_model(config, version=None, published_folder=None):
         cfg["mlp_hidden_size"] = None
     if published_folder:
         cls = published_class(published_folder, version)
-        import inspect
-
         # The published v1 class of the paper's release has no mlp_activation (always ReLU); later ones may.
         if "mlp_activation" not in inspect.signature(cls.__init__).parameters:
             activation = cfg.pop("mlp_activation", "relu")
@@ -691,9 +689,9 @@ def bench_in_child(shape, counts, repeats, warmup, seed, blas_dir):
         raise RuntimeError(f"the peer with {blas_dir} failed (exit status {r.returncode}): "
                            f"{(lines[-1].get('error') if lines else None) or r.stderr.strip()[-500:]}")
     configurations = lines[-1]["configurations"]
-    if lines[-1].get("peer_code") != peer_code(shape.get("published_code")):
-        raise RuntimeError(f"the peer with {blas_dir} ran {lines[-1].get('peer_code')}, not "
-                           f"{peer_code(shape.get('published_code'))}")
+    expected = peer_code(shape.get("published_code"))
+    if lines[-1].get("peer_code") != expected:
+        raise RuntimeError(f"the peer with {blas_dir} ran {lines[-1].get('peer_code')}, not {expected}")
     wrong = {c["blas"] for c in configurations} - {os.path.basename(blas_dir)}
     if wrong:
         raise RuntimeError(f"the peer with LD_LIBRARY_PATH={blas_dir} loaded {sorted(wrong)} instead")
