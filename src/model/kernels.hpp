@@ -239,6 +239,12 @@ template <class T>
 std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep);
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size);
+// Its two parts: private to a thread (the reverse recurrence's state for its `rows`) and the call's (block
+// buffers of all its rows), which a team's members share.
+template <class T>
+std::size_t backward_private_size(const prepared<T>& p, int rows);
+template <class T>
+std::size_t backward_shared_size(const prepared<T>& p, int rows, int chunk_size);
 
 // Forward of samples [b0, b0 + rows) over all steps, in blocks of steps. keep: the whole-batch activation
 // buffers to fill for backward, or nullptr for inference (activations only in scratch blocks).
@@ -260,13 +266,26 @@ std::size_t padded_gradients_size(const prepared<T>& p);
 
 // Backward (BPTT) of samples [b0, b0 + rows), whole chunks (chunks[0] is the chunk of sample b0), in blocks
 // of steps from the last one back: per block the reverse recurrence for all the samples in lockstep, then
-// each chunk's input-stage and weight-gradient sums over the block while its buffers are in cache. Adds each
-// sample's Σ_t dL/dκ_m and dL/dgain to its row of dkappa_rows / dgain_rows ([B][pm]); dx (optional) dense
-// dL/dx [B][T][d_in]. The summation order of every chunk is fixed by the chunk alone.
+// each chunk's input-stage and weight-gradient sums over the block while its buffers are in cache. Writes
+// each sample's Σ_t dL/dκ_m and dL/dgain to its row of dkappa_rows / dgain_rows ([B][pm]); dx (optional)
+// dense dL/dx [B][T][d_in]. The summation order of every chunk is fixed by the chunk alone.
+//
+// A team (size > 1, one gradient chunk, inside an OpenMP parallel region whose every thread is a member of
+// some team) runs one call together: each member the reverse recurrence of its share of the rows, then,
+// after a barrier, its share of the chunk's sums (each sum, e.g. dL/dU or one weight gradient, whole on one
+// member, so every element is summed in the same order as without a team), and a barrier before the next
+// block. Without a team (size 1) scratch holds both parts of backward_scratch_size; with one, it holds
+// backward_private_size for the member's rows, and `shared` the call's part, the same for every member.
+template <class T>
+struct backward_team {
+    int member = 0, size = 1;
+    T* shared = nullptr;      // backward_shared_size(p, rows, chunk_size) elements, vector-aligned
+    int* units_on = nullptr;  // [size][l_mlp]: each member's ReLU units on in the current block
+};
 template <class T>
 void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int chunk_size,
                     const activations<T>& a, const T* dy, T* dkappa_rows, T* dgain_rows,
-                    const chunk_gradients<T>* chunks, T* dx, T* scratch);
+                    const chunk_gradients<T>* chunks, T* dx, T* scratch, const backward_team<T>& team);
 
 // ---- diagnostics (not on the forward path) ---------------------------------------------------------------
 // Branch traces b_t[b][t][j] (E1-E3): v1's BranchSum(s_t) with per-synapse traces (per_synapse), v2's

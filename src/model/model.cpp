@@ -34,6 +34,14 @@ std::pair<int, int> thread_samples(int batch, int tid, int n) {
     const int first = tid * base + std::min(tid, extra);
     return {first, first + base + (tid < extra ? 1 : 0)};
 }
+// Threads per gradient chunk in the backward (detail::backward_team; 1: none): with at least twice as many
+// threads as chunks, as many per chunk as the threads allow, up to what a chunk has to share out: its rows
+// (the reverse recurrence) or its sums (dL/dU, the weight gradient of each of the l_mlp + 1 layers, the
+// readout's), whichever are more.
+int backward_team_size(int threads, int chunks, int per_chunk, int l_mlp) {
+    if (threads < 2 * chunks) return 1;
+    return std::min(threads / chunks, std::max(per_chunk, l_mlp + 3));
+}
 int thread_count = 0;  // 0: OpenMP default (all cores)
 
 template <class P, class Block>
@@ -375,20 +383,30 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // group's. A group is one chunk, or as many small chunks as fill a register block of rows
     // (max_block_rows).
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
-    const int threads = std::min(run_threads(), chunks);
+    // With at least twice as many threads as chunks, a team of threads per chunk (detail::backward_team):
+    // the members split the chunk's rows for the reverse recurrence and its sums among them, so that the
+    // backward uses more threads than there are chunks without changing any sum's order.
+    const int team_size = backward_team_size(run_threads(), chunks, per_chunk, d.l_mlp);
+    const int threads = team_size > 1 ? chunks * team_size : std::min(run_threads(), chunks);
     const std::size_t P = params_.size(), grad_size = detail::padded<T>(P), proj_size = p.proj.size();
     const std::size_t per_chunk_size =
         grad_size + proj_size + detail::padded<T>(detail::padded_gradients_size(p));
     const int group = std::max(1, detail::max_block_rows / per_chunk);
+    // Per thread the whole scratch of a group (also what a team member needs: its private part); per chunk
+    // the part a team shares.
     const std::size_t scratch =
         detail::padded<T>(detail::backward_scratch_size(p, group * per_chunk, per_chunk));
+    const std::size_t shared =
+        team_size > 1 ? detail::padded<T>(detail::backward_shared_size(p, per_chunk, per_chunk)) : 0;
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
     // Zeroed inside the parallel region below, each part by the thread that uses it.
-    grow_scratch(ws.scratch, 2 * rows_pm + per_chunk_size * chunks + scratch * threads);
+    grow_scratch(ws.scratch, 2 * rows_pm + per_chunk_size * chunks + scratch * threads + shared * chunks);
     T* dkappa_rows = ws.scratch.data();
     T* dgain_rows = dkappa_rows + rows_pm;
     T* local = dgain_rows + rows_pm;
     T* thread_scratch = local + per_chunk_size * chunks;
+    T* team_shared = thread_scratch + scratch * threads;
+    std::vector<int> units_on(static_cast<std::size_t>(threads) * static_cast<std::size_t>(d.l_mlp));
     std::vector<detail::chunk_gradients<T>> outputs(static_cast<std::size_t>(chunks));
     for (int c = 0; c < chunks; ++c) {
         T* g = local + static_cast<std::size_t>(c) * per_chunk_size;
@@ -404,19 +422,33 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        const auto [c0, c1] = thread_samples(chunks, tid, team);
         T* own_scratch = thread_scratch + static_cast<std::size_t>(tid) * scratch;
-        std::fill(own_scratch, own_scratch + scratch, T(0));
-        std::fill(local + static_cast<std::size_t>(c0) * per_chunk_size,
-                  local + static_cast<std::size_t>(c1) * per_chunk_size, T(0));
-        const std::size_t s0 = static_cast<std::size_t>(std::min(d.B, c0 * per_chunk)) * p.pm,
-                          s1 = static_cast<std::size_t>(std::min(d.B, c1 * per_chunk)) * p.pm;
-        std::fill(dkappa_rows + s0, dkappa_rows + s1, T(0));
-        std::fill(dgain_rows + s0, dgain_rows + s1, T(0));
-        for (int c = c0; c < c1; c += group) {
-            const int b0 = c * per_chunk, b1 = std::min(d.B, std::min(c1, c + group) * per_chunk);
+        T* dx_out = dx.empty() ? nullptr : dx.data();
+        // Teams only with every thread asked for (fewer, e.g. inside another parallel region: one per
+        // chunk as without teams); every member of a team runs the same number of blocks, so all threads
+        // meet the same barriers.
+        if (team_size > 1 && team == threads) {
+            const int c = tid / team_size, member = tid % team_size;
+            T* chunk_shared = team_shared + static_cast<std::size_t>(c) * shared;
+            if (member == 0)
+                std::fill(local + static_cast<std::size_t>(c) * per_chunk_size,
+                          local + static_cast<std::size_t>(c + 1) * per_chunk_size, T(0));
+            const detail::backward_team<T> members{member, team_size, chunk_shared,
+                                                   units_on.data() + static_cast<std::size_t>(c) * team_size *
+                                                                         static_cast<std::size_t>(d.l_mlp)};
+            const int b0 = c * per_chunk, b1 = std::min(d.B, b0 + per_chunk);
             detail::backward_range(p, ev, b0, b1 - b0, per_chunk, act, dy.data(), dkappa_rows, dgain_rows,
-                                   outputs.data() + c, dx.empty() ? nullptr : dx.data(), own_scratch);
+                                   outputs.data() + c, dx_out, own_scratch, members);
+        } else {
+            const auto [c0, c1] = thread_samples(chunks, tid, team);
+            std::fill(own_scratch, own_scratch + scratch, T(0));
+            std::fill(local + static_cast<std::size_t>(c0) * per_chunk_size,
+                      local + static_cast<std::size_t>(c1) * per_chunk_size, T(0));
+            for (int c = c0; c < c1; c += group) {
+                const int b0 = c * per_chunk, b1 = std::min(d.B, std::min(c1, c + group) * per_chunk);
+                detail::backward_range(p, ev, b0, b1 - b0, per_chunk, act, dy.data(), dkappa_rows, dgain_rows,
+                                       outputs.data() + c, dx_out, own_scratch, detail::backward_team<T>{});
+            }
         }
 #pragma omp barrier
         // Σ over chunks in chunk order, each thread over its own share of whole vectors of elements: every

@@ -637,53 +637,77 @@ std::size_t padded_gradients_size(const prepared<T>& p) {
     return padded_offsets<T>(p).total;
 }
 
+// A backward call's scratch: a part private to the thread (the reverse recurrence's state for its rows,
+// carried from block to block, and the list storage of the sparse products) and a part for the call's rows
+// (the block buffers and the input stage's reverse state), which a team's members share.
 template <class T>
-std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size) {
+std::size_t backward_private_size(const prepared<T>& p, int rows) {
+    const std::size_t n = static_cast<std::size_t>(rows);
+    return n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm +           // carry, dz, dh; m_{-1} = 0
+           list_storage_size<T>(n, p.ph) +                                    // sparse_rows' lists
+           list_storage_size<T>(static_cast<std::size_t>(p.ph), deep_block);  // deep_product's lists
+}
+template <class T>
+std::size_t backward_shared_size(const prepared<T>& p, int rows, int chunk_size) {
     const std::size_t n = static_cast<std::size_t>(rows),
                       tb = static_cast<std::size_t>(backward_block_steps(p, chunk_size));
-    const std::size_t state =
-        n * (2 * static_cast<std::size_t>(p.pm) + p.ph) + p.pm + n * p.groups() * p.p0 +
-        list_storage_size<T>(n, p.ph) +                                    // sparse_rows' lists
-        list_storage_size<T>(static_cast<std::size_t>(p.ph), deep_block);  // deep_product's lists
-    const std::size_t block =
-        n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph);
-    return state + block + static_cast<std::size_t>(std::max(p.pm, p.ph));  // + a zero row after the blocks
+    return n * p.groups() * p.p0 +  // the input stage's reverse state
+           n * tb * (2 * static_cast<std::size_t>(p.pm) + 2 * static_cast<std::size_t>(p.d.l_mlp) * p.ph) +
+           static_cast<std::size_t>(std::max(p.pm, p.ph));  // a zero row after the blocks
+}
+template <class T>
+std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size) {
+    return backward_private_size(p, rows) + backward_shared_size(p, rows, chunk_size);
 }
 
 template <class T>
 void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int rows, int chunk_size,
                     const activations<T>& a, const T* dy, T* dkappa_rows, T* dgain_rows,
-                    const chunk_gradients<T>* chunks, T* dx, T* scratch) {
+                    const chunk_gradients<T>* chunks, T* dx, T* scratch, const backward_team<T>& team) {
     using V = vec<T>;
     const dims& d = p.d;
     const int L = d.l_mlp, n0 = d.n0(), nvm = p.pm / lanes<T>;
     const std::size_t T_ = static_cast<std::size_t>(d.T), n = static_cast<std::size_t>(rows);
     const int tb = backward_block_steps(p, chunk_size);
-    // State carried from step to step (zero after the last step) and the block buffers.
-    T* carry = scratch;            // [rows][pm] dL/dm_t
-    T* dz = carry + n * p.pm;      // [rows][pm] dL/d(κ_m ⊙ m_{t-1})
-    T* dh = dz + n * p.pm;         // [rows][ph]
-    T* zero = dh + n * p.ph;       // [pm] m_{-1} = 0
-    T* input_state = zero + p.pm;  // [groups][rows][p0] reverse-filtered dL/dpre_0
+    const bool shared_work = team.size > 1;
+    // This member's rows of the reverse recurrence, [r0, r0 + mine) of the call's (all of them without a
+    // team). A sample's arithmetic does not depend on which rows run beside it.
+    const int r0 = static_cast<int>(static_cast<long long>(rows) * team.member / team.size),
+              mine = static_cast<int>(static_cast<long long>(rows) * (team.member + 1) / team.size) - r0;
+    const std::size_t m_rows = static_cast<std::size_t>(mine);
+    // Private: state carried from step to step (zero after the last step) and list storage.
+    T* carry = scratch;             // [mine][pm] dL/dm_t
+    T* dz = carry + m_rows * p.pm;  // [mine][pm] dL/d(κ_m ⊙ m_{t-1})
+    T* dh = dz + m_rows * p.pm;     // [mine][ph]
+    T* zero = dh + m_rows * p.ph;   // [pm] m_{-1} = 0
     // sparse_rows' lists of dL/dpre_l, a row's up to ph entries each.
     T* list_vals;
     std::int32_t *list_offs, *list_counts;
-    T* lists_end = carve_lists(input_state + n * p.groups() * p.p0, n, static_cast<std::size_t>(p.ph),
-                               list_vals, list_offs, list_counts);
+    T* lists_end =
+        carve_lists(zero + p.pm, m_rows, static_cast<std::size_t>(p.ph), list_vals, list_offs, list_counts);
     // deep_product's column lists for the weight gradients of ReLU layers (zero row: after the blocks).
     column_lists<T> columns;
-    T* block = carve_lists(lists_end, static_cast<std::size_t>(p.ph), deep_block, columns.vals, columns.offs,
-                           columns.counts);
-    std::fill(scratch, block, T(0));
-    T* dout_blk = block;                                                // [rows][steps][pm]
-    T* zm_blk = dout_blk + n * tb * p.pm;                               // [rows][steps][pm]
-    T* dpre_blk = zm_blk + n * tb * p.pm;                               // [l_mlp][rows][steps][ph]
+    T* private_end = carve_lists(lists_end, static_cast<std::size_t>(p.ph), deep_block, columns.vals,
+                                 columns.offs, columns.counts);
+    std::fill(scratch, private_end, T(0));
+    // Shared by the team (the call's rows): the input stage's reverse state and the block buffers.
+    T* input_state =
+        shared_work ? team.shared : private_end;        // [groups][rows][p0] reverse-filtered dL/dpre_0
+    T* dout_blk = input_state + n * p.groups() * p.p0;  // [rows][steps][pm]
+    T* zm_blk = dout_blk + n * tb * p.pm;               // [rows][steps][pm]
+    T* dpre_blk = zm_blk + n * tb * p.pm;               // [l_mlp][rows][steps][ph]
     T* h_blk = dpre_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [l_mlp][rows][steps][ph]
     T* zero_row = h_blk + static_cast<std::size_t>(L) * n * tb * p.ph;  // [max(pm, ph)]
-    std::fill(zero_row, zero_row + std::max(p.pm, p.ph), T(0));
+    if (team.member == 0) {  // the others read them only after the first barrier below
+        std::fill(input_state, dout_blk, T(0));
+        std::fill(zero_row, zero_row + std::max(p.pm, p.ph), T(0));
+    }
     columns.zero = zero_row;
-    T* dk = dkappa_rows + static_cast<std::size_t>(b0) * p.pm;  // Σ_t dL/dκ_m per sample
-    T* dg = dgain_rows + static_cast<std::size_t>(b0) * p.pm;   // Σ_t dL/dgain per sample
+    // Σ_t dL/dκ_m and dL/dgain of this member's samples.
+    T* dk = dkappa_rows + static_cast<std::size_t>(b0 + r0) * p.pm;
+    T* dg = dgain_rows + static_cast<std::size_t>(b0 + r0) * p.pm;
+    std::fill(dk, dk + m_rows * p.pm, T(0));
+    std::fill(dg, dg + m_rows * p.pm, T(0));
 
     const std::size_t layer_stride = static_cast<std::size_t>(d.B) * T_ * p.ph;  // of the forward's buffers
     const std::size_t hs = T_ * p.ph, ms = T_ * p.pm;  // strides between samples in the forward's buffers
@@ -693,8 +717,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const padded_offsets<T> off(p);
     const int first_chunk = b0 / chunk_size;
 
-    // Per hidden layer, its units on over the block (all of this call's rows): whether its weight gradients'
-    // sums take deep_product's column lists.
+    // Per hidden layer, its units on over the block (all of this call's rows, summed over the team's
+    // members): whether its weight gradients' sums take deep_product's column lists.
     std::vector<int> block_on(static_cast<std::size_t>(L), 0);
     // The last layer's weight gradient Σ_r dL/dout_r ⊗ h_r sums over h only when kept transposed ([in][out]),
     // which costs the dense product a little (more, narrower rows): transposed when the first block (the
@@ -704,25 +728,26 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         const int t0 = std::max(0, t1 - tb);
         const std::size_t steps = static_cast<std::size_t>(t1 - t0);
         std::fill(block_on.begin(), block_on.end(), 0);
-        // Block buffers are [sample][step] for this block's steps: a chunk's rows are contiguous.
+        // Block buffers are [sample][step] for this block's steps: a chunk's rows are contiguous; this
+        // member's rows start at row r0.
         const std::size_t bs_m = steps * p.pm, bs_h = steps * p.ph, blayer = n * bs_h;
-        for (int t = t1 - 1; t >= t0; --t) {
-            const std::size_t row0 = static_cast<std::size_t>(b0) * T_ + t,
+        for (int t = t1 - 1; t >= t0 && mine > 0; --t) {
+            const std::size_t row0 = static_cast<std::size_t>(b0 + r0) * T_ + t,
                               i = static_cast<std::size_t>(t - t0);
             const T* delta = a.delta + row0 * p.pm;  // Δm_t
-            T* dout = dout_blk + i * p.pm;
+            T* dout = dout_blk + static_cast<std::size_t>(r0) * bs_m + i * p.pm;
             // Readout (E7): dL/dm_t += W_yᵀ·dy_t.
-            dense_rows(rows, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), d.d_m, carry, p.pm,
+            dense_rows(mine, dy + row0 * d.d_o, T_ * d.d_o, d.d_o, p.readout.rows.data(), d.d_m, carry, p.pm,
                        carry, p.pm);
             // E6 and E5 backward: m_t = κ_m⊙m_{t-1} + gain⊙Δm_t, Δm = 1.7159·tanh(2/3·o), so
             // dΔm/do = (2/3)·(1.7159 - Δm²/1.7159). Also the MLP's memory input κ_m ⊙ m_{t-1}, as forward
             // made it.
-            for (int s = 0; s < rows; ++s) {
+            for (int s = 0; s < mine; ++s) {
                 const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
                 const V* c = as_vec(carry + s * p.pm);
                 const V* dm = as_vec(delta + s * ms);
                 V* o = as_vec(dout + s * bs_m);
-                V* z = as_vec(zm_blk + s * bs_m + i * p.pm);
+                V* z = as_vec(zm_blk + (r0 + s) * bs_m + i * p.pm);
                 V* dks = as_vec(dk + s * p.pm);
                 V* dgs = as_vec(dg + s * p.pm);
                 for (int v = 0; v < nvm; ++v) {
@@ -736,17 +761,17 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
             // Back through the MLP: dpre_l = dh ⊙ act'(pre_l), dh = dpre_l·W_l; h_l = act(pre_l) kept for dW.
             if (L > 0) {
                 const auto& last = p.layers[static_cast<std::size_t>(L - 1)];
-                dense_rows(rows, static_cast<const T*>(dout), bs_m, d.d_m, last.rows.data(), d.d_mlp,
+                dense_rows(mine, static_cast<const T*>(dout), bs_m, d.d_m, last.rows.data(), d.d_mlp,
                            static_cast<const T*>(nullptr), 0, dh, static_cast<std::size_t>(p.ph));
                 // dL/dh_{l-1} = dpre_l·W_l, and for l = 0 the first layer's memory half (E4): z = κ_m ⊙
                 // m_{t-1}, dz = dpre_0·W_m. dpre_l is 0 where ReLU is off, so mostly-off layers take
                 // sparse_rows as in the forward.
                 for (int l = L - 1; l >= 0; --l) {
                     const T* pre = a.hidden + l * layer_stride + row0 * p.ph;
-                    T* dpre = dpre_blk + l * blayer + i * p.ph;
-                    T* h = h_blk + l * blayer + i * p.ph;
+                    T* dpre = dpre_blk + l * blayer + static_cast<std::size_t>(r0) * bs_h + i * p.ph;
+                    T* h = h_blk + l * blayer + static_cast<std::size_t>(r0) * bs_h + i * p.ph;
                     int active = 0;
-                    for (int s = 0; s < rows; ++s)
+                    for (int s = 0; s < mine; ++s)
                         active += activation_backward(p.act, pre + s * hs, dh + s * p.ph, dpre + s * bs_h,
                                                       h + s * bs_h, p.ph);
                     block_on[static_cast<std::size_t>(l)] += active;
@@ -755,26 +780,26 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     const int n_out = l > 0 ? d.d_mlp : d.d_m;
                     T* target = l > 0 ? dh : dz;
                     const std::size_t ts = static_cast<std::size_t>(l > 0 ? p.ph : p.pm);
-                    if (p.act == activation::relu && sparse_product_pays(active, rows, d.d_mlp)) {
-                        for (int s = 0; s < rows; ++s)
+                    if (p.act == activation::relu && sparse_product_pays(active, mine, d.d_mlp)) {
+                        for (int s = 0; s < mine; ++s)
                             list_counts[s] = relu_lists(pre + s * hs, dpre + s * bs_h, p.ph, padded<T>(n_out),
                                                         list_vals + s * p.ph, list_offs + s * p.ph);
-                        sparse_rows(rows, list_vals, list_offs, list_counts, static_cast<std::size_t>(p.ph),
+                        sparse_rows(mine, list_vals, list_offs, list_counts, static_cast<std::size_t>(p.ph),
                                     d.d_mlp, d.d_mlp * padded<T>(n_out), M, n_out,
                                     static_cast<const T*>(nullptr), 0, target, ts);
                     } else {
-                        dense_rows(rows, static_cast<const T*>(dpre), bs_h, d.d_mlp, M, n_out,
+                        dense_rows(mine, static_cast<const T*>(dpre), bs_h, d.d_mlp, M, n_out,
                                    static_cast<const T*>(nullptr), 0, target, ts);
                     }
                 }
             } else {
                 // No hidden layer: the MLP's output is the first layer's (E4, memory half as above).
-                dense_rows(rows, static_cast<const T*>(dout), bs_m, n0, p.memory_weight.data(), d.d_m,
+                dense_rows(mine, static_cast<const T*>(dout), bs_m, n0, p.memory_weight.data(), d.d_m,
                            static_cast<const T*>(nullptr), 0, dz, static_cast<std::size_t>(p.pm));
             }
             // dL/dm_{t-1} = κ_m ⊙ (dL/dm_t + dz) (its readout part is added at step t-1); dκ_m += m_{t-1} ⊙
             // dz (the dL/dm_t part is added above).
-            for (int s = 0; s < rows; ++s) {
+            for (int s = 0; s < mine; ++s) {
                 const V* mprev = as_vec(t > 0 ? a.memory + (row0 - 1) * p.pm + s * ms : zero);
                 V* c = as_vec(carry + s * p.pm);
                 const V* dzs = as_vec(dz + s * p.pm);
@@ -786,9 +811,21 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                 }
             }
         }
+        if (shared_work) {  // every member's rows of the block are in the buffers, and their units-on counts
+            std::copy(block_on.begin(), block_on.end(),
+                      team.units_on + static_cast<std::size_t>(team.member) * static_cast<std::size_t>(L));
+#pragma omp barrier
+            for (int l = 0; l < L; ++l) {
+                block_on[static_cast<std::size_t>(l)] = 0;
+                for (int mb = 0; mb < team.size; ++mb)
+                    block_on[static_cast<std::size_t>(l)] +=
+                        team.units_on[static_cast<std::size_t>(mb * L + l)];
+            }
+        }
 
         // This block's contribution to each chunk's gradients, while its buffers are in cache. The order of
         // the sums is fixed by the chunk alone: blocks from the last step back, then samples, then steps.
+        // Each sum is one task, of one thread: with a team, task k of a chunk is member k mod size's.
         const T* dfirst_blk = L > 0 ? dpre_blk : dout_blk;
         const std::size_t f_stride = L > 0 ? bs_h : bs_m;
         const int fw = L > 0 ? p.ph : p.pm;
@@ -801,26 +838,32 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                                                     rows * static_cast<int>(steps), d.d_mlp);
             return sparse ? &columns : nullptr;
         };
+        if (L > 0 && t1 == d.T) last_transposed = columns_of(L - 1) != nullptr;
+        int task = 0;
+        auto my_task = [&] { return task++ % team.size == team.member; };
         for (int c0 = 0; c0 < rows; c0 += chunk_size) {
             const int nb = std::min(chunk_size, rows - c0);
             const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
             const parameter_views<T>& g = cg.g;
             const std::size_t depth = static_cast<std::size_t>(nb) * steps;
             // Input stage (E1-E3 through layer 0), reverse time.
-            input_backward(p, x, b0 + c0, nb, t0, t1, dfirst_blk + c0 * f_stride, f_stride,
-                           static_cast<std::size_t>(fw), input_state + static_cast<std::size_t>(c0) * p.p0,
-                           rows, cg.proj_grad, dx);
+            if (my_task())
+                input_backward(p, x, b0 + c0, nb, t0, t1, dfirst_blk + c0 * f_stride, f_stride,
+                               static_cast<std::size_t>(fw),
+                               input_state + static_cast<std::size_t>(c0) * p.p0, rows, cg.proj_grad, dx);
             const T* dout_c = dout_blk + c0 * bs_m;
             if (L > 0) {
-                if (t1 == d.T && c0 == 0) last_transposed = columns_of(L - 1) != nullptr;
-                if (last_transposed)
-                    deep_product(depth, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, d.d_mlp, dout_c, d.d_m,
-                                 cg.padded + off.last, columns_of(L - 1));
-                else
-                    deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h, d.d_mlp,
-                                 cg.padded + off.last);
-                add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
+                if (my_task()) {
+                    if (last_transposed)
+                        deep_product(depth, h_blk + (L - 1) * blayer + c0 * bs_h, p.ph, d.d_mlp, dout_c,
+                                     d.d_m, cg.padded + off.last, columns_of(L - 1));
+                    else
+                        deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h,
+                                     d.d_mlp, cg.padded + off.last);
+                    add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
+                }
                 for (int l = L - 1; l >= 1; --l) {
+                    if (!my_task()) continue;
                     const T* dpre_c = dpre_blk + l * blayer + c0 * bs_h;
                     deep_product(depth, dpre_c, p.ph, d.d_mlp, h_blk + (l - 1) * blayer + c0 * bs_h, d.d_mlp,
                                  cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph,
@@ -828,21 +871,30 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     add_column_sums(dpre_c, depth, p.ph, d.d_mlp, g.bias[l]);
                 }
             }
-            const T* dfirst_c = dfirst_blk + c0 * f_stride;
-            deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory,
-                         L > 0 ? columns_of(0) : nullptr);
-            add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
+            if (my_task()) {
+                const T* dfirst_c = dfirst_blk + c0 * f_stride;
+                deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory,
+                             L > 0 ? columns_of(0) : nullptr);
+                add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
+            }
             // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding
             // needed).
-            for (int s = c0; s < c0 + nb; ++s) {
-                const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
-                deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, d.d_m,
-                             cg.padded + off.readout);
-                add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
-            }
+            if (my_task())
+                for (int s = c0; s < c0 + nb; ++s) {
+                    const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
+                    deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, d.d_m,
+                                 cg.padded + off.readout);
+                    add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
+                }
+        }
+        if (shared_work) {  // the sums have read the block buffers before the next block overwrites them
+#pragma omp barrier
         }
     }
-    // Padded accumulators into the parameter layout of each chunk.
+    // Padded accumulators into the parameter layout of each chunk, each by the thread that summed it (the
+    // same task numbers as above).
+    int task = 0;
+    auto my_task = [&] { return task++ % team.size == team.member; };
     for (int c0 = 0; c0 < rows; c0 += chunk_size) {
         const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
         // Accumulator rows i (na of them, pw apart) into w[i·w_row + j·w_col], j < nb.
@@ -852,15 +904,19 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     w[static_cast<std::size_t>(i) * w_row + static_cast<std::size_t>(j) * w_col] +=
                         cg.padded[from + static_cast<std::size_t>(i) * pw + j];
         };
-        if (L > 0 && last_transposed)  // [d_mlp][pm] into the [d_m][d_mlp] weight
-            add(off.last, d.d_mlp, p.pm, d.d_m, cg.g.weight[L], 1, d.d_mlp);
-        else if (L > 0)
-            add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp, 1);
-        for (int l = 1; l < L; ++l)
-            add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
-                cg.g.weight[l], d.d_mlp, 1);
-        add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z(), 1);
-        add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m, 1);
+        my_task();  // the input stage's: dL/dU goes to the parameters in model.cpp
+        if (L > 0 && my_task()) {
+            if (last_transposed)  // [d_mlp][pm] into the [d_m][d_mlp] weight
+                add(off.last, d.d_mlp, p.pm, d.d_m, cg.g.weight[L], 1, d.d_mlp);
+            else
+                add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp, 1);
+        }
+        for (int l = L - 1; l >= 1; --l)
+            if (my_task())
+                add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
+                    cg.g.weight[l], d.d_mlp, 1);
+        if (my_task()) add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z(), 1);
+        if (my_task()) add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m, 1);
     }
 }
 
@@ -873,12 +929,14 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     template std::size_t step_scratch_size<T>(const prepared<T>&, int);                                     \
     template std::size_t forward_scratch_size<T>(const prepared<T>&, int, bool);                            \
     template std::size_t backward_scratch_size<T>(const prepared<T>&, int, int);                            \
+    template std::size_t backward_private_size<T>(const prepared<T>&, int);                                 \
+    template std::size_t backward_shared_size<T>(const prepared<T>&, int, int);                             \
     template std::size_t padded_gradients_size<T>(const prepared<T>&);                                      \
     template void forward_chunk<T>(const prepared<T>&, const event_view<T>&, int, int,                      \
                                    const activations<T>*, T*, T*);                                          \
     template void backward_range<T>(const prepared<T>&, const event_view<T>&, int, int, int,                \
                                     const activations<T>&, const T*, T*, T*, const chunk_gradients<T>*, T*, \
-                                    T*);
+                                    T*, const backward_team<T>&);
 ELM_INSTANTIATE(float)
 ELM_INSTANTIATE(double)
 #undef ELM_INSTANTIATE

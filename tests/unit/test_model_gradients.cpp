@@ -191,24 +191,30 @@ TEST_P(model_gradients, match_central_differences) {
 INSTANTIATE_TEST_SUITE_P(randomised_configs, model_gradients, ::testing::ValuesIn(cases()),
                          [](const auto& param_info) { return param_info.param.name; });
 
-// Outputs and parameter gradients of one forward + backward with 1, 2 and 3 threads, then 2 and 1 again: each
-// on a new workspace and on one reused by every call (what a call leaves in its buffers must not reach the
-// next, whose threads split the work differently).
+// Outputs, parameter gradients and input gradients of one forward + backward with 1, 2 and 3 threads, then 8
+// and 16 (more threads than gradient chunks: teams of threads per chunk in the backward, model.cpp; on this
+// test's 2-core machines oversubscribed, which changes nothing but the speed), then 3 and 1 again: each on a
+// new workspace and on one reused by every call (what a call leaves in its buffers must not reach the next,
+// whose threads split the work differently).
 struct thread_run {
-    std::vector<float> y, g;
+    int threads = 0;
+    std::vector<float> y, g, dx;
 };
 std::vector<thread_run> run_over_threads(const elm::model<float>& m, const elm::sparse_input<float>& x,
-                                         const std::vector<float>& dy) {
+                                         const std::vector<float>& dy,
+                                         std::initializer_list<int> thread_counts = {1, 2, 3, 8, 16, 3, 1}) {
     std::vector<thread_run> runs;
     elm::workspace<float> reused;
     for (bool reuse : {false, true})
-        for (int threads : {1, 2, 3, 2, 1}) {
+        for (int threads : thread_counts) {
             elm::set_num_threads(threads);
-            thread_run r{std::vector<float>(dy.size()), std::vector<float>(m.parameters().size(), 0.f)};
+            thread_run r{
+                threads, std::vector<float>(dy.size()), std::vector<float>(m.parameters().size(), 0.f),
+                std::vector<float>(static_cast<std::size_t>(x.batch) * x.time * m.config().num_input)};
             elm::workspace<float> fresh;
             elm::workspace<float>& ws = reuse ? reused : fresh;
             m.forward(x, r.y, ws);
-            m.backward(x, dy, ws, r.g);
+            m.backward(x, dy, ws, r.g, r.dx);
             runs.push_back(std::move(r));
         }
     elm::set_num_threads(0);
@@ -231,9 +237,48 @@ TEST(model_gradients, results_do_not_depend_on_thread_count) {
     for (auto& v : r) v = normal(gen);
     const auto runs = run_over_threads(m, x, r);
     for (std::size_t i = 1; i < runs.size(); ++i) {
-        EXPECT_EQ(runs[0].y, runs[i].y) << "run " << i;
-        EXPECT_EQ(runs[0].g, runs[i].g) << "run " << i;
+        EXPECT_EQ(runs[0].y, runs[i].y) << "run " << i << ", " << runs[i].threads << " threads";
+        EXPECT_EQ(runs[0].g, runs[i].g) << "run " << i << ", " << runs[i].threads << " threads";
+        EXPECT_EQ(runs[0].dx, runs[i].dx) << "run " << i << ", " << runs[i].threads << " threads";
     }
+}
+
+// Teams of threads per gradient chunk (model.cpp backward_team_size): with 0, 1 and 2 hidden layers (1 + 3,
+// 4 and 5 sums per chunk to share out), v1 and v2, down to a batch of one sample (one chunk: a team of
+// threads shares one sample's sums, the recurrence on one of them) and teams larger than a chunk's rows.
+// Outputs, parameter and input gradients must be bit-identical to one thread's (no teams; checked against
+// the golden files and central differences by the other tests): a dropped, doubled or reordered sum shows.
+TEST(model_gradients, teams_of_threads_per_chunk_change_nothing) {
+    std::mt19937 gen(17);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (int layers : {0, 1, 2})
+        for (bool v2 : {false, true})
+            for (int B : {1, 2, 5, 8}) {
+                elm::model_config c;
+                c.version = v2 ? elm::model_version::v2 : elm::model_version::v1;
+                c.num_input = 9;
+                c.num_output = 2;
+                c.num_memory = 20;
+                c.num_branch = 3;
+                c.num_synapse_per_branch = 4;
+                c.mlp_num_layers = layers;
+                c.input_to_synapse_routing = elm::routing::random;
+                const elm::model<float> m(c, 11 + layers);
+                const int T = 70;  // more than one block of steps
+                std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
+                for (auto& v : dense) v = normal(gen) > 1.f ? 1.f : 0.f;
+                const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
+                std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
+                for (auto& v : r) v = normal(gen);
+                const std::string what = "layers " + std::to_string(layers) + (v2 ? ", v2" : ", v1") +
+                                         ", batch " + std::to_string(B);
+                const auto runs = run_over_threads(m, x, r, {1, 2, 4, 7, 16, 1});
+                for (std::size_t i = 1; i < runs.size(); ++i) {
+                    EXPECT_EQ(runs[0].y, runs[i].y) << what << ", " << runs[i].threads << " threads";
+                    EXPECT_EQ(runs[0].g, runs[i].g) << what << ", " << runs[i].threads << " threads";
+                    EXPECT_EQ(runs[0].dx, runs[i].dx) << what << ", " << runs[i].threads << " threads";
+                }
+            }
 }
 
 }  // namespace
