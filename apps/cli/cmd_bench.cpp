@@ -173,6 +173,7 @@ json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak
            {"num_memory", s.config.num_memory},
            {"input_events", x.num_events()},
            {"threads", threads},
+           {"backward_threads", ws.backward_threads},  // more than the chunks with teams (docs/model.md)
            {"inference_ms", infer * 1e3},
            {"forward_ms", fwd * 1e3},
            {"forward_backward_ms", fwd_bwd * 1e3},

@@ -89,6 +89,7 @@ struct workspace {
     aligned_vector<T> delta_m;                      // [B][T][pad(d_m)]  Δm_t
     aligned_vector<T> memory;                       // [B][T][pad(d_m)]  m_t
     aligned_vector<T> scratch;                      // per-chunk scratch, backward gradients
+    int backward_threads = 0;  // threads the latest backward ran on (docs/model.md "Threads and determinism")
     // Set by forward, cleared by backward: each backward needs its own forward (as torch without
     // retain_graph).
     bool ready_for_backward = false;

@@ -239,8 +239,9 @@ template <class T>
 std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep);
 template <class T>
 std::size_t backward_scratch_size(const prepared<T>& p, int rows, int chunk_size);
-// Its two parts: private to a thread (the reverse recurrence's state for its `rows`) and the call's (block
-// buffers of all its rows), which a team's members share.
+// Its two parts: private to a thread (the reverse recurrence's state for its `rows` and the list storage of
+// the sparse products) and the call's (the block buffers of all its rows, the input stage's reverse state and
+// a zero row), which a team's members share.
 template <class T>
 std::size_t backward_private_size(const prepared<T>& p, int rows);
 template <class T>

@@ -378,9 +378,9 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     // Buffers (each section on a SIMD vector boundary: the kernels use aligned vector loads): per sample Σ_t
     // dL/dκ_m and dL/dgain; per gradient chunk its gradient block (parameter layout), dL/dU and padded weight
     // accumulators, summed in chunk order below so that the result does not depend on the thread count; per
-    // thread the backward's scratch. Threads take whole chunks and run them one group after another (the
-    // samples of a group in lockstep): a group's dL/dU and block buffers share the cache with no other
-    // group's. A group is one chunk, or as many small chunks as fill a register block of rows
+    // thread the backward's scratch. Without teams, threads take whole chunks and run them one group after
+    // another (the samples of a group in lockstep): a group's dL/dU and block buffers share the cache with
+    // no other group's. A group is one chunk, or as many small chunks as fill a register block of rows
     // (max_block_rows).
     const int per_chunk = chunk_size(d.B), chunks = (d.B + per_chunk - 1) / per_chunk;
     // With at least twice as many threads as chunks, a team of threads per chunk (detail::backward_team):
@@ -392,20 +392,26 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
     const std::size_t per_chunk_size =
         grad_size + proj_size + detail::padded<T>(detail::padded_gradients_size(p));
     const int group = std::max(1, detail::max_block_rows / per_chunk);
-    // Per thread the whole scratch of a group (also what a team member needs: its private part); per chunk
-    // the part a team shares.
+    // Per thread without teams the whole scratch of a group; per team member only its private part (at most
+    // a chunk's rows), and per chunk the part its team shares. Room for both layouts: a team falls back to
+    // one thread per chunk when the region gets fewer threads than asked for (below).
     const std::size_t scratch =
         detail::padded<T>(detail::backward_scratch_size(p, group * per_chunk, per_chunk));
+    const std::size_t member_scratch =
+        team_size > 1 ? detail::padded<T>(detail::backward_private_size(p, per_chunk)) : 0;
     const std::size_t shared =
         team_size > 1 ? detail::padded<T>(detail::backward_shared_size(p, per_chunk, per_chunk)) : 0;
+    const std::size_t per_thread = std::max(scratch * static_cast<std::size_t>(std::min(threads, chunks)),
+                                            member_scratch * static_cast<std::size_t>(threads));
     const std::size_t rows_pm = static_cast<std::size_t>(d.B) * p.pm;
-    // Zeroed inside the parallel region below, each part by the thread that uses it.
-    grow_scratch(ws.scratch, 2 * rows_pm + per_chunk_size * chunks + scratch * threads + shared * chunks);
+    // Zeroed inside the parallel region below, by the threads that use them (the block buffers need no
+    // zeros: every step writes its rows before the sums read them).
+    grow_scratch(ws.scratch, 2 * rows_pm + per_chunk_size * chunks + per_thread + shared * chunks);
     T* dkappa_rows = ws.scratch.data();
     T* dgain_rows = dkappa_rows + rows_pm;
     T* local = dgain_rows + rows_pm;
     T* thread_scratch = local + per_chunk_size * chunks;
-    T* team_shared = thread_scratch + scratch * threads;
+    T* team_shared = thread_scratch + per_thread;
     std::vector<int> units_on(static_cast<std::size_t>(threads) * static_cast<std::size_t>(d.l_mlp));
     std::vector<detail::chunk_gradients<T>> outputs(static_cast<std::size_t>(chunks));
     for (int c = 0; c < chunks; ++c) {
@@ -422,13 +428,15 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        T* own_scratch = thread_scratch + static_cast<std::size_t>(tid) * scratch;
         T* dx_out = dx.empty() ? nullptr : dx.data();
         // Teams only with every thread asked for (fewer, e.g. inside another parallel region: one per
         // chunk as without teams); every member of a team runs the same number of blocks, so all threads
         // meet the same barriers.
-        if (team_size > 1 && team == threads) {
+        const bool teams = team_size > 1 && team == threads;
+        if (tid == 0) ws.backward_threads = teams ? team : std::min(team, chunks);
+        if (teams) {
             const int c = tid / team_size, member = tid % team_size;
+            T* own_scratch = thread_scratch + static_cast<std::size_t>(tid) * member_scratch;
             T* chunk_shared = team_shared + static_cast<std::size_t>(c) * shared;
             if (member == 0)
                 std::fill(local + static_cast<std::size_t>(c) * per_chunk_size,
@@ -441,7 +449,8 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
                                    outputs.data() + c, dx_out, own_scratch, members);
         } else {
             const auto [c0, c1] = thread_samples(chunks, tid, team);
-            std::fill(own_scratch, own_scratch + scratch, T(0));
+            T* own_scratch = thread_scratch + static_cast<std::size_t>(tid) * scratch;
+            if (c0 < c1) std::fill(own_scratch, own_scratch + scratch, T(0));  // (no room past the chunks)
             std::fill(local + static_cast<std::size_t>(c0) * per_chunk_size,
                       local + static_cast<std::size_t>(c1) * per_chunk_size, T(0));
             for (int c = c0; c < c1; c += group) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -121,6 +122,26 @@ TEST(cli, bad_inputs_exit_2_naming_the_file) {
 
 namespace {
 
+// One sample over four threads: the forward runs on one, the backward on a team of four (one chunk, its sums
+// shared out; docs/model.md "Threads and determinism"), and the JSON says so.
+TEST(cli, bench_reports_the_backward_threads_of_teams) {
+    const auto dir = temp_dir();
+    const auto out = dir / "bench.json";
+    const auto r = run_cli(
+        "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 1 "
+        "--time 40 --input counts --repeats 1 --min-time 0 --threads 4 --json " +
+        out.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::ifstream f(out);
+    const auto j = nlohmann::json::parse(f);
+    const auto& s = j["results"][0];
+    EXPECT_EQ(s["threads"], 1);
+    if (!omp_get_dynamic() && omp_get_thread_limit() >= 4) {
+        EXPECT_EQ(s["backward_threads"], 4);  // min(4 threads / 1 chunk, max(1 row, 1 + 3 sums))
+    }
+    fs::remove_all(dir);
+}
+
 TEST(cli, bench_custom_config_writes_every_measurement) {
     const auto dir = temp_dir();
     const auto out = dir / "bench.json";
@@ -139,6 +160,8 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     EXPECT_EQ(s["shape"], "custom");
     EXPECT_EQ(s["batch"], 3);
     EXPECT_EQ(s["time"], 40);
+    EXPECT_EQ(s["threads"], 1);
+    EXPECT_EQ(s["backward_threads"], 1);
     for (const char* key :
          {"inference_ms", "forward_ms", "forward_backward_ms", "train_step_ms", "train_ms_per_step",
           "inference_sample_steps_per_s", "train_sample_steps_per_s", "workspace_mb", "peak_rss_mb",

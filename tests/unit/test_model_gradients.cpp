@@ -6,8 +6,11 @@
 #include <elmneuron/model.hpp>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <ostream>
 #include <random>
 #include <string>
@@ -196,29 +199,59 @@ INSTANTIATE_TEST_SUITE_P(randomised_configs, model_gradients, ::testing::ValuesI
 // test's 2-core machines oversubscribed, which changes nothing but the speed), then 3 and 1 again: each on a
 // new workspace and on one reused by every call (what a call leaves in its buffers must not reach the next,
 // whose threads split the work differently).
+template <class T>
 struct thread_run {
-    int threads = 0;
-    std::vector<float> y, g, dx;
+    int threads = 0, backward_threads = 0;
+    std::vector<T> y, g, dx;
 };
-std::vector<thread_run> run_over_threads(const elm::model<float>& m, const elm::sparse_input<float>& x,
-                                         const std::vector<float>& dy,
-                                         std::initializer_list<int> thread_counts = {1, 2, 3, 8, 16, 3, 1}) {
-    std::vector<thread_run> runs;
-    elm::workspace<float> reused;
+template <class T>
+std::vector<thread_run<T>> run_over_threads(const elm::model<T>& m, const elm::sparse_input<T>& x,
+                                            const std::vector<T>& dy,
+                                            std::initializer_list<int> thread_counts = {1, 2, 3, 8, 16, 3,
+                                                                                        1}) {
+    std::vector<thread_run<T>> runs;
+    elm::workspace<T> reused;
     for (bool reuse : {false, true})
         for (int threads : thread_counts) {
             elm::set_num_threads(threads);
-            thread_run r{
-                threads, std::vector<float>(dy.size()), std::vector<float>(m.parameters().size(), 0.f),
-                std::vector<float>(static_cast<std::size_t>(x.batch) * x.time * m.config().num_input)};
-            elm::workspace<float> fresh;
-            elm::workspace<float>& ws = reuse ? reused : fresh;
+            thread_run<T> r{
+                threads, 0, std::vector<T>(dy.size()), std::vector<T>(m.parameters().size(), T(0)),
+                std::vector<T>(static_cast<std::size_t>(x.batch) * x.time * m.config().num_input)};
+            elm::workspace<T> fresh;
+            elm::workspace<T>& ws = reuse ? reused : fresh;
             m.forward(x, r.y, ws);
             m.backward(x, dy, ws, r.g, r.dx);
+            r.backward_threads = ws.backward_threads;
             runs.push_back(std::move(r));
         }
     elm::set_num_threads(0);
     return runs;
+}
+
+// Gradient chunks of a batch as docs/model.md states them: clamp(ceil(B/4), 1, 16) samples each.
+int documented_chunks(int B) {
+    const int per_chunk = std::clamp((B + 3) / 4, 1, 16);
+    return (B + per_chunk - 1) / per_chunk;
+}
+
+// Every run bit for bit the first (one thread's), and with at least twice as many threads as chunks the
+// backward ran on teams (more threads than chunks) unless this OpenMP refuses them (OMP_DYNAMIC,
+// OMP_THREAD_LIMIT): the comparisons would then not test teams at all.
+template <class T>
+void expect_same_on_every_thread_count(const std::vector<thread_run<T>>& runs, int B,
+                                       const std::string& what) {
+    const int chunks = documented_chunks(B);
+    const bool teams_possible = !omp_get_dynamic() && omp_get_thread_limit() >= 16;
+    for (std::size_t i = 1; i < runs.size(); ++i) {
+        const std::string at = what + ", " + std::to_string(runs[i].threads) + " threads";
+        EXPECT_EQ(runs[0].y, runs[i].y) << at;
+        EXPECT_EQ(runs[0].g, runs[i].g) << at;
+        EXPECT_EQ(runs[0].dx, runs[i].dx) << at;
+        if (runs[i].threads >= 2 * chunks && teams_possible)
+            EXPECT_GT(runs[i].backward_threads, chunks) << at << ": no teams";
+        else
+            EXPECT_EQ(runs[i].backward_threads, std::min(runs[i].threads, chunks)) << at;
+    }
 }
 
 TEST(model_gradients, results_do_not_depend_on_thread_count) {
@@ -235,50 +268,105 @@ TEST(model_gradients, results_do_not_depend_on_thread_count) {
     const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
     std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
     for (auto& v : r) v = normal(gen);
-    const auto runs = run_over_threads(m, x, r);
-    for (std::size_t i = 1; i < runs.size(); ++i) {
-        EXPECT_EQ(runs[0].y, runs[i].y) << "run " << i << ", " << runs[i].threads << " threads";
-        EXPECT_EQ(runs[0].g, runs[i].g) << "run " << i << ", " << runs[i].threads << " threads";
-        EXPECT_EQ(runs[0].dx, runs[i].dx) << "run " << i << ", " << runs[i].threads << " threads";
-    }
+    expect_same_on_every_thread_count(run_over_threads(m, x, r), B, "batch 19");
 }
 
-// Teams of threads per gradient chunk (model.cpp backward_team_size): with 0, 1 and 2 hidden layers (1 + 3,
-// 4 and 5 sums per chunk to share out), v1 and v2, down to a batch of one sample (one chunk: a team of
-// threads shares one sample's sums, the recurrence on one of them) and teams larger than a chunk's rows.
-// Outputs, parameter and input gradients must be bit-identical to one thread's (no teams; checked against
-// the golden files and central differences by the other tests): a dropped, doubled or reordered sum shows.
+// Teams of threads per gradient chunk (model.cpp backward_team_size): with 0, 1 and 2 hidden layers (3, 4
+// and 5 sums per chunk to share out), v1 and v2, float and double, batches 1, 2, 5 and 8 (one chunk of one
+// sample: a team shares its sums, the recurrence on one member; members without rows; a partial last
+// chunk), and hidden layers of 70 units with most of them off (the sparse products and column lists inside
+// teams). Outputs, parameter and input gradients must be bit-identical to one thread's (no teams; checked
+// against the golden files and central differences by the other tests): a dropped, doubled or reordered
+// sum shows.
+template <class T>
+void check_teams(int layers, bool v2, bool mostly_off, int B, std::mt19937& gen) {
+    std::normal_distribution<T> normal(0, 1);
+    elm::model_config c;
+    c.version = v2 ? elm::model_version::v2 : elm::model_version::v1;
+    c.num_input = 9;
+    c.num_output = 2;
+    c.num_memory = 20;
+    c.mlp_hidden_size = mostly_off ? 70 : 0;
+    c.num_branch = 3;
+    c.num_synapse_per_branch = 4;
+    c.mlp_num_layers = layers;
+    c.input_to_synapse_routing = elm::routing::random;
+    elm::model<T> m(c, 11 + static_cast<std::uint64_t>(layers));
+    if (mostly_off)
+        for (int l = 0; l < layers; ++l)
+            for (auto& b : m.parameter("mlp.network." + std::to_string(2 * l) + ".bias")) b -= T(0.6);
+    const int time = 70;  // more than one block of steps
+    std::vector<T> dense(static_cast<std::size_t>(B) * time * c.num_input);
+    for (auto& v : dense) v = normal(gen) > 1 ? T(1) : T(0);
+    const auto x = elm::sparse_from_dense<T>(dense, B, time, c.num_input);
+    std::vector<T> r(static_cast<std::size_t>(B) * time * c.num_output);
+    for (auto& v : r) v = normal(gen);
+    const std::string what = std::string(sizeof(T) == 4 ? "float" : "double") + ", layers " +
+                             std::to_string(layers) + (v2 ? ", v2" : ", v1") +
+                             (mostly_off ? ", mostly off" : "") + ", batch " + std::to_string(B);
+    if (mostly_off) {  // indeed: under a third of the units on (sparse_product_pays)
+        std::vector<T> y(r.size());
+        elm::workspace<T> ws;
+        m.forward(x, y, ws);
+        std::size_t on = 0;
+        for (T v : ws.hidden) on += v > 0;
+        ASSERT_LT(3 * on, static_cast<std::size_t>(layers) * B * time * c.hidden_size()) << what;
+    }
+    expect_same_on_every_thread_count(run_over_threads(m, x, r, {1, 2, 4, 7, 16, 1}), B, what);
+}
+
 TEST(model_gradients, teams_of_threads_per_chunk_change_nothing) {
     std::mt19937 gen(17);
-    std::normal_distribution<float> normal(0.f, 1.f);
     for (int layers : {0, 1, 2})
         for (bool v2 : {false, true})
-            for (int B : {1, 2, 5, 8}) {
-                elm::model_config c;
-                c.version = v2 ? elm::model_version::v2 : elm::model_version::v1;
-                c.num_input = 9;
-                c.num_output = 2;
-                c.num_memory = 20;
-                c.num_branch = 3;
-                c.num_synapse_per_branch = 4;
-                c.mlp_num_layers = layers;
-                c.input_to_synapse_routing = elm::routing::random;
-                const elm::model<float> m(c, 11 + layers);
-                const int T = 70;  // more than one block of steps
-                std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
-                for (auto& v : dense) v = normal(gen) > 1.f ? 1.f : 0.f;
-                const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
-                std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
-                for (auto& v : r) v = normal(gen);
-                const std::string what = "layers " + std::to_string(layers) + (v2 ? ", v2" : ", v1") +
-                                         ", batch " + std::to_string(B);
-                const auto runs = run_over_threads(m, x, r, {1, 2, 4, 7, 16, 1});
-                for (std::size_t i = 1; i < runs.size(); ++i) {
-                    EXPECT_EQ(runs[0].y, runs[i].y) << what << ", " << runs[i].threads << " threads";
-                    EXPECT_EQ(runs[0].g, runs[i].g) << what << ", " << runs[i].threads << " threads";
-                    EXPECT_EQ(runs[0].dx, runs[i].dx) << what << ", " << runs[i].threads << " threads";
+            for (bool mostly_off : {false, true}) {
+                if (mostly_off && layers == 0) continue;  // no hidden ReLU layer to switch off
+                for (int B : {1, 2, 5, 8}) {
+                    check_teams<float>(layers, v2, mostly_off, B, gen);
+                    if (B == 5) check_teams<double>(layers, v2, mostly_off, B, gen);
                 }
             }
+}
+
+// A backward inside another parallel region gets one thread (OpenMP's default of one active level), fewer
+// than its teams would need: it falls back to one thread per chunk, with the same results.
+TEST(model_gradients, backward_inside_a_parallel_region_falls_back_without_teams) {
+    elm::model_config c;
+    c.num_input = 12;
+    c.num_output = 2;
+    c.num_memory = 16;
+    elm::model<float> m(c, 7);
+    std::mt19937 gen(3);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const int B = 3, T = 40;
+    std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
+    for (auto& v : dense) v = normal(gen) > 1.f ? 1.f : 0.f;
+    const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
+    std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
+    for (auto& v : r) v = normal(gen);
+    const auto alone = run_over_threads(m, x, r, {1});
+    elm::set_num_threads(8);  // teams of 2 outside a parallel region: 3 chunks of 1
+    std::vector<thread_run<float>> inside(2);
+#pragma omp parallel num_threads(2)
+    {
+        auto& run = inside[static_cast<std::size_t>(omp_get_thread_num())];
+        run.y.resize(r.size());
+        run.g.assign(m.parameters().size(), 0.f);
+        run.dx.resize(dense.size());
+        elm::workspace<float> ws;
+        m.forward(x, run.y, ws);
+        m.backward(x, r, ws, run.g, run.dx);
+        run.backward_threads = ws.backward_threads;
+    }
+    elm::set_num_threads(0);
+    for (const auto& run : inside) {
+        EXPECT_EQ(alone[0].y, run.y);
+        EXPECT_EQ(alone[0].g, run.g);
+        EXPECT_EQ(alone[0].dx, run.dx);
+        if (omp_get_max_active_levels() == 1) {
+            EXPECT_EQ(run.backward_threads, 1);
+        }
+    }
 }
 
 }  // namespace
@@ -286,7 +374,8 @@ TEST(model_gradients, teams_of_threads_per_chunk_change_nothing) {
 namespace {
 
 // With d_m = 100 the backward's blocks of steps are shorter than the sequence and the threads get different
-// numbers of samples (batches 7-9 over 1, 2, 3 threads): the gradients must still be bit-identical.
+// numbers of samples (batches 7-9 over 1, 2, 3 threads, and over 8 and 16 in teams): the results must still
+// be bit-identical.
 TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
     elm::model_config c;
     c.num_input = 30;
@@ -300,8 +389,9 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
     std::normal_distribution<float> normal(0.f, 1.f);
     const int T = 90;
     // Batch 8: four chunks of 2 run as one lockstep group; 7: chunks of 2 and a last one of 1 in a group; 9:
-    // three chunks of 3 in groups of 2 and 1 (model.cpp backward), split over 1, 2 and 3 threads. Then with
-    // most hidden units off (the sparse products, chosen from the density of each thread's rows).
+    // three chunks of 3 in groups of 2 and 1 (model.cpp backward), split over 1, 2 and 3 threads (8 and 16:
+    // teams of 2 and 4 per chunk). Then with most hidden units off (the sparse products, chosen from the
+    // density of each thread's rows, or of a team member's for the recurrence and the team's for the sums).
     for (int B : {7, 8, 9, -8, -9}) {
         if (B == -8)
             for (auto& b : m.parameter("mlp.network.0.bias")) b -= 0.3f;
@@ -319,9 +409,7 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
             for (float v : ws.hidden) on += v > 0;
             ASSERT_LT(3 * on, static_cast<std::size_t>(B) * T * c.hidden_size()) << on << " units on";
         }
-        const auto runs = run_over_threads(m, x, r);
-        for (std::size_t i = 1; i < runs.size(); ++i)
-            EXPECT_EQ(runs[0].g, runs[i].g) << "batch " << B << ", run " << i;
+        expect_same_on_every_thread_count(run_over_threads(m, x, r), B, "batch " + std::to_string(B));
     }
 }
 
