@@ -124,34 +124,38 @@ namespace {
 
 // One sample over four threads: the forward runs on one, the backward on a team of four (one chunk, its sums
 // shared out; docs/model.md "Threads and determinism"), and the JSON says so.
-TEST(cli, bench_reports_the_backward_threads_of_teams) {
+// `elmneuron bench` of a tiny custom config, one quick repeat, 40 steps: its JSON and printed output.
+struct bench_run {
+    nlohmann::json j;
+    std::string output;
+};
+bench_run bench_tiny_config(int batch, int threads) {
     const auto dir = temp_dir();
     const auto out = dir / "bench.json";
-    const auto r = run_cli(
-        "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 1 "
-        "--time 40 --input counts --repeats 1 --min-time 0 --threads 4 --json " +
-        out.string());
-    ASSERT_EQ(r.status, 0) << r.output;
+    const auto r =
+        run_cli("bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch " +
+                std::to_string(batch) + " --time 40 --input counts --repeats 1 --min-time 0 --threads " +
+                std::to_string(threads) + " --json " + out.string());
+    EXPECT_EQ(r.status, 0) << r.output;
     std::ifstream f(out);
-    const auto j = nlohmann::json::parse(f);
+    bench_run run{r.status == 0 ? nlohmann::json::parse(f) : nlohmann::json::object(), r.output};
+    fs::remove_all(dir);
+    return run;
+}
+
+TEST(cli, bench_reports_the_backward_threads_of_teams) {
+    const auto [j, output] = bench_tiny_config(1, 4);
+    ASSERT_TRUE(j.contains("results")) << output;
     const auto& s = j["results"][0];
     EXPECT_EQ(s["threads"], 1);
     if (!omp_get_dynamic() && omp_get_thread_limit() >= 4) {
         EXPECT_EQ(s["backward_threads"], 4);  // min(4 threads / 1 chunk, max(1 row, 1 + 3 sums))
     }
-    fs::remove_all(dir);
 }
 
 TEST(cli, bench_custom_config_writes_every_measurement) {
-    const auto dir = temp_dir();
-    const auto out = dir / "bench.json";
-    const auto r = run_cli(
-        "bench --config '{\"num_input\": 20, \"num_output\": 2, \"num_memory\": 4}' --batch 3 "
-        "--time 40 --input counts --repeats 1 --min-time 0 --threads 1 --json " +
-        out.string());
-    ASSERT_EQ(r.status, 0) << r.output;
-    std::ifstream f(out);
-    const auto j = nlohmann::json::parse(f);
+    const auto [j, output] = bench_tiny_config(3, 1);
+    ASSERT_TRUE(j.contains("results")) << output;
     const auto& peaks = j["machine"]["peak_gflops_one_thread"];
     EXPECT_GT(peaks["eigen_sgemm"].get<double>(), 0);
     EXPECT_GT(peaks["simd_fma"].get<double>(), 0);
@@ -174,7 +178,7 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
     EXPECT_EQ(j["machine"]["timing"]["min_time_s"], 0.0);
     // The printed row shows each time to three significant digits, however small (this shape runs in
     // microseconds: a fixed two decimals printed 0.00).
-    std::istringstream lines(r.output);
+    std::istringstream lines(output);
     std::string line;
     bool found = false;
     while (std::getline(lines, line)) {
@@ -204,8 +208,7 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
                     0.005 * s["forward_backward_ms"].get<double>());
         EXPECT_NEAR(train, s["train_step_ms"].get<double>(), 0.005 * s["train_step_ms"].get<double>());
     }
-    EXPECT_TRUE(found) << r.output;
-    fs::remove_all(dir);
+    EXPECT_TRUE(found) << output;
 }
 
 // --config with a trained model times its weights: the published NeuronIO d_m 100 model has few of its hidden

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <string>
@@ -228,6 +229,41 @@ std::vector<thread_run<T>> run_over_threads(const elm::model<T>& m, const elm::s
     return runs;
 }
 
+// A batch of random inputs [B][T][num_input] and output gradients dy [B][T][num_output]: each input the
+// standard normal draw itself, or (spike_above) 1 where the draw exceeds it and 0 elsewhere.
+template <class T>
+struct random_batch {
+    std::vector<T> dense;
+    elm::sparse_input<T> x;
+    std::vector<T> dy;
+};
+template <class T>
+random_batch<T> make_random_batch(const elm::model_config& c, int B, int time, std::mt19937& gen,
+                                  std::optional<T> spike_above) {
+    std::normal_distribution<T> normal(0, 1);
+    random_batch<T> b;
+    b.dense.resize(static_cast<std::size_t>(B) * time * c.num_input);
+    for (auto& v : b.dense) {
+        const T draw = normal(gen);
+        v = spike_above ? (draw > *spike_above ? T(1) : T(0)) : draw;
+    }
+    b.x = elm::sparse_from_dense<T>(b.dense, B, time, c.num_input);
+    b.dy.resize(static_cast<std::size_t>(B) * time * c.num_output);
+    for (auto& v : b.dy) v = normal(gen);
+    return b;
+}
+
+// Hidden ReLU units on (pre-activation > 0) over a forward of x: all layers, samples and steps.
+template <class T>
+std::size_t hidden_units_on(const elm::model<T>& m, const random_batch<T>& b) {
+    std::vector<T> y(b.dy.size());
+    elm::workspace<T> ws;
+    m.forward(b.x, y, ws);
+    std::size_t on = 0;
+    for (T v : ws.hidden) on += v > 0;
+    return on;
+}
+
 // Gradient chunks of a batch as docs/model.md states them: clamp(ceil(B/4), 1, 16) samples each.
 int documented_chunks(int B) {
     const int per_chunk = std::clamp((B + 3) / 4, 1, 16);
@@ -261,14 +297,9 @@ TEST(model_gradients, results_do_not_depend_on_thread_count) {
     c.num_memory = 6;
     elm::model<float> m(c, 3);
     std::mt19937 gen(5);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    const int B = 19, T = 13;  // several chunks, the last one partial
-    std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
-    for (auto& v : dense) v = normal(gen);
-    const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
-    std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
-    for (auto& v : r) v = normal(gen);
-    expect_same_on_every_thread_count(run_over_threads(m, x, r), B, "batch 19");
+    const int B = 19;  // several chunks, the last one partial
+    const auto b = make_random_batch<float>(c, B, 13, gen, std::nullopt);
+    expect_same_on_every_thread_count(run_over_threads(m, b.x, b.dy), B, "batch 19");
 }
 
 // Teams of threads per gradient chunk (model.cpp backward_team_size): with 0, 1 and 2 hidden layers (3, 4
@@ -280,7 +311,6 @@ TEST(model_gradients, results_do_not_depend_on_thread_count) {
 // sum shows.
 template <class T>
 void check_teams(int layers, bool v2, bool mostly_off, int B, std::mt19937& gen) {
-    std::normal_distribution<T> normal(0, 1);
     elm::model_config c;
     c.version = v2 ? elm::model_version::v2 : elm::model_version::v1;
     c.num_input = 9;
@@ -296,23 +326,15 @@ void check_teams(int layers, bool v2, bool mostly_off, int B, std::mt19937& gen)
         for (int l = 0; l < layers; ++l)
             for (auto& b : m.parameter("mlp.network." + std::to_string(2 * l) + ".bias")) b -= T(0.6);
     const int time = 70;  // more than one block of steps
-    std::vector<T> dense(static_cast<std::size_t>(B) * time * c.num_input);
-    for (auto& v : dense) v = normal(gen) > 1 ? T(1) : T(0);
-    const auto x = elm::sparse_from_dense<T>(dense, B, time, c.num_input);
-    std::vector<T> r(static_cast<std::size_t>(B) * time * c.num_output);
-    for (auto& v : r) v = normal(gen);
+    const auto b = make_random_batch<T>(c, B, time, gen, T(1));
     const std::string what = std::string(sizeof(T) == 4 ? "float" : "double") + ", layers " +
                              std::to_string(layers) + (v2 ? ", v2" : ", v1") +
                              (mostly_off ? ", mostly off" : "") + ", batch " + std::to_string(B);
     if (mostly_off) {  // indeed: under a third of the units on (sparse_product_pays)
-        std::vector<T> y(r.size());
-        elm::workspace<T> ws;
-        m.forward(x, y, ws);
-        std::size_t on = 0;
-        for (T v : ws.hidden) on += v > 0;
-        ASSERT_LT(3 * on, static_cast<std::size_t>(layers) * B * time * c.hidden_size()) << what;
+        ASSERT_LT(3 * hidden_units_on(m, b), static_cast<std::size_t>(layers) * B * time * c.hidden_size())
+            << what;
     }
-    expect_same_on_every_thread_count(run_over_threads(m, x, r, {1, 2, 4, 7, 16, 1}), B, what);
+    expect_same_on_every_thread_count(run_over_threads(m, b.x, b.dy, {1, 2, 4, 7, 16, 1}), B, what);
 }
 
 TEST(model_gradients, teams_of_threads_per_chunk_change_nothing) {
@@ -337,25 +359,19 @@ TEST(model_gradients, backward_inside_a_parallel_region_falls_back_without_teams
     c.num_memory = 16;
     elm::model<float> m(c, 7);
     std::mt19937 gen(3);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    const int B = 3, T = 40;
-    std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
-    for (auto& v : dense) v = normal(gen) > 1.f ? 1.f : 0.f;
-    const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
-    std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
-    for (auto& v : r) v = normal(gen);
-    const auto alone = run_over_threads(m, x, r, {1});
+    const auto b = make_random_batch<float>(c, 3, 40, gen, 1.f);
+    const auto alone = run_over_threads(m, b.x, b.dy, {1});
     elm::set_num_threads(8);  // teams of 2 outside a parallel region: 3 chunks of 1
     std::vector<thread_run<float>> inside(2);
 #pragma omp parallel num_threads(2)
     {
         auto& run = inside[static_cast<std::size_t>(omp_get_thread_num())];
-        run.y.resize(r.size());
+        run.y.resize(b.dy.size());
         run.g.assign(m.parameters().size(), 0.f);
-        run.dx.resize(dense.size());
+        run.dx.resize(b.dense.size());
         elm::workspace<float> ws;
-        m.forward(x, run.y, ws);
-        m.backward(x, r, ws, run.g, run.dx);
+        m.forward(b.x, run.y, ws);
+        m.backward(b.x, b.dy, ws, run.g, run.dx);
         run.backward_threads = ws.backward_threads;
     }
     elm::set_num_threads(0);
@@ -386,7 +402,6 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
     c.input_to_synapse_routing = elm::routing::random;
     elm::model<float> m(c, 5);
     std::mt19937 gen(9);
-    std::normal_distribution<float> normal(0.f, 1.f);
     const int T = 90;
     // Batch 8: four chunks of 2 run as one lockstep group; 7: chunks of 2 and a last one of 1 in a group; 9:
     // three chunks of 3 in groups of 2 and 1 (model.cpp backward), split over 1, 2 and 3 threads (8 and 16:
@@ -396,20 +411,11 @@ TEST(model_gradients, blocked_backward_does_not_depend_on_thread_count) {
         if (B == -8)
             for (auto& b : m.parameter("mlp.network.0.bias")) b -= 0.3f;
         B = std::abs(B);
-        std::vector<float> dense(static_cast<std::size_t>(B) * T * c.num_input);
-        for (auto& v : dense) v = normal(gen) > 1.5f ? 1.f : 0.f;
-        const auto x = elm::sparse_from_dense<float>(dense, B, T, c.num_input);
-        std::vector<float> r(static_cast<std::size_t>(B) * T * c.num_output);
-        for (auto& v : r) v = normal(gen);
+        const auto b = make_random_batch<float>(c, B, T, gen, 1.5f);
         if (m.parameter("mlp.network.0.bias")[0] < -0.2f) {  // the shifted runs: mostly off indeed
-            std::vector<float> y(r.size());
-            elm::workspace<float> ws;
-            m.forward(x, y, ws);
-            std::size_t on = 0;
-            for (float v : ws.hidden) on += v > 0;
-            ASSERT_LT(3 * on, static_cast<std::size_t>(B) * T * c.hidden_size()) << on << " units on";
+            ASSERT_LT(3 * hidden_units_on(m, b), static_cast<std::size_t>(B) * T * c.hidden_size());
         }
-        expect_same_on_every_thread_count(run_over_threads(m, x, r), B, "batch " + std::to_string(B));
+        expect_same_on_every_thread_count(run_over_threads(m, b.x, b.dy), B, "batch " + std::to_string(B));
     }
 }
 
