@@ -21,10 +21,22 @@
 
 #include "model/simd.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace elm::detail {
+
+// Items [first, last) of part `part` of `parts` (samples or gradient chunks of a thread, rows of a team
+// member, vectors of the chunk sums), as even as can be: the recurrence runs a thread's samples in lockstep,
+// so that each step's weights are read once for all of them. A sample's arithmetic does not depend on the
+// grouping.
+inline std::pair<int, int> even_share(int items, int part, int parts) {
+    const int base = items / parts, extra = items % parts;
+    const int first = part * base + std::min(part, extra);
+    return {first, first + base + (part < extra ? 1 : 0)};
+}
 
 struct dims {
     int B = 0, T = 0;

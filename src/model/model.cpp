@@ -26,14 +26,6 @@ namespace {
 // order of weight gradients, and thus every result, is the same on any number of threads): about 4 chunks for
 // small batches (published NeuronIO training uses 8 samples), at most 16 samples per chunk.
 int chunk_size(int batch) { return std::clamp((batch + 3) / 4, 1, 16); }
-// Items (samples, gradient chunks, or vectors of the chunk sums) [first, last) of thread `tid` of `n`: the
-// recurrence runs a thread's samples in lockstep, so that each step's weights are read once for all of them.
-// A sample's arithmetic does not depend on the grouping.
-std::pair<int, int> thread_samples(int batch, int tid, int n) {
-    const int base = batch / n, extra = batch % n;
-    const int first = tid * base + std::min(tid, extra);
-    return {first, first + base + (tid < extra ? 1 : 0)};
-}
 // Threads per gradient chunk in the backward (detail::backward_team; 1: none): with at least twice as many
 // threads as chunks, as many per chunk as the threads allow, up to what a chunk has to share out: its rows
 // (the reverse recurrence) or its sums (dL/dU, the weight gradient of each of the l_mlp + 1 layers, the
@@ -327,7 +319,7 @@ void model<T>::run_forward(const sparse_input<T>& x, std::span<T> y, workspace<T
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num();
-        const auto [first, last] = thread_samples(d.B, tid, omp_get_num_threads());
+        const auto [first, last] = detail::even_share(d.B, tid, omp_get_num_threads());
         if (last > first)
             detail::forward_chunk(p, ev, first, last - first, keep ? &act : nullptr, y.data(),
                                   ws.scratch.data() + static_cast<std::size_t>(tid) * scratch);
@@ -448,7 +440,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
             detail::backward_range(p, ev, b0, b1 - b0, per_chunk, act, dy.data(), dkappa_rows, dgain_rows,
                                    outputs.data() + c, dx_out, own_scratch, members);
         } else {
-            const auto [c0, c1] = thread_samples(chunks, tid, team);
+            const auto [c0, c1] = detail::even_share(chunks, tid, team);
             T* own_scratch = thread_scratch + static_cast<std::size_t>(tid) * scratch;
             if (c0 < c1) std::fill(own_scratch, own_scratch + scratch, T(0));  // (no room past the chunks)
             std::fill(local + static_cast<std::size_t>(c0) * per_chunk_size,
@@ -462,7 +454,7 @@ void model<T>::backward(const sparse_input<T>& x, std::span<const T> dy, workspa
 #pragma omp barrier
         // Σ over chunks in chunk order, each thread over its own share of whole vectors of elements: every
         // element gets the same additions in the same order as on one thread.
-        const auto [v0, v1] = thread_samples(static_cast<int>(summed / detail::lanes<T>), tid, team);
+        const auto [v0, v1] = detail::even_share(static_cast<int>(summed / detail::lanes<T>), tid, team);
         const std::size_t i0 = static_cast<std::size_t>(v0) * detail::lanes<T>,
                           i1 = static_cast<std::size_t>(v1) * detail::lanes<T>;
         for (int c = 1; c < chunks; ++c) {

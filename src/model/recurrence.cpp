@@ -672,8 +672,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
     const bool shared_work = team.size > 1;
     // This member's rows of the reverse recurrence, [r0, r0 + mine) of the call's (all of them without a
     // team). A sample's arithmetic does not depend on which rows run beside it.
-    const int r0 = static_cast<int>(static_cast<long long>(rows) * team.member / team.size),
-              mine = static_cast<int>(static_cast<long long>(rows) * (team.member + 1) / team.size) - r0;
+    const auto [r0, r1] = even_share(rows, team.member, team.size);
+    const int mine = r1 - r0;
     const std::size_t m_rows = static_cast<std::size_t>(mine);
     // Private: state carried from step to step (zero after the last step) and list storage.
     T* carry = scratch;             // [mine][pm] dL/dm_t
@@ -825,7 +825,8 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
 
         // This block's contribution to each chunk's gradients, while its buffers are in cache. The order of
         // the sums is fixed by the chunk alone: blocks from the last step back, then samples, then steps.
-        // Each sum is one task, of one thread: with a team, task k of a chunk is member k mod size's.
+        // Each sum is one task, of one thread: with a team, task k of a chunk is member k mod size's. (dL/dU,
+        // the input stage's, goes to the parameters in model.cpp.)
         const T* dfirst_blk = L > 0 ? dpre_blk : dout_blk;
         const std::size_t f_stride = L > 0 ? bs_h : bs_m;
         const int fw = L > 0 ? p.ph : p.pm;
@@ -841,11 +842,21 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
         if (L > 0 && t1 == d.T) last_transposed = columns_of(L - 1) != nullptr;
         int task = 0;
         auto my_task = [&] { return task++ % team.size == team.member; };
+        const bool last_block = t0 == 0;
         for (int c0 = 0; c0 < rows; c0 += chunk_size) {
             const int nb = std::min(chunk_size, rows - c0);
             const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
             const parameter_views<T>& g = cg.g;
             const std::size_t depth = static_cast<std::size_t>(nb) * steps;
+            // After a sum's last block, its padded accumulator into the parameter layout, by the thread that
+            // summed it: rows i (na of them, pw apart) into w[i·w_row + j·w_col], j < nw.
+            auto to_layout = [&](std::size_t from, int na, int pw, int nw, T* w, std::size_t w_row,
+                                 std::size_t w_col) {
+                for (int i = 0; i < na; ++i)
+                    for (int j = 0; j < nw; ++j)
+                        w[static_cast<std::size_t>(i) * w_row + static_cast<std::size_t>(j) * w_col] +=
+                            cg.padded[from + static_cast<std::size_t>(i) * pw + j];
+            };
             // Input stage (E1-E3 through layer 0), reverse time.
             if (my_task())
                 input_backward(p, x, b0 + c0, nb, t0, t1, dfirst_blk + c0 * f_stride, f_stride,
@@ -861,6 +872,10 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                         deep_product(depth, dout_c, p.pm, d.d_m, h_blk + (L - 1) * blayer + c0 * bs_h,
                                      d.d_mlp, cg.padded + off.last);
                     add_column_sums(dout_c, depth, p.pm, d.d_m, g.bias[L]);
+                    if (last_block && last_transposed)  // [d_mlp][pm] into the [d_m][d_mlp] weight
+                        to_layout(off.last, d.d_mlp, p.pm, d.d_m, g.weight[L], 1, d.d_mlp);
+                    else if (last_block)
+                        to_layout(off.last, d.d_m, p.ph, d.d_mlp, g.weight[L], d.d_mlp, 1);
                 }
                 for (int l = L - 1; l >= 1; --l) {
                     if (!my_task()) continue;
@@ -869,6 +884,9 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                                  cg.padded + off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph,
                                  columns_of(l));
                     add_column_sums(dpre_c, depth, p.ph, d.d_mlp, g.bias[l]);
+                    if (last_block)
+                        to_layout(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp,
+                                  p.ph, d.d_mlp, g.weight[l], d.d_mlp, 1);
                 }
             }
             if (my_task()) {
@@ -876,47 +894,23 @@ void backward_range(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                 deep_product(depth, dfirst_c, fw, n0, zm_blk + c0 * bs_m, d.d_m, cg.padded + off.memory,
                              L > 0 ? columns_of(0) : nullptr);
                 add_column_sums(dfirst_c, depth, static_cast<std::size_t>(fw), n0, g.bias[0]);
+                if (last_block) to_layout(off.memory, n0, p.pm, d.d_m, g.weight[0] + d.d_tree, d.d_z(), 1);
             }
             // Readout: dy rows are the caller's [B][T][d_o] (deep_product broadcasts them, no padding
             // needed).
-            if (my_task())
+            if (my_task()) {
                 for (int s = c0; s < c0 + nb; ++s) {
                     const std::size_t row = static_cast<std::size_t>(b0 + s) * T_ + t0;
                     deep_product(steps, dy + row * d.d_o, d.d_o, d.d_o, a.memory + row * p.pm, d.d_m,
                                  cg.padded + off.readout);
                     add_column_sums(dy + row * d.d_o, steps, static_cast<std::size_t>(d.d_o), d.d_o, g.b_y);
                 }
+                if (last_block) to_layout(off.readout, d.d_o, p.pm, d.d_m, g.w_y, d.d_m, 1);
+            }
         }
         if (shared_work) {  // the sums have read the block buffers before the next block overwrites them
 #pragma omp barrier
         }
-    }
-    // Padded accumulators into the parameter layout of each chunk, each by the thread that summed it (the
-    // same task numbers as above).
-    int task = 0;
-    auto my_task = [&] { return task++ % team.size == team.member; };
-    for (int c0 = 0; c0 < rows; c0 += chunk_size) {
-        const chunk_gradients<T>& cg = chunks[(b0 + c0) / chunk_size - first_chunk];
-        // Accumulator rows i (na of them, pw apart) into w[i·w_row + j·w_col], j < nb.
-        auto add = [&](std::size_t from, int na, int pw, int nb, T* w, std::size_t w_row, std::size_t w_col) {
-            for (int i = 0; i < na; ++i)
-                for (int j = 0; j < nb; ++j)
-                    w[static_cast<std::size_t>(i) * w_row + static_cast<std::size_t>(j) * w_col] +=
-                        cg.padded[from + static_cast<std::size_t>(i) * pw + j];
-        };
-        my_task();  // the input stage's: dL/dU goes to the parameters in model.cpp
-        if (L > 0 && my_task()) {
-            if (last_transposed)  // [d_mlp][pm] into the [d_m][d_mlp] weight
-                add(off.last, d.d_mlp, p.pm, d.d_m, cg.g.weight[L], 1, d.d_mlp);
-            else
-                add(off.last, d.d_m, p.ph, d.d_mlp, cg.g.weight[L], d.d_mlp, 1);
-        }
-        for (int l = L - 1; l >= 1; --l)
-            if (my_task())
-                add(off.hidden + static_cast<std::size_t>(l - 1) * d.d_mlp * p.ph, d.d_mlp, p.ph, d.d_mlp,
-                    cg.g.weight[l], d.d_mlp, 1);
-        if (my_task()) add(off.memory, n0, p.pm, d.d_m, cg.g.weight[0] + d.d_tree, d.d_z(), 1);
-        if (my_task()) add(off.readout, d.d_o, p.pm, d.d_m, cg.g.w_y, d.d_m, 1);
     }
 }
 
