@@ -1,88 +1,217 @@
-// Google Benchmark: time per sample-step of inference, forward (keeping activations), forward+backward and
-// one-step streaming at the NeuronIO Branch-ELM shape (d_m given, 45 x 100 synapses, NeuronIO routing, batch
-// 32, 500 steps, 1278 inputs with ~2 % events in {-1, +1}). Counters: sample_steps/s and ns per sample-step.
-// Results in bench/README.md.
-//   build/bench/bench_model --benchmark_counters_tabular=true
+// Google Benchmark: inference, forward+backward and full train step (forward + backward + Adam) on the
+// performance issue's reference shapes (elm::reference_shapes, the same as `elmneuron bench`), and one-step
+// streaming at the NeuronIO d_m 15 shape. Counters: sample_steps/s and ns per sample-step. With --peer, the
+// PyTorch peer (bench/peer_pytorch.py, the published model run the way the published code runs it) times
+// each shape in this process's run, right before our first benchmark of that shape, at its best with at
+// most our number of threads; counters peer_ms (its time per call) and peer_over_ours (its time / ours per
+// call). Results in bench/README.md.
+//   build/bench/bench_model --benchmark_counters_tabular=true [--threads=N] [--peer]
+//     [--peer_python=P] [--peer_script=S] [--peer_repeats=R] [--peer_warmup=W]
 
 #include <elmneuron/benchmark.hpp>
+#include <elmneuron/error.hpp>
 #include <elmneuron/model.hpp>
+#include <elmneuron/optim.hpp>
 
 #include <benchmark/benchmark.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace {
 
-constexpr int batch = 32, steps = 500;
+using json = nlohmann::json;
 
-void set_counters(benchmark::State& state, double sample_steps) {
+void set_rate_counters(benchmark::State& state, double sample_steps) {
     state.counters["sample_steps/s"] =
         benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["ns/sample_step"] = benchmark::Counter(
         sample_steps * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
-struct fixture {
-    explicit fixture(int d_m)
-        : m(elm::neuronio_branch_elm_config(d_m), 1),
-          x(elm::synthetic_input<float>("neuronio", batch, steps, 1278, 42)),
-          y(static_cast<std::size_t>(batch) * steps * 2),
-          dy(y.size(), 1e-3f),
-          g(m.parameters().size()) {}
-    elm::model<float> m;
-    elm::sparse_input<float> x;
-    std::vector<float> y, dy, g;
-    elm::workspace<float> ws;
+// The peer, if --peer: its answer per shape, asked once (the first benchmark of a shape asks).
+struct peer_state {
+    std::optional<elm::peer_options> options;
+    std::map<std::string, json> answers;
+
+    // The peer's answer for `shape`, or an error message in answer["error"].
+    const json& answer(const elm::benchmark_shape& shape) {
+        auto it = answers.find(shape.name);
+        if (it != answers.end()) return it->second;
+        std::fprintf(stderr, "peer: %s ...\n", shape.name.c_str());
+        json a;
+        try {
+            a = json::parse(elm::run_peer(shape, *options));
+        } catch (const std::exception& e) {
+            a = {{"error", e.what()}};
+        }
+        return answers.emplace(shape.name, std::move(a)).first->second;
+    }
 };
+peer_state peer;
 
-void bm_inference(benchmark::State& state) {
-    fixture f(static_cast<int>(state.range(0)));
-    for (auto _ : state) {
-        f.m.infer(f.x, f.y, f.ws);
-        benchmark::DoNotOptimize(f.y.data());
-    }
-    set_counters(state, double(batch) * steps);
+// peer_ms: the peer's `key` time per call; peer_over_ours: a rate counter of the peer's seconds per call,
+// i.e. its seconds x iterations / our real time, the ratio per call.
+void set_peer_counters(benchmark::State& state, const json& answer, const char* key) {
+    const double ms = answer.at(key).get<double>();
+    state.counters["peer_ms"] = benchmark::Counter(ms);
+    state.counters["peer_over_ours"] =
+        benchmark::Counter(ms * 1e-3, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void bm_forward(benchmark::State& state) {
-    fixture f(static_cast<int>(state.range(0)));
-    for (auto _ : state) {
-        f.m.forward(f.x, f.y, f.ws);
-        benchmark::DoNotOptimize(f.y.data());
+enum class measurement { inference, forward_backward, train_step };
+
+// The peer's name of each measurement's time (bench/peer_pytorch.py).
+const char* peer_key(measurement m) {
+    switch (m) {
+        case measurement::inference:
+            return "forward_ms";
+        case measurement::forward_backward:
+            return "forward_backward_ms";
+        case measurement::train_step:
+            return "train_step_ms";
     }
-    set_counters(state, double(batch) * steps);
+    return "";
 }
 
-void bm_forward_backward(benchmark::State& state) {
-    fixture f(static_cast<int>(state.range(0)));
-    for (auto _ : state) {
-        f.m.forward(f.x, f.y, f.ws);
-        std::fill(f.g.begin(), f.g.end(), 0.f);
-        f.m.backward(f.x, f.dy, f.ws, f.g);
-        benchmark::DoNotOptimize(f.g.data());
+// What `elmneuron bench` times: a fresh model (seed 1), d loss/d y = 1e-3, Adam at lr 1e-4.
+void bm_shape(benchmark::State& state, const elm::benchmark_shape& s, measurement what) {
+    if (peer.options) {  // before the timed loop: not part of our time
+        if (const json& a = peer.answer(s); a.contains("error")) {
+            state.SkipWithError(("peer: " + a["error"].get<std::string>()).c_str());
+            return;
+        }
     }
-    set_counters(state, double(batch) * steps);
+    elm::model<float> m(s.config, 1);
+    const auto x =
+        elm::synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate);
+    const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
+    std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
+    elm::workspace<float> ws;
+    elm::optimizer_config oc;
+    oc.lr = 1e-4;
+    elm::optimizer<float> opt(oc, g.size());
+    for (auto _ : state) {
+        if (what == measurement::inference) {
+            m.infer(x, y, ws);
+            benchmark::DoNotOptimize(y.data());
+            continue;
+        }
+        m.forward(x, y, ws);
+        std::fill(g.begin(), g.end(), 0.f);
+        m.backward(x, dy, ws, g);
+        if (what == measurement::train_step) opt.step(m.parameters(), g, m.trainable_mask(), oc.lr);
+        benchmark::DoNotOptimize(g.data());
+    }
+    set_rate_counters(state, double(s.batch) * s.time);
+    state.counters["threads"] = elm::num_threads();
+    if (peer.options) set_peer_counters(state, peer.answer(s), peer_key(what));
 }
 
-// One sample, one step per call (elm::stream), one thread.
+// One sample, one step per call (elm::stream), one thread; the published code has no such interface, so no
+// peer.
 void bm_stream_step(benchmark::State& state) {
-    elm::model<float> m(elm::neuronio_branch_elm_config(static_cast<int>(state.range(0))), 1);
-    const auto x = elm::synthetic_input<float>("neuronio", 1, 4096, 1278, 7);
-    elm::stream<float> s(m, 1);
-    std::vector<float> y(2);
+    const auto s = elm::reference_shapes().front();
+    elm::model<float> m(s.config, 1);
+    const auto x = elm::synthetic_input<float>(s.input_kind, 1, 4096, s.config.num_input, 7);
+    elm::stream<float> st(m, 1);
+    std::vector<float> y(static_cast<std::size_t>(s.config.num_output));
     int t = 0;
     for (auto _ : state) {
-        s.step(x, t, y);
+        st.step(x, t, y);
         benchmark::DoNotOptimize(y.data());
         if (++t == x.time) t = 0;
     }
-    set_counters(state, 1);
+    set_rate_counters(state, 1);
+}
+
+int non_negative(const std::string& flag, const std::string& v) {
+    std::size_t used = 0;
+    int n = -1;
+    try {
+        n = std::stoi(v, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != v.size() || n < 0)
+        throw elm::error("bench_model", flag, "a non-negative integer", "'" + v + "'");
+    return n;
+}
+
+// Our flags (Google Benchmark's are gone from argv by then). Throws elm::error on an unknown one.
+void parse_flags(int argc, char** argv) {
+    bool want_peer = false;
+    elm::peer_options o;
+    std::string script;
+    o.python = elm::default_peer_python();
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        const auto eq = arg.find('=');
+        const std::string name = arg.substr(0, eq), value = eq == std::string::npos ? "" : arg.substr(eq + 1);
+        const bool has_value = eq != std::string::npos;
+        if (name == "--peer" && !has_value)
+            want_peer = true;
+        else if (name == "--threads" && has_value)
+            elm::set_num_threads(non_negative(name, value));
+        else if (name == "--peer_python" && has_value)
+            o.python = value;
+        else if (name == "--peer_script" && has_value)
+            script = value;
+        else if (name == "--peer_repeats" && has_value)
+            o.repeats = non_negative(name, value);
+        else if (name == "--peer_warmup" && has_value)
+            o.warmup = non_negative(name, value);
+        else
+            throw elm::error(
+                "bench_model", arg,
+                "a Google Benchmark flag or --threads=N, --peer, --peer_python=P, --peer_script=S, "
+                "--peer_repeats=R, --peer_warmup=W",
+                "unknown flag");
+    }
+    if (!want_peer) return;
+    o.script = elm::locate_peer_script(script);
+    o.threads = elm::num_threads();
+    // Asked now, before any measurement: a peer that cannot run (no torch) fails here, and its BLAS goes
+    // into the report's context.
+    const json peak = json::parse(elm::run_peer_sgemm_peak(o));
+    benchmark::AddCustomContext("peer", "bench/peer_pytorch.py (" + o.script + ") at its best with at most " +
+                                            std::to_string(o.threads) + " threads");
+    benchmark::AddCustomContext("peer_blas", peak.value("blas", json::object()).value("summary", "?"));
+    benchmark::AddCustomContext("peer_sgemm_gflops_one_thread",
+                                std::to_string(peak["sgemm_gflops"].get<double>()));
+    peer.options = o;
 }
 
 }  // namespace
 
-BENCHMARK(bm_inference)->Arg(15)->Arg(20)->Arg(100)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_forward)->Arg(15)->Arg(20)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_forward_backward)->Arg(15)->Arg(20)->Arg(100)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_stream_step)->Arg(15)->Unit(benchmark::kNanosecond);
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    try {
+        parse_flags(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 2;
+    }
+    benchmark::AddCustomContext("elmneuron_threads", std::to_string(elm::num_threads()));
+    for (const auto& s : elm::reference_shapes()) {
+        const std::pair<const char*, measurement> kinds[] = {
+            {"inference", measurement::inference},
+            {"forward_backward", measurement::forward_backward},
+            {"train_step", measurement::train_step}};
+        for (const auto& [label, what] : kinds)
+            benchmark::RegisterBenchmark(("bm_" + std::string(label) + "/" + s.name).c_str(),
+                                         [s, what = what](benchmark::State& st) { bm_shape(st, s, what); })
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
+    }
+    benchmark::RegisterBenchmark("bm_stream_step/streaming_single_sample_dm15", bm_stream_step)
+        ->Unit(benchmark::kNanosecond);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -21,8 +21,6 @@
 
 #include <sys/resource.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -44,34 +42,11 @@ namespace {
 
 using json = nlohmann::json;
 
-struct bench_shape {
-    std::string name;
-    model_config config;
-    int batch, time;
-    std::string input_kind;                     // synthetic_input kinds
-    double target_train = 0, target_infer = 0;  // the performance issue's ratios vs the peer (0: none)
-    std::optional<double> input_rate{};         // events per channel and step (default: the kind's)
+// A reference shape, or one from --config: a fresh model (seed 1), or a trained model's weights.
+struct bench_shape : benchmark_shape {
     std::string weights{};  // a trained model's file or folder (load_model), or empty: a fresh model (seed 1)
     std::shared_ptr<const model<float>> trained{};  // that model, loaded once by custom_shape
 };
-
-std::vector<bench_shape> reference_shapes() {
-    std::vector<bench_shape> s;
-    s.push_back({"neuronio_branch_elm_dm15", neuronio_branch_elm_config(15), 32, 500, "neuronio", 50, 100});
-    s.push_back({"neuronio_branch_elm_dm100", neuronio_branch_elm_config(100), 32, 500, "neuronio", 30, 50});
-    model_config shd;
-    shd.num_input = 700;
-    shd.num_output = 20;
-    shd.num_memory = 100;
-    shd.delta_t = 4;
-    s.push_back({"shd_vanilla_elm_dm100", shd, 32, 250, "counts", 10, 10});
-    model_config longseq;
-    longseq.num_input = 16;
-    longseq.num_output = 10;
-    longseq.num_memory = 100;
-    s.push_back({"long_sequence_onehot_dm100", longseq, 16, 4096, "onehot", 10, 10});
-    return s;
-}
 
 constexpr const char* streaming_name = "streaming_single_sample_dm15";
 constexpr double streaming_target = 1e6;  // steps/s per core
@@ -301,128 +276,6 @@ json machine_info() {
     };
 }
 
-// ---- the PyTorch peer (bench/peer_pytorch.py) -------------------------------------------------------------
-
-// Single-quoted for /bin/sh.
-std::string shell_quote(const std::string& v) {
-    std::string q = "'";
-    for (char c : v) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-// --peer-script, else $ELM_PEER_SCRIPT, else the source tree this binary was built from (ELM_SOURCE_DIR,
-// if the build defines it), else bench/peer_pytorch.py next to or above the executable's folder.
-std::string locate_peer_script(const std::string& given) {
-    namespace fs = std::filesystem;
-    if (!given.empty()) {
-        if (!fs::is_regular_file(given)) throw file_not_found_error(given);
-        return given;
-    }
-    if (const char* env = std::getenv("ELM_PEER_SCRIPT"); env && *env) {
-        if (!fs::is_regular_file(env)) throw file_not_found_error(env);
-        return env;
-    }
-    std::vector<fs::path> candidates;
-#ifdef ELM_SOURCE_DIR
-    candidates.push_back(fs::path(ELM_SOURCE_DIR) / "bench" / "peer_pytorch.py");
-#endif
-    std::error_code ec;
-    const fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-    if (!ec) {
-        candidates.push_back(exe_dir / ".." / "bench" / "peer_pytorch.py");
-        candidates.push_back(exe_dir / "bench" / "peer_pytorch.py");
-        candidates.push_back(exe_dir / ".." / "share" / "elmneuron" / "peer_pytorch.py");
-    }
-    std::string tried;
-    for (const auto& c : candidates) {
-        if (fs::is_regular_file(c)) return fs::weakly_canonical(c).string();
-        tried += (tried.empty() ? "" : ", ") + c.string();
-    }
-    throw error("bench", "--peer-script", "the path of bench/peer_pytorch.py",
-                "not found (tried " + tried + ")", "pass --peer-script PATH or set ELM_PEER_SCRIPT");
-}
-
-struct peer_options {
-    std::string python, script;
-    std::string published_code;  // a checkout of the published code to time instead of the script's own model
-    int threads = 1;
-    int repeats = 0;  // 0: 3, or 1 for long sequences
-    int warmup = 2;
-};
-
-const char* const peer_hint =
-    "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and --peer-python "
-    "/usr/bin/python3 if "
-    "another python3 comes first in PATH";
-
-// Runs the peer script with `args` and stdin from `request_file` (if not empty); returns its last JSON line
-// that has `key`. Throws elm::error when it gives none.
-json run_peer_script(const peer_options& o, const std::string& args, const std::string& request,
-                     const char* key) {
-    namespace fs = std::filesystem;
-    const fs::path req = fs::temp_directory_path() / ("elmneuron-peer-" + std::to_string(getpid()) + ".json");
-    std::string cmd = shell_quote(o.python) + " " + shell_quote(o.script) + " " + args;
-    if (!request.empty()) {
-        std::ofstream f(req);
-        f << request << "\n";
-        cmd += " < " + shell_quote(req.string());
-    }
-    std::fflush(stdout);
-    FILE* p = popen(cmd.c_str(), "r");
-    std::error_code ec;
-    if (!p) {
-        fs::remove(req, ec);
-        throw error("bench", "--peer-python", "a runnable Python interpreter", "cannot start: " + cmd);
-    }
-    std::string out;
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int status = pclose(p);
-    fs::remove(req, ec);
-    std::optional<json> result;
-    std::string reported;  // the script's own error, if it gave one
-    std::istringstream lines(out);
-    for (std::string line; std::getline(lines, line);) {
-        if (line.empty() || line.front() != '{') continue;
-        auto j = json::parse(line, nullptr, false);
-        if (j.is_discarded()) continue;
-        if (j.contains(key))
-            result = std::move(j);
-        else if (j.contains("error") && j["error"].is_string())
-            reported = j["error"].get<std::string>();
-    }
-    if (!result) {
-        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (!reported.empty() && !o.published_code.empty())
-            throw error("bench", "--published-code",
-                        "a checkout of github.com/AaronSpieler/elmneuron whose classes the peer can import",
-                        reported);
-        throw error("bench", "--peer", "JSON results from " + o.script,
-                    (reported.empty() ? "no result" : reported) + " (exit status " + std::to_string(code) +
-                        "; command: " + cmd + ")",
-                    peer_hint);
-    }
-    return *result;
-}
-
-json run_peer(const bench_shape& s, const peer_options& o) {
-    const int repeats = o.repeats > 0 ? o.repeats : (s.time > 1000 ? 1 : 3);
-    json request{{"threads", o.threads},
-                 {"repeats", repeats},
-                 {"warmup", o.warmup},
-                 {"seed", 0},
-                 {"shapes",
-                  {{{"name", s.name},
-                    {"config", json::parse(to_json(s.config))},
-                    {"batch", s.batch},
-                    {"time", s.time},
-                    {"input_kind", s.input_kind},
-                    // The rate given, if any (null: the kind's own; a onehot input takes none).
-                    {"input_rate", s.input_rate ? json(*s.input_rate) : json(nullptr)}}}}};
-    if (!o.published_code.empty()) request["published_code"] = o.published_code;
-    return run_peer_script(o, "", request.dump(), "shape");
-}
-
 // Milliseconds with three significant digits (952, 17.1, 1.24, 0.0312; below 1e-4 ms in exponent form): a
 // small --config shape is not shown as 0.0.
 std::string fmt_ms(double ms) {
@@ -525,7 +378,7 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
 // Cost of inference and of a train step around the NeuronIO d_m = 15 shape, one factor at a time.
 json scaling_sweep(const timing& how, const std::string& out_dir) {
     namespace fs = std::filesystem;
-    const auto base = reference_shapes().front();
+    const bench_shape base{reference_shapes().front()};
     struct point {
         std::string factor;
         double value;
@@ -605,7 +458,7 @@ bool is_model_file(const std::string& path) {
 // A shape from --config (JSON text or file, or a trained model) and --batch/--time/--input/--input-rate.
 bench_shape custom_shape(const std::string& config, const std::string& name, int batch, int time,
                          const std::string& input, std::optional<double> input_rate) {
-    bench_shape s{name, model_config{}, batch, time, input};
+    bench_shape s{{name, model_config{}, batch, time, input}};
     std::string source = "--config";
     if (is_model_file(config)) {  // its weights are timed, not a fresh model's
         s.trained = std::make_shared<const model<float>>(load_model<float>(config));
@@ -736,7 +589,8 @@ void register_bench(CLI::App& app) {
             shapes.push_back(custom_shape(config, name, batch, time, input, input_rate));
         } else {
             std::string names = streaming_name;
-            for (const auto& s : reference_shapes()) {
+            for (const auto& r : reference_shapes()) {
+                const bench_shape s{r};
                 names += ", " + s.name;
                 if (only.empty() || s.name == only) shapes.push_back(s);
             }
@@ -758,9 +612,7 @@ void register_bench(CLI::App& app) {
         peak.fma = measure_fma_gflops();
         json peer_env;  // the peer's environment (torch, BLAS), from its first answer
         if (peer) {
-            po.python = !peer_python.empty()                          ? peer_python
-                        : std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3"
-                                                                      : "python3";
+            po.python = !peer_python.empty() ? peer_python : default_peer_python();
             po.script = locate_peer_script(peer_script);
             po.threads = num_threads();
             po.repeats = peer_repeats;
@@ -769,12 +621,7 @@ void register_bench(CLI::App& app) {
                 po.published_code = std::filesystem::absolute(published_code).lexically_normal().string();
             // With --published-code the script checks the checkout (its layout, its import) here, before
             // anything is measured.
-            const json ps = run_peer_script(
-                po,
-                "--sgemm-peak --threads 1" + (po.published_code.empty()
-                                                  ? std::string()
-                                                  : " --published-code " + shell_quote(po.published_code)),
-                "", "sgemm_gflops");
+            const json ps = json::parse(run_peer_sgemm_peak(po));
             peak.peer_sgemm = ps["sgemm_gflops"].get<double>();
             machine["peer_sgemm_blas"] = ps["blas"].value("summary", "?");
         }
@@ -813,7 +660,7 @@ void register_bench(CLI::App& app) {
                 std::fprintf(stderr, "  peer: %s ...\n", s.name.c_str());
                 json pr;
                 try {
-                    pr = run_peer(s, po);
+                    pr = json::parse(run_peer(s, po));
                 } catch (const error& e) {
                     if (peer_env.is_null()) throw;  // the peer never ran: report that
                     pr = {{"error", e.what()}};

@@ -1,7 +1,8 @@
 #pragma once
-// What speed measurements need besides the model (elmneuron bench, bench/bench_model): synthetic inputs with
-// the statistics of the published data, the per-step MLP FLOP count that defines the machine limit, and the
-// measured single-core sgemm and FMA peaks of this machine.
+// What speed measurements need besides the model (elmneuron bench, bench/bench_model): the reference shapes,
+// synthetic inputs with the statistics of the published data, the per-step MLP FLOP count that defines the
+// machine limit, the measured single-core sgemm and FMA peaks of this machine, and the PyTorch peer
+// (bench/peer_pytorch.py) that both programs time side by side with ours.
 
 #include <elmneuron/config.hpp>
 #include <elmneuron/model.hpp>
@@ -9,12 +10,57 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace elm {
 
 // The published NeuronIO Branch-ELM (reference/paper.md §3.1): 1278 inputs, 2 outputs, 45 branches x 100
 // synapses with NeuronIO routing, τ_m in [1, 150] ms, the given number of memory units.
 model_config neuronio_branch_elm_config(int num_memory);
+
+// A shape to time: a fresh model (seed 1) of `config` on `batch` x `time` steps of synthetic input.
+struct benchmark_shape {
+    std::string name;
+    model_config config;
+    int batch = 0, time = 0;
+    std::string input_kind;                     // synthetic_input's kinds
+    double target_train = 0, target_infer = 0;  // the performance issue's ratios against the peer (0: none)
+    std::optional<double> input_rate{};         // events per channel and step (default: the kind's)
+};
+
+// The performance issue's shapes (bench/README.md): NeuronIO Branch-ELM d_m 15 and 100 (batch 32, 500
+// steps), SHD vanilla ELM d_m 100 (batch 32, 250 steps of 700 spike counts) and a long sequence (d_m 100,
+// batch 16, 4096 steps of one-hot 16 inputs).
+std::vector<benchmark_shape> reference_shapes();
+
+// The PyTorch peer: bench/peer_pytorch.py (the published model run the way the published code runs it, or
+// with published_code that code itself) in a child process, at its best with at most `threads` threads.
+struct peer_options {
+    std::string python;          // interpreter with torch
+    std::string script;          // peer_pytorch.py (locate_peer_script)
+    std::string published_code;  // a checkout of the published code to time instead of the script's model
+    int threads = 1;
+    int repeats = 0;  // timed calls per measurement; 0: 3, or 1 for sequences over 1000 steps
+    int warmup = 2;   // untimed calls before them
+};
+
+// The peer script: `given` if not empty, else $ELM_PEER_SCRIPT, else bench/peer_pytorch.py of the source tree
+// the library was built from, else next to or above the running executable. Throws elm::error naming what it
+// tried.
+std::string locate_peer_script(const std::string& given);
+
+// /usr/bin/python3 (Debian's python3-torch) if it exists, else python3 from PATH.
+std::string default_peer_python();
+
+// The peer's times of one shape (its inference, forward+backward and train step at its best, the
+// configurations it tried, its torch and BLAS): the script's JSON answer as text. Throws elm::error if the
+// peer gives no answer.
+std::string run_peer(const benchmark_shape& shape, const peer_options& options);
+
+// The single-thread sgemm peak of the peer's BLAS (torch.mm) as the script's JSON answer (keys
+// "sgemm_gflops" and "blas"); with options.published_code the script first checks that checkout (its layout,
+// its import). Throws elm::error if the peer gives no answer.
+std::string run_peer_sgemm_peak(const peer_options& options);
 
 // "neuronio": 2 % events, +1 on the first (excitatory) half of the channels, -1 on the second;
 // "counts": SHD-like spike counts, 3 % events of value 1 (90 %) or 2; "onehot": one channel per step.

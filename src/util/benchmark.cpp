@@ -26,6 +26,24 @@ model_config neuronio_branch_elm_config(int num_memory) {
     return c;
 }
 
+std::vector<benchmark_shape> reference_shapes() {
+    std::vector<benchmark_shape> s;
+    s.push_back({"neuronio_branch_elm_dm15", neuronio_branch_elm_config(15), 32, 500, "neuronio", 50, 100});
+    s.push_back({"neuronio_branch_elm_dm100", neuronio_branch_elm_config(100), 32, 500, "neuronio", 30, 50});
+    model_config shd;
+    shd.num_input = 700;
+    shd.num_output = 20;
+    shd.num_memory = 100;
+    shd.delta_t = 4;
+    s.push_back({"shd_vanilla_elm_dm100", shd, 32, 250, "counts", 10, 10});
+    model_config longseq;
+    longseq.num_input = 16;
+    longseq.num_output = 10;
+    longseq.num_memory = 100;
+    s.push_back({"long_sequence_onehot_dm100", longseq, 16, 4096, "onehot", 10, 10});
+    return s;
+}
+
 double synthetic_event_rate(const std::string& kind, int num_input, std::optional<double> event_rate) {
     if (kind != "neuronio" && kind != "counts" && kind != "onehot")
         throw error("synthetic input", "kind", "neuronio, counts or onehot", "'" + kind + "'");

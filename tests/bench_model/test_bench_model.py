@@ -1,0 +1,110 @@
+"""bench/bench_model (Google Benchmark) with the PyTorch peer side by side (--peer).
+
+Each benchmark of a reference shape reports the peer's time per call (peer_ms) and the ratio peer_over_ours,
+which must be the peer's time over our real time per call. Checked with the real peer (Debian's
+python3-torch) and with a scripted peer whose answers are known, which also records what it was asked.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch  # noqa: F401  (the real peer's dependency: fail here, clearly, if it is missing)
+
+BENCH = os.environ["ELM_BENCH_MODEL"]
+DM15 = "neuronio_branch_elm_dm15"
+KEYS = {"bm_inference": "forward_ms", "bm_forward_backward": "forward_backward_ms",
+        "bm_train_step": "train_step_ms"}
+
+
+def run_bench(tmp_path, *flags):
+    out = tmp_path / "gb.json"
+    r = subprocess.run([BENCH, "--threads=1", "--benchmark_min_time=0.05", f"--benchmark_out={out}",
+                        "--benchmark_out_format=json", *flags], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(out.read_text()), r
+
+
+def by_measurement(result):
+    """{measurement: benchmark} of the run (names are bm_<measurement>/<shape>/real_time)."""
+    return {b["name"].split("/")[0]: b for b in result["benchmarks"]}
+
+
+def check_counters(b, batch, time):
+    seconds = b["real_time"] * {"ms": 1e-3, "us": 1e-6, "ns": 1e-9}[b["time_unit"]]
+    assert b["sample_steps/s"] == pytest.approx(batch * time / seconds, rel=1e-9), b["name"]
+    assert b["peer_over_ours"] == pytest.approx(b["peer_ms"] * 1e-3 / seconds, rel=1e-9), b["name"]
+
+
+def test_real_peer_gives_every_measurement_its_ratio(tmp_path):
+    result, r = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", "--peer_repeats=1",
+                          "--peer_warmup=0", f"--benchmark_filter={DM15}")
+    got = by_measurement(result)
+    assert set(got) == set(KEYS)
+    for b in got.values():
+        assert b["peer_ms"] > 0 and b["peer_over_ours"] > 0, b
+        check_counters(b, 32, 500)
+    assert result["context"]["peer_blas"] not in ("", "?")  # the BLAS the peer's torch runs on
+    assert result["context"]["elmneuron_threads"] == "1"
+    assert r.stderr.count(f"peer: {DM15}") == 1  # asked once per shape, not per measurement or repeat
+
+
+FAKE = r'''
+import json, sys
+log = sys.argv[0] + ".log"
+if "--sgemm-peak" in sys.argv:
+    print(json.dumps({"sgemm_gflops": 12.5, "blas": {"summary": "fake blas"}}))
+    sys.exit(0)
+request = json.load(sys.stdin)
+open(log, "a").write(json.dumps(request) + "\n")
+shape = request["shapes"][0]
+print(json.dumps({"shape": shape["name"], "forward_ms": 1000.0, "forward_backward_ms": 3000.0,
+                  "train_step_ms": 3500.0}))
+'''
+
+
+def test_peer_answers_go_to_their_measurements_and_the_peer_gets_the_shape(tmp_path):
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE)
+    result, _ = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
+                          "--peer_repeats=2", "--peer_warmup=1",
+                          "--benchmark_filter=(shd_vanilla_elm_dm100|long_sequence_onehot_dm100)")
+    names = {b["name"] for b in result["benchmarks"]}
+    assert len(names) == 6, names
+    for b in result["benchmarks"]:
+        measurement, shape = b["name"].split("/")[:2]
+        expected_ms = {"forward_ms": 1000.0, "forward_backward_ms": 3000.0, "train_step_ms": 3500.0}
+        assert b["peer_ms"] == expected_ms[KEYS[measurement]], b["name"]
+        batch, time = (32, 250) if shape.startswith("shd") else (16, 4096)
+        check_counters(b, batch, time)
+    assert result["context"]["peer_blas"] == "fake blas"
+    requests = [json.loads(line) for line in open(str(script) + ".log")]
+    assert [q["shapes"][0]["name"] for q in requests] == ["shd_vanilla_elm_dm100", "long_sequence_onehot_dm100"]
+    shd, long = (q["shapes"][0] for q in requests)
+    assert (shd["batch"], shd["time"], shd["input_kind"]) == (32, 250, "counts")
+    assert (shd["config"]["num_input"], shd["config"]["num_memory"], shd["config"]["delta_t"]) == (700, 100, 4)
+    assert (long["batch"], long["time"], long["input_kind"]) == (16, 4096, "onehot")
+    assert all((q["threads"], q["repeats"], q["warmup"]) == (1, 2, 1) for q in requests)
+
+
+def test_without_peer_there_are_no_peer_counters(tmp_path):
+    result, _ = run_bench(tmp_path, "--benchmark_filter=bm_inference/neuronio_branch_elm_dm15|bm_stream_step")
+    got = by_measurement(result)
+    assert set(got) == {"bm_inference", "bm_stream_step"}
+    assert "peer_ms" not in got["bm_inference"] and "peer" not in result["context"]
+    check_counters(dict(got["bm_inference"], peer_ms=0, peer_over_ours=0), 32, 500)
+
+
+@pytest.mark.parametrize("flags, field", [
+    (["--peer_repeats=two"], "--peer_repeats"),
+    (["--bogus"], "--bogus"),
+    (["--peer", "--peer_python=/nonexistent/python3"], "--peer"),
+    (["--peer", "--peer_script=/nonexistent/peer.py"], "/nonexistent/peer.py"),
+])
+def test_bad_flags_and_a_peer_that_cannot_run_are_clear_errors_before_measuring(tmp_path, flags, field):
+    r = subprocess.run([BENCH, *flags, "--benchmark_filter=bm_inference/neuronio_branch_elm_dm15"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert field in r.stderr, r.stderr
+    assert "bm_inference" not in r.stdout  # nothing was measured
