@@ -6,7 +6,7 @@
 // most our number of threads; counters peer_ms (its time per call) and peer_over_ours (its time / ours per
 // call). Results in bench/README.md.
 //   build/bench/bench_model --benchmark_counters_tabular=true [--threads=N] [--peer]
-//     [--peer_python=P] [--peer_script=S] [--peer_repeats=R] [--peer_warmup=W]
+//     [--peer_python=P] [--peer_script=S] [--published_code=DIR] [--peer_repeats=R] [--peer_warmup=W]
 
 #include <elmneuron/benchmark.hpp>
 #include <elmneuron/error.hpp>
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -162,6 +163,8 @@ void parse_flags(int argc, char** argv) {
             o.python = value;
         else if (name == "--peer_script" && has_value)
             script = value;
+        else if (name == "--published_code" && has_value)
+            o.published_code = std::filesystem::absolute(value).lexically_normal().string();
         else if (name == "--peer_repeats" && has_value)
             o.repeats = non_negative(name, value);
         else if (name == "--peer_warmup" && has_value)
@@ -173,14 +176,26 @@ void parse_flags(int argc, char** argv) {
                 "--peer_repeats=R, --peer_warmup=W",
                 "unknown flag");
     }
-    if (!want_peer) return;
+    if (!want_peer) {
+        if (!o.published_code.empty() || !script.empty())
+            throw elm::error("bench_model", o.published_code.empty() ? "--peer_script" : "--published_code",
+                             "--peer with it", "no --peer");
+        return;
+    }
+    if (!o.published_code.empty() && !std::filesystem::is_directory(o.published_code))
+        throw elm::error("bench_model", "--published_code",
+                         "a checkout of github.com/AaronSpieler/elmneuron (a folder)",
+                         "'" + o.published_code + "', not a folder");
     o.script = elm::locate_peer_script(script);
     o.threads = elm::num_threads();
     // Asked now, before any measurement: a peer that cannot run (no torch) fails here, and its BLAS goes
     // into the report's context.
     const json peak = json::parse(elm::run_peer_sgemm_peak(o));
-    benchmark::AddCustomContext("peer", "bench/peer_pytorch.py (" + o.script + ") at its best with at most " +
-                                            std::to_string(o.threads) + " threads");
+    benchmark::AddCustomContext(
+        "peer",
+        (o.published_code.empty() ? "bench/peer_pytorch.py's re-implementation of the published code ("
+                                  : "the published code itself (" + o.published_code + ", run by ") +
+            o.script + ") at its best with at most " + std::to_string(o.threads) + " threads");
     benchmark::AddCustomContext("peer_blas", peak.value("blas", json::object()).value("summary", "?"));
     benchmark::AddCustomContext("peer_sgemm_gflops_one_thread",
                                 std::to_string(peak["sgemm_gflops"].get<double>()));

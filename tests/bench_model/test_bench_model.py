@@ -54,6 +54,7 @@ FAKE = r'''
 import json, sys
 log = sys.argv[0] + ".log"
 if "--sgemm-peak" in sys.argv:
+    open(log, "a").write(json.dumps({"argv": sys.argv[1:]}) + "\n")
     print(json.dumps({"sgemm_gflops": 12.5, "blas": {"summary": "fake blas"}}))
     sys.exit(0)
 request = json.load(sys.stdin)
@@ -79,13 +80,29 @@ def test_peer_answers_go_to_their_measurements_and_the_peer_gets_the_shape(tmp_p
         batch, time = (32, 250) if shape.startswith("shd") else (16, 4096)
         check_counters(b, batch, time)
     assert result["context"]["peer_blas"] == "fake blas"
-    requests = [json.loads(line) for line in open(str(script) + ".log")]
+    calls = [json.loads(line) for line in open(str(script) + ".log")]
+    assert calls[0] == {"argv": ["--sgemm-peak", "--threads", "1"]}  # first, before any measurement
+    requests = calls[1:]
     assert [q["shapes"][0]["name"] for q in requests] == ["shd_vanilla_elm_dm100", "long_sequence_onehot_dm100"]
     shd, long = (q["shapes"][0] for q in requests)
     assert (shd["batch"], shd["time"], shd["input_kind"]) == (32, 250, "counts")
     assert (shd["config"]["num_input"], shd["config"]["num_memory"], shd["config"]["delta_t"]) == (700, 100, 4)
     assert (long["batch"], long["time"], long["input_kind"]) == (16, 4096, "onehot")
     assert all((q["threads"], q["repeats"], q["warmup"]) == (1, 2, 1) for q in requests)
+
+
+def test_published_code_reaches_the_peer(tmp_path):
+    script, checkout = tmp_path / "fake_peer.py", tmp_path / "elmneuron-checkout"
+    script.write_text(FAKE)
+    checkout.mkdir()
+    result, _ = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
+                          f"--published_code={checkout}", "--benchmark_filter=bm_inference/shd_vanilla_elm_dm100")
+    assert by_measurement(result)["bm_inference"]["peer_ms"] == 1000.0
+    assert str(checkout) in result["context"]["peer"] and "published code itself" in result["context"]["peer"]
+    calls = [json.loads(line) for line in open(str(script) + ".log")]
+    # The script checks the checkout first (bench/peer_pytorch.py --sgemm-peak --published-code), then times it.
+    assert calls[0] == {"argv": ["--sgemm-peak", "--threads", "1", "--published-code", str(checkout)]}
+    assert [q["published_code"] for q in calls[1:]] == [str(checkout)]
 
 
 def test_without_peer_there_are_no_peer_counters(tmp_path):
@@ -101,6 +118,8 @@ def test_without_peer_there_are_no_peer_counters(tmp_path):
     (["--bogus"], "--bogus"),
     (["--peer", "--peer_python=/nonexistent/python3"], "--peer"),
     (["--peer", "--peer_script=/nonexistent/peer.py"], "/nonexistent/peer.py"),
+    (["--peer", "--published_code=/nonexistent/checkout"], "--published_code"),
+    (["--published_code=/tmp"], "--published_code"),
 ])
 def test_bad_flags_and_a_peer_that_cannot_run_are_clear_errors_before_measuring(tmp_path, flags, field):
     r = subprocess.run([BENCH, *flags, "--benchmark_filter=bm_inference/neuronio_branch_elm_dm15"],
