@@ -1,25 +1,21 @@
 // Google Benchmark: inference, forward+backward and full train step (forward + backward + Adam) on the
-// performance issue's reference shapes (elm::reference_shapes, the same as `elmneuron bench`), and one-step
-// streaming at the NeuronIO d_m 15 shape. Counters: sample_steps/s and ns per sample-step. With --peer, the
-// PyTorch peer (bench/peer_pytorch.py, the published model run the way the published code runs it) times
-// each shape in this process's run, right before our first benchmark of that shape, at its best with at
-// most our number of threads; counters peer_ms (its time per call) and peer_over_ours (its time / ours per
-// call). Results in bench/README.md.
+// performance issue's reference shapes (elm::reference_shapes, timed as `elmneuron bench` times them:
+// elm::benchmark_case), and one-step streaming at the NeuronIO d_m 15 shape. Counters: sample_steps/s and ns
+// per sample-step. With --peer, the PyTorch peer (bench/peer_pytorch.py, the published model run the way the
+// published code runs it) times each shape in this process's run, right before our first benchmark of that
+// shape, at its best with at most our number of threads; counters peer_ms (its time per call) and
+// peer_over_ours (its time / ours per call). Results in bench/README.md.
 //   build/bench/bench_model --benchmark_counters_tabular=true [--threads=N] [--peer]
 //     [--peer_python=P] [--peer_script=S] [--published_code=DIR] [--peer_repeats=R] [--peer_warmup=W]
 
 #include <elmneuron/benchmark.hpp>
 #include <elmneuron/error.hpp>
 #include <elmneuron/model.hpp>
-#include <elmneuron/optim.hpp>
 
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -29,6 +25,9 @@ namespace {
 
 using json = nlohmann::json;
 
+constexpr elm::measurement measurements[] = {elm::measurement::inference, elm::measurement::forward_backward,
+                                             elm::measurement::train_step};
+
 void set_rate_counters(benchmark::State& state, double sample_steps) {
     state.counters["sample_steps/s"] =
         benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
@@ -36,12 +35,12 @@ void set_rate_counters(benchmark::State& state, double sample_steps) {
         sample_steps * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
-// The peer, if --peer: its answer per shape, asked once (the first benchmark of a shape asks).
+// The peer, if --peer: its answer per shape, asked once (by the first benchmark of the shape).
 struct peer_state {
     std::optional<elm::peer_options> options;
     std::map<std::string, json> answers;
 
-    // The peer's answer for `shape`, or an error message in answer["error"].
+    // The peer's answer for `shape`: its three times, or an error message in answer["error"].
     const json& answer(const elm::benchmark_shape& shape) {
         auto it = answers.find(shape.name);
         if (it != answers.end()) return it->second;
@@ -49,6 +48,9 @@ struct peer_state {
         json a;
         try {
             a = json::parse(elm::run_peer(shape, *options));
+            for (const auto m : measurements)
+                if (!a.contains("error") && !a.value(elm::peer_time_key(m), json()).is_number())
+                    a = {{"error", std::string("no ") + elm::peer_time_key(m) + " in its answer"}};
         } catch (const std::exception& e) {
             a = {{"error", e.what()}};
         }
@@ -57,62 +59,30 @@ struct peer_state {
 };
 peer_state peer;
 
-// peer_ms: the peer's `key` time per call; peer_over_ours: a rate counter of the peer's seconds per call,
-// i.e. its seconds x iterations / our real time, the ratio per call.
-void set_peer_counters(benchmark::State& state, const json& answer, const char* key) {
-    const double ms = answer.at(key).get<double>();
-    state.counters["peer_ms"] = benchmark::Counter(ms);
-    state.counters["peer_over_ours"] =
-        benchmark::Counter(ms * 1e-3, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-enum class measurement { inference, forward_backward, train_step };
-
-// The peer's name of each measurement's time (bench/peer_pytorch.py).
-const char* peer_key(measurement m) {
-    switch (m) {
-        case measurement::inference:
-            return "forward_ms";
-        case measurement::forward_backward:
-            return "forward_backward_ms";
-        case measurement::train_step:
-            return "train_step_ms";
-    }
-    return "";
-}
-
-// What `elmneuron bench` times: a fresh model (seed 1), d loss/d y = 1e-3, Adam at lr 1e-4.
-void bm_shape(benchmark::State& state, const elm::benchmark_shape& s, measurement what) {
+// One measurement of a shape. With the peer: peer_ms, its time per call, and peer_over_ours, a rate counter
+// of the peer's seconds per call, i.e. its seconds x iterations / our real time: the ratio per call.
+void bm_shape(benchmark::State& state, const elm::benchmark_shape& s, elm::measurement what) {
+    const json* answer = nullptr;
     if (peer.options) {  // before the timed loop: not part of our time
-        if (const json& a = peer.answer(s); a.contains("error")) {
-            state.SkipWithError(("peer: " + a["error"].get<std::string>()).c_str());
+        answer = &peer.answer(s);
+        if (answer->contains("error")) {
+            state.SkipWithError(("peer: " + (*answer)["error"].get<std::string>()).c_str());
             return;
         }
     }
-    elm::model<float> m(s.config, 1);
-    const auto x =
-        elm::synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate);
-    const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
-    std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
-    elm::workspace<float> ws;
-    elm::optimizer_config oc;
-    oc.lr = 1e-4;
-    elm::optimizer<float> opt(oc, g.size());
+    elm::benchmark_case c(s);
     for (auto _ : state) {
-        if (what == measurement::inference) {
-            m.infer(x, y, ws);
-            benchmark::DoNotOptimize(y.data());
-            continue;
-        }
-        m.forward(x, y, ws);
-        std::fill(g.begin(), g.end(), 0.f);
-        m.backward(x, dy, ws, g);
-        if (what == measurement::train_step) opt.step(m.parameters(), g, m.trainable_mask(), oc.lr);
-        benchmark::DoNotOptimize(g.data());
+        c.run(what);
+        benchmark::ClobberMemory();
     }
     set_rate_counters(state, double(s.batch) * s.time);
     state.counters["threads"] = elm::num_threads();
-    if (peer.options) set_peer_counters(state, peer.answer(s), peer_key(what));
+    if (answer) {
+        const double ms = (*answer)[elm::peer_time_key(what)].get<double>();
+        state.counters["peer_ms"] = benchmark::Counter(ms);
+        state.counters["peer_over_ours"] =
+            benchmark::Counter(ms * 1e-3, benchmark::Counter::kIsIterationInvariantRate);
+    }
 }
 
 // One sample, one step per call (elm::stream), one thread; the published code has no such interface, so no
@@ -120,7 +90,7 @@ void bm_shape(benchmark::State& state, const elm::benchmark_shape& s, measuremen
 void bm_stream_step(benchmark::State& state) {
     const auto s = elm::reference_shapes().front();
     elm::model<float> m(s.config, 1);
-    const auto x = elm::synthetic_input<float>(s.input_kind, 1, 4096, s.config.num_input, 7);
+    const auto x = elm::synthetic_input<float>(s.input_kind, 1, 4096, s.config.num_input, 3);
     elm::stream<float> st(m, 1);
     std::vector<float> y(static_cast<std::size_t>(s.config.num_output));
     int t = 0;
@@ -144,27 +114,31 @@ int non_negative(const std::string& flag, const std::string& v) {
     return n;
 }
 
-// Our flags (Google Benchmark's are gone from argv by then). Throws elm::error on an unknown one.
+// Our flags (Google Benchmark's are gone from argv by then). Throws elm::error on an unknown or incomplete
+// one, and on peer settings without --peer.
 void parse_flags(int argc, char** argv) {
     bool want_peer = false;
+    std::vector<std::string> peer_settings;
     elm::peer_options o;
-    std::string script;
+    o.flags = {"bench_model", "--peer", "--peer_python", "--peer_script", "--published_code"};
     o.python = elm::default_peer_python();
+    std::string script;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         const auto eq = arg.find('=');
         const std::string name = arg.substr(0, eq), value = eq == std::string::npos ? "" : arg.substr(eq + 1);
         const bool has_value = eq != std::string::npos;
+        if (name.rfind("--peer_", 0) == 0 || name == "--published_code") peer_settings.push_back(name);
         if (name == "--peer" && !has_value)
             want_peer = true;
         else if (name == "--threads" && has_value)
             elm::set_num_threads(non_negative(name, value));
-        else if (name == "--peer_python" && has_value)
+        else if (name == "--peer_python" && !value.empty())
             o.python = value;
-        else if (name == "--peer_script" && has_value)
+        else if (name == "--peer_script" && !value.empty())
             script = value;
         else if (name == "--published_code" && has_value)
-            o.published_code = std::filesystem::absolute(value).lexically_normal().string();
+            o.published_code = elm::published_code_folder(value, o.flags);
         else if (name == "--peer_repeats" && has_value)
             o.repeats = non_negative(name, value);
         else if (name == "--peer_warmup" && has_value)
@@ -173,32 +147,26 @@ void parse_flags(int argc, char** argv) {
             throw elm::error(
                 "bench_model", arg,
                 "a Google Benchmark flag or --threads=N, --peer, --peer_python=P, --peer_script=S, "
-                "--peer_repeats=R, --peer_warmup=W",
-                "unknown flag");
+                "--published_code=DIR, --peer_repeats=R, --peer_warmup=W",
+                "an unknown flag or one without its value");
     }
     if (!want_peer) {
-        if (!o.published_code.empty() || !script.empty())
-            throw elm::error("bench_model", o.published_code.empty() ? "--peer_script" : "--published_code",
-                             "--peer with it", "no --peer");
+        if (!peer_settings.empty())
+            throw elm::error("bench_model", peer_settings.front(), "--peer with it", "no --peer");
         return;
     }
-    if (!o.published_code.empty() && !std::filesystem::is_directory(o.published_code))
-        throw elm::error("bench_model", "--published_code",
-                         "a checkout of github.com/AaronSpieler/elmneuron (a folder)",
-                         "'" + o.published_code + "', not a folder");
-    o.script = elm::locate_peer_script(script);
+    o.script = elm::locate_peer_script(script, o.flags);
     o.threads = elm::num_threads();
-    // Asked now, before any measurement: a peer that cannot run (no torch) fails here, and its BLAS goes
-    // into the report's context.
-    const json peak = json::parse(elm::run_peer_sgemm_peak(o));
+    // Asked now, before any measurement: a peer that cannot run (no torch, a checkout it cannot import)
+    // fails here, and its BLAS goes into the report's context.
+    const auto peak = elm::run_peer_sgemm_peak(o);
     benchmark::AddCustomContext(
         "peer",
         (o.published_code.empty() ? "bench/peer_pytorch.py's re-implementation of the published code ("
                                   : "the published code itself (" + o.published_code + ", run by ") +
             o.script + ") at its best with at most " + std::to_string(o.threads) + " threads");
-    benchmark::AddCustomContext("peer_blas", peak.value("blas", json::object()).value("summary", "?"));
-    benchmark::AddCustomContext("peer_sgemm_gflops_one_thread",
-                                std::to_string(peak["sgemm_gflops"].get<double>()));
+    benchmark::AddCustomContext("peer_blas", peak.blas);
+    benchmark::AddCustomContext("peer_sgemm_gflops_one_thread", std::to_string(peak.gflops));
     peer.options = o;
 }
 
@@ -213,17 +181,13 @@ int main(int argc, char** argv) {
         return 2;
     }
     benchmark::AddCustomContext("elmneuron_threads", std::to_string(elm::num_threads()));
-    for (const auto& s : elm::reference_shapes()) {
-        const std::pair<const char*, measurement> kinds[] = {
-            {"inference", measurement::inference},
-            {"forward_backward", measurement::forward_backward},
-            {"train_step", measurement::train_step}};
-        for (const auto& [label, what] : kinds)
-            benchmark::RegisterBenchmark(("bm_" + std::string(label) + "/" + s.name).c_str(),
-                                         [s, what = what](benchmark::State& st) { bm_shape(st, s, what); })
+    for (const auto& s : elm::reference_shapes())
+        for (const auto what : measurements)
+            benchmark::RegisterBenchmark(
+                ("bm_" + std::string(elm::measurement_name(what)) + "/" + s.name).c_str(),
+                [s, what](benchmark::State& st) { bm_shape(st, s, what); })
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime();
-    }
     benchmark::RegisterBenchmark("bm_stream_step/streaming_single_sample_dm15", bm_stream_step)
         ->Unit(benchmark::kNanosecond);
     benchmark::RunSpecifiedBenchmarks();

@@ -105,33 +105,16 @@ double relu_units_on(const model_config& c, const workspace<float>& ws) {
 }
 
 json bench_one(const bench_shape& s, const timing& how, const machine_peak& peak) {
-    model<float> m = s.trained ? *s.trained : model<float>(s.config, 1);  // a copy: the train step changes it
-    const auto x = synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate);
-    const std::size_t out = static_cast<std::size_t>(s.batch) * s.time * s.config.num_output;
-    std::vector<float> y(out), dy(out, 1e-3f), g(m.parameters().size());
-    workspace<float> ws, ws_infer;
-    optimizer_config oc;
-    oc.lr = 1e-4;
-    optimizer<float> opt(oc, g.size());
+    benchmark_case timed(s, s.trained.get());
     std::array<int, 4> calls{};
-    const double infer = time_median([&] { m.infer(x, y, ws_infer); }, how, &calls[0]);
-    const double fwd = time_median([&] { m.forward(x, y, ws); }, how, &calls[1]);
-    const double units_on = relu_units_on(s.config, ws);  // of the weights as given, before any train step
-    const double fwd_bwd = time_median(
-        [&] {
-            m.forward(x, y, ws);
-            std::fill(g.begin(), g.end(), 0.f);
-            m.backward(x, dy, ws, g);
-        },
-        how, &calls[2]);
-    const double train = time_median(
-        [&] {
-            m.forward(x, y, ws);
-            std::fill(g.begin(), g.end(), 0.f);
-            m.backward(x, dy, ws, g);
-            opt.step(m.parameters(), g, m.trainable_mask(), oc.lr);
-        },
-        how, &calls[3]);
+    const double infer = time_median([&] { timed.infer(); }, how, &calls[0]);
+    const double fwd = time_median([&] { timed.forward(); }, how, &calls[1]);
+    // Of the weights as given, before any train step.
+    const double units_on = relu_units_on(s.config, timed.train_workspace());
+    const double fwd_bwd = time_median([&] { timed.forward_backward(); }, how, &calls[2]);
+    const double train = time_median([&] { timed.train_step(); }, how, &calls[3]);
+    const auto& x = timed.input();
+    const auto& ws = timed.train_workspace();
     const double sample_steps = static_cast<double>(s.batch) * s.time;
     const int threads = std::min(num_threads(), s.batch);  // a sample's steps are sequential
     // Machine limit (the definition): the per-step MLP FLOPs at the single-core sgemm peak, on the
@@ -617,13 +600,12 @@ void register_bench(CLI::App& app) {
             po.threads = num_threads();
             po.repeats = peer_repeats;
             po.warmup = peer_warmup;
-            if (!published_code.empty())
-                po.published_code = std::filesystem::absolute(published_code).lexically_normal().string();
+            if (!published_code.empty()) po.published_code = published_code_folder(published_code);
             // With --published-code the script checks the checkout (its layout, its import) here, before
             // anything is measured.
-            const json ps = json::parse(run_peer_sgemm_peak(po));
-            peak.peer_sgemm = ps["sgemm_gflops"].get<double>();
-            machine["peer_sgemm_blas"] = ps["blas"].value("summary", "?");
+            const auto ps = run_peer_sgemm_peak(po);
+            peak.peer_sgemm = ps.gflops;
+            machine["peer_sgemm_blas"] = ps.blas;
         }
         machine["timing"] = {
             {"ours", "median of at least --repeats calls timing at least --min-time s, after a warm-up"},
@@ -690,11 +672,12 @@ void register_bench(CLI::App& app) {
                         {"train_step",
                          pr["train_step_ms"].get<double>() / r["fma_bound_train_ms"].get<double>()}};
                 if (!pr.contains("error"))
-                    r["peer_over_ours"] = {
-                        {"inference", pr["forward_ms"].get<double>() / r["inference_ms"].get<double>()},
-                        {"forward_backward",
-                         pr["forward_backward_ms"].get<double>() / r["forward_backward_ms"].get<double>()},
-                        {"train_step", pr["train_step_ms"].get<double>() / r["train_step_ms"].get<double>()}};
+                    for (const auto m :
+                         {measurement::inference, measurement::forward_backward, measurement::train_step}) {
+                        const std::string key = measurement_name(m);  // ours: <key>_ms
+                        r["peer_over_ours"][key] =
+                            pr[peer_time_key(m)].get<double>() / r[key + "_ms"].get<double>();
+                    }
                 r["peer"] = std::move(pr);
             }
             results.push_back(r);

@@ -6,6 +6,7 @@
 
 #include <elmneuron/config.hpp>
 #include <elmneuron/model.hpp>
+#include <elmneuron/optim.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -33,8 +34,45 @@ struct benchmark_shape {
 // batch 16, 4096 steps of one-hot 16 inputs).
 std::vector<benchmark_shape> reference_shapes();
 
+// The three timed calls of a shape (both programs time them the same way, benchmark_case).
+enum class measurement { inference, forward_backward, train_step };
+// "inference", "forward_backward", "train_step".
+const char* measurement_name(measurement m);
+
+// What elmneuron bench and bench_model time on a shape: the model (a fresh one, seed 1, or a copy of
+// `trained`), the shape's synthetic input (seed 2), d loss/d y = 1e-3 everywhere and Adam at lr 1e-4 (train
+// steps change the copy's parameters). Each method is one call.
+class benchmark_case {
+public:
+    explicit benchmark_case(const benchmark_shape& shape, const model<float>* trained = nullptr);
+    void infer();             // model::infer (keeps nothing for a backward)
+    void forward();           // model::forward (keeps the activations)
+    void forward_backward();  // forward, zeroed gradient, backward
+    void train_step();        // forward_backward, then one Adam step
+    void run(measurement m);
+    const model<float>& trained_model() const { return model_; }
+    const sparse_input<float>& input() const { return input_; }
+    const workspace<float>& train_workspace() const { return workspace_; }  // of forward and the backward
+
+private:
+    model<float> model_;
+    sparse_input<float> input_;
+    std::vector<float> y_, dy_, grad_;
+    workspace<float> workspace_, infer_workspace_;
+    optimizer<float> optimizer_;
+    double lr_;
+};
+
 // The PyTorch peer: bench/peer_pytorch.py (the published model run the way the published code runs it, or
 // with published_code that code itself) in a child process, at its best with at most `threads` threads.
+
+// How the calling program spells its peer settings, for its error messages.
+struct peer_flag_names {
+    std::string program = "bench";  // elmneuron bench's
+    std::string peer = "--peer", python = "--peer-python", script = "--peer-script",
+                published_code = "--published-code";
+};
+
 struct peer_options {
     std::string python;          // interpreter with torch
     std::string script;          // peer_pytorch.py (locate_peer_script)
@@ -42,25 +80,39 @@ struct peer_options {
     int threads = 1;
     int repeats = 0;  // timed calls per measurement; 0: 3, or 1 for sequences over 1000 steps
     int warmup = 2;   // untimed calls before them
+    peer_flag_names flags;
 };
 
 // The peer script: `given` if not empty, else $ELM_PEER_SCRIPT, else bench/peer_pytorch.py of the source tree
 // the library was built from, else next to or above the running executable. Throws elm::error naming what it
 // tried.
-std::string locate_peer_script(const std::string& given);
+std::string locate_peer_script(const std::string& given, const peer_flag_names& flags = {});
 
 // /usr/bin/python3 (Debian's python3-torch) if it exists, else python3 from PATH.
 std::string default_peer_python();
 
+// The folder given as a checkout of the published code, absolute; throws elm::error (flags.published_code)
+// if it is not a folder.
+std::string published_code_folder(const std::string& given, const peer_flag_names& flags = {});
+
+// The peer's key of each measurement's time in its answer (bench/peer_pytorch.py): forward_ms,
+// forward_backward_ms, train_step_ms.
+const char* peer_time_key(measurement m);
+
 // The peer's times of one shape (its inference, forward+backward and train step at its best, the
-// configurations it tried, its torch and BLAS): the script's JSON answer as text. Throws elm::error if the
-// peer gives no answer.
+// configurations it tried, its torch and BLAS): the script's JSON answer as text. An answer for the shape
+// with an "error" key instead of the times says that the peer failed on it. Throws elm::error if the peer
+// gives no answer at all.
 std::string run_peer(const benchmark_shape& shape, const peer_options& options);
 
-// The single-thread sgemm peak of the peer's BLAS (torch.mm) as the script's JSON answer (keys
-// "sgemm_gflops" and "blas"); with options.published_code the script first checks that checkout (its layout,
-// its import). Throws elm::error if the peer gives no answer.
-std::string run_peer_sgemm_peak(const peer_options& options);
+// The single-thread sgemm peak of the peer's BLAS (torch.mm) and the BLAS's one-line summary; with
+// options.published_code the script first checks that checkout (its layout, its import). Throws elm::error
+// if the peer gives no answer.
+struct peer_sgemm_peak {
+    double gflops = 0;
+    std::string blas;
+};
+peer_sgemm_peak run_peer_sgemm_peak(const peer_options& options);
 
 // "neuronio": 2 % events, +1 on the first (excitatory) half of the channels, -1 on the second;
 // "counts": SHD-like spike counts, 3 % events of value 1 (90 %) or 2; "onehot": one channel per step.

@@ -44,6 +44,57 @@ std::vector<benchmark_shape> reference_shapes() {
     return s;
 }
 
+const char* measurement_name(measurement m) {
+    switch (m) {
+        case measurement::inference:
+            return "inference";
+        case measurement::forward_backward:
+            return "forward_backward";
+        case measurement::train_step:
+            return "train_step";
+    }
+    return "";
+}
+
+namespace {
+optimizer_config benchmark_adam() {
+    optimizer_config c;
+    c.lr = 1e-4;
+    return c;
+}
+}  // namespace
+
+benchmark_case::benchmark_case(const benchmark_shape& s, const model<float>* trained)
+    : model_(trained ? *trained : model<float>(s.config, 1)),
+      input_(synthetic_input<float>(s.input_kind, s.batch, s.time, s.config.num_input, 2, s.input_rate)),
+      y_(static_cast<std::size_t>(s.batch) * s.time * s.config.num_output),
+      dy_(y_.size(), 1e-3f),
+      grad_(model_.parameters().size()),
+      optimizer_(benchmark_adam(), grad_.size()),
+      lr_(benchmark_adam().lr) {}
+
+void benchmark_case::infer() { model_.infer(input_, y_, infer_workspace_); }
+void benchmark_case::forward() { model_.forward(input_, y_, workspace_); }
+void benchmark_case::forward_backward() {
+    model_.forward(input_, y_, workspace_);
+    std::fill(grad_.begin(), grad_.end(), 0.f);
+    model_.backward(input_, dy_, workspace_, grad_);
+}
+void benchmark_case::train_step() {
+    forward_backward();
+    optimizer_.step(model_.parameters(), grad_, model_.trainable_mask(), lr_);
+}
+void benchmark_case::run(measurement m) {
+    switch (m) {
+        case measurement::inference:
+            return infer();
+        case measurement::forward_backward:
+            return forward_backward();
+        case measurement::train_step:
+            return train_step();
+    }
+}
+
 double synthetic_event_rate(const std::string& kind, int num_input, std::optional<double> event_rate) {
     if (kind != "neuronio" && kind != "counts" && kind != "onehot")
         throw error("synthetic input", "kind", "neuronio, counts or onehot", "'" + kind + "'");

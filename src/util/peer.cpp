@@ -29,9 +29,10 @@ std::string shell_quote(const std::string& v) {
     return q + "'";
 }
 
-const char* const peer_hint =
-    "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and --peer-python "
-    "/usr/bin/python3 if another python3 comes first in PATH";
+std::string peer_hint(const peer_flag_names& f) {
+    return "the peer needs Debian's python3-torch: scripts/install-deps.sh --peer, and " + f.python +
+           " /usr/bin/python3 if another python3 comes first in PATH";
+}
 
 // Runs the peer script with `args` and stdin from `request` (if not empty); returns its last JSON line that
 // has `key`. Throws elm::error when it gives none.
@@ -50,7 +51,7 @@ json run_peer_script(const peer_options& o, const std::string& args, const std::
     std::error_code ec;
     if (!p) {
         fs::remove(req, ec);
-        throw error("bench", "--peer-python", "a runnable Python interpreter", "cannot start: " + cmd);
+        throw error(o.flags.program, o.flags.python, "a runnable Python interpreter", "cannot start: " + cmd);
     }
     std::string out;
     char buf[4096];
@@ -72,20 +73,20 @@ json run_peer_script(const peer_options& o, const std::string& args, const std::
     if (!result) {
         const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         if (!reported.empty() && !o.published_code.empty())
-            throw error("bench", "--published-code",
+            throw error(o.flags.program, o.flags.published_code,
                         "a checkout of github.com/AaronSpieler/elmneuron whose classes the peer can import",
                         reported);
-        throw error("bench", "--peer", "JSON results from " + o.script,
+        throw error(o.flags.program, o.flags.peer, "JSON results from " + o.script,
                     (reported.empty() ? "no result" : reported) + " (exit status " + std::to_string(code) +
                         "; command: " + cmd + ")",
-                    peer_hint);
+                    peer_hint(o.flags));
     }
     return *result;
 }
 
 }  // namespace
 
-std::string locate_peer_script(const std::string& given) {
+std::string locate_peer_script(const std::string& given, const peer_flag_names& flags) {
     namespace fs = std::filesystem;
     if (!given.empty()) {
         if (!fs::is_regular_file(given)) throw file_not_found_error(given);
@@ -111,12 +112,34 @@ std::string locate_peer_script(const std::string& given) {
         if (fs::is_regular_file(c)) return fs::weakly_canonical(c).string();
         tried += (tried.empty() ? "" : ", ") + c.string();
     }
-    throw error("bench", "--peer-script", "the path of bench/peer_pytorch.py",
-                "not found (tried " + tried + ")", "pass --peer-script PATH or set ELM_PEER_SCRIPT");
+    throw error(flags.program, flags.script, "the path of bench/peer_pytorch.py",
+                "not found (tried " + tried + ")", "pass " + flags.script + " PATH or set ELM_PEER_SCRIPT");
 }
 
 std::string default_peer_python() {
     return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+std::string published_code_folder(const std::string& given, const peer_flag_names& flags) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (given.empty() || !fs::is_directory(given, ec))
+        throw error(flags.program, flags.published_code,
+                    "a checkout of github.com/AaronSpieler/elmneuron (a folder)",
+                    "'" + given + "', not a folder");
+    return fs::absolute(given).lexically_normal().string();
+}
+
+const char* peer_time_key(measurement m) {
+    switch (m) {
+        case measurement::inference:
+            return "forward_ms";
+        case measurement::forward_backward:
+            return "forward_backward_ms";
+        case measurement::train_step:
+            return "train_step_ms";
+    }
+    return "";
 }
 
 std::string run_peer(const benchmark_shape& s, const peer_options& o) {
@@ -137,11 +160,16 @@ std::string run_peer(const benchmark_shape& s, const peer_options& o) {
     return run_peer_script(o, "", request.dump(), "shape").dump();
 }
 
-std::string run_peer_sgemm_peak(const peer_options& o) {
+peer_sgemm_peak run_peer_sgemm_peak(const peer_options& o) {
     const std::string args =
         "--sgemm-peak --threads 1" +
         (o.published_code.empty() ? std::string() : " --published-code " + shell_quote(o.published_code));
-    return run_peer_script(o, args, "", "sgemm_gflops").dump();
+    const json a = run_peer_script(o, args, "", "sgemm_gflops");
+    if (!a["sgemm_gflops"].is_number())
+        throw error(o.flags.program, o.flags.peer, "a number as the sgemm peak from " + o.script,
+                    a["sgemm_gflops"].dump());
+    const json blas = a.value("blas", json::object());
+    return {a["sgemm_gflops"].get<double>(), blas.is_object() ? blas.value("summary", "?") : "?"};
 }
 
 }  // namespace elm

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch  # noqa: F401  (the real peer's dependency: fail here, clearly, if it is missing)
 
 BENCH = os.environ["ELM_BENCH_MODEL"]
 DM15 = "neuronio_branch_elm_dm15"
@@ -18,10 +17,11 @@ KEYS = {"bm_inference": "forward_ms", "bm_forward_backward": "forward_backward_m
         "bm_train_step": "train_step_ms"}
 
 
-def run_bench(tmp_path, *flags):
+def run_bench(tmp_path, *flags, env=None):
     out = tmp_path / "gb.json"
     r = subprocess.run([BENCH, "--threads=1", "--benchmark_min_time=0.05", f"--benchmark_out={out}",
-                        "--benchmark_out_format=json", *flags], capture_output=True, text=True, timeout=900)
+                        "--benchmark_out_format=json", *flags], capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, **(env or {})))
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(out.read_text()), r
 
@@ -38,6 +38,7 @@ def check_counters(b, batch, time):
 
 
 def test_real_peer_gives_every_measurement_its_ratio(tmp_path):
+    import torch  # noqa: F401  (the real peer's dependency: fail here, clearly, if it is missing)
     result, r = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", "--peer_repeats=1",
                           "--peer_warmup=0", f"--benchmark_filter={DM15}")
     got = by_measurement(result)
@@ -60,8 +61,12 @@ if "--sgemm-peak" in sys.argv:
 request = json.load(sys.stdin)
 open(log, "a").write(json.dumps(request) + "\n")
 shape = request["shapes"][0]
-print(json.dumps({"shape": shape["name"], "forward_ms": 1000.0, "forward_backward_ms": 3000.0,
-                  "train_step_ms": 3500.0}))
+answer = {"shape": shape["name"], "forward_ms": 1000.0, "forward_backward_ms": 3000.0, "train_step_ms": 3500.0}
+if shape["name"] == __import__("os").environ.get("FAKE_PEER_FAILS_ON"):
+    answer = {"shape": shape["name"], "error": "out of memory (fake)"}
+if shape["name"] == __import__("os").environ.get("FAKE_PEER_WITHOUT_TRAIN_STEP"):
+    del answer["train_step_ms"]
+print(json.dumps(answer))
 '''
 
 
@@ -105,6 +110,23 @@ def test_published_code_reaches_the_peer(tmp_path):
     assert [q["published_code"] for q in calls[1:]] == [str(checkout)]
 
 
+def test_a_shape_the_peer_fails_on_is_skipped_with_its_error_and_the_others_run(tmp_path):
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE)
+    result, _ = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
+                          "--benchmark_filter=bm_inference/(shd_vanilla_elm_dm100|long_sequence_onehot_dm100)"
+                          "|bm_train_step/neuronio_branch_elm_dm15",
+                          env={"FAKE_PEER_FAILS_ON": "shd_vanilla_elm_dm100",
+                               "FAKE_PEER_WITHOUT_TRAIN_STEP": "neuronio_branch_elm_dm15"})
+    got = {b["name"].split("/")[1]: b for b in result["benchmarks"]}
+    assert set(got) == {"shd_vanilla_elm_dm100", "long_sequence_onehot_dm100", "neuronio_branch_elm_dm15"}
+    shd, dm15 = got["shd_vanilla_elm_dm100"], got["neuronio_branch_elm_dm15"]
+    assert shd.get("error_occurred") and "out of memory (fake)" in shd["error_message"]
+    assert dm15.get("error_occurred") and "no train_step_ms" in dm15["error_message"]
+    assert not got["long_sequence_onehot_dm100"].get("error_occurred")
+    assert got["long_sequence_onehot_dm100"]["peer_ms"] == 1000.0
+
+
 def test_without_peer_there_are_no_peer_counters(tmp_path):
     result, _ = run_bench(tmp_path, "--benchmark_filter=bm_inference/neuronio_branch_elm_dm15|bm_stream_step")
     got = by_measurement(result)
@@ -116,7 +138,9 @@ def test_without_peer_there_are_no_peer_counters(tmp_path):
 @pytest.mark.parametrize("flags, field", [
     (["--peer_repeats=two"], "--peer_repeats"),
     (["--bogus"], "--bogus"),
-    (["--peer", "--peer_python=/nonexistent/python3"], "--peer"),
+    (["--peer", "--peer_python=/nonexistent/python3"], "--peer_python /usr/bin/python3"),  # the hint
+    (["--peer_repeats=3"], "--peer_repeats"),  # a peer setting without --peer
+    (["--peer", "--peer_python="], "--peer_python="),
     (["--peer", "--peer_script=/nonexistent/peer.py"], "/nonexistent/peer.py"),
     (["--peer", "--published_code=/nonexistent/checkout"], "--published_code"),
     (["--published_code=/tmp"], "--published_code"),
