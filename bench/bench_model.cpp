@@ -170,10 +170,27 @@ void parse_flags(int argc, char** argv) {
     peer.options = o;
 }
 
+// --help: Google Benchmark's flags, then ours.
+void print_help() {
+    benchmark::PrintDefaultHelp();
+    std::fprintf(
+        stdout,
+        "\nelmneuron flags:\n"
+        "  [--threads=<n>]           threads of ours (default: all cores)\n"
+        "  [--peer]                  also time the PyTorch peer (bench/peer_pytorch.py) on each shape:\n"
+        "                            counters peer_ms and peer_over_ours (its time / ours per call)\n"
+        "  [--peer_python=<path>]    the peer's Python, with torch (default: /usr/bin/python3)\n"
+        "  [--peer_script=<path>]    peer_pytorch.py (default: $ELM_PEER_SCRIPT, else the source tree)\n"
+        "  [--published_code=<dir>]  time the published code itself (a checkout of "
+        "AaronSpieler/elmneuron)\n"
+        "  [--peer_repeats=<n>]      timed peer calls per measurement (default: 3, 1 over 1000 steps)\n"
+        "  [--peer_warmup=<n>]       untimed peer calls before them (default: 2)\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    benchmark::Initialize(&argc, argv);
+    benchmark::Initialize(&argc, argv, print_help);
     try {
         parse_flags(argc, argv);
     } catch (const std::exception& e) {

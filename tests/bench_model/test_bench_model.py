@@ -151,3 +151,12 @@ def test_bad_flags_and_a_peer_that_cannot_run_are_clear_errors_before_measuring(
     assert r.returncode != 0
     assert field in r.stderr, r.stderr
     assert "bm_inference" not in r.stdout  # nothing was measured
+
+
+def test_help_lists_our_flags_after_google_benchmarks():
+    r = subprocess.run([BENCH, "--help"], capture_output=True, text=True, timeout=60)
+    assert "--benchmark_filter" in r.stdout
+    ours = r.stdout[r.stdout.index("elmneuron flags:"):]
+    for flag in ("--threads", "--peer]", "--peer_python", "--peer_script", "--published_code", "--peer_repeats",
+                 "--peer_warmup"):
+        assert flag in ours, flag
