@@ -44,17 +44,19 @@ std::vector<benchmark_shape> reference_shapes() {
     return s;
 }
 
-const char* measurement_name(measurement m) {
-    switch (m) {
-        case measurement::inference:
-            return "inference";
-        case measurement::forward_backward:
-            return "forward_backward";
-        case measurement::train_step:
-            return "train_step";
-    }
-    return "";
-}
+namespace {
+// Per measurement (in enum order): our name and the peer's key of its time (bench/peer_pytorch.py).
+struct measurement_names {
+    const char* ours;
+    const char* peer;
+};
+constexpr measurement_names names_of[] = {{"inference", "forward_ms"},
+                                          {"forward_backward", "forward_backward_ms"},
+                                          {"train_step", "train_step_ms"}};
+}  // namespace
+
+const char* measurement_name(measurement m) { return names_of[static_cast<int>(m)].ours; }
+const char* peer_time_key(measurement m) { return names_of[static_cast<int>(m)].peer; }
 
 namespace {
 optimizer_config benchmark_adam() {

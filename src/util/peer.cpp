@@ -130,18 +130,6 @@ std::string published_code_folder(const std::string& given, const peer_flag_name
     return fs::absolute(given).lexically_normal().string();
 }
 
-const char* peer_time_key(measurement m) {
-    switch (m) {
-        case measurement::inference:
-            return "forward_ms";
-        case measurement::forward_backward:
-            return "forward_backward_ms";
-        case measurement::train_step:
-            return "train_step_ms";
-    }
-    return "";
-}
-
 std::string run_peer(const benchmark_shape& s, const peer_options& o) {
     const int repeats = o.repeats > 0 ? o.repeats : (s.time > 1000 ? 1 : 3);
     json request{{"threads", o.threads},
