@@ -50,7 +50,6 @@ public:
     void forward_backward();  // forward, zeroed gradient, backward
     void train_step();        // forward_backward, then one Adam step
     void run(measurement m);
-    const model<float>& trained_model() const { return model_; }
     const sparse_input<float>& input() const { return input_; }
     const workspace<float>& train_workspace() const { return workspace_; }  // of forward and the backward
 
@@ -60,7 +59,6 @@ private:
     std::vector<float> y_, dy_, grad_;
     workspace<float> workspace_, infer_workspace_;
     optimizer<float> optimizer_;
-    double lr_;
 };
 
 // The PyTorch peer: bench/peer_pytorch.py (the published model run the way the published code runs it, or

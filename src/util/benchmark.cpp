@@ -59,8 +59,10 @@ const char* measurement_name(measurement m) { return names_of[static_cast<int>(m
 const char* peer_time_key(measurement m) { return names_of[static_cast<int>(m)].peer; }
 
 namespace {
+// torch.optim.Adam at lr 1e-4, as the peer's train step (bench/peer_pytorch.py).
 optimizer_config benchmark_adam() {
     optimizer_config c;
+    c.kind = optimizer_kind::adam;
     c.lr = 1e-4;
     return c;
 }
@@ -72,8 +74,7 @@ benchmark_case::benchmark_case(const benchmark_shape& s, const model<float>* tra
       y_(static_cast<std::size_t>(s.batch) * s.time * s.config.num_output),
       dy_(y_.size(), 1e-3f),
       grad_(model_.parameters().size()),
-      optimizer_(benchmark_adam(), grad_.size()),
-      lr_(benchmark_adam().lr) {}
+      optimizer_(benchmark_adam(), grad_.size()) {}
 
 void benchmark_case::infer() { model_.infer(input_, y_, infer_workspace_); }
 void benchmark_case::forward() { model_.forward(input_, y_, workspace_); }
@@ -84,7 +85,7 @@ void benchmark_case::forward_backward() {
 }
 void benchmark_case::train_step() {
     forward_backward();
-    optimizer_.step(model_.parameters(), grad_, model_.trainable_mask(), lr_);
+    optimizer_.step(model_.parameters(), grad_, model_.trainable_mask(), optimizer_.config().lr);
 }
 void benchmark_case::run(measurement m) {
     switch (m) {
