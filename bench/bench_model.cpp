@@ -25,9 +25,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr elm::measurement measurements[] = {elm::measurement::inference, elm::measurement::forward_backward,
-                                             elm::measurement::train_step};
-
 void set_rate_counters(benchmark::State& state, double sample_steps) {
     state.counters["sample_steps/s"] =
         benchmark::Counter(sample_steps, benchmark::Counter::kIsIterationInvariantRate);
@@ -48,7 +45,7 @@ struct peer_state {
         json a;
         try {
             a = json::parse(elm::run_peer(shape, *options));
-            for (const auto m : measurements)
+            for (const auto m : elm::all_measurements)
                 if (!a.contains("error") && !a.value(elm::peer_time_key(m), json()).is_number())
                     a = {{"error", std::string("no ") + elm::peer_time_key(m) + " in its answer"}};
         } catch (const std::exception& e) {
@@ -199,7 +196,7 @@ int main(int argc, char** argv) {
     }
     benchmark::AddCustomContext("elmneuron_threads", std::to_string(elm::num_threads()));
     for (const auto& s : elm::reference_shapes())
-        for (const auto what : measurements)
+        for (const auto what : elm::all_measurements)
             benchmark::RegisterBenchmark(
                 ("bm_" + std::string(elm::measurement_name(what)) + "/" + s.name).c_str(),
                 [s, what](benchmark::State& st) { bm_shape(st, s, what); })

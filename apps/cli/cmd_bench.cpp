@@ -672,8 +672,7 @@ void register_bench(CLI::App& app) {
                         {"train_step",
                          pr["train_step_ms"].get<double>() / r["fma_bound_train_ms"].get<double>()}};
                 if (!pr.contains("error"))
-                    for (const auto m :
-                         {measurement::inference, measurement::forward_backward, measurement::train_step}) {
+                    for (const auto m : all_measurements) {
                         const std::string key = measurement_name(m);  // ours: <key>_ms
                         r["peer_over_ours"][key] =
                             pr[peer_time_key(m)].get<double>() / r[key + "_ms"].get<double>();

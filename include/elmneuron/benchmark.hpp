@@ -36,6 +36,8 @@ std::vector<benchmark_shape> reference_shapes();
 
 // The three timed calls of a shape (both programs time them the same way, benchmark_case).
 enum class measurement { inference, forward_backward, train_step };
+inline constexpr measurement all_measurements[] = {measurement::inference, measurement::forward_backward,
+                                                   measurement::train_step};
 // "inference", "forward_backward", "train_step".
 const char* measurement_name(measurement m);
 
