@@ -15,6 +15,7 @@
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -44,10 +45,7 @@ struct peer_state {
         std::fprintf(stderr, "peer: %s ...\n", shape.name.c_str());
         json a;
         try {
-            a = json::parse(elm::run_peer(shape, *options));
-            for (const auto m : elm::all_measurements)
-                if (!a.contains("error") && !a.value(elm::peer_time_key(m), json()).is_number())
-                    a = {{"error", std::string("no ") + elm::peer_time_key(m) + " in its answer"}};
+            a = json::parse(elm::run_peer(shape, *options));  // with every time, or an "error"
         } catch (const std::exception& e) {
             a = {{"error", e.what()}};
         }
@@ -112,8 +110,8 @@ int non_negative(const std::string& flag, const std::string& v) {
 }
 
 // Our flags (Google Benchmark's are gone from argv by then). Throws elm::error on an unknown or incomplete
-// one, and on peer settings without --peer.
-void parse_flags(int argc, char** argv) {
+// one, and on peer settings without --peer. With `listing` (nothing will be measured) the peer is not run.
+void parse_flags(int argc, char** argv, bool listing) {
     bool want_peer = false;
     std::vector<std::string> peer_settings;
     elm::peer_options o;
@@ -154,6 +152,7 @@ void parse_flags(int argc, char** argv) {
     }
     o.script = elm::locate_peer_script(script, o.flags);
     o.threads = elm::num_threads();
+    if (listing) return;
     // Asked now, before any measurement: a peer that cannot run (no torch, a checkout it cannot import)
     // fails here, and its BLAS goes into the report's context.
     const auto peak = elm::run_peer_sgemm_peak(o);
@@ -184,12 +183,29 @@ void print_help() {
         "  [--peer_warmup=<n>]       untimed peer calls before them (default: 2)\n");
 }
 
+// Whether Google Benchmark was asked only to list the benchmarks (--benchmark_list_tests, true unless its
+// value is one Google Benchmark reads as false): then nothing runs, so the peer is not asked either.
+bool only_listing(int argc, char** argv) {
+    bool listing = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i], flag = "--benchmark_list_tests";
+        if (arg.rfind(flag, 0) != 0 || (arg.size() > flag.size() && arg[flag.size()] != '=')) continue;
+        std::string v = arg.size() > flag.size() ? arg.substr(flag.size() + 1) : "true";
+        for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        listing = v.size() == 1
+                      ? std::isalnum(static_cast<unsigned char>(v[0])) && v != "0" && v != "f" && v != "n"
+                      : !(v == "false" || v == "no" || v == "off");
+    }
+    return listing;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    const bool listing = only_listing(argc, argv);  // before Initialize takes the flag out of argv
     benchmark::Initialize(&argc, argv, print_help);
     try {
-        parse_flags(argc, argv);
+        parse_flags(argc, argv, listing);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 2;

@@ -287,6 +287,22 @@ std::string fmt_ratio(double ratio, double target) {
     return b;
 }
 
+// The peer's answer beyond its times (bench/peer_pytorch.py: its torch, BLAS, thread counts, ...) describes
+// the run; a peer script that leaves a field out, or gives it another type, gets "?" (or `otherwise`) there.
+std::string peer_text(const json& j, const char* key) {
+    const auto it = j.is_object() ? j.find(key) : j.end();
+    return j.is_object() && it != j.end() && it->is_string() ? it->get<std::string>() : "?";
+}
+double peer_number(const json& j, const char* key, double otherwise) {
+    const auto it = j.is_object() ? j.find(key) : j.end();
+    return j.is_object() && it != j.end() && it->is_number() ? it->get<double>() : otherwise;
+}
+const json& peer_field(const json& j, const char* key) {
+    static const json none;
+    const auto it = j.is_object() ? j.find(key) : j.end();
+    return j.is_object() && it != j.end() ? *it : none;
+}
+
 const char* const peer_environment_keys[] = {
     "peer", "peer_code", "python",   "torch_version", "torch_num_interop_threads", "torch_parallel_backend",
     "blas", "env",       "cpu_count"};
@@ -294,19 +310,22 @@ const char* const peer_environment_keys[] = {
 // How the peer was run: "1", or, with several thread counts (peer_pytorch.py's bench_at_its_best: the peer at
 // its best with at most --threads threads), the counts it tried.
 std::string peer_thread_counts(const json& peer_env) {
-    const json counts = peer_env.value("thread_counts", json::array());
-    if (counts.size() <= 1) return std::to_string(peer_env.value("torch_num_threads", 0));
+    const json& counts = peer_field(peer_env, "thread_counts");
+    if (!counts.is_array() || counts.size() <= 1)
+        return peer_field(peer_env, "torch_num_threads").is_number()
+                   ? std::to_string(static_cast<int>(peer_number(peer_env, "torch_num_threads", 0)))
+                   : "?";
     std::string list;
-    for (const auto& c : counts) list += (list.empty() ? "" : ", ") + std::to_string(c.get<int>());
+    for (const auto& c : counts) list += (list.empty() ? "" : ", ") + c.dump();
     return "at its best (the fastest of " + list +
            " threads and of the installed OpenBLAS builds, per measurement)";
 }
 
 // "2 openblas-openmp": the configuration a peer time came from.
 std::string peer_configuration(const json& fastest, const char* key) {
-    if (!fastest.contains(key)) return "-";
-    const json& c = fastest[key];
-    return std::to_string(c.value("threads", 0)) + " " + c.value("blas", "?");
+    const json& c = peer_field(fastest, key);
+    if (c.is_null()) return "-";
+    return std::to_string(static_cast<int>(peer_number(c, "threads", 0))) + " " + peer_text(c, "blas");
 }
 
 void print_comparison(const json& results, const json& peer_env, int threads) {
@@ -314,10 +333,10 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
         "\nours vs the published PyTorch code (peer); ratio = peer time / our time (>1: ours faster); "
         "ok/LOW: against the performance issue's target\n");
     if (peer_env.is_object()) {
-        std::printf("peer: %s\n", peer_env.value("peer", "?").c_str());
+        std::printf("peer: %s\n", peer_text(peer_env, "peer").c_str());
         std::printf("threads: ours %d, peer %s; peer: torch %s, BLAS %s\n", threads,
-                    peer_thread_counts(peer_env).c_str(), peer_env.value("torch_version", "?").c_str(),
-                    peer_env["blas"].value("summary", "?").c_str());
+                    peer_thread_counts(peer_env).c_str(), peer_text(peer_env, "torch_version").c_str(),
+                    peer_text(peer_field(peer_env, "blas"), "summary").c_str());
     }
     std::printf("%-28s | %27s | %27s | %27s\n", "", "inference (peer: no_grad)", "forward + backward",
                 "train step (+ Adam)");
@@ -328,26 +347,26 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
         const json& pr = r["peer"];
         if (pr.contains("error")) {
             std::printf("%-28s | peer failed: %s\n", r["shape"].get<std::string>().c_str(),
-                        pr["error"].get<std::string>().c_str());
+                        peer_text(pr, "error").c_str());
             continue;
         }
         const json target = r.value("target", json::object());
         const auto& ratio = r["peer_over_ours"];
-        std::printf("%-28s | %7s %8s %10s | %7s %8s %10s | %7s %8s %10s\n",
-                    r["shape"].get<std::string>().c_str(), fmt(r, "inference_ms").c_str(),
-                    fmt(pr, "forward_ms").c_str(),
-                    fmt_ratio(ratio["inference"], target.value("inference", 0.0)).c_str(),
-                    fmt(r, "forward_backward_ms").c_str(), fmt(pr, "forward_backward_ms").c_str(),
-                    fmt_ratio(ratio["forward_backward"], 0).c_str(), fmt(r, "train_step_ms").c_str(),
-                    fmt(pr, "train_step_ms").c_str(),
-                    fmt_ratio(ratio["train_step"], target.value("train_step", 0.0)).c_str());
-        if (pr.contains("thread_counts") && pr["thread_counts"].size() > 1) {
-            const json& f = pr["fastest"];
-            std::printf("%-28s | %27s | %27s | %27s\n", "  peer run (threads, BLAS)",
-                        peer_configuration(f, "forward_ms").c_str(),
-                        peer_configuration(f, "forward_backward_ms").c_str(),
-                        peer_configuration(f, "train_step_ms").c_str());
+        std::string row, run_as;  // a column per measurement; the peer's configuration behind each time
+        for (const auto m : all_measurements) {
+            const std::string name = measurement_name(m);
+            char cell[64];
+            std::snprintf(cell, sizeof cell, " | %7s %8s %10s", fmt(r, (name + "_ms").c_str()).c_str(),
+                          fmt(pr, peer_time_key(m)).c_str(),
+                          fmt_ratio(ratio[name], target.value(name, 0.0)).c_str());
+            row += cell;
+            std::snprintf(cell, sizeof cell, " | %27s",
+                          peer_configuration(peer_field(pr, "fastest"), peer_time_key(m)).c_str());
+            run_as += cell;
         }
+        std::printf("%-28s%s\n", r["shape"].get<std::string>().c_str(), row.c_str());
+        if (peer_field(pr, "thread_counts").size() > 1)
+            std::printf("%-28s%s\n", "  peer run (threads, BLAS)", run_as.c_str());
         if (r.contains("best_possible_ratio_at_fma_peak")) {
             const auto& b = r["best_possible_ratio_at_fma_peak"];
             std::printf("%-28s | %27s | %27s | %27s\n", "  bound: ours at FMA peak",
@@ -651,26 +670,26 @@ void register_bench(CLI::App& app) {
                     peer_env = json::object();
                     for (const char* k : peer_environment_keys)
                         if (pr.contains(k)) peer_env[k] = pr[k];
-                    peer_env["torch_num_threads"] = pr.value("torch_num_threads", 0);
-                    peer_env["thread_counts"] = pr.value("thread_counts", json::array());
+                    peer_env["torch_num_threads"] = peer_field(pr, "torch_num_threads");
+                    peer_env["thread_counts"] = peer_field(pr, "thread_counts");
                     peer_env["script"] = po.script;
                 }
                 for (const char* k : peer_environment_keys) pr.erase(k);
-                for (const auto& f : pr.value("failed_configurations", json::array()))
+                for (const auto& f : peer_field(pr, "failed_configurations"))
                     std::fprintf(stderr, "  warning: peer with %s not timed: %s\n",
-                                 f.value("blas", "?").c_str(), f.value("error", "?").c_str());
+                                 peer_text(f, "blas").c_str(), peer_text(f, "error").c_str());
                 const auto ours_params = count_trainable_parameters(s.config);
-                if (pr.contains("num_trainable") && pr["num_trainable"].get<std::int64_t>() != ours_params)
-                    std::fprintf(stderr, "  warning: peer has %lld trainable parameters, ours %lld\n",
-                                 static_cast<long long>(pr["num_trainable"].get<std::int64_t>()),
+                if (const double n = peer_number(pr, "num_trainable", -1);
+                    n >= 0 && n != static_cast<double>(ours_params))
+                    std::fprintf(stderr, "  warning: peer has %.0f trainable parameters, ours %lld\n", n,
                                  static_cast<long long>(ours_params));
                 r["num_trainable"] = ours_params;
                 if (!pr.contains("error") && r.contains("fma_bound_inference_ms"))
                     r["best_possible_ratio_at_fma_peak"] = {
-                        {"inference",
-                         pr["forward_ms"].get<double>() / r["fma_bound_inference_ms"].get<double>()},
-                        {"train_step",
-                         pr["train_step_ms"].get<double>() / r["fma_bound_train_ms"].get<double>()}};
+                        {"inference", pr[peer_time_key(measurement::inference)].get<double>() /
+                                          r["fma_bound_inference_ms"].get<double>()},
+                        {"train_step", pr[peer_time_key(measurement::train_step)].get<double>() /
+                                           r["fma_bound_train_ms"].get<double>()}};
                 if (!pr.contains("error"))
                     for (const auto m : all_measurements) {
                         const std::string key = measurement_name(m);  // ours: <key>_ms

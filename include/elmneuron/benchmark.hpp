@@ -101,8 +101,9 @@ const char* peer_time_key(measurement m);
 
 // The peer's times of one shape (its inference, forward+backward and train step at its best, the
 // configurations it tried, its torch and BLAS): the script's JSON answer as text. An answer for the shape
-// with an "error" key instead of the times says that the peer failed on it. Throws elm::error if the peer
-// gives no answer at all.
+// with an "error" text instead of the times says that the peer failed on it; any other answer has every
+// measurement's time (peer_time_key) as a non-negative number. Throws elm::error if the peer gives no answer
+// at all, or one without those times.
 std::string run_peer(const benchmark_shape& shape, const peer_options& options);
 
 // The single-thread sgemm peak of the peer's BLAS (torch.mm) and the BLAS's one-line summary; with

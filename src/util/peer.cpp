@@ -145,7 +145,20 @@ std::string run_peer(const benchmark_shape& s, const peer_options& o) {
                     // The rate given, if any (null: the kind's own; a onehot input takes none).
                     {"input_rate", s.input_rate ? json(*s.input_rate) : json(nullptr)}}}}};
     if (!o.published_code.empty()) request["published_code"] = o.published_code;
-    return run_peer_script(o, "", request.dump(), "shape").dump();
+    json answer = run_peer_script(o, "", request.dump(), "shape");
+    if (answer.contains("error") && !answer["error"].is_string()) answer["error"] = answer["error"].dump();
+    // Checked here, once for both tools: a time missing from the answer would otherwise surface as a JSON
+    // type error where a ratio is computed.
+    if (!answer.contains("error"))
+        for (const auto m : all_measurements) {
+            const json t = answer.value(peer_time_key(m), json());
+            if (!t.is_number() || !(t.get<double>() >= 0))
+                throw error(o.flags.program, o.flags.peer,
+                            "each measurement's time (ms) in the answer of " + o.script,
+                            std::string(t.is_null() ? "no " : "a bad ") + peer_time_key(m) +
+                                " in its answer for shape " + s.name + (t.is_null() ? "" : ": " + t.dump()));
+        }
+    return answer.dump();
 }
 
 peer_sgemm_peak run_peer_sgemm_peak(const peer_options& o) {

@@ -509,3 +509,57 @@ def test_bench_peer_prints_every_ratio_of_the_reference_shapes(tmp_path):
         (row,) = [line for line in table.splitlines() if line.startswith(name)]
         assert row.count("x") >= 3 and row.count(" ok") + row.count(" LOW") == 2, row
     assert shapes["streaming_single_sample_dm15"]["steps_per_s"] > 0
+
+
+# A scripted peer for `elmneuron bench --peer`: its times only (none of the real peer's torch, BLAS and thread
+# fields), with per-shape faults from the environment.
+SCRIPTED_PEER = r'''
+import json, os, sys
+if "--sgemm-peak" in sys.argv:
+    print(json.dumps({"sgemm_gflops": 12.5}))
+    sys.exit(0)
+name = json.load(sys.stdin)["shapes"][0]["name"]
+answer = {"shape": name, "forward_ms": 1000.0, "forward_backward_ms": 3000.0, "train_step_ms": 3500.0}
+if name == os.environ.get("SCRIPTED_PEER_WITHOUT_TRAIN_STEP"):
+    del answer["train_step_ms"]
+if name == os.environ.get("SCRIPTED_PEER_FAILS_ON"):
+    answer = {"shape": name, "error": {"code": 7}}
+print(json.dumps(answer))
+'''
+
+
+def run_scripted_peer(tmp_path, env, *flags):
+    script = tmp_path / "scripted_peer.py"
+    script.write_text(SCRIPTED_PEER)
+    return subprocess.run([CLI, "bench", "--peer", "--peer-python", sys.executable, "--peer-script", str(script),
+                           "--repeats", "1", "--min-time", "0", "--threads", "1", *flags],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, **env))
+
+
+def test_bench_peer_reports_a_shape_whose_answer_lacks_a_time_and_goes_on(tmp_path):
+    out = tmp_path / "bench.json"
+    r = run_scripted_peer(tmp_path, {"SCRIPTED_PEER_WITHOUT_TRAIN_STEP": "neuronio_branch_elm_dm100",
+                                     "SCRIPTED_PEER_FAILS_ON": "shd_vanilla_elm_dm100"},
+                          "--stream-steps", "2000", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = {x["shape"]: x for x in json.load(open(out))["results"]}
+    for name in ("neuronio_branch_elm_dm15", "long_sequence_onehot_dm100"):  # answered in full
+        ours, ratio = results[name], results[name]["peer_over_ours"]
+        assert ratio["inference"] == pytest.approx(1000.0 / ours["inference_ms"], rel=1e-9)
+        assert ratio["forward_backward"] == pytest.approx(3000.0 / ours["forward_backward_ms"], rel=1e-9)
+        assert ratio["train_step"] == pytest.approx(3500.0 / ours["train_step_ms"], rel=1e-9)
+    dm100, shd = results["neuronio_branch_elm_dm100"], results["shd_vanilla_elm_dm100"]
+    assert "no train_step_ms in its answer for shape neuronio_branch_elm_dm100" in dm100["peer"]["error"]
+    assert shd["peer"]["error"] == '{"code":7}'  # the peer's own error, as text
+    assert "peer_over_ours" not in dm100 and "peer_over_ours" not in shd
+    assert "neuronio_branch_elm_dm100    | peer failed: bench: field '--peer'" in r.stdout, r.stdout
+    assert 'peer failed: {"code":7}' in r.stdout
+    assert "BLAS ?" in r.stdout and "internal error" not in r.stdout + r.stderr
+
+
+def test_bench_peer_stops_when_its_first_answer_lacks_a_time(tmp_path):
+    r = run_scripted_peer(tmp_path, {"SCRIPTED_PEER_WITHOUT_TRAIN_STEP": "neuronio_branch_elm_dm15"},
+                          "--shape", "neuronio_branch_elm_dm15")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--peer" in r.stderr and "no train_step_ms in its answer for shape neuronio_branch_elm_dm15" in r.stderr
+    assert "internal error" not in r.stderr

@@ -73,6 +73,8 @@ if shape["name"] == __import__("os").environ.get("FAKE_PEER_FAILS_ON"):
     answer = {"shape": shape["name"], "error": "out of memory (fake)"}
 if shape["name"] == __import__("os").environ.get("FAKE_PEER_WITHOUT_TRAIN_STEP"):
     del answer["train_step_ms"]
+if shape["name"] == __import__("os").environ.get("FAKE_PEER_BAD_BACKWARD"):
+    answer["forward_backward_ms"] = "slow"
 print(json.dumps(answer))
 '''
 
@@ -121,17 +123,38 @@ def test_a_shape_the_peer_fails_on_is_skipped_with_its_error_and_the_others_run(
     script = tmp_path / "fake_peer.py"
     script.write_text(FAKE)
     result, _ = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
-                          "--benchmark_filter=bm_inference/(shd_vanilla_elm_dm100|long_sequence_onehot_dm100)"
-                          "|bm_train_step/neuronio_branch_elm_dm15",
+                          "--benchmark_filter=bm_inference/(shd_vanilla_elm_dm100|long_sequence_onehot_dm100"
+                          "|neuronio_branch_elm_dm100)|bm_train_step/neuronio_branch_elm_dm15",
                           env={"FAKE_PEER_FAILS_ON": "shd_vanilla_elm_dm100",
-                               "FAKE_PEER_WITHOUT_TRAIN_STEP": "neuronio_branch_elm_dm15"})
+                               "FAKE_PEER_WITHOUT_TRAIN_STEP": "neuronio_branch_elm_dm15",
+                               "FAKE_PEER_BAD_BACKWARD": "neuronio_branch_elm_dm100"})
     got = {b["name"].split("/")[1]: b for b in result["benchmarks"]}
-    assert set(got) == {"shd_vanilla_elm_dm100", "long_sequence_onehot_dm100", "neuronio_branch_elm_dm15"}
-    shd, dm15 = got["shd_vanilla_elm_dm100"], got["neuronio_branch_elm_dm15"]
+    assert set(got) == {"shd_vanilla_elm_dm100", "long_sequence_onehot_dm100", "neuronio_branch_elm_dm15",
+                        "neuronio_branch_elm_dm100"}
+    shd, dm15, dm100 = got["shd_vanilla_elm_dm100"], got["neuronio_branch_elm_dm15"], got["neuronio_branch_elm_dm100"]
     assert shd.get("error_occurred") and "out of memory (fake)" in shd["error_message"]
     assert dm15.get("error_occurred") and "no train_step_ms" in dm15["error_message"]
+    # An answer with a time that is not a number: skipped too, although its own measurement (inference) has one.
+    assert dm100.get("error_occurred") and 'a bad forward_backward_ms' in dm100["error_message"]
+    assert '"slow"' in dm100["error_message"]
     assert not got["long_sequence_onehot_dm100"].get("error_occurred")
     assert got["long_sequence_onehot_dm100"]["peer_ms"] == 1000.0
+
+
+def test_listing_the_benchmarks_does_not_run_the_peer(tmp_path):
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE)
+    for listing in ("--benchmark_list_tests", "--benchmark_list_tests=true"):
+        r = subprocess.run([BENCH, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
+                            listing], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"bm_train_step/{DM15}" in r.stdout and "bm_stream_step" in r.stdout
+        assert not os.path.exists(str(script) + ".log"), "the peer ran although nothing was measured"
+    # Listing switched off: the peer is asked (its sgemm peak first) before measuring.
+    run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
+              "--benchmark_list_tests=false", "--benchmark_filter=bm_inference/shd_vanilla_elm_dm100")
+    calls = [json.loads(line) for line in open(str(script) + ".log")]
+    assert calls[0] == {"argv": ["--sgemm-peak", "--threads", "1"]} and len(calls) == 2
 
 
 def test_without_peer_there_are_no_peer_counters(tmp_path):
