@@ -15,7 +15,6 @@
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
-#include <cctype>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -183,29 +182,18 @@ void print_help() {
         "  [--peer_warmup=<n>]       untimed peer calls before them (default: 2)\n");
 }
 
-// Whether Google Benchmark was asked only to list the benchmarks (--benchmark_list_tests, true unless its
-// value is one Google Benchmark reads as false): then nothing runs, so the peer is not asked either.
-bool only_listing(int argc, char** argv) {
-    bool listing = false;
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i], flag = "--benchmark_list_tests";
-        if (arg.rfind(flag, 0) != 0 || (arg.size() > flag.size() && arg[flag.size()] != '=')) continue;
-        std::string v = arg.size() > flag.size() ? arg.substr(flag.size() + 1) : "true";
-        for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        listing = v.size() == 1
-                      ? std::isalnum(static_cast<unsigned char>(v[0])) && v != "0" && v != "f" && v != "n"
-                      : !(v == "false" || v == "no" || v == "off");
-    }
-    return listing;
-}
-
 }  // namespace
 
+// Google Benchmark's --benchmark_list_tests as it read it (flag or BENCHMARK_LIST_TESTS): exported by the
+// library (1.7 and later) though not declared in its header.
+namespace benchmark {
+extern bool FLAGS_benchmark_list_tests;
+}
+
 int main(int argc, char** argv) {
-    const bool listing = only_listing(argc, argv);  // before Initialize takes the flag out of argv
     benchmark::Initialize(&argc, argv, print_help);
     try {
-        parse_flags(argc, argv, listing);
+        parse_flags(argc, argv, benchmark::FLAGS_benchmark_list_tests);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 2;

@@ -289,18 +289,20 @@ std::string fmt_ratio(double ratio, double target) {
 
 // The peer's answer beyond its times (bench/peer_pytorch.py: its torch, BLAS, thread counts, ...) describes
 // the run; a peer script that leaves a field out, or gives it another type, gets "?" (or `otherwise`) there.
-std::string peer_text(const json& j, const char* key) {
-    const auto it = j.is_object() ? j.find(key) : j.end();
-    return j.is_object() && it != j.end() && it->is_string() ? it->get<std::string>() : "?";
-}
-double peer_number(const json& j, const char* key, double otherwise) {
-    const auto it = j.is_object() ? j.find(key) : j.end();
-    return j.is_object() && it != j.end() && it->is_number() ? it->get<double>() : otherwise;
-}
 const json& peer_field(const json& j, const char* key) {
     static const json none;
-    const auto it = j.is_object() ? j.find(key) : j.end();
-    return j.is_object() && it != j.end() ? *it : none;
+    if (!j.is_object()) return none;
+    const auto it = j.find(key);
+    return it != j.end() ? *it : none;
+}
+std::string peer_text(const json& j, const char* key) {
+    const json& v = peer_field(j, key);
+    return v.is_string() ? v.get<std::string>() : "?";
+}
+// A count (threads, parameters) as given, "?" if it is not a number.
+std::string peer_count(const json& j, const char* key) {
+    const json& v = peer_field(j, key);
+    return v.is_number() ? v.dump() : "?";
 }
 
 const char* const peer_environment_keys[] = {
@@ -311,10 +313,7 @@ const char* const peer_environment_keys[] = {
 // its best with at most --threads threads), the counts it tried.
 std::string peer_thread_counts(const json& peer_env) {
     const json& counts = peer_field(peer_env, "thread_counts");
-    if (!counts.is_array() || counts.size() <= 1)
-        return peer_field(peer_env, "torch_num_threads").is_number()
-                   ? std::to_string(static_cast<int>(peer_number(peer_env, "torch_num_threads", 0)))
-                   : "?";
+    if (!counts.is_array() || counts.size() <= 1) return peer_count(peer_env, "torch_num_threads");
     std::string list;
     for (const auto& c : counts) list += (list.empty() ? "" : ", ") + c.dump();
     return "at its best (the fastest of " + list +
@@ -325,7 +324,7 @@ std::string peer_thread_counts(const json& peer_env) {
 std::string peer_configuration(const json& fastest, const char* key) {
     const json& c = peer_field(fastest, key);
     if (c.is_null()) return "-";
-    return std::to_string(static_cast<int>(peer_number(c, "threads", 0))) + " " + peer_text(c, "blas");
+    return peer_count(c, "threads") + " " + peer_text(c, "blas");
 }
 
 void print_comparison(const json& results, const json& peer_env, int threads) {
@@ -355,7 +354,7 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
         std::string row, run_as;  // a column per measurement; the peer's configuration behind each time
         for (const auto m : all_measurements) {
             const std::string name = measurement_name(m);
-            char cell[64];
+            char cell[512];
             std::snprintf(cell, sizeof cell, " | %7s %8s %10s", fmt(r, (name + "_ms").c_str()).c_str(),
                           fmt(pr, peer_time_key(m)).c_str(),
                           fmt_ratio(ratio[name], target.value(name, 0.0)).c_str());
@@ -365,7 +364,7 @@ void print_comparison(const json& results, const json& peer_env, int threads) {
             run_as += cell;
         }
         std::printf("%-28s%s\n", r["shape"].get<std::string>().c_str(), row.c_str());
-        if (peer_field(pr, "thread_counts").size() > 1)
+        if (const json& counts = peer_field(pr, "thread_counts"); counts.is_array() && counts.size() > 1)
             std::printf("%-28s%s\n", "  peer run (threads, BLAS)", run_as.c_str());
         if (r.contains("best_possible_ratio_at_fma_peak")) {
             const auto& b = r["best_possible_ratio_at_fma_peak"];
@@ -612,7 +611,8 @@ void register_bench(CLI::App& app) {
         std::fprintf(stderr, "measuring single-core sgemm and FMA peaks ...\n");
         peak.eigen_sgemm = measure_sgemm_gflops();
         peak.fma = measure_fma_gflops();
-        json peer_env;  // the peer's environment (torch, BLAS), from its first answer
+        json peer_env;                          // the peer's environment (torch, BLAS), from its first answer
+        int peer_answers = 0, peer_shapes = 0;  // shapes the peer timed, of those it was asked
         if (peer) {
             po.python = !peer_python.empty() ? peer_python : default_peer_python();
             po.script = locate_peer_script(peer_script);
@@ -659,13 +659,14 @@ void register_bench(CLI::App& app) {
                     "", 100 * r["relu_units_on"].get<double>());
             if (peer) {  // right after ours, so that both see the same machine load
                 std::fprintf(stderr, "  peer: %s ...\n", s.name.c_str());
+                ++peer_shapes;
                 json pr;
                 try {
                     pr = json::parse(run_peer(s, po));
-                } catch (const error& e) {
-                    if (peer_env.is_null()) throw;  // the peer never ran: report that
+                } catch (const error& e) {  // reported in the shape's row; the others go on
                     pr = {{"error", e.what()}};
                 }
+                if (!pr.contains("error")) ++peer_answers;
                 if (peer_env.is_null() && !pr.contains("error")) {
                     peer_env = json::object();
                     for (const char* k : peer_environment_keys)
@@ -675,27 +676,29 @@ void register_bench(CLI::App& app) {
                     peer_env["script"] = po.script;
                 }
                 for (const char* k : peer_environment_keys) pr.erase(k);
-                for (const auto& f : peer_field(pr, "failed_configurations"))
-                    std::fprintf(stderr, "  warning: peer with %s not timed: %s\n",
-                                 peer_text(f, "blas").c_str(), peer_text(f, "error").c_str());
+                if (const json& failed = peer_field(pr, "failed_configurations"); failed.is_array())
+                    for (const auto& f : failed)
+                        std::fprintf(stderr, "  warning: peer with %s not timed: %s\n",
+                                     peer_text(f, "blas").c_str(), peer_text(f, "error").c_str());
                 const auto ours_params = count_trainable_parameters(s.config);
-                if (const double n = peer_number(pr, "num_trainable", -1);
-                    n >= 0 && n != static_cast<double>(ours_params))
-                    std::fprintf(stderr, "  warning: peer has %.0f trainable parameters, ours %lld\n", n,
-                                 static_cast<long long>(ours_params));
+                if (const json& n = peer_field(pr, "num_trainable");
+                    n.is_number() && n.get<double>() != static_cast<double>(ours_params))
+                    std::fprintf(stderr, "  warning: peer has %s trainable parameters, ours %lld\n",
+                                 n.dump().c_str(), static_cast<long long>(ours_params));
                 r["num_trainable"] = ours_params;
-                if (!pr.contains("error") && r.contains("fma_bound_inference_ms"))
-                    r["best_possible_ratio_at_fma_peak"] = {
-                        {"inference", pr[peer_time_key(measurement::inference)].get<double>() /
-                                          r["fma_bound_inference_ms"].get<double>()},
-                        {"train_step", pr[peer_time_key(measurement::train_step)].get<double>() /
-                                           r["fma_bound_train_ms"].get<double>()}};
-                if (!pr.contains("error"))
+                if (!pr.contains("error")) {  // run_peer checked the times
                     for (const auto m : all_measurements) {
                         const std::string key = measurement_name(m);  // ours: <key>_ms
                         r["peer_over_ours"][key] =
                             pr[peer_time_key(m)].get<double>() / r[key + "_ms"].get<double>();
                     }
+                    if (r.contains("fma_bound_inference_ms"))
+                        r["best_possible_ratio_at_fma_peak"] = {
+                            {"inference", pr[peer_time_key(measurement::inference)].get<double>() /
+                                              r["fma_bound_inference_ms"].get<double>()},
+                            {"train_step", pr[peer_time_key(measurement::train_step)].get<double>() /
+                                               r["fma_bound_train_ms"].get<double>()}};
+                }
                 r["peer"] = std::move(pr);
             }
             results.push_back(r);
@@ -733,6 +736,10 @@ void register_bench(CLI::App& app) {
                     machine["loadavg_start"].get<std::string>().c_str(),
                     machine["loadavg_end"].get<std::string>().c_str());
         if (!json_out.empty()) write_json_atomic(json_out, json{{"machine", machine}, {"results", results}});
+        // Our times are out (table, JSON); a comparison without a single peer time is still a failure.
+        if (peer_shapes > 0 && peer_answers == 0)
+            throw error("bench", "--peer", "the peer's times of at least one shape",
+                        "none: it failed on every shape (see the table)");
     });
 }
 

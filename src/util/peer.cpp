@@ -166,11 +166,13 @@ peer_sgemm_peak run_peer_sgemm_peak(const peer_options& o) {
         "--sgemm-peak --threads 1" +
         (o.published_code.empty() ? std::string() : " --published-code " + shell_quote(o.published_code));
     const json a = run_peer_script(o, args, "", "sgemm_gflops");
-    if (!a["sgemm_gflops"].is_number())
-        throw error(o.flags.program, o.flags.peer, "a number as the sgemm peak from " + o.script,
+    if (!a["sgemm_gflops"].is_number() || !(a["sgemm_gflops"].get<double>() > 0))
+        throw error(o.flags.program, o.flags.peer, "a positive number as the sgemm peak from " + o.script,
                     a["sgemm_gflops"].dump());
+    // The BLAS's summary only describes the run: "?" if the script gives none.
     const json blas = a.value("blas", json::object());
-    return {a["sgemm_gflops"].get<double>(), blas.is_object() ? blas.value("summary", "?") : "?"};
+    const bool has_summary = blas.is_object() && blas.contains("summary") && blas["summary"].is_string();
+    return {a["sgemm_gflops"].get<double>(), has_summary ? blas["summary"].get<std::string>() : "?"};
 }
 
 }  // namespace elm

@@ -75,6 +75,8 @@ if shape["name"] == __import__("os").environ.get("FAKE_PEER_WITHOUT_TRAIN_STEP")
     del answer["train_step_ms"]
 if shape["name"] == __import__("os").environ.get("FAKE_PEER_BAD_BACKWARD"):
     answer["forward_backward_ms"] = "slow"
+if shape["name"] == __import__("os").environ.get("FAKE_PEER_NEGATIVE_FORWARD"):
+    answer["forward_ms"] = -1.0
 print(json.dumps(answer))
 '''
 
@@ -141,18 +143,31 @@ def test_a_shape_the_peer_fails_on_is_skipped_with_its_error_and_the_others_run(
     assert got["long_sequence_onehot_dm100"]["peer_ms"] == 1000.0
 
 
+def test_a_negative_peer_time_is_refused(tmp_path):
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE)
+    result, _ = run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
+                          "--benchmark_filter=bm_train_step/shd_vanilla_elm_dm100",
+                          env={"FAKE_PEER_NEGATIVE_FORWARD": "shd_vanilla_elm_dm100"})
+    b = by_measurement(result)["bm_train_step"]
+    assert b.get("error_occurred") and "a bad forward_ms in its answer for shape shd_vanilla_elm_dm100: -1" in \
+        b["error_message"]
+
+
 def test_listing_the_benchmarks_does_not_run_the_peer(tmp_path):
     script = tmp_path / "fake_peer.py"
     script.write_text(FAKE)
-    for listing in ("--benchmark_list_tests", "--benchmark_list_tests=true"):
+    # The flag, with a value Google Benchmark reads as true, or its environment variable.
+    for listing, env in ((["--benchmark_list_tests"], {}), (["--benchmark_list_tests=yes"], {}),
+                         ([], {"BENCHMARK_LIST_TESTS": "1"})):
         r = subprocess.run([BENCH, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
-                            listing], capture_output=True, text=True, timeout=120)
+                            *listing], capture_output=True, text=True, timeout=120, env=dict(os.environ, **env))
         assert r.returncode == 0, r.stdout + r.stderr
-        assert f"bm_train_step/{DM15}" in r.stdout and "bm_stream_step" in r.stdout
-        assert not os.path.exists(str(script) + ".log"), "the peer ran although nothing was measured"
+        assert f"bm_train_step/{DM15}" in r.stdout and "bm_stream_step" in r.stdout, (listing, env)
+        assert not os.path.exists(str(script) + ".log"), f"the peer ran although nothing was measured: {listing}"
     # Listing switched off: the peer is asked (its sgemm peak first) before measuring.
     run_bench(tmp_path, "--peer", f"--peer_python={sys.executable}", f"--peer_script={script}",
-              "--benchmark_list_tests=false", "--benchmark_filter=bm_inference/shd_vanilla_elm_dm100")
+              "--benchmark_list_tests=0", "--benchmark_filter=bm_inference/shd_vanilla_elm_dm100")
     calls = [json.loads(line) for line in open(str(script) + ".log")]
     assert calls[0] == {"argv": ["--sgemm-peak", "--threads", "1"]} and len(calls) == 2
 
