@@ -288,7 +288,7 @@ std::string fmt_ratio(double ratio, double target) {
 }
 
 // The peer's answer beyond its times (bench/peer_pytorch.py: its torch, BLAS, thread counts, ...) describes
-// the run; a peer script that leaves a field out, or gives it another type, gets "?" (or `otherwise`) there.
+// the run; a peer script that leaves a field out, or gives it another type, gets "?" there.
 const json& peer_field(const json& j, const char* key) {
     static const json none;
     if (!j.is_object()) return none;
@@ -666,8 +666,9 @@ void register_bench(CLI::App& app) {
                 } catch (const error& e) {  // reported in the shape's row; the others go on
                     pr = {{"error", e.what()}};
                 }
-                if (!pr.contains("error")) ++peer_answers;
-                if (peer_env.is_null() && !pr.contains("error")) {
+                const bool timed = !pr.contains("error");  // run_peer checked the times
+                if (timed) ++peer_answers;
+                if (peer_env.is_null() && timed) {
                     peer_env = json::object();
                     for (const char* k : peer_environment_keys)
                         if (pr.contains(k)) peer_env[k] = pr[k];
@@ -686,7 +687,7 @@ void register_bench(CLI::App& app) {
                     std::fprintf(stderr, "  warning: peer has %s trainable parameters, ours %lld\n",
                                  n.dump().c_str(), static_cast<long long>(ours_params));
                 r["num_trainable"] = ours_params;
-                if (!pr.contains("error")) {  // run_peer checked the times
+                if (timed) {
                     for (const auto m : all_measurements) {
                         const std::string key = measurement_name(m);  // ours: <key>_ms
                         r["peer_over_ours"][key] =

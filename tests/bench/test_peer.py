@@ -509,4 +509,3 @@ def test_bench_peer_prints_every_ratio_of_the_reference_shapes(tmp_path):
         (row,) = [line for line in table.splitlines() if line.startswith(name)]
         assert row.count("x") >= 3 and row.count(" ok") + row.count(" LOW") == 2, row
     assert shapes["streaming_single_sample_dm15"]["steps_per_s"] > 0
-
