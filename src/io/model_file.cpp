@@ -1,10 +1,10 @@
 // Whole-model files (docs/formats.md). Our format is safetensors with every published state-dict tensor
 // under its published name (F32 for float models, F64 for double; routing as I64 indices and a BOOL
-// mask, as PyTorch stores them) and metadata {format, model_version, config}; safetensors.torch.load_file
-// reads it. The official pretrained models are a folder with model_config.json and one .pt state dict
-// (all v1-class: published README). Loading is strict: a missing, misshapen, non-finite (NaN; ±inf except
-// where model::validate_parameters allows it) or unknown tensor is an error naming the file and the
-// tensor, never a silent default.
+// mask, as PyTorch stores them; without routing the two as the published empty placeholders) and metadata
+// {format, model_version, config}; safetensors.torch.load_file reads it. The official pretrained models are a
+// folder with model_config.json and one .pt state dict (all v1-class: published README). Loading is strict: a
+// missing, misshapen, non-finite (NaN; ±inf except where model::validate_parameters allows it) or unknown
+// tensor is an error naming the file and the tensor, never a silent default.
 
 #include <elmneuron/config.hpp>
 #include <elmneuron/error.hpp>
@@ -83,6 +83,18 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
         m.set_routing(values_of<std::int64_t>(sd, index), values_of<T>(sd, mask), sd.source);
         used.insert(routing_index_name);
         used.insert(routing_mask_name);
+    } else {
+        // Without routing the published constructor still registers both, as nn.Parameter(None): empty
+        // tensors, in every state dict it saves.
+        for (const char* name : {routing_index_name, routing_mask_name})
+            if (const tensor* t = sd.find(name)) {
+                if (t->numel() != 0)
+                    throw elm::error(sd.source, name,
+                                     "an empty tensor (the published placeholder of a model without routing)",
+                                     std::to_string(t->numel()) + " elements",
+                                     "does the config's input_to_synapse_routing match the state dict?");
+                used.insert(name);
+            }
     }
     for (const auto& t : sd.tensors)
         if (!used.contains(t.name))
@@ -113,6 +125,9 @@ tensor_file state_dict(const model<T>& m) {
         auto t = make_tensor<std::uint8_t>(routing_mask_name, shape, mask);
         t.type = dtype::boolean;  // as PyTorch stores it
         f.tensors.push_back(std::move(t));
+    } else {  // the published placeholders (nn.Parameter(None)), so that its load_state_dict takes the file
+        for (const char* name : {routing_index_name, routing_mask_name})
+            f.tensors.push_back(make_tensor<float>(name, {0}, {}));
     }
     f.metadata["format"] = "elmneuron";
     f.metadata["model_version"] = to_string(config.version);

@@ -71,13 +71,15 @@ void model_config::validate(std::string_view source) const {
     if (num_memory < 1) fail("num_memory", ">= 1", std::to_string(num_memory));
     if (mlp_num_layers < 0) fail("mlp_num_layers", ">= 0", std::to_string(mlp_num_layers));
     if (mlp_hidden_size < 0)
-        fail("mlp_hidden_size", ">= 1 (or null for 2*num_memory)", std::to_string(mlp_hidden_size));
+        fail("mlp_hidden_size", ">= 1 (or 0 or null for 2*num_memory)", std::to_string(mlp_hidden_size));
     if (num_branch < 0) fail("num_branch", ">= 1 (or null for num_input)", std::to_string(num_branch));
     if (num_synapse_per_branch < 1)
         fail("num_synapse_per_branch", ">= 1", std::to_string(num_synapse_per_branch));
     if (!(delta_t > 0)) fail("delta_t", "> 0 (ms between inputs)", std::to_string(delta_t));
-    if (!(tau_s_value > 0)) fail("tau_s_value", "> 0 ms", std::to_string(tau_s_value));
-    if (!(lambda_value > 0)) fail("lambda_value", "> 0", std::to_string(lambda_value));
+    // τ = 0 is the published clamp's κ = exp(-Δt/1e-6) = 0 (no trace memory); λ = 0 a memory that never
+    // changes (v1 gain λ(1-κ_m) = 0; v2 κ_λ = 1): degenerate, but what the published code runs.
+    if (!(tau_s_value >= 0)) fail("tau_s_value", ">= 0 ms", std::to_string(tau_s_value));
+    if (!(lambda_value >= 0)) fail("lambda_value", ">= 0", std::to_string(lambda_value));
     if (!(memory_tau_min >= 0)) fail("memory_tau_min", ">= 0 ms", std::to_string(memory_tau_min));
     // inverse_scaled_sigmoid clamps to [min + 1e-6, max - 1e-6]; the interval must not be empty.
     if (!(effective_tau_max() > memory_tau_min + 2e-6))
@@ -162,7 +164,7 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
     if (j.contains("lambda_value")) c.lambda_value = get_number(j, "lambda_value", source);
     if (j.contains("mlp_num_layers")) c.mlp_num_layers = get_int(j, "mlp_num_layers", source, 0);
     if (j.contains("mlp_hidden_size") && !j["mlp_hidden_size"].is_null())
-        c.mlp_hidden_size = get_int(j, "mlp_hidden_size", source, 1);
+        c.mlp_hidden_size = get_int(j, "mlp_hidden_size", source, 0);  // published: 0 (falsy) = 2·num_memory
     if (j.contains("mlp_activation")) {
         const json& v = j["mlp_activation"];
         if (v == "relu")

@@ -65,7 +65,6 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
 
     // Derived quantities (E1, E5, §1.4): w_s = ReLU(ŵ_s), κ = exp(-Δt / max(τ, 1e-6)),
     // τ_m = (hi - lo)·σ(p) + lo, gain = λ(1-κ_m) (v1) or 1 - exp(-Δt·λ/max(τ_m, 1e-6)) (v2).
-    const T dt = T(c.delta_t), lambda = T(c.lambda_value);
     o.w_s.resize(static_cast<std::size_t>(d.d_s));
     for (int i = 0; i < d.d_s; ++i) o.w_s[i] = p.proto_w_s[i] > T(0) ? p.proto_w_s[i] : T(0);
     // κ per synapse: v1 filters each synapse with its own τ_s (E1), v2 each branch with τ_b (E2). The
@@ -82,7 +81,7 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
             const T tau = c.version == model_version::v1 ? p.tau_branch[i] : p.tau_branch[j];
             if (!(tau == last_tau)) {
                 last_tau = tau;
-                const T kappa = std::exp(-dt / std::max(tau, T(1e-6)));
+                const T kappa = decay_factor(c.delta_t, tau);
                 const auto it = std::find(o.group_kappa.begin(), o.group_kappa.end(), kappa);
                 group = static_cast<std::int32_t>(it - o.group_kappa.begin());
                 if (it == o.group_kappa.end()) o.group_kappa.push_back(kappa);
@@ -90,15 +89,18 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
             o.kappa_synapse[i] = o.group_kappa[static_cast<std::size_t>(group)];
             synapse_group[i] = group;
         }
+    // κ_m and the gain in double, rounded once: in float, 1 - κ_m cancels for τ_m ≫ Δt (τ_m up to 1000 at
+    // Δt 0.5 lost 5 of float's 24 bits, and memory traces then left the golden 1e-5 bound); -expm1 gives
+    // 1 - exp(-u) to full precision.
     o.kappa_m.assign(static_cast<std::size_t>(o.pm), T(0));
     o.memory_gain.assign(static_cast<std::size_t>(o.pm), T(0));
-    const T lo = T(c.memory_tau_min), hi = T(c.effective_tau_max());
+    const double lo = c.memory_tau_min, hi = c.effective_tau_max();
     for (int k = 0; k < d.d_m; ++k) {
-        const T tau = (hi - lo) * (T(1) / (T(1) + std::exp(-p.proto_tau_m[k]))) + lo;
-        const T tc = std::max(tau, T(1e-6));
-        o.kappa_m[k] = std::exp(-dt / tc);
-        o.memory_gain[k] = c.version == model_version::v1 ? lambda * (T(1) - o.kappa_m[k])
-                                                          : T(1) - std::exp(-dt * lambda / tc);
+        const double tau = (hi - lo) * (1 / (1 + std::exp(-static_cast<double>(p.proto_tau_m[k])))) + lo;
+        const double tc = std::max(tau, 1e-6);
+        o.kappa_m[k] = T(decay_factor(c.delta_t, tau));
+        o.memory_gain[k] = T(c.version == model_version::v1 ? -c.lambda_value * std::expm1(-c.delta_t / tc)
+                                                            : -std::expm1(-c.delta_t * c.lambda_value / tc));
     }
 
     // First layer's branch half as padded rows (column j of W_0), bias, memory half in both layouts.

@@ -22,6 +22,7 @@
 #include "model/simd.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -96,6 +97,13 @@ struct dense_layer {
     aligned_vector<T> rows;        // [out + 1][pad(in)], the last row zero (as transposed's)
     aligned_vector<T> bias;        // [pad(out)]
 };
+
+// A trace's decay per step, κ = exp(-Δt / max(τ, 1e-6)) (reference/paper.md §1.2-1.3; the published clamp),
+// computed in double and rounded once, for every precision.
+template <class T>
+T decay_factor(double delta_t, T tau) {
+    return T(std::exp(-delta_t / std::max(static_cast<double>(tau), 1e-6)));
+}
 
 // The model's parameters in kernel layout, with the per-call derived quantities (reference/paper.md §1.2-1.4:
 // w_s = ReLU(ŵ_s), κ = exp(-Δt/max(τ, 1e-6)), τ_m = scaled sigmoid, the memory gain). Built by prepare()

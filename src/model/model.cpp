@@ -565,7 +565,7 @@ void model<T>::synapse_trace(const sparse_input<T>& x, std::span<T> s) const {
     std::vector<T> w(proto.size()), kappa(tau.size());
     for (std::size_t i = 0; i < w.size(); ++i) {
         w[i] = proto[i] > T(0) ? proto[i] : T(0);
-        kappa[i] = std::exp(-T(config_.delta_t) / std::max(tau[i], T(1e-6)));
+        kappa[i] = detail::decay_factor(config_.delta_t, tau[i]);
     }
     detail::synapse_forward(d, x, synapse_index_.data(), synapse_mask_.data(), w.data(), kappa.data(),
                             s.data());

@@ -211,8 +211,81 @@ TEST(config, bad_configs_name_the_key) {
     expect_config_error(R"({"num_input": 3, "num_output": 2, "delta_t": -1})", "delta_t");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "input_to_synapse_routing": "magic"})",
                         "input_to_synapse_routing");
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "tau_s_value": -1})", "tau_s_value");
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "lambda_value": -0.5})", "lambda_value");
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "mlp_hidden_size": -2})", "mlp_hidden_size");
     expect_config_error("[1, 2]", "(top level)");
     expect_config_error("{\"num_input\": ", "(JSON)");
+}
+
+// Values the published constructor takes although they look degenerate: mlp_hidden_size 0 (falsy: the
+// default 2·num_memory), τ = 0 (clamped to 1e-6: κ = 0, the trace holds only the current input) and λ = 0
+// (no memory update).
+TEST(config, degenerate_published_values_are_accepted_and_mean_what_they_mean_there) {
+    const auto c = elm::parse_model_config(
+        R"({"num_input": 3, "num_output": 2, "num_memory": 4, "mlp_hidden_size": 0, "tau_s_value": 0,
+            "lambda_value": 0})",
+        "ok.json");
+    EXPECT_EQ(c.hidden_size(), 8);
+    elm::model<double> m(c, 3);
+    const std::vector<double> dense{1, 0, -2, 0.5, 3, 0, 0, 0, 1.5, -1, 2, 2};  // [1][4][3]
+    const auto x = elm::sparse_from_dense<double>(dense, 1, 4, 3);
+    std::vector<double> s(12), y(8);
+    m.synapse_trace(x, s);
+    const auto w = m.parameter("_proto_w_s");
+    for (std::size_t i = 0; i < s.size(); ++i) EXPECT_EQ(s[i], std::max(w[i % 3], 0.0) * dense[i]);
+    elm::workspace<double> ws;
+    m.forward(x, y, ws);
+    for (const double v : m.memory_trace(ws)) EXPECT_EQ(v, 0.0);  // gain λ(1-κ_m) = 0 from m_0 = 0
+    c.validate("ok.json");
+    auto v2 = c;
+    v2.version = elm::model_version::v2;  // gain 1 - exp(-Δt·λ/τ_m) = 0
+    elm::model<double> m2(v2, 3);
+    m2.forward(x, y, ws);
+    for (const double v : m2.memory_trace(ws)) EXPECT_EQ(v, 0.0);
+}
+
+// κ_m and the gain λ(1-κ_m) are computed in double and rounded once: in float, 1-κ_m for τ_m near 1000 at
+// Δt = 0.5 kept only ~13 of float's 24 bits, and with slow units the float model's memory left the golden
+// 1e-5 bound (3.4e-5 here; 3.6e-6 with the rounding once, what float κ_m itself leaves over 500 steps).
+// Reference: the double model with the same (float) parameters, itself checked against the golden cases at
+// 1e-10.
+TEST(model, float_memory_stays_accurate_for_slow_timescales) {
+    for (const auto version : {elm::model_version::v1, elm::model_version::v2}) {
+        elm::model_config c;
+        c.version = version;
+        c.num_input = 12;
+        c.num_output = 2;
+        c.num_memory = 100;
+        c.delta_t = 0.5;
+        c.lambda_value = version == elm::model_version::v2 ? 1.0 : 5.0;
+        elm::model<double> init(c, 11);
+        // Slow units only (τ_m from 880 to 999 ms): over these 250 ms each m_t grows by the gain at every
+        // step, so the gain's rounding shows in full (the published init spreads τ_m over 1-1000 ms).
+        const auto proto = init.parameter("_proto_tau_m");
+        for (std::size_t k = 0; k < proto.size(); ++k) proto[k] = 2.0 + 0.05 * static_cast<double>(k);
+        const auto mf = init.cast<float>();
+        const auto md = mf.cast<double>();
+        std::mt19937 gen(4);
+        std::normal_distribution<float> normal;
+        std::vector<float> dense(2 * 500 * 12);
+        for (auto& v : dense) v = gen() % 4 == 0 ? normal(gen) : 0.f;
+        const std::vector<double> dd(dense.begin(), dense.end());
+        std::vector<float> yf(2 * 500 * 2);
+        std::vector<double> yd(yf.size());
+        elm::workspace<float> wf;
+        elm::workspace<double> wd;
+        mf.forward(elm::sparse_from_dense<float>(dense, 2, 500, 12), yf, wf);
+        md.forward(elm::sparse_from_dense<double>(dd, 2, 500, 12), yd, wd);
+        const auto mem_f = mf.memory_trace(wf);
+        const auto mem_d = md.memory_trace(wd);
+        double num = 0, den = 0;
+        for (std::size_t i = 0; i < mem_d.size(); ++i) {
+            num += (mem_f[i] - mem_d[i]) * (mem_f[i] - mem_d[i]);
+            den += mem_d[i] * mem_d[i];
+        }
+        EXPECT_LT(std::sqrt(num / den), 1e-5) << elm::to_string(version);  // golden/README.md's float bound
+    }
 }
 
 TEST(model, rejects_bad_inputs_with_clear_errors) {

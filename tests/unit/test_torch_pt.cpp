@@ -320,4 +320,42 @@ TEST(model_file, mismatched_state_dicts_name_the_tensor) {
     expect_field(bad_bool, "valid_indices_mask");
 }
 
+// The published constructor registers input_to_synapse_indices and valid_indices_mask even without
+// routing, as nn.Parameter(None): empty tensors that every state dict it saves carries (golden/README.md:
+// param.* is the whole state dict).
+TEST(model_file, unrouted_state_dicts_carry_the_published_empty_routing_tensors) {
+    elm::model_config c;
+    c.num_input = 3;
+    c.num_output = 2;
+    c.num_memory = 4;
+    const elm::model<float> m(c, 5);
+    auto sd = elm::state_dict(m);
+    sd.source = "sd";
+    for (const char* name : {"input_to_synapse_indices", "valid_indices_mask"}) {
+        const auto& t = sd.at(name, {0});  // written, empty, so that the published load_state_dict takes it
+        EXPECT_EQ(t.numel(), 0);
+    }
+    const auto back = elm::model_from_state_dict<float>(c, sd);
+    EXPECT_TRUE(std::ranges::equal(back.parameters(), m.parameters()));
+    // As torch.save writes them: F32 [0] (the published default dtype), or any empty tensor.
+    auto as_int = sd;
+    for (auto& t : as_int.tensors)
+        if (t.name == "input_to_synapse_indices") t = elm::make_tensor<std::int64_t>(t.name, {0}, {});
+    EXPECT_NO_THROW(elm::model_from_state_dict<float>(c, as_int));
+    auto without = sd;  // older files of ours, and state dicts with the placeholders dropped
+    std::erase_if(without.tensors, [](const elm::tensor& t) { return t.numel() == 0; });
+    EXPECT_NO_THROW(elm::model_from_state_dict<float>(c, without));
+    auto filled = sd;  // a routed model's tensors under an unrouted config: an error naming the tensor
+    for (auto& t : filled.tensors)
+        if (t.name == "valid_indices_mask")
+            t = elm::make_tensor<float>(t.name, {3}, std::vector<float>{1, 1, 1});
+    try {
+        elm::model_from_state_dict<float>(c, filled);
+        ADD_FAILURE() << "a non-empty routing mask under routing none was accepted";
+    } catch (const elm::error& e) {
+        EXPECT_EQ(e.file(), "sd");
+        EXPECT_EQ(e.field(), "valid_indices_mask");
+    }
+}
+
 }  // namespace
