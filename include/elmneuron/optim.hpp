@@ -67,6 +67,9 @@ struct lr_schedule {
     double at(std::int64_t step) const;
 };
 
+// The L2 norm of the masked elements of grads (summed in double): what clip_grad_norm clips and returns.
+template <class T>
+double grad_norm(std::span<const T> grads, std::span<const unsigned char> mask);
 // torch.nn.utils.clip_grad_norm_: scales grads (masked elements only) by min(1, max_norm/(norm + 1e-6)).
 // Returns the total 2-norm before clipping.
 template <class T>

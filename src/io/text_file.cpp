@@ -4,9 +4,15 @@
 
 #include "io/io_detail.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <regex>
 #include <system_error>
 
 namespace elm {
@@ -25,5 +31,36 @@ void create_output_folder(const std::string& path, const std::string& field) {
     if (!fs::is_directory(path, ec)) throw error(path, field, expected, "not a folder");
     if (::access(path.c_str(), W_OK | X_OK) != 0) throw error(path, field, expected, "not writable");
 }
+
+void remove_stale_temporaries(const std::string& folder) {
+    namespace fs = std::filesystem;
+    static const std::regex temporary(R"(.+\.tmp\.([0-9]+)\.[0-9]+)");  // detail::write_file_atomic's names
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(folder, ec)) {
+        const std::string name = entry.path().filename().string();
+        std::smatch match;
+        if (!entry.is_regular_file(ec) || !std::regex_match(name, match, temporary)) continue;
+        const long pid = std::stol(match[1].str());
+        const bool running =
+            pid > 0 && pid <= INT32_MAX && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+        if (!running) fs::remove(entry.path(), ec);
+    }
+}
+
+folder_lock::folder_lock(const std::string& folder, const std::string& field) {
+    const std::string path = (std::filesystem::path(folder) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw error(folder, field, "a writable folder", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        ::close(fd_);
+        if (err == EWOULDBLOCK)
+            throw error(folder, field, "a folder no other job is writing to", "locked by another running job",
+                        "wait for it to finish, or use another folder");
+        throw error(folder, field, "a lockable folder", std::strerror(err));
+    }
+}
+
+folder_lock::~folder_lock() { ::close(fd_); }  // releases the lock
 
 }  // namespace elm

@@ -292,16 +292,21 @@ double lr_schedule::at(std::int64_t step) const {
 }
 
 template <class T>
-double clip_grad_norm(std::span<T> grads, std::span<const unsigned char> mask, double max_norm) {
+double grad_norm(std::span<const T> grads, std::span<const unsigned char> mask) {
     if (grads.size() != mask.size())
-        throw error("clip_grad_norm", "mask", std::to_string(grads.size()) + " elements (as grads)",
+        throw error("grad_norm", "mask", std::to_string(grads.size()) + " elements (as grads)",
                     std::to_string(mask.size()) + " elements");
-    if (!(max_norm > 0) || !std::isfinite(max_norm))
-        throw error("clip_grad_norm", "max_norm", "a finite number > 0", num(max_norm));
     double sum = 0;
     for (std::size_t i = 0; i < grads.size(); ++i)
         if (mask[i]) sum += static_cast<double>(grads[i]) * static_cast<double>(grads[i]);
-    const double total_norm = std::sqrt(sum);
+    return std::sqrt(sum);
+}
+
+template <class T>
+double clip_grad_norm(std::span<T> grads, std::span<const unsigned char> mask, double max_norm) {
+    if (!(max_norm > 0) || !std::isfinite(max_norm))
+        throw error("clip_grad_norm", "max_norm", "a finite number > 0", num(max_norm));
+    const double total_norm = grad_norm<T>(grads, mask);
     // torch multiplies by min(coef, 1) unconditionally; a factor of exactly 1 changes nothing, and a NaN
     // coefficient (non-finite norm) propagates into the gradients as in torch.
     const double coef = max_norm / (total_norm + 1e-6);
@@ -313,6 +318,8 @@ double clip_grad_norm(std::span<T> grads, std::span<const unsigned char> mask, d
     return total_norm;
 }
 
+template double grad_norm<float>(std::span<const float>, std::span<const unsigned char>);
+template double grad_norm<double>(std::span<const double>, std::span<const unsigned char>);
 template double clip_grad_norm<float>(std::span<float>, std::span<const unsigned char>, double);
 template double clip_grad_norm<double>(std::span<double>, std::span<const unsigned char>, double);
 

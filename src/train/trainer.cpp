@@ -150,6 +150,7 @@ struct run_state {
     std::int64_t step = 0;
     int best_epoch = -1;
     double best_value = 0;
+    std::string train_files;  // file_identity of the training files
 };
 
 template <class T>
@@ -159,6 +160,7 @@ void save_checkpoint(const std::string& path, const run_config& c, const model<T
     opt.save_state(f);
     f.metadata["format"] = "elmneuron.checkpoint.v1";
     f.metadata["run_config"] = to_json(c);
+    f.metadata["train_files"] = st.train_files;
     f.metadata["step"] = std::to_string(st.step);
     f.metadata["best_epoch"] = std::to_string(st.best_epoch);
     std::ostringstream best;
@@ -173,6 +175,27 @@ std::string meta(const tensor_file& f, const char* key) {
     if (it == f.metadata.end())
         throw error(f.source, std::string("__metadata__.") + key, "present", "missing");
     return it->second;
+}
+
+// What the training files are (name and size, in order): a resumed run must draw its batches from the
+// same ones, or it is no longer the run it continues.
+std::string file_identity(const std::vector<std::string>& files) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& f : files) {
+        std::error_code ec;
+        const auto bytes = fs::file_size(f, ec);
+        j.push_back(
+            {{"file", fs::path(f).filename().string()}, {"bytes", ec ? -1 : static_cast<long long>(bytes)}});
+    }
+    return j.dump();
+}
+
+// The run's identity for --resume: the whole config but data.test, which only the final evaluation reads
+// (a broken or moved test file can be fixed and the run resumed).
+std::string resume_identity(const std::string& config_json) {
+    auto j = nlohmann::json::parse(config_json);
+    j["data"].erase("test");
+    return j.dump();
 }
 
 template <class T>
@@ -214,10 +237,23 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     auto say = [&](const std::string& msg) {
         if (cb.on_message) cb.on_message(msg);
     };
-    create_output_folder(c.out_dir);
+    create_output_folder(c.out_dir, "out_dir");
+    const folder_lock lock(c.out_dir, "out_dir");  // one run per folder
+    remove_stale_temporaries(c.out_dir);           // of runs killed mid-write
     const fs::path out(c.out_dir);
     const std::string ckpt = (out / "checkpoint.safetensors").string();
+    if (!resume)
+        for (const char* name : {"checkpoint.safetensors", "final_model.safetensors"})
+            if (fs::exists(out / name))
+                throw error(c.out_dir, "out_dir",
+                            "a folder without a run in it, or --resume to continue its run",
+                            std::string("a run (") + name + ")",
+                            "continue it with --resume, or start over in another out_dir (or after deleting "
+                            "this one)");
     const auto train_files = list_neuronio_files(c.data.train);
+    // Without data.valid the published loader validates on the training files; said, not silent.
+    if (c.data.valid.empty())
+        say("no data.valid: validating on training files (the validation metrics are not held-out)");
     auto valid_files = list_neuronio_files(c.data.valid.empty() ? c.data.train : c.data.valid);
     if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files)
         valid_files.resize(static_cast<std::size_t>(t.valid_files));
@@ -238,12 +274,18 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     oc.weight_decay = t.weight_decay;
     optimizer<T> opt(oc, m.parameters().size());
     run_state st;
+    st.train_files = file_identity(train_files);
     const std::int64_t total = static_cast<std::int64_t>(t.num_epochs) * t.batches_per_epoch;
     if (resume && fs::exists(ckpt)) {
         const auto f = read_safetensors(ckpt);
-        if (meta(f, "run_config") != to_json(c))
-            throw error(ckpt, "run_config", "the same run config as this run", "a different one",
+        if (resume_identity(meta(f, "run_config")) != resume_identity(to_json(c)))
+            throw error(ckpt, "run_config", "the same run config as this run (data.test may differ)",
+                        "a different one",
                         "resume with the config the run was started with, or use a new out_dir");
+        if (const auto files = f.metadata.find("train_files");
+            files != f.metadata.end() && files->second != st.train_files)
+            throw error(ckpt, "train_files", "the training files the run started with: " + files->second,
+                        st.train_files, "a resumed run draws its batches from the same files");
         tensor_file model_part;  // the checkpoint holds the model's tensors and the optimiser's ("optim.*")
         model_part.source = f.source;
         for (const auto& tensor : f.tensors)
@@ -293,8 +335,9 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
                         "lower the learning rate or enable clip_grad_norm; the last checkpoint is intact");
         std::fill(grads.begin(), grads.end(), T(0));
         m.backward(b.x, dy, ws, grads);
-        const double norm =
-            t.clip_grad_norm > 0 ? clip_grad_norm<T>(grads, m.trainable_mask(), t.clip_grad_norm) : 0.0;
+        const double norm = t.clip_grad_norm > 0
+                                ? clip_grad_norm<T>(grads, m.trainable_mask(), t.clip_grad_norm)
+                                : grad_norm<T>(grads, m.trainable_mask());
         const double lr = schedule.at(st.step);
         opt.step(m.parameters(), grads, m.trainable_mask(), lr);
         ++st.step;
