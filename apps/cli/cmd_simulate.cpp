@@ -9,12 +9,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 
-#include <sys/wait.h>
-
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace elm::cli {
 
@@ -33,21 +30,24 @@ void register_simulate(CLI::App& app) {
     cmd->callback([] {
         namespace fs = std::filesystem;
         if (!fs::exists(config)) throw file_not_found_error(config);
-        create_output_folder(out);  // a clear error here, not a Python traceback (a bad config then leaves
-                                    // this folder empty: the generator checks the config)
-        std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-        if (const char* env = std::getenv("ELM_PYTHON")) python = env;
-        const std::string script = std::string(ELM_SOURCE_DIR) + "/tools/neuron/simulate.py";
-        std::string cmdline = "'" + python + "' '" + script + "' --config '" + config + "' --out '" + out +
-                              "' --workers " + std::to_string(workers);
-        if (resume) cmdline += " --resume";
-        if (!cell.empty()) cmdline += " --cell '" + cell + "'";
-        if (!mechanisms.empty()) cmdline += " --mechanisms '" + mechanisms + "'";
-        const int rc = std::system(cmdline.c_str());
+        create_output_folder(out, "--out");  // a clear error here, not a Python traceback (a bad config then
+                                             // leaves this folder empty: the generator checks the config)
+        const folder_lock lock(out, "--out");  // one generator per folder
+        std::vector<std::string> argv{python_interpreter(),
+                                      std::string(ELM_SOURCE_DIR) + "/tools/neuron/simulate.py",
+                                      "--config",
+                                      config,
+                                      "--out",
+                                      out,
+                                      "--workers",
+                                      std::to_string(workers)};
+        if (resume) argv.push_back("--resume");
+        if (!cell.empty()) argv.insert(argv.end(), {"--cell", cell});
+        if (!mechanisms.empty()) argv.insert(argv.end(), {"--mechanisms", mechanisms});
+        const int rc = run_program(argv);
         if (rc != 0)
             throw error(config, "simulate", "tools/neuron/simulate.py to finish",
-                        "exit status " + std::to_string(WIFEXITED(rc) ? WEXITSTATUS(rc) : rc),
-                        "its messages above say what failed");
+                        "exit status " + std::to_string(rc), "its messages above say what failed");
     });
 }
 

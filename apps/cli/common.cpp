@@ -3,11 +3,16 @@
 #include <elmneuron/error.hpp>
 #include <elmneuron/tensor_file.hpp>
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 namespace elm::cli {
@@ -85,18 +90,57 @@ CLI::Validator non_empty_text() {
         "TEXT");
 }
 
+std::string python_interpreter() {
+    if (const char* env = std::getenv("ELM_PYTHON")) return env;
+    return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+namespace {
+volatile sig_atomic_t running_child = 0;
+extern "C" void pass_signal_on(int sig) {
+    if (running_child > 0) ::kill(static_cast<pid_t>(running_child), sig);
+}
+}  // namespace
+
+int run_program(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    const pid_t parent = ::getpid();
+    const pid_t child = ::fork();
+    if (child < 0) return 127;
+    if (child == 0) {
+        // Dies with us: without this, a killed `elmneuron simulate` left its generator running and writing.
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (::getppid() != parent) ::_exit(128 + SIGTERM);  // we died before the prctl
+        ::execvp(args[0], args.data());
+        std::fprintf(stderr, "elmneuron: cannot run %s: %s\n", args[0], std::strerror(errno));
+        ::_exit(127);
+    }
+    running_child = child;
+    struct sigaction pass {
+    }, old_int{}, old_term{};
+    pass.sa_handler = pass_signal_on;
+    sigemptyset(&pass.sa_mask);
+    ::sigaction(SIGINT, &pass, &old_int);
+    ::sigaction(SIGTERM, &pass, &old_term);
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    running_child = 0;
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 127;
+}
+
 bool make_plot(const std::vector<std::string>& args) {
-    namespace fs = std::filesystem;
-    std::string python = "python3";
-    if (const char* env = std::getenv("ELM_PYTHON"))
-        python = env;
-    else if (fs::exists("/usr/bin/python3"))
-        python = "/usr/bin/python3";
     std::string script = std::string(ELM_SOURCE_DIR) + "/tools/plots/elm_plots.py";
     if (const char* env = std::getenv("ELM_PLOTS_SCRIPT")) script = env;
-    std::string cmd = "'" + python + "' '" + script + "'";
-    for (const auto& a : args) cmd += " '" + a + "'";
-    const int rc = std::system(cmd.c_str());
+    std::vector<std::string> argv{python_interpreter(), script};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const int rc = run_program(argv);
     if (rc != 0) {
         std::fprintf(stderr,
                      "elmneuron: warning: plot failed (%s exited with %d); the numeric results are written\n",

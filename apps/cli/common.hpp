@@ -37,8 +37,18 @@ CLI::Validator positive_number();
 CLI::Validator non_negative_number();
 CLI::Validator non_empty_text();
 
-// Runs tools/plots/elm_plots.py with these arguments (python: $ELM_PYTHON, else /usr/bin/python3, else
-// python3). Returns false and prints why on stderr if the plot could not be made; results are never lost.
+// The Python that runs our scripts: $ELM_PYTHON, else /usr/bin/python3 (Debian's, with its packages), else
+// python3 from PATH.
+std::string python_interpreter();
+
+// Runs argv[0] (looked up in PATH) with argv as its arguments, no shell in between (any character in a
+// path is passed as it is), and waits for it. The child goes with us: SIGINT and SIGTERM sent to this
+// process are passed on to it, and it gets SIGTERM if this process dies (SIGKILL included). Returns its
+// exit status, 128 + the signal that ended it, or 127 if it could not be started.
+int run_program(const std::vector<std::string>& argv);
+
+// Runs tools/plots/elm_plots.py with these arguments (python_interpreter). Returns false and prints why on
+// stderr if the plot could not be made; results are never lost.
 bool make_plot(const std::vector<std::string>& args);
 
 }  // namespace elm::cli

@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -292,6 +293,50 @@ def test_resume_completes_missing_file(run1, mech, tmp_path):
     assert sorted(os.listdir(out)) == sorted(os.listdir(out1))
     for name in pickles(out1):
         assert (out1 / name).read_bytes() == (out / name).read_bytes()
+
+
+def marked_processes(marker):
+    """PIDs of live processes whose environment holds `marker` (inherited by every descendant: the
+    generator and its spawned workers)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read()
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z" and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def test_cli_takes_its_generator_with_it_when_killed(mech, tmp_path):
+    """`elmneuron simulate` killed with SIGKILL: its generator (and workers) stop too, instead of writing on
+    beside the next run. The output path has a quote in it, which once broke the shell command line."""
+    cli = os.environ.get("ELM_CLI", os.path.join(REPO, "build", "elmneuron"))
+    assert os.path.exists(cli), f"elmneuron CLI not built at {cli}"
+    out = tmp_path / "it's out"
+    cfg_path = tmp_path / "kill.json"
+    cfg_path.write_text(json.dumps(base_cfg(mech, num_files=6, simulations_per_file=2)))
+    marker = f"ELM_TEST_KILL_MARK={os.getpid()}_{time.time_ns()}"
+    env = dict(os.environ, ELM_TEST_KILL_MARK=marker.split("=", 1)[1])
+    proc = subprocess.Popen([cli, "simulate", "--config", str(cfg_path), "--out", str(out), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    while not (out.is_dir() and pickles(out)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert len(marked_processes(marker)) >= 4, "expected the CLI, the generator and its two workers"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while marked_processes(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert marked_processes(marker) == [], "the generator or its workers outlived the killed CLI"
+    written = sorted(os.listdir(out))
+    time.sleep(2)
+    assert sorted(os.listdir(out)) == written
+    assert len(pickles(out)) < 6
 
 
 def test_cell_fires_like_published_files(mech, tmp_path):
