@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -125,8 +126,19 @@ void run_eval(const eval_options& o) {
 template <class T>
 void run_predict(const eval_options& o) {
     const auto m = load_model<T>(o.model);
+    // One output per input, named after it: two inputs of the same name (from two folders) would overwrite.
+    const auto files = list_neuronio_files(o.data);
+    const auto output_of = [&](const std::string& path) {
+        return (fs::path(o.out) / (fs::path(path).stem().string() + ".predictions.safetensors")).string();
+    };
+    std::map<std::string, std::string> outputs;
+    for (const auto& path : files)
+        if (const auto [it, fresh] = outputs.emplace(output_of(path), path); !fresh)
+            throw error(path, "--data",
+                        "input files with distinct names (each writes NAME.predictions.safetensors)",
+                        "the name of " + it->second, "predict the two folders into different --out folders");
     create_output_folder(o.out);
-    for (const auto& path : list_neuronio_files(o.data)) {
+    for (const auto& path : files) {
         const auto file = load_neuronio(path, o.cache);
         const auto p = predict_neuronio(m, file, o.protocol);
         const std::vector<std::int64_t> shape{p.num_simulations, p.duration_ms};
@@ -142,8 +154,7 @@ void run_predict(const eval_options& o) {
                                            {"spike_true", &p.spike_true},
                                            {"soma_true_mv", &p.soma_true_mv}})
             f.tensors.push_back(make_tensor<double>(name, shape, *values));
-        const auto out =
-            (fs::path(o.out) / (fs::path(path).stem().string() + ".predictions.safetensors")).string();
+        const auto out = output_of(path);
         write_safetensors(out, f);
         std::printf("wrote %s\n", out.c_str());
     }

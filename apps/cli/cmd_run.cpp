@@ -1,6 +1,6 @@
 // elmneuron run MODEL --input FILE --output FILE: forward pass over a [B, T, num_input] (or [T, num_input])
-// array from .npy or .safetensors; writes the [B, T, num_output] output (and optionally the state traces)
-// as .npy or .safetensors, atomically.
+// array from .npy or .safetensors; writes the [B, T, num_output] output (or [T, num_output]; optionally the
+// state traces) as .npy or .safetensors, atomically.
 
 #include <elmneuron/error.hpp>
 #include <elmneuron/model_file.hpp>
@@ -39,6 +39,10 @@ template <class T>
 void run(const run_options& o) {
     const auto m = load_model<T>(o.model);
     const auto& c = m.config();
+    const bool npy_out = is_npy(o.output);
+    if (!npy_out && std::filesystem::path(o.output).extension() != ".safetensors")
+        throw error(o.output, "--output", "a .npy or .safetensors file name",
+                    "'" + std::filesystem::path(o.output).extension().string() + "'");
     const tensor in = read_input(o);
     auto shape = in.shape;
     if (shape.size() == 2) shape.insert(shape.begin(), 1);
@@ -60,8 +64,13 @@ void run(const run_options& o) {
         m.infer(x, y, ws);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    const tensor out = make_tensor<T>("output", {B, Tn, c.num_output}, y);
-    if (is_npy(o.output)) {
+    // Shaped as the input: [T, ·] for a [T, num_input] input.
+    const auto shaped = [&](std::int64_t width) {
+        return in.shape.size() == 2 ? std::vector<std::int64_t>{Tn, width}
+                                    : std::vector<std::int64_t>{B, Tn, width};
+    };
+    const tensor out = make_tensor<T>("output", shaped(c.num_output), y);
+    if (npy_out) {
         if (o.traces)
             throw error(o.output, "--traces", "a .safetensors output (traces are several tensors)", ".npy");
         write_npy(o.output, out);
@@ -71,10 +80,15 @@ void run(const run_options& o) {
         f.metadata["config"] = to_json(c);
         f.tensors.push_back(out);
         if (o.traces) {
-            f.tensors.push_back(make_tensor<T>("trace.memory", {B, Tn, c.num_memory}, m.memory_trace(ws)));
+            f.tensors.push_back(make_tensor<T>("trace.memory", shaped(c.num_memory), m.memory_trace(ws)));
             std::vector<T> branch(static_cast<std::size_t>(B) * Tn * c.branches());
             m.branch_trace(x, branch);
-            f.tensors.push_back(make_tensor<T>("trace.branch", {B, Tn, c.branches()}, branch));
+            f.tensors.push_back(make_tensor<T>("trace.branch", shaped(c.branches()), branch));
+            if (c.version == model_version::v1) {  // v1's state: the synapse traces (golden/README.md)
+                std::vector<T> synapse(static_cast<std::size_t>(B) * Tn * c.num_synapse());
+                m.synapse_trace(x, synapse);
+                f.tensors.push_back(make_tensor<T>("trace.synapse", shaped(c.num_synapse()), synapse));
+            }
         }
         write_safetensors(o.output, f);
     }
@@ -90,12 +104,15 @@ void register_run(CLI::App& app) {
     cmd->add_option("model", o.model, "Model: .safetensors, zoo folder or .pt")->required();
     cmd->add_option("-i,--input", o.input, "Input .npy or .safetensors, [B, T, num_input] or [T, num_input]")
         ->required();
-    cmd->add_option("-o,--output", o.output,
-                    "Output .npy or .safetensors (tensor 'output', [B, T, num_output])")
+    cmd->add_option(
+           "-o,--output", o.output,
+           "Output .npy or .safetensors (tensor 'output', [B, T, num_output], or [T, num_output] for a "
+           "[T, num_input] input)")
         ->required();
     cmd->add_option("--tensor", o.tensor_name, "Input tensor name inside a .safetensors (default: 'input')");
     cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
-    cmd->add_flag("--traces", o.traces, "Also write trace.memory and trace.branch (safetensors output only)");
+    cmd->add_flag("--traces", o.traces,
+                  "Also write trace.memory, trace.branch and for v1 trace.synapse (safetensors output only)");
     cmd->add_option("--threads", o.threads, "Threads (default or 0: all cores)")
         ->check(non_negative_number());
     cmd->callback([] {

@@ -81,7 +81,8 @@ neuronio_file load_neuronio(const std::string& path, const std::string& cache_di
 // pickles). Throws elm::file_not_found_error for a missing path and elm::error for a folder without such
 // files.
 std::vector<std::string> list_neuronio_files(const std::string& dir_or_file);
-// The same for several files or folders, concatenated in the order given.
+// The same for several files or folders, concatenated in the order given; a file reached twice (by itself
+// and through its folder, or named twice) is an elm::error: it would count twice in every metric.
 std::vector<std::string> list_neuronio_files(const std::vector<std::string>& paths);
 
 }  // namespace elm

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -804,8 +805,17 @@ std::vector<std::string> list_neuronio_files(const std::string& dir_or_file) {
 
 std::vector<std::string> list_neuronio_files(const std::vector<std::string>& paths) {
     std::vector<std::string> out;
+    std::map<fs::path, std::string>
+        seen;  // canonical path -> as given: a file counted twice skews every metric
     for (const auto& p : paths)
-        for (auto& f : list_neuronio_files(p)) out.push_back(std::move(f));
+        for (auto& f : list_neuronio_files(p)) {
+            std::error_code ec;
+            const auto [it, fresh] = seen.emplace(fs::weakly_canonical(f, ec), f);
+            if (!fresh)
+                throw elm::error(f, "path", "each file once", "listed twice (as " + it->second + ")",
+                                 "a file given both by itself and through its folder?");
+            out.push_back(std::move(f));
+        }
     return out;
 }
 

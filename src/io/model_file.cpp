@@ -44,6 +44,8 @@ model<T> load_pt(const fs::path& pt, const fs::path& config_path) {
 }
 
 bool has_extension(const fs::path& p, const char* ext) { return p.extension() == ext; }
+// torch.save files: .pt, or .pth (the other common name, the same format).
+bool is_torch_file(const fs::path& p) { return has_extension(p, ".pt") || has_extension(p, ".pth"); }
 
 // tensor::to<U>() does not know the file; its errors (bad BOOL bytes, non-integral indices) get it here.
 template <class U>
@@ -142,16 +144,17 @@ model<T> load_model(const std::string& path) {
     if (fs::is_directory(p, ec)) {
         std::vector<fs::path> pts;
         for (const auto& e : fs::directory_iterator(p, ec))
-            if (e.is_regular_file(ec) && has_extension(e.path(), ".pt")) pts.push_back(e.path());
+            if (e.is_regular_file(ec) && is_torch_file(e.path())) pts.push_back(e.path());
         if (pts.size() != 1)
-            throw elm::error(path, "*.pt", "exactly one .pt state dict in the folder",
+            throw elm::error(path, "*.pt", "exactly one .pt (or .pth) state dict in the folder",
                              std::to_string(pts.size()) + " files");
         return load_pt<T>(pts[0], p / "model_config.json");
     }
     if (!fs::exists(p, ec)) throw file_not_found_error(path);
-    if (has_extension(p, ".pt")) return load_pt<T>(p, p.parent_path() / "model_config.json");
+    if (is_torch_file(p)) return load_pt<T>(p, p.parent_path() / "model_config.json");
     if (!has_extension(p, ".safetensors"))
-        throw elm::error(path, "path", "a model folder, *.pt or *.safetensors", p.extension().string());
+        throw elm::error(path, "path", "a model folder, *.pt, *.pth or *.safetensors",
+                         p.extension().string());
     const auto f = read_safetensors(path);
     const auto config = f.metadata.find("config");
     if (config == f.metadata.end())

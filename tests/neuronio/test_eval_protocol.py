@@ -159,3 +159,26 @@ def test_eval_output_folder_that_cannot_be_made_is_a_clear_error():
         assert r.returncode == 2, r.stderr
         assert out in r.stderr and "output folder" in r.stderr, r.stderr
         assert "internal error" not in r.stderr
+
+
+def test_predict_and_eval_refuse_inputs_that_would_collide_or_count_twice():
+    """Two inputs of one name (from two folders) would write one predictions file over the other; a file given
+    twice (by itself and through its folder) would count its simulations twice in every metric."""
+    model = os.path.join(MODELS, "num_memory_1")
+    with tempfile.TemporaryDirectory() as tmp:
+        for sub, seed in (("a", 7), ("b", 8)):
+            os.makedirs(os.path.join(tmp, sub))
+            write_neuronio_file(os.path.join(tmp, sub, "sim.p"), num_sims=2, duration_ms=1000, seed=seed)
+        out = os.path.join(tmp, "pred")
+        r = subprocess.run([CLI, "predict", "--model", model, "--data", os.path.join(tmp, "a"),
+                            os.path.join(tmp, "b", "sim.p"), "--out", out], capture_output=True, text=True)
+        assert r.returncode == 2 and "--data" in r.stderr and "distinct names" in r.stderr, r.stderr
+        assert not os.path.exists(out)
+        r = subprocess.run([CLI, "eval", "--model", model, "--data", os.path.join(tmp, "a"),
+                            os.path.join(tmp, "a", "sim.p"), "--out", os.path.join(tmp, "ev"), "--no-plots"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "listed twice" in r.stderr, r.stderr
+        # One folder each: both written.
+        r = subprocess.run([CLI, "predict", "--model", model, "--data", os.path.join(tmp, "a"), "--out", out],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and os.listdir(out) == ["sim.predictions.safetensors"], r.stderr

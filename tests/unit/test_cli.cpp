@@ -115,6 +115,51 @@ TEST(cli, bad_inputs_exit_2_naming_the_file) {
 
     r = run_cli("frobnicate");
     EXPECT_EQ(r.status, 2);
+
+    // An output name that is neither .npy nor .safetensors: refused before any work, nothing written.
+    r = run_cli("run " + std::string(ELM_MODELS_DIR) + "/num_memory_1 --input " +
+                std::string(ELM_GOLDEN_DIR) + "/pretrained_num_memory_15.safetensors --output " +
+                (dir / "y.txt").string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("--output"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir / "y.txt"));
+    fs::remove_all(dir);
+}
+
+// run keeps the input's rank ([T, num_input] in, [T, num_output] out) and writes v1's synapse traces, which
+// sum per branch to the branch traces it also writes (E1-E3: the branch input is the sum of its synapses).
+TEST(cli, run_keeps_the_input_rank_and_writes_v1_synapse_traces) {
+    const auto dir = temp_dir();
+    const std::string model = std::string(ELM_MODELS_DIR) + "/num_memory_1";
+    const auto golden =
+        elm::read_safetensors(std::string(ELM_GOLDEN_DIR) + "/pretrained_num_memory_15.safetensors");
+    const auto& in = golden.at("input");  // [2, 500, 1278]
+    const auto steps = in.shape[1], width = in.shape[2];
+    auto values = in.to<float>();
+    values.resize(static_cast<std::size_t>(steps * width));  // the first sample, as [T, num_input]
+    elm::write_npy((dir / "x.npy").string(), elm::make_tensor<float>("x", {steps, width}, values));
+    auto r = run_cli("run " + model + " -i " + (dir / "x.npy").string() + " -o " + (dir / "y.npy").string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto y2 = elm::read_npy((dir / "y.npy").string());
+    EXPECT_EQ(y2.shape, (std::vector<std::int64_t>{steps, 2}));
+    r = run_cli("run " + model + " -i " + std::string(ELM_GOLDEN_DIR) +
+                "/pretrained_num_memory_15.safetensors -o " + (dir / "y.safetensors").string() + " --traces");
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto f = elm::read_safetensors((dir / "y.safetensors").string());
+    const auto y3 = f.at("output").to<float>();
+    const auto first = y2.to<float>();
+    for (std::size_t i = 0; i < first.size(); ++i) EXPECT_EQ(first[i], y3[i]);  // the same sample's output
+    const auto& synapse = f.at("trace.synapse", {2, steps, 4500});
+    const auto& branch = f.at("trace.branch", {2, steps, 45});
+    const auto s = synapse.to<double>(), b = branch.to<double>();
+    double worst = 0;
+    for (std::size_t row = 0; row < static_cast<std::size_t>(2 * steps); ++row)
+        for (std::size_t j = 0; j < 45; ++j) {
+            double sum = 0;
+            for (std::size_t k = 0; k < 100; ++k) sum += s[row * 4500 + j * 100 + k];
+            worst = std::max(worst, std::abs(sum - b[row * 45 + j]) / (1 + std::abs(sum)));
+        }
+    EXPECT_LT(worst, 1e-5);
     fs::remove_all(dir);
 }
 

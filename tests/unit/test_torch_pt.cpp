@@ -243,6 +243,17 @@ TEST(model_file, official_model_loads_from_folder_and_pt) {
     EXPECT_TRUE(std::equal(mask.begin(), mask.end(), m.synapse_mask().begin()));
     const auto via_pt = elm::load_model<double>(dir + "/neuronio_best_model_state.pt");
     EXPECT_EQ(via_pt.parameter("w_y.bias")[1], double(m.parameter("w_y.bias")[1]));
+
+    // The same file named .pth (torch.save's other usual extension), alone and in a model folder.
+    const auto copy = fs::temp_directory_path() / ("elm_pth_" + std::to_string(::getpid()));
+    fs::create_directories(copy);
+    fs::copy_file(dir + "/model_config.json", copy / "model_config.json");
+    fs::copy_file(dir + "/neuronio_best_model_state.pt", copy / "model.pth");
+    for (const auto& path : {copy.string(), (copy / "model.pth").string()})
+        EXPECT_TRUE(std::ranges::equal(elm::load_model<float>(path).parameters(), m.parameters())) << path;
+    fs::copy_file(dir + "/neuronio_best_model_state.pt", copy / "other.pt");  // two state dicts: which one?
+    EXPECT_THROW(elm::load_model<float>(copy.string()), elm::error);
+    fs::remove_all(copy);
 }
 
 TEST(model_file, save_load_round_trip_and_state_dict_metadata) {
