@@ -13,6 +13,11 @@ namespace {
 
 constexpr pickle_ref no_ref = std::numeric_limits<pickle_ref>::max();
 
+// What to do about a pickle of a protocol this reader does not take.
+constexpr const char* resave_hint =
+    "this reader takes pickle protocols 1-4 (the published files are protocol 2): re-save with "
+    "pickle.dump(obj, f, protocol=2)";
+
 // Opcodes that exist but are deliberately unsupported, for readable error messages.
 const char* opcode_name(std::uint8_t op) {
     switch (op) {
@@ -86,9 +91,10 @@ public:
     }
 
 private:
-    [[noreturn]] void fail(std::string_view what, std::string expected, std::string got) const {
+    [[noreturn]] void fail(std::string_view what, std::string expected, std::string got,
+                           std::string hint = "") const {
         throw elm::error(tree_.source, std::string(what) + " at byte " + std::to_string(op_pos_),
-                         std::move(expected), std::move(got));
+                         std::move(expected), std::move(got), std::move(hint));
     }
 
     void need(std::uint64_t n) const {
@@ -175,7 +181,9 @@ private:
         for (const auto& [am, an] : opt_.allowed_globals)
             allowed += (allowed.empty() ? "" : ", ") + am + "." + an;
         fail("pickle global", "one of: " + (allowed.empty() ? std::string("(none allowed)") : allowed),
-             std::string(m) + "." + std::string(n));
+             std::string(m) + "." + std::string(n),
+             n == "_frombuffer" ? std::string(resave_hint) + " (protocol 5 stores numpy arrays another way)"
+                                : "");
     }
     std::size_t text_line(std::size_t max_len) {  // returns the start; pos_ moves past '\n'
         const auto start = pos_;
@@ -478,8 +486,14 @@ bool unpickler::step(std::uint8_t op) {
         case 'j':
             memo_get(le(4));
             return false;  // LONG_BINGET
-        default:
-            fail("pickle opcode", "a supported opcode", hex_byte(op) + " (" + opcode_name(op) + ")");
+        default: {
+            const std::string_view text_protocol = "ipgSVFLPo";  // opcodes of protocol 0 (text) only
+            fail("pickle opcode", "a supported opcode", hex_byte(op) + " (" + opcode_name(op) + ")",
+                 text_protocol.find(static_cast<char>(op)) != std::string_view::npos
+                     ? std::string(resave_hint) + " (this looks like protocol 0, text)"
+                 : op >= 0x96 ? std::string(resave_hint) + " (protocol 5 buffers)"
+                              : "");
+        }
     }
 }
 

@@ -269,6 +269,15 @@ TEST(pickle, malformed_structure) {
         {"truncated"});
     expect_error("\x80\x02\x95\xff\xff\x00\x00\x00\x00\x00\x00N."sv,
                  {"truncated"});  // FRAME longer than the data
+    // Protocols this reader does not take say how to re-save the file: protocol 0 (Python 2's default),
+    // protocol 5's buffers and its numpy arrays.
+    expect_error("(dp0\nS'a'\np1\nI1\ns.", {"PUT", "protocol 0", "protocol=2"});
+    expect_error("\x80\x05\x96\x00\x00\x00\x00\x00\x00\x00\x00."sv,
+                 {"BYTEARRAY8", "protocol 5", "protocol=2"});
+    elm::detail::unpickle_options numpy;
+    numpy.allowed_globals.emplace_back("numpy", "ndarray");
+    expect_error("\x80\x04\x8c\x13numpy.core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94.",
+                 {"_frombuffer", "protocol 5", "protocol=2"}, numpy);
 }
 
 TEST(pickle, deep_nesting_has_no_recursion) {
