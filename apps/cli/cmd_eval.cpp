@@ -28,7 +28,7 @@ struct eval_options {
     std::vector<std::string> data;
     neuronio_eval_options protocol;
     int threads = 0;
-    bool plots = true;
+    bool no_plots = false;
 };
 
 // Input raster and traces of one simulation, for the example-traces plot.
@@ -113,7 +113,10 @@ void run_eval(const eval_options& o) {
                 ev.simulations_kept, ev.simulations_total, static_cast<long long>(ev.samples));
     for (const auto& [key, value] : ev.metrics.to_map()) std::printf("  %-34s %.6f\n", key.c_str(), value);
     std::printf("wrote %s\n", json_path.c_str());
-    if (o.plots) {
+    if (o.no_plots) {  // plots of an earlier evaluation in this folder would no longer show these results
+        std::error_code ec;
+        for (const char* name : {"roc.png", "example_traces.png"}) fs::remove(fs::path(o.out) / name, ec);
+    } else {
         const std::string title = fs::path(o.model).filename().string() + " on " + o.split;
         make_plot(
             {"roc", "--csv", roc_path, "--out", (fs::path(o.out) / "roc.png").string(), "--title", title});
@@ -163,10 +166,14 @@ void run_predict(const eval_options& o) {
 void add_common(CLI::App* cmd, eval_options& o) {
     cmd->add_option("-m,--model", o.model, "Model: .safetensors, official zoo folder or .pt")->required();
     cmd->add_option("-d,--data", o.data, "NeuronIO simulation files (.p) or folders of them")->required();
-    cmd->add_option("-o,--out", o.out, "Output folder");
+    cmd->add_option("-o,--out", o.out, "Output folder")->capture_default_str();
     cmd->add_option("--cache", o.cache, "Folder for converted-data caches (faster reloading)");
-    cmd->add_option("--window", o.protocol.window, "input_window_size (ms)");
-    cmd->add_option("--burn-in", o.protocol.burn_in, "burn_in_time (ms)");
+    cmd->add_option("--window", o.protocol.window, "input_window_size (ms)")
+        ->check(positive_number())
+        ->capture_default_str();
+    cmd->add_option("--burn-in", o.protocol.burn_in, "burn_in_time (ms), less than --window")
+        ->check(non_negative_number())
+        ->capture_default_str();
     cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
     cmd->add_option("--threads", o.threads, "Threads (default or 0: all cores)")
         ->check(non_negative_number());
@@ -181,10 +188,15 @@ void register_eval(CLI::App& app) {
     add_common(cmd, o);
     cmd->add_option("--split", o.split, "Name of the split, used as '<split>_results' in eval_results.json");
     cmd->add_option("--ignore-start", o.protocol.ignore_time_at_start_ms,
-                    "ms dropped at the start of each simulation");
+                    "ms dropped at the start of each simulation")
+        ->check(non_negative_number())
+        ->capture_default_str();
     cmd->add_option("--max-spikes", o.protocol.max_spikes,
-                    "Keep simulations with at most this many output spikes");
-    cmd->add_flag("!--no-plots", o.plots, "Do not make PNG plots");
+                    "Keep simulations with at most this many output spikes")
+        ->check(non_negative_number())
+        ->capture_default_str();
+    cmd->add_flag("--no-plots", o.no_plots,
+                  "Do not make PNG plots (and remove those of an earlier run here)");
     cmd->callback([] {
         set_num_threads(o.threads);
         if (o.precision == "f32")
@@ -198,8 +210,8 @@ void register_predict(CLI::App& app) {
     static eval_options o;
     auto* cmd =
         app.add_subcommand("predict", "Stitched full-length predictions of NeuronIO files (safetensors)");
+    o.out = "predictions";  // before add_common, which shows the defaults in --help
     add_common(cmd, o);
-    o.out = "predictions";
     cmd->callback([] {
         set_num_threads(o.threads);
         if (o.precision == "f32")

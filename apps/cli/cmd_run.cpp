@@ -43,6 +43,7 @@ void run(const run_options& o) {
     if (!npy_out && std::filesystem::path(o.output).extension() != ".safetensors")
         throw error(o.output, "--output", "a .npy or .safetensors file name",
                     "'" + std::filesystem::path(o.output).extension().string() + "'");
+    check_output_file(o.output);
     const tensor in = read_input(o);
     auto shape = in.shape;
     if (shape.size() == 2) shape.insert(shape.begin(), 1);

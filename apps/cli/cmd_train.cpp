@@ -20,16 +20,19 @@ void register_train(CLI::App& app) {
     auto* cmd =
         app.add_subcommand("train", "Train an ELM on NeuronIO data (config: model, train, data sections)");
     static std::string config_path, out_dir;
-    static bool resume = false, plots = true;
+    static bool resume = false, no_plots = false;
     static long long stop_after = 0;
     cmd->add_option("-c,--config", config_path, "Run config JSON (see configs/)")->required();
     cmd->add_option("-o,--out", out_dir, "Output folder (overrides the config's out_dir)");
     cmd->add_flag("--resume", resume,
                   "Continue from <out>/checkpoint.safetensors (exactly, as if never stopped)");
     cmd->add_option("--stop-after-steps", stop_after,
-                    "Stop after this many steps in total (checkpoint written)");
-    cmd->add_flag("!--no-plots", plots, "Do not make the learning-curve PNG");
+                    "Stop after this many steps in total (checkpoint written)")
+        ->check(positive_number());
+    cmd->add_flag("--no-plots", no_plots, "Do not make the learning-curve PNG");
     cmd->callback([] {
+        if (std::filesystem::is_directory(config_path))
+            throw error(config_path, "--config", "a run config JSON file", "a folder");
         std::ifstream in(config_path);
         if (!in) throw file_not_found_error(config_path);
         std::stringstream text;
@@ -54,7 +57,7 @@ void register_train(CLI::App& app) {
         train_neuronio(config, resume, cb, stop_after);
         if (bar) bar->finish();
         const std::filesystem::path out(config.out_dir);
-        if (plots)
+        if (!no_plots)
             make_plot({"curves", "--train-csv", (out / "train_log.csv").string(), "--valid-csv",
                        (out / "valid_log.csv").string(), "--out", (out / "learning_curves.png").string()});
         std::printf("run folder: %s\n", config.out_dir.c_str());

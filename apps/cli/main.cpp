@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 int main(int argc, char** argv) {
     CLI::App app{"elmneuron: Expressive Leaky Memory neurons (Spieler et al., ICLR 2024) in C++"};
@@ -20,6 +21,21 @@ int main(int argc, char** argv) {
     elm::cli::register_predict(app);
     elm::cli::register_train(app);
     elm::cli::register_simulate(app);
+    // A misspelled subcommand: name it (CLI11 would only say that a subcommand is required).
+    if (argc > 1 && argv[1][0] != '-') {
+        bool known = false;
+        std::string names;
+        for (const auto* sub : app.get_subcommands({})) {
+            known = known || sub->check_name(argv[1]);
+            names += (names.empty() ? "" : ", ") + sub->get_name();
+        }
+        if (!known) {
+            std::fprintf(stderr,
+                         "elmneuron: unknown subcommand '%s'; expected one of: %s (elmneuron --help)\n",
+                         argv[1], names.c_str());
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -731,7 +732,10 @@ neuronio_file read_cache(const std::string& path, std::string* cache_key) {
 bool name_matches(const std::string& name) {
     // Pickles only: the published files end in ".p"; generators write sidecars (e.g. sim__....json) and
     // caches beside them, which also match ELM's "*sim__*" glob and must not be read as pickles.
-    return (name.size() > 2 && name.ends_with(".p")) || name.ends_with(".pkl") || name.ends_with(".pickle");
+    std::string lower = name;  // any case: files copied from other systems may end in .P
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return (lower.size() > 2 && lower.ends_with(".p")) || lower.ends_with(".pkl") ||
+           lower.ends_with(".pickle");
 }
 
 }  // namespace

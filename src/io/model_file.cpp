@@ -162,7 +162,12 @@ model<T> load_model(const std::string& path) {
                          "not an elmneuron model file?");
     const auto format = f.metadata.find("format");
     if (format != f.metadata.end() && format->second != "elmneuron")
-        throw elm::error(path, "__metadata__.format", "elmneuron", format->second);
+        throw elm::error(
+            path, "__metadata__.format", "elmneuron", format->second,
+            format->second.starts_with("elmneuron.checkpoint")
+                ? "a training checkpoint: use best_model.safetensors or final_model.safetensors of "
+                  "the run folder"
+                : "");
     auto version = model_version::v1;
     if (const auto v = f.metadata.find("model_version"); v != f.metadata.end()) {
         if (v->second == to_string(model_version::v2))

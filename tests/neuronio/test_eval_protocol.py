@@ -182,3 +182,18 @@ def test_predict_and_eval_refuse_inputs_that_would_collide_or_count_twice():
         r = subprocess.run([CLI, "predict", "--model", model, "--data", os.path.join(tmp, "a"), "--out", out],
                            capture_output=True, text=True)
         assert r.returncode == 0 and os.listdir(out) == ["sim.predictions.safetensors"], r.stderr
+
+
+def test_eval_without_plots_removes_those_of_an_earlier_evaluation():
+    model = os.path.join(MODELS, "num_memory_1")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_neuronio_file(os.path.join(tmp, "sim__test_0.p"), num_sims=2, duration_ms=1000, seed=7)
+        out = os.path.join(tmp, "eval")
+        os.makedirs(out)
+        for stale in ("roc.png", "example_traces.png"):
+            open(os.path.join(out, stale), "wb").write(b"an older evaluation's plot")
+        r = subprocess.run([CLI, "eval", "--model", model, "--data", tmp, "--out", out, "--no-plots"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        names = os.listdir(out)
+        assert "eval_results.json" in names and "roc.png" not in names and "example_traces.png" not in names, names

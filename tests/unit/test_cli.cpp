@@ -2,6 +2,7 @@
 // `convert` + `run` reproduce the published outputs of the pretrained golden cases, bad input exits 2
 // with a message naming the file.
 
+#include <elmneuron/model_file.hpp>
 #include <elmneuron/tensor_file.hpp>
 
 #include <nlohmann/json.hpp>
@@ -115,6 +116,29 @@ TEST(cli, bad_inputs_exit_2_naming_the_file) {
 
     r = run_cli("frobnicate");
     EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("unknown subcommand 'frobnicate'"), std::string::npos) << r.output;
+    // Options checked where they are given, naming themselves.
+    r = run_cli("eval -m " + std::string(ELM_MODELS_DIR) + "/num_memory_1 -d " + dir.string() +
+                " --window 0");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("--window"), std::string::npos) << r.output;
+    r = run_cli("train --config " + dir.string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("a run config JSON file"), std::string::npos) << r.output;
+    fs::create_directories(dir / "taken.npy");
+    r = run_cli("run " + std::string(ELM_MODELS_DIR) + "/num_memory_1 --input " +
+                std::string(ELM_GOLDEN_DIR) + "/pretrained_num_memory_15.safetensors --output " +
+                (dir / "taken.npy").string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("a folder"), std::string::npos) << r.output;
+    // A training checkpoint where a model is expected: said what to use instead.
+    elm::tensor_file ckpt =
+        elm::state_dict(elm::load_model<float>(std::string(ELM_MODELS_DIR) + "/num_memory_1"));
+    ckpt.metadata["format"] = "elmneuron.checkpoint.v1";
+    elm::write_safetensors((dir / "checkpoint.safetensors").string(), ckpt);
+    r = run_cli("info " + (dir / "checkpoint.safetensors").string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.output.find("best_model.safetensors"), std::string::npos) << r.output;
 
     // An output name that is neither .npy nor .safetensors: refused before any work, nothing written.
     r = run_cli("run " + std::string(ELM_MODELS_DIR) + "/num_memory_1 --input " +

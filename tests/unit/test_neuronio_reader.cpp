@@ -433,12 +433,20 @@ TEST_F(neuronio_reader, list_files) {
     fs::create_directories(d / "sub.p");
     // Sidecars and caches beside the pickles (sim__...json, ...safetensors) are not pickles.
     for (const char* n : {"sim__b_randomSeed_2.p", "a.p", "notes.txt", "c.pkl", "x_sim__y", ".p", "d.pickle",
-                          "sim__b_randomSeed_2.json", "a.p.7.123.neuronio.safetensors"})
+                          "sim__b_randomSeed_2.json", "a.p.7.123.neuronio.safetensors", "E.P"})
         std::ofstream(d / n) << "x";
     const auto files = elm::list_neuronio_files(d.string());
     EXPECT_EQ(files,
-              (std::vector<std::string>{(d / "a.p").string(), (d / "c.pkl").string(),
+              (std::vector<std::string>{(d / "E.P").string(), (d / "a.p").string(), (d / "c.pkl").string(),
                                         (d / "d.pickle").string(), (d / "sim__b_randomSeed_2.p").string()}));
+    // A file reached twice (named and through its folder) would count twice: refused, naming it.
+    try {
+        elm::list_neuronio_files(std::vector<std::string>{d.string(), (d / "c.pkl").string()});
+        ADD_FAILURE() << "a file listed twice was accepted";
+    } catch (const elm::error& e) {
+        EXPECT_EQ(e.file(), (d / "c.pkl").string());
+        EXPECT_NE(std::string(e.what()).find("twice"), std::string::npos) << e.what();
+    }
     EXPECT_EQ(elm::list_neuronio_files((d / "notes.txt").string()),
               std::vector<std::string>{(d / "notes.txt").string()});
     EXPECT_THROW(elm::list_neuronio_files((d / "missing").string()), elm::file_not_found_error);
