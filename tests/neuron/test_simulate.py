@@ -389,6 +389,14 @@ def test_bad_config_is_reported(mech, tmp_path):
     assert r.returncode == 2 and "unknown key 'bogus'" in r.stderr
     r = simulate(base_cfg(mech, duration_ms=1500), tmp_path / "x", tmp_path)
     assert r.returncode == 2 and "duration_ms" in r.stderr
+    # Values of the wrong JSON type name their key (they were tracebacks, or for a flag silently true).
+    for change, key in (({"synapses": {"excitatory": 5}}, "config.synapses.excitatory: expected an object"),
+                        ({"synapses": {"excitatory": {"gmax": "big"}}}, "config.synapses.excitatory.gmax"),
+                        ({"save_dvts": "false"}, "config.save_dvts: expected true or false"),
+                        ({"spike_threshold_mv": "high"}, "config.spike_threshold_mv: expected a number"),
+                        ({"cell_params": {"nope": 1}}, "config.cell_params")):
+        r = simulate(base_cfg(mech, **change), tmp_path / "x", tmp_path)
+        assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr, (change, r.stderr)
 
 
 def test_plugin_cell(mech, tmp_path):

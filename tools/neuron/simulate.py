@@ -75,6 +75,33 @@ def log(msg: str) -> None:
 
 # --- configuration ---------------------------------------------------------------------------
 
+def check_type(name: str, default, value) -> None:
+    """A config value must have its default's JSON type (a number where a number is expected, true/false where
+    a flag is: the string "false" would otherwise count as true); objects are checked key by key where the
+    defaults list their keys."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "a string"
+    elif isinstance(default, dict):
+        ok, what = isinstance(value, dict), "an object"
+    else:
+        ok, what = isinstance(value, list), "a list"
+    if not ok:
+        raise ConfigError(f"config.{name}: expected {what}, got {json.dumps(value)}")
+    if isinstance(default, dict) and default:
+        for key, v in value.items():
+            if key.startswith("_"):
+                continue
+            if key not in default:
+                raise ConfigError(f"config.{name}: unknown key '{key}' (known: {', '.join(sorted(default))})")
+            check_type(f"{name}.{key}", default[key], v)
+
+
 def load_config(path: str | None, overrides: dict) -> dict:
     cfg = json.loads(json.dumps(DEFAULTS))
     user = {}
@@ -92,17 +119,17 @@ def load_config(path: str | None, overrides: dict) -> dict:
             continue
         if key not in DEFAULTS:
             raise ConfigError(f"config: unknown key '{key}' (known: {', '.join(sorted(DEFAULTS))})")
+        check_type(key, DEFAULTS[key], value)
         if key in ("solver", "synapses"):
             if not isinstance(value, dict):
                 raise ConfigError(f"config.{key}: expected an object")
             for sub, v in value.items():
+                if sub.startswith("_"):  # comments
+                    continue
                 if sub not in cfg[key]:
                     raise ConfigError(f"config.{key}: unknown key '{sub}'")
                 if isinstance(cfg[key][sub], dict):
-                    for k2 in v:
-                        if k2 not in cfg[key][sub]:
-                            raise ConfigError(f"config.{key}.{sub}: unknown key '{k2}'")
-                    cfg[key][sub].update(v)
+                    cfg[key][sub].update({k2: v2 for k2, v2 in v.items() if not k2.startswith("_")})
                 else:
                     cfg[key][sub] = v
         else:
@@ -323,7 +350,11 @@ def prepare(cfg: dict, out_dir: str, resume: bool):
     """Builds the cell once here for the layout; returns the (index, seed) files still to do."""
     import nrn_run
     nrn_run.load_mechanisms(cfg["mechanisms"])
-    cell = nrn_run.make_cell(cfg["cell"], cfg["cell_params"])
+    try:  # a bad plug-in spec or cell_params is a config error, not a traceback
+        cell = nrn_run.make_cell(cfg["cell"], cfg["cell_params"])
+    except (ImportError, AttributeError, TypeError, ValueError, OSError) as e:
+        raise ConfigError(f"config.cell = {cfg['cell']!r} with config.cell_params = "
+                          f"{json.dumps(cfg['cell_params'])}: {type(e).__name__}: {e}") from None
     layout = nrn_run.segment_layout(cell)
     cell_desc = cell.description() if hasattr(cell, "description") else {"spec": cfg["cell"]}
     cell_desc = json.loads(json.dumps(cell_desc, default=str))
