@@ -189,6 +189,15 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
                     "at least one simulation with " + std::to_string(o.min_spikes) + "-" +
                         std::to_string(o.max_spikes) + " output spikes",
                     "none");
+    // The ROC needs both classes among the scored milliseconds.
+    const auto spikes = std::count(spike_true.begin(), spike_true.end(), 1.0);
+    if (spikes == 0 || spikes == static_cast<std::ptrdiff_t>(spike_true.size()))
+        throw error(files.front().source + (files.size() > 1 ? " (and the other files evaluated)" : ""),
+                    "outputSpikeTimes",
+                    "output spikes in some but not all scored milliseconds (AUC needs both)",
+                    spikes == 0 ? "no output spike after the first " +
+                                      std::to_string(o.ignore_time_at_start_ms) + " ms of any kept simulation"
+                                : "a spike in every scored millisecond");
     result.metrics = compute_neuronio_metrics(spike_true, spike_prob, soma_true, soma_pred, o.desired_fp);
     result.roc = roc_curve(spike_true, spike_prob);
     result.samples = static_cast<std::int64_t>(spike_true.size());

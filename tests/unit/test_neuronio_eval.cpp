@@ -2,6 +2,7 @@
 // cases hold whole 500 ms windows from a zero state, so predicting a 500 ms "file" made of their inputs must
 // give exactly their eval_output (sigmoid(spike logit), soma / 0.1) in window 0, for the official models.
 
+#include <elmneuron/error.hpp>
 #include <elmneuron/model_file.hpp>
 #include <elmneuron/neuronio_task.hpp>
 #include <elmneuron/tensor_file.hpp>
@@ -90,6 +91,34 @@ TEST(neuronio_eval, later_windows_only_write_after_the_burn_in) {
                     << "window at " << start << ", t " << t;
             }
     }
+}
+
+}  // namespace
+
+namespace {
+
+// Without an output spike in the scored milliseconds the AUC is undefined: an error naming the data (the
+// first file) and the field, not the metric function's internals.
+TEST(neuronio_eval, data_without_output_spikes_names_the_file) {
+    elm::neuronio_predictions p;
+    p.source = "quiet.p";
+    p.num_simulations = 2;
+    p.duration_ms = 1000;
+    const std::size_t n = 2000;
+    p.spike_prob.assign(n, 0.1);
+    p.soma_pred_mv.assign(n, 1.0);
+    p.soma_raw_mv.assign(n, 1.0);
+    p.spike_true.assign(n, 0.0);
+    p.soma_true_mv.assign(n, 2.0);
+    try {
+        elm::evaluate_neuronio({p}, {});
+        ADD_FAILURE() << "evaluated data without output spikes";
+    } catch (const elm::error& e) {
+        EXPECT_EQ(e.file(), "quiet.p");
+        EXPECT_EQ(e.field(), "outputSpikeTimes");
+    }
+    p.spike_true[1700] = 1;  // one spike after the first 500 ms: evaluated
+    EXPECT_NO_THROW(elm::evaluate_neuronio({p}, {}));
 }
 
 }  // namespace
