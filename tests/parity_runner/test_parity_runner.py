@@ -3,6 +3,7 @@ it holds (golden/README.md describes whole cases; a further case may come withou
 wrong reference still fails, and without --models the pretrained cases find the official models.
 
 Needs numpy only; ELM_PARITY (the runner) and ELM_GOLDEN_DIR are set by ctest."""
+import importlib.util
 import json
 import os
 import shutil
@@ -13,17 +14,15 @@ import numpy as np
 
 PARITY = os.environ["ELM_PARITY"]
 GOLDEN = os.environ["ELM_GOLDEN_DIR"]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location("elm_plots", os.path.join(ROOT, "tools", "plots", "elm_plots.py"))
+elm_plots = importlib.util.module_from_spec(_spec)  # its numpy safetensors reader
+_spec.loader.exec_module(elm_plots)
 DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_}
 
 
 def read(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        body = f.read()
-    meta = header.pop("__metadata__", {})
-    tensors = {k: np.frombuffer(body[v["data_offsets"][0]:v["data_offsets"][1]], DTYPES[v["dtype"]])
-               .reshape(v["shape"]) for k, v in header.items()}
+    tensors, meta = elm_plots.read_safetensors(path)
     return meta, tensors
 
 
@@ -56,30 +55,31 @@ def derived(tmp_path, name, change):
     return folder
 
 
-def test_a_case_without_adam_steps_checks_the_rest(tmp_path):
-    def drop_adam(meta, tensors):
-        del meta["adam"]
-        for k in [k for k in tensors if k.startswith("adam3.")]:
+def dropping(*prefixes):
+    """A change that leaves out the tensors with these prefixes (and with adam3.* the Adam settings)."""
+    def change(meta, tensors):
+        if "adam3." in prefixes:
+            del meta["adam"]
+        for k in [k for k in tensors if k.startswith(prefixes)]:
             del tensors[k]
-    r = run(derived(tmp_path, "no_adam", drop_adam))
+    return change
+
+
+def test_a_case_without_adam_steps_checks_the_rest(tmp_path):
+    r = run(derived(tmp_path, "no_adam", dropping("adam3.")))
     assert r.returncode == 0, r.stdout
     assert "parity: 2 passed" in r.stdout and "grad 0.00e+00" not in r.stdout, r.stdout
 
 
 def test_a_case_without_traces_checks_the_rest(tmp_path):
-    def drop_traces(meta, tensors):
-        for k in [k for k in tensors if k.startswith("trace.")]:
-            del tensors[k]
-    r = run(derived(tmp_path, "no_traces", drop_traces))
+    r = run(derived(tmp_path, "no_traces", dropping("trace.")))
     assert r.returncode == 0, r.stdout
     assert "trace 0.00e+00" in r.stdout and "adam3 0.00e+00" not in r.stdout, r.stdout
 
 
 def test_a_wrong_reference_still_fails(tmp_path):
     def wrong(meta, tensors):
-        del meta["adam"]
-        for k in [k for k in tensors if k.startswith("adam3.") or k.startswith("trace.")]:
-            del tensors[k]
+        dropping("adam3.", "trace.")(meta, tensors)
         tensors["grad.w_y.bias"] = tensors["grad.w_y.bias"] * 1.01
     r = run(derived(tmp_path, "wrong", wrong))
     assert r.returncode == 1 and "grad.w_y.bias" in r.stdout, r.stdout
