@@ -43,8 +43,9 @@ void fill_layer(const T* weight, const T* bias, int out, int in, dense_layer<T>&
 template <class T>
 std::size_t prepared<T>::bytes() const {
     std::size_t n = proj.size() + w_s.size() + kappa_synapse.size() + branch_weight.size() + bias0.size() +
-                    memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_gain.size() +
-                    readout.transposed.size() + readout.rows.size() + readout.bias.size();
+                    memory_weight_t.size() + memory_weight.size() + kappa_m.size() + memory_leak.size() +
+                    memory_gain.size() + readout.transposed.size() + readout.rows.size() +
+                    readout.bias.size();
     for (const auto& l : layers) n += l.transposed.size() + l.rows.size() + l.bias.size();
     n += made_from.parameters.size() + made_from.synapse_mask.size();
     return n * sizeof(T) + (row_of.size() + synapse_row.size()) * sizeof(std::int32_t) +
@@ -93,12 +94,14 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
     // Δt 0.5 lost 5 of float's 24 bits, and memory traces then left the golden 1e-5 bound); -expm1 gives
     // 1 - exp(-u) to full precision.
     o.kappa_m.assign(static_cast<std::size_t>(o.pm), T(0));
+    o.memory_leak.assign(static_cast<std::size_t>(o.pm), T(0));
     o.memory_gain.assign(static_cast<std::size_t>(o.pm), T(0));
     const double lo = c.memory_tau_min, hi = c.effective_tau_max();
     for (int k = 0; k < d.d_m; ++k) {
         const double tau = (hi - lo) * (1 / (1 + std::exp(-static_cast<double>(p.proto_tau_m[k])))) + lo;
         const double tc = std::max(tau, 1e-6);
         o.kappa_m[k] = T(decay_factor(c.delta_t, tau));
+        o.memory_leak[k] = T(-std::expm1(-c.delta_t / tc));
         o.memory_gain[k] = T(c.version == model_version::v1 ? -c.lambda_value * std::expm1(-c.delta_t / tc)
                                                             : -std::expm1(-c.delta_t * c.lambda_value / tc));
     }

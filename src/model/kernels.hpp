@@ -130,12 +130,14 @@ struct prepared {
 
     // MLP: first layer split into the memory half W_m (transposed [d_m][p0] and as stored [n0][pm]) and c_0;
     // layers 1..l_mlp; readout W_y.
-    aligned_vector<T> bias0;                 // [p0]
-    aligned_vector<T> memory_weight_t;       // [d_m][p0]
-    aligned_vector<T> memory_weight;         // [n0 + 1][pm], the last row zero (sparse_rows)
-    std::vector<dense_layer<T>> layers;      // l_mlp layers after the first
-    dense_layer<T> readout;                  // d_m -> d_o
-    aligned_vector<T> kappa_m, memory_gain;  // [pm], 0 in the padding
+    aligned_vector<T> bias0;             // [p0]
+    aligned_vector<T> memory_weight_t;   // [d_m][p0]
+    aligned_vector<T> memory_weight;     // [n0 + 1][pm], the last row zero (sparse_rows)
+    std::vector<dense_layer<T>> layers;  // l_mlp layers after the first
+    dense_layer<T> readout;              // d_m -> d_o
+    // κ_m, its complement 1 - κ_m (to full precision, not 1 minus a rounded κ_m) and the gain; 0 in the
+    // padding.
+    aligned_vector<T> kappa_m, memory_leak, memory_gain;  // [pm]
 
     // What it was made from (model.cpp prepare_into reuses it when a call's model has an equal config and
     // the same bits of parameters and routing).
@@ -235,9 +237,13 @@ void input_backward(const prepared<T>& p, const event_view<T>& x, int b0, int ro
                     int state_rows, T* proj_grad, T* dx);
 
 // ---- one time step of the recurrence for `rows` samples ------------------------------------------------
-// The first layer's rows already hold c_0 + Σ_g a_g,t (input_forward). memory_in: κ_m ⊙ m_{t-1} per sample
-// ([rows][pm], zero before the first step), updated to κ_m ⊙ m_t. scratch: step_scratch_size elements,
-// vector-aligned.
+// The first layer's rows already hold c_0 + Σ_g a_g,t (input_forward). memory_in: per sample the MLP's memory
+// input κ_m ⊙ m_{t-1} and m_{t-1} ([rows][2·pm], zero before the first step), updated to those of m_t.
+// scratch: step_scratch_size elements, vector-aligned.
+template <class T>
+constexpr std::size_t memory_state_width(const prepared<T>& p) {
+    return 2 * static_cast<std::size_t>(p.pm);
+}
 template <class T>
 void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, const step_rows<T>& out);
 template <class T>

@@ -579,7 +579,7 @@ stream<T>::stream(const model<T>& m, int batch) : config_(m.config()), batch_(ba
     prepare_into(m, batch, 1, prepared_);  // the kernel layout is the snapshot of the parameters
     const auto& p = *prepared_;
     const std::size_t n = static_cast<std::size_t>(batch);
-    state_.assign(n * (static_cast<std::size_t>(p.groups()) * p.p0 + p.pm), T(0));
+    state_.assign(n * (static_cast<std::size_t>(p.groups()) * p.p0 + detail::memory_state_width(p)), T(0));
     rows_.assign(n * (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm)), T(0));
     scratch_.assign(detail::step_scratch_size(p, batch), T(0));
 }

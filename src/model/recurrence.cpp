@@ -452,7 +452,8 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
     T* first = L > 0 ? out.hidden : out.delta;  // rows of the first layer's output, holding c_0 + Σ_g a_g
     const std::size_t fs = L > 0 ? out.hidden_stride : out.memory_stride;
     // First layer, memory half (E4): pre_0 += W_m·(κ_m ⊙ m_{t-1}).
-    dense_rows(rows, memory_in, p.pm, d.d_m, p.memory_weight_t.data(), d.n0(), first, fs, first, fs);
+    const std::size_t ms = memory_state_width(p);
+    dense_rows(rows, memory_in, ms, d.d_m, p.memory_weight_t.data(), d.n0(), first, fs, first, fs);
 
     // Hidden layers: h = act(pre_l), pre_{l+1} = W_{l+1}·h + c_{l+1}; the last one gives the MLP output.
     // With ReLU, h is 0 wherever pre ≤ 0: about half of it in a freshly initialised model, 60-95 % in the
@@ -486,18 +487,25 @@ void step_forward(const prepared<T>& p, int rows, T* memory_in, T* scratch, cons
         }
     }
 
-    // E5-E6: Δm = 1.7159·tanh((2/3)·o); m = κ_m⊙m_{t-1} + gain⊙Δm; carry κ_m⊙m for the next step.
+    // E5-E6: Δm = 1.7159·tanh((2/3)·o); m = κ_m⊙m_{t-1} + gain⊙Δm, computed as m_{t-1} + (gain⊙Δm -
+    // (1-κ_m)⊙m_{t-1}): for τ_m ≫ Δt a rounded κ_m is off by up to half an ulp of 1, which is 1e-4 of
+    // 1-κ_m (Δt 0.5, τ_m 1000); in this form only the accurate 1-κ_m and gain enter the recurrence, so m
+    // keeps float precision both while it builds up and at its steady state λΔm (v1). Carry κ_m⊙m (the
+    // MLP's memory input) and m for the next step.
     const V* kappa = as_vec(p.kappa_m.data());
+    const V* leak = as_vec(p.memory_leak.data());
     const V* gain = as_vec(p.memory_gain.data());
     for (int s = 0; s < rows; ++s) {
         V* dm = as_vec(out.delta + s * out.memory_stride);
         V* m = as_vec(out.memory + s * out.memory_stride);
-        V* z = as_vec(memory_in + static_cast<std::size_t>(s) * p.pm);
+        V* z = as_vec(memory_in + static_cast<std::size_t>(s) * ms);
+        V* mprev = z + nvm;
         for (int v = 0; v < nvm; ++v) {
             const V delta = scaled_tanh<T>(dm[v]);
             dm[v] = delta;
-            const V mv = z[v] + gain[v] * delta;
+            const V mv = mprev[v] + (gain[v] * delta - leak[v] * mprev[v]);
             m[v] = mv;
+            mprev[v] = mv;
             z[v] = kappa[v] * mv;
         }
     }
@@ -528,7 +536,8 @@ std::size_t step_scratch_size(const prepared<T>& p, int rows) {
 template <class T>
 std::size_t forward_scratch_size(const prepared<T>& p, int rows, bool keep) {
     const std::size_t n = static_cast<std::size_t>(rows);
-    std::size_t size = n * (static_cast<std::size_t>(p.groups()) * p.p0 + p.pm) + step_scratch_size(p, rows);
+    std::size_t size = n * (static_cast<std::size_t>(p.groups()) * p.p0 + memory_state_width(p)) +
+                       step_scratch_size(p, rows);
     if (!keep)  // block buffers for the activations
         size += n * time_block *
                 (static_cast<std::size_t>(p.d.l_mlp) * p.ph + 2 * static_cast<std::size_t>(p.pm));
@@ -542,7 +551,7 @@ void forward_chunk(const prepared<T>& p, const event_view<T>& x, int b0, int row
     const std::size_t n = static_cast<std::size_t>(rows), T_ = static_cast<std::size_t>(d.T);
     T* input_state = scratch;
     T* memory_in = input_state + n * p.groups() * p.p0;
-    T* tmp = memory_in + n * p.pm;
+    T* tmp = memory_in + n * memory_state_width(p);
     std::fill(scratch, tmp, T(0));  // zero initial state (Table S1: s0 = 0, m0 = 0)
     T* block = tmp + step_scratch_size(p, rows);
     // Where the activations go: the whole-batch buffers [l_mlp][B][T][ph], [B][T][pm] (kept for backward), or
