@@ -19,7 +19,7 @@ namespace {
 
 struct run_options {
     std::string model, input, output, tensor_name, precision = "f32";
-    bool traces = false;
+    bool traces = false, synapse_traces = false;
     int threads = 0;
 };
 
@@ -39,6 +39,9 @@ template <class T>
 void run(const run_options& o) {
     const auto m = load_model<T>(o.model);
     const auto& c = m.config();
+    if (o.synapse_traces && c.version != model_version::v1)
+        throw error(o.model, "--synapse-traces", "a v1 model (v2 keeps branch traces only)", "a v2 model");
+    const bool traces = o.traces || o.synapse_traces;
     const bool npy_out = is_npy(o.output);
     if (!npy_out && std::filesystem::path(o.output).extension() != ".safetensors")
         throw error(o.output, "--output", "a .npy or .safetensors file name",
@@ -59,7 +62,7 @@ void run(const run_options& o) {
     std::vector<T> y(static_cast<std::size_t>(B) * Tn * c.num_output);
     workspace<T> ws;
     const auto t0 = std::chrono::steady_clock::now();
-    if (o.traces)
+    if (traces)
         m.forward(x, y, ws);  // keeps the memory trace
     else
         m.infer(x, y, ws);
@@ -72,7 +75,7 @@ void run(const run_options& o) {
     };
     const tensor out = make_tensor<T>("output", shaped(c.num_output), y);
     if (npy_out) {
-        if (o.traces)
+        if (traces)
             throw error(o.output, "--traces", "a .safetensors output (traces are several tensors)", ".npy");
         write_npy(o.output, out);
     } else {
@@ -80,12 +83,12 @@ void run(const run_options& o) {
         f.metadata["model"] = o.model;
         f.metadata["config"] = to_json(c);
         f.tensors.push_back(out);
-        if (o.traces) {
+        if (traces) {
             f.tensors.push_back(make_tensor<T>("trace.memory", shaped(c.num_memory), m.memory_trace(ws)));
             std::vector<T> branch(static_cast<std::size_t>(B) * Tn * c.branches());
             m.branch_trace(x, branch);
             f.tensors.push_back(make_tensor<T>("trace.branch", shaped(c.branches()), branch));
-            if (c.version == model_version::v1) {  // v1's state: the synapse traces (golden/README.md)
+            if (o.synapse_traces) {  // v1's state (golden/README.md); B·T·num_synapse values, so on request
                 std::vector<T> synapse(static_cast<std::size_t>(B) * Tn * c.num_synapse());
                 m.synapse_trace(x, synapse);
                 f.tensors.push_back(make_tensor<T>("trace.synapse", shaped(c.num_synapse()), synapse));
@@ -112,8 +115,9 @@ void register_run(CLI::App& app) {
         ->required();
     cmd->add_option("--tensor", o.tensor_name, "Input tensor name inside a .safetensors (default: 'input')");
     cmd->add_option("--precision", o.precision, "Compute precision")->check(CLI::IsMember({"f32", "f64"}));
-    cmd->add_flag("--traces", o.traces,
-                  "Also write trace.memory, trace.branch and for v1 trace.synapse (safetensors output only)");
+    cmd->add_flag("--traces", o.traces, "Also write trace.memory and trace.branch (safetensors output only)");
+    cmd->add_flag("--synapse-traces", o.synapse_traces,
+                  "Traces with trace.synapse of a v1 model too (num_synapse values per step: large)");
     cmd->add_option("--threads", o.threads, "Threads (default or 0: all cores)")
         ->check(non_negative_number());
     cmd->callback([] {

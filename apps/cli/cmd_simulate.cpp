@@ -44,7 +44,7 @@ void register_simulate(CLI::App& app) {
         if (resume) argv.push_back("--resume");
         if (!cell.empty()) argv.insert(argv.end(), {"--cell", cell});
         if (!mechanisms.empty()) argv.insert(argv.end(), {"--mechanisms", mechanisms});
-        const int rc = run_program(argv);
+        const int rc = run_program(argv, lock.fd());  // the lock lasts until the generator has gone too
         if (rc != 0)
             throw error(config, "simulate", "tools/neuron/simulate.py to finish",
                         "exit status " + std::to_string(rc), "its messages above say what failed");

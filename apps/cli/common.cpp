@@ -3,6 +3,7 @@
 #include <elmneuron/error.hpp>
 #include <elmneuron/tensor_file.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <string>
 
 namespace elm::cli {
 
@@ -96,42 +98,75 @@ std::string python_interpreter() {
 }
 
 namespace {
-volatile sig_atomic_t running_child = 0;
+volatile sig_atomic_t running_child = 0;  // its process group: the child leads one of its own
+volatile sig_atomic_t caught_signal = 0;
 extern "C" void pass_signal_on(int sig) {
-    if (running_child > 0) ::kill(static_cast<pid_t>(running_child), sig);
+    const int saved = errno;
+    caught_signal = sig;
+    if (running_child > 0) ::kill(-static_cast<pid_t>(running_child), sig);
+    errno = saved;
 }
 }  // namespace
 
-int run_program(const std::vector<std::string>& argv) {
+int run_program(const std::vector<std::string>& argv, int inherit_fd) {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    // Made before fork: the child of a process with threads may only call async-signal-safe functions.
+    const std::string exec_failed = "elmneuron: cannot run " + argv.front() + "\n";
     std::fflush(stdout);
     std::fflush(stderr);
-    const pid_t parent = ::getpid();
-    const pid_t child = ::fork();
-    if (child < 0) return 127;
-    if (child == 0) {
-        // Dies with us: without this, a killed `elmneuron simulate` left its generator running and writing.
-        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (::getppid() != parent) ::_exit(128 + SIGTERM);  // we died before the prctl
-        ::execvp(args[0], args.data());
-        std::fprintf(stderr, "elmneuron: cannot run %s: %s\n", args[0], std::strerror(errno));
-        ::_exit(127);
-    }
-    running_child = child;
+    // Our SIGINT/SIGTERM are passed on (below); the child's group gets them from us only, once, and not
+    // also from the terminal or a kill of our group. SIGCHLD at its default, so that waitpid reaps.
     struct sigaction pass {
-    }, old_int{}, old_term{};
+    }, old_int{}, old_term{}, default_chld{}, old_chld{};
     pass.sa_handler = pass_signal_on;
     sigemptyset(&pass.sa_mask);
+    default_chld.sa_handler = SIG_DFL;
+    sigemptyset(&default_chld.sa_mask);
+    ::sigaction(SIGCHLD, &default_chld, &old_chld);
+    caught_signal = 0;
+    const pid_t parent = ::getpid();
+    const pid_t child = ::fork();
+    if (child < 0) {
+        std::fprintf(stderr, "elmneuron: cannot start %s: %s\n", argv.front().c_str(), std::strerror(errno));
+        ::sigaction(SIGCHLD, &old_chld, nullptr);
+        return 127;
+    }
+    if (child == 0) {
+        ::setpgid(0, 0);
+        // Dies with us: without this, a killed `elmneuron simulate` left its generator running and writing.
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (::getppid() != parent) ::_exit(128 + SIGTERM);     // we died before the prctl
+        if (inherit_fd >= 0) ::fcntl(inherit_fd, F_SETFD, 0);  // e.g. the output folder's lock
+        ::execvp(args[0], args.data());
+        [[maybe_unused]] const auto written = ::write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
+        ::_exit(127);
+    }
+    ::setpgid(child, child);  // also here: whichever of the two runs first
+    running_child = child;
     ::sigaction(SIGINT, &pass, &old_int);
     ::sigaction(SIGTERM, &pass, &old_term);
-    int status = 0;
-    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    int status = -1;
+    pid_t reaped;
+    while ((reaped = ::waitpid(child, &status, 0)) < 0 && errno == EINTR) {
     }
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &block, &old_mask);  // no signal to a reaped pid
     running_child = 0;
     ::sigaction(SIGINT, &old_int, nullptr);
     ::sigaction(SIGTERM, &old_term, nullptr);
+    ::sigaction(SIGCHLD, &old_chld, nullptr);
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    // A signal meant for us ends us too, as it would have without a child (after the child has gone).
+    if (caught_signal != 0) ::raise(caught_signal);
+    if (reaped < 0) {
+        std::fprintf(stderr, "elmneuron: lost track of %s: %s\n", argv.front().c_str(), std::strerror(errno));
+        return 127;
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 127;
 }
 

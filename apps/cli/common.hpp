@@ -42,10 +42,13 @@ CLI::Validator non_empty_text();
 std::string python_interpreter();
 
 // Runs argv[0] (looked up in PATH) with argv as its arguments, no shell in between (any character in a
-// path is passed as it is), and waits for it. The child goes with us: SIGINT and SIGTERM sent to this
-// process are passed on to it, and it gets SIGTERM if this process dies (SIGKILL included). Returns its
-// exit status, 128 + the signal that ended it, or 127 if it could not be started.
-int run_program(const std::vector<std::string>& argv);
+// path is passed as it is), and waits for it. The child leads its own process group and goes with us:
+// SIGINT and SIGTERM sent to this process are passed on to its group (once: not also from the terminal),
+// after which this process ends by the same signal; it gets SIGTERM if this process dies (SIGKILL
+// included). inherit_fd (if >= 0) stays open in the child (e.g. a folder_lock's descriptor, so that the lock
+// lasts until the child has gone too). Returns its exit status, 128 + the signal that ended it, or 127 if it
+// could not be started.
+int run_program(const std::vector<std::string>& argv, int inherit_fd = -1);
 
 // Runs tools/plots/elm_plots.py with these arguments (python_interpreter). Returns false and prints why on
 // stderr if the plot could not be made; results are never lost.

@@ -202,7 +202,7 @@ private:
     model_config config_;
     std::shared_ptr<detail::prepared<T>> prepared_;
     int batch_ = 1;
-    aligned_vector<T> state_;  // first-layer accumulators, κ_m ⊙ m_{t-1}
+    aligned_vector<T> state_;  // first-layer accumulators, then κ_m ⊙ m_{t-1} and m_{t-1} per sample
     aligned_vector<T> rows_;   // this step's activations
     aligned_vector<T> scratch_;
 };

@@ -66,17 +66,20 @@ void write_text_atomic(const std::string& path, std::string_view text);
 // filesystem exception.
 void create_output_folder(const std::string& path, const std::string& field = "output folder");
 
-// Removes the temporary files (NAME.tmp.PID.N) that atomic writes of processes no longer running left in
-// `folder` when they were killed between writing and renaming; another live process's are kept.
+// Removes the temporary files (NAME.tmp.PID.N, NAME a .safetensors, .csv or .json file) that atomic writes of
+// processes no longer running left in `folder` when they were killed between writing and renaming; another
+// live process's are kept.
 void remove_stale_temporaries(const std::string& folder);
 
 // An exclusive lock on an output folder for the life of the object (flock on FOLDER/.lock, released by the
 // kernel if the process dies): a second job writing into the same folder gets an elm::error naming the
-// folder and `field` instead of interleaving its files with the first's.
+// folder and `field` instead of interleaving its files with the first's. On a file system without locks
+// (some network mounts) a warning, and no lock.
 class folder_lock {
 public:
     folder_lock(const std::string& folder, const std::string& field);
     ~folder_lock();
+    int fd() const { return fd_; }  // -1 without a lock; a child process that inherits it shares the lock
     folder_lock(const folder_lock&) = delete;
     folder_lock& operator=(const folder_lock&) = delete;
 

@@ -188,7 +188,12 @@ const elm::model_config& config_of(py_model& pm) {
 
 template <class T>
 void add_routing(pyb::dict& d, const elm::model<T>& m) {
-    if (m.config().input_to_synapse_routing == elm::routing::none) return;
+    if (m.config().input_to_synapse_routing == elm::routing::none) {
+        // The published placeholders (nn.Parameter(None): empty float32), as elm::state_dict writes them.
+        d["input_to_synapse_indices"] = pyb::array_t<float>(0);
+        d["valid_indices_mask"] = pyb::array_t<float>(0);
+        return;
+    }
     const auto index = m.synapse_input_index();
     const auto mask = m.synapse_mask();
     const auto n = static_cast<pyb::ssize_t>(index.size());

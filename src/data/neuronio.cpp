@@ -814,7 +814,9 @@ std::vector<std::string> list_neuronio_files(const std::vector<std::string>& pat
     for (const auto& p : paths)
         for (auto& f : list_neuronio_files(p)) {
             std::error_code ec;
-            const auto [it, fresh] = seen.emplace(fs::weakly_canonical(f, ec), f);
+            auto canonical = fs::weakly_canonical(f, ec);
+            if (ec) canonical = fs::absolute(f, ec).lexically_normal();
+            const auto [it, fresh] = seen.emplace(canonical, f);
             if (!fresh)
                 throw elm::error(f, "path", "each file once", "listed twice (as " + it->second + ")",
                                  "a file given both by itself and through its folder?");

@@ -487,12 +487,12 @@ bool unpickler::step(std::uint8_t op) {
             memo_get(le(4));
             return false;  // LONG_BINGET
         default: {
-            const std::string_view text_protocol = "ipgSVFLPo";  // opcodes of protocol 0 (text) only
+            const std::string_view text_protocol = "ipgSVFLP";  // opcodes of protocol 0 (text) only
             fail("pickle opcode", "a supported opcode", hex_byte(op) + " (" + opcode_name(op) + ")",
                  text_protocol.find(static_cast<char>(op)) != std::string_view::npos
                      ? std::string(resave_hint) + " (this looks like protocol 0, text)"
-                 : op >= 0x96 ? std::string(resave_hint) + " (protocol 5 buffers)"
-                              : "");
+                 : op >= 0x96 && op <= 0x98 ? std::string(resave_hint) + " (protocol 5 buffers)"
+                                            : "");
         }
     }
 }

@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <system_error>
 
@@ -34,15 +37,22 @@ void create_output_folder(const std::string& path, const std::string& field) {
 
 void remove_stale_temporaries(const std::string& folder) {
     namespace fs = std::filesystem;
-    static const std::regex temporary(R"(.+\.tmp\.([0-9]+)\.[0-9]+)");  // detail::write_file_atomic's names
+    // detail::write_file_atomic's names: NAME.tmp.PID.N
+    static const std::regex temporary(R"((.+)\.tmp\.([0-9]{1,10})\.[0-9]{1,10})");
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(folder, ec)) {
         const std::string name = entry.path().filename().string();
         std::smatch match;
         if (!entry.is_regular_file(ec) || !std::regex_match(name, match, temporary)) continue;
-        const long pid = std::stol(match[1].str());
-        const bool running =
-            pid > 0 && pid <= INT32_MAX && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+        // Only temporaries of the kinds our writers make: a user's notes.tmp.2024.05 stays.
+        const std::string target = match[1].str();
+        if (!target.ends_with(".safetensors") && !target.ends_with(".csv") && !target.ends_with(".json"))
+            continue;
+        long long pid = 0;
+        const std::string digits = match[2].str();
+        std::from_chars(digits.data(), digits.data() + digits.size(), pid);
+        const bool running = pid > 0 && pid <= std::numeric_limits<pid_t>::max() &&
+                             (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
         if (!running) fs::remove(entry.path(), ec);
     }
 }
@@ -54,6 +64,13 @@ folder_lock::folder_lock(const std::string& folder, const std::string& field) {
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         ::close(fd_);
+        fd_ = -1;
+        if (err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS) {
+            std::fprintf(
+                stderr, "elmneuron: warning: %s cannot be locked (%s); make sure no other job writes there\n",
+                folder.c_str(), std::strerror(err));
+            return;
+        }
         if (err == EWOULDBLOCK)
             throw error(folder, field, "a folder no other job is writing to", "locked by another running job",
                         "wait for it to finish, or use another folder");
@@ -61,6 +78,8 @@ folder_lock::folder_lock(const std::string& folder, const std::string& field) {
     }
 }
 
-folder_lock::~folder_lock() { ::close(fd_); }  // releases the lock
+folder_lock::~folder_lock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock (unless a child process still holds it)
+}
 
 }  // namespace elm

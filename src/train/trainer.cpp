@@ -192,8 +192,11 @@ std::string file_identity(const std::vector<std::string>& files) {
 
 // The run's identity for --resume: the whole config but data.test, which only the final evaluation reads
 // (a broken or moved test file can be fixed and the run resumed).
-std::string resume_identity(const std::string& config_json) {
-    auto j = nlohmann::json::parse(config_json);
+std::string resume_identity(const std::string& config_json, const std::string& source) {
+    auto j = nlohmann::json::parse(config_json, nullptr, false);
+    if (!j.is_object() || !j.contains("data") || !j["data"].is_object())
+        throw error(source, "__metadata__.run_config", "a run config JSON with a data section",
+                    config_json.substr(0, 80));
     j["data"].erase("test");
     return j.dump();
 }
@@ -278,7 +281,7 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     const std::int64_t total = static_cast<std::int64_t>(t.num_epochs) * t.batches_per_epoch;
     if (resume && fs::exists(ckpt)) {
         const auto f = read_safetensors(ckpt);
-        if (resume_identity(meta(f, "run_config")) != resume_identity(to_json(c)))
+        if (resume_identity(meta(f, "run_config"), ckpt) != resume_identity(to_json(c), "this run's config"))
             throw error(ckpt, "run_config", "the same run config as this run (data.test may differ)",
                         "a different one",
                         "resume with the config the run was started with, or use a new out_dir");

@@ -68,13 +68,13 @@ def dropping(*prefixes):
 def test_a_case_without_adam_steps_checks_the_rest(tmp_path):
     r = run(derived(tmp_path, "no_adam", dropping("adam3.")))
     assert r.returncode == 0, r.stdout
-    assert "parity: 2 passed" in r.stdout and "grad 0.00e+00" not in r.stdout, r.stdout
+    assert "parity: 2 passed" in r.stdout and "adam3    -    " in r.stdout and "grad    -" not in r.stdout, r.stdout
 
 
 def test_a_case_without_traces_checks_the_rest(tmp_path):
     r = run(derived(tmp_path, "no_traces", dropping("trace.")))
     assert r.returncode == 0, r.stdout
-    assert "trace 0.00e+00" in r.stdout and "adam3 0.00e+00" not in r.stdout, r.stdout
+    assert "trace    -    " in r.stdout and "adam3    -" not in r.stdout, r.stdout
 
 
 def test_a_wrong_reference_still_fails(tmp_path):

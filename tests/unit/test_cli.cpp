@@ -150,8 +150,9 @@ TEST(cli, bad_inputs_exit_2_naming_the_file) {
     fs::remove_all(dir);
 }
 
-// run keeps the input's rank ([T, num_input] in, [T, num_output] out) and writes v1's synapse traces, which
-// sum per branch to the branch traces it also writes (E1-E3: the branch input is the sum of its synapses).
+// run keeps the input's rank ([T, num_input] in, [T, num_output] out) and writes v1's synapse traces on
+// request (--synapse-traces), which sum per branch to the branch traces it also writes (E1-E3: the branch
+// input is the sum of its synapses).
 TEST(cli, run_keeps_the_input_rank_and_writes_v1_synapse_traces) {
     const auto dir = temp_dir();
     const std::string model = std::string(ELM_MODELS_DIR) + "/num_memory_1";
@@ -167,7 +168,8 @@ TEST(cli, run_keeps_the_input_rank_and_writes_v1_synapse_traces) {
     const auto y2 = elm::read_npy((dir / "y.npy").string());
     EXPECT_EQ(y2.shape, (std::vector<std::int64_t>{steps, 2}));
     r = run_cli("run " + model + " -i " + std::string(ELM_GOLDEN_DIR) +
-                "/pretrained_num_memory_15.safetensors -o " + (dir / "y.safetensors").string() + " --traces");
+                "/pretrained_num_memory_15.safetensors -o " + (dir / "y.safetensors").string() +
+                " --synapse-traces");
     ASSERT_EQ(r.status, 0) << r.output;
     const auto f = elm::read_safetensors((dir / "y.safetensors").string());
     const auto y3 = f.at("output").to<float>();

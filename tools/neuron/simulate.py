@@ -83,7 +83,9 @@ def check_type(name: str, default, value) -> None:
         return
     if isinstance(default, bool):
         ok, what = isinstance(value, bool), "true or false"
-    elif isinstance(default, (int, float)):
+    elif isinstance(default, int):
+        ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
         ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
     elif isinstance(default, str):
         ok, what = isinstance(value, str), "a string"
@@ -350,11 +352,13 @@ def prepare(cfg: dict, out_dir: str, resume: bool):
     """Builds the cell once here for the layout; returns the (index, seed) files still to do."""
     import nrn_run
     nrn_run.load_mechanisms(cfg["mechanisms"])
-    try:  # a bad plug-in spec or cell_params is a config error, not a traceback
+    try:  # a plug-in that cannot be found or built with cell_params: a config error naming both
         cell = nrn_run.make_cell(cfg["cell"], cfg["cell_params"])
     except (ImportError, AttributeError, TypeError, ValueError, OSError) as e:
+        where = traceback.extract_tb(e.__traceback__)[-1]  # the line that raised it, for a plug-in's own bugs
         raise ConfigError(f"config.cell = {cfg['cell']!r} with config.cell_params = "
-                          f"{json.dumps(cfg['cell_params'])}: {type(e).__name__}: {e}") from None
+                          f"{json.dumps(cfg['cell_params'])}: {type(e).__name__}: {e} "
+                          f"(raised at {where.filename}:{where.lineno})") from None
     layout = nrn_run.segment_layout(cell)
     cell_desc = cell.description() if hasattr(cell, "description") else {"spec": cfg["cell"]}
     cell_desc = json.loads(json.dumps(cell_desc, default=str))
