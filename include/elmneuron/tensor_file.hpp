@@ -13,7 +13,7 @@
 
 namespace elm {
 
-enum class dtype { f16, f32, f64, i8, i16, i32, i64, u8, boolean };
+enum class dtype { f16, f32, f64, i8, i16, i32, i64, u8, boolean, bf16 };
 
 const char* to_string(dtype t);  // safetensors spelling: "F32", "I64", "BOOL", ...
 std::size_t dtype_size(dtype t);
@@ -25,7 +25,7 @@ struct tensor {
     std::vector<std::byte> data;  // little-endian, row-major, numel · dtype_size bytes
 
     std::int64_t numel() const;
-    // Element values converted to T (any numeric dtype; f16 decoded exactly).
+    // Element values converted to T (any numeric dtype; f16 and bf16 decoded exactly).
     template <class T>
     std::vector<T> to() const;
 };

@@ -44,6 +44,8 @@ const char* numpy_name(elm::dtype t) {
             return "uint8";
         case elm::dtype::boolean:
             return "bool";
+        case elm::dtype::bf16:  // numpy has none: tensor_to_numpy widens it to float32 first
+            return "float32";
     }
     return "uint8";
 }
@@ -96,6 +98,7 @@ std::string shape_string(const std::vector<std::int64_t>& shape) {
 }
 
 pyb::array tensor_to_numpy(elm::tensor&& t) {
+    if (t.type == elm::dtype::bf16) t = elm::make_tensor<float>(t.name, t.shape, t.to<float>());  // exact
     const pyb::dtype dt(numpy_name(t.type));
     std::vector<pyb::ssize_t> dims(t.shape.begin(), t.shape.end());
     if (t.data.empty()) return pyb::array(dt, dims);

@@ -43,7 +43,7 @@ void register_io(pyb::module_& m) {
         },
         "path"_a,
         R"(Reads a safetensors file: (tensors, metadata) with tensors {name: numpy array} in file order (dtypes
-F16/F32/F64/I8/I16/I32/I64/U8/BOOL as numpy's) and metadata {str: str}. Every length, offset and dtype is
+F16/F32/F64/I8/I16/I32/I64/U8/BOOL as numpy's, BF16 as float32) and metadata {str: str}. Every length, offset and dtype is
 checked; a malformed file raises elmneuron.Error naming the field, a missing one FileNotFoundError.)");
     m.def(
         "parse_safetensors",

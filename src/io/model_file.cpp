@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 constexpr const char* routing_index_name = "input_to_synapse_indices";
 constexpr const char* routing_mask_name = "valid_indices_mask";
 
-bool is_float(dtype t) { return t == dtype::f16 || t == dtype::f32 || t == dtype::f64; }
+bool is_float(dtype t) { return t == dtype::f16 || t == dtype::bf16 || t == dtype::f32 || t == dtype::f64; }
 bool is_integer(dtype t) {
     return t == dtype::i8 || t == dtype::i16 || t == dtype::i32 || t == dtype::i64 || t == dtype::u8;
 }
@@ -67,7 +67,8 @@ model<T> model_from_state_dict(const model_config& config, const tensor_file& sd
     for (const auto& p : m.layout()) {
         const tensor& t = sd.at(p.name, p.shape);
         if (!is_float(t.type))
-            throw elm::error(sd.source, p.name, "a floating-point tensor (F16/F32/F64)", to_string(t.type));
+            throw elm::error(sd.source, p.name, "a floating-point tensor (F16/BF16/F32/F64)",
+                             to_string(t.type));
         const auto values = values_of<T>(sd, t);
         // Finiteness is checked by model::validate_parameters below (it allows the published ±inf τ_m
         // logits).

@@ -39,9 +39,9 @@ struct dtype_name {
     std::size_t size;
 };
 constexpr dtype_name dtype_names[] = {
-    {dtype::f16, "F16", 2}, {dtype::f32, "F32", 4}, {dtype::f64, "F64", 8},
-    {dtype::i8, "I8", 1},   {dtype::i16, "I16", 2}, {dtype::i32, "I32", 4},
-    {dtype::i64, "I64", 8}, {dtype::u8, "U8", 1},   {dtype::boolean, "BOOL", 1},
+    {dtype::f16, "F16", 2},      {dtype::f32, "F32", 4},   {dtype::f64, "F64", 8}, {dtype::i8, "I8", 1},
+    {dtype::i16, "I16", 2},      {dtype::i32, "I32", 4},   {dtype::i64, "I64", 8}, {dtype::u8, "U8", 1},
+    {dtype::boolean, "BOOL", 1}, {dtype::bf16, "BF16", 2},
 };
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {
@@ -85,6 +85,9 @@ T convert(const tensor& t, std::size_t i) {
     switch (t.type) {
         case dtype::f16:
             f = detail::half_to_float(load<std::uint16_t>(p));
+            break;
+        case dtype::bf16:  // the upper half of a float32
+            f = std::bit_cast<float>(static_cast<std::uint32_t>(load<std::uint16_t>(p)) << 16);
             break;
         case dtype::f32:
             f = load<float>(p);
@@ -283,7 +286,7 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
         for (const auto& d : dtype_names)
             if (dt.is_string() && dt.get<std::string>() == d.name) found = &d;
         if (found == nullptr)
-            throw elm::error(src, name + " dtype", "one of F16, F32, F64, I8, I16, I32, I64, U8, BOOL",
+            throw elm::error(src, name + " dtype", "one of F16, BF16, F32, F64, I8, I16, I32, I64, U8, BOOL",
                              dt.dump(-1, ' ', true).substr(0, 100));
         t.type = found->type;
         const auto& shape = info["shape"];

@@ -26,9 +26,10 @@ struct storage_type {
     dtype type;
 };
 constexpr storage_type storage_types[] = {
-    {"FloatStorage", dtype::f32}, {"DoubleStorage", dtype::f64}, {"HalfStorage", dtype::f16},
-    {"LongStorage", dtype::i64},  {"IntStorage", dtype::i32},    {"ShortStorage", dtype::i16},
-    {"CharStorage", dtype::i8},   {"ByteStorage", dtype::u8},    {"BoolStorage", dtype::boolean},
+    {"FloatStorage", dtype::f32},     {"DoubleStorage", dtype::f64}, {"HalfStorage", dtype::f16},
+    {"LongStorage", dtype::i64},      {"IntStorage", dtype::i32},    {"ShortStorage", dtype::i16},
+    {"CharStorage", dtype::i8},       {"ByteStorage", dtype::u8},    {"BoolStorage", dtype::boolean},
+    {"BFloat16Storage", dtype::bf16},
 };
 
 // Entries larger than this are refused (a state dict of an ELM neuron is a few MB), and compressed

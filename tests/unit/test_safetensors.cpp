@@ -194,7 +194,7 @@ TEST(safetensors, malformed_headers_name_the_field) {
     expect_error(make_file("[1, 2]", 0), "header");
     expect_error(make_file("{\"a\": ", 0), "header");
     expect_error(make_file(" {}", 0), "header");
-    expect_error(make_file("{\"a\": {\"dtype\": \"BF16\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2),
+    expect_error(make_file("{\"a\": {\"dtype\": \"F8_E4M3\", \"shape\": [1], \"data_offsets\": [0, 2]}}", 2),
                  "a dtype");
     expect_error(make_file("{\"a\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4),
                  "a dtype");
@@ -270,6 +270,22 @@ TEST(tensor, conversions_are_exact_or_refused) {
     EXPECT_TRUE(std::isinf(v[3]) && v[3] < 0);
     EXPECT_TRUE(v[4] == 0.0 && std::signbit(v[4]));
     EXPECT_EQ(v[5], 0.333251953125);
+    // BF16 (the upper half of a float32): 1, -2.5, the smallest normal, +inf, -0.
+    const std::uint16_t brains[] = {0x3f80, 0xc020, 0x0080, 0x7f80, 0x8000};
+    elm::tensor bf;
+    bf.name = "bf";
+    bf.type = dtype::bf16;
+    bf.shape = {5};
+    bf.data.resize(sizeof(brains));
+    std::memcpy(bf.data.data(), brains, sizeof(brains));
+    const auto w = bf.to<double>();
+    EXPECT_EQ(w[0], 1.0);
+    EXPECT_EQ(w[1], -2.5);
+    EXPECT_EQ(w[2], std::ldexp(1.0, -126));
+    EXPECT_TRUE(std::isinf(w[3]) && w[3] > 0);
+    EXPECT_TRUE(w[4] == 0.0 && std::signbit(w[4]));
+    EXPECT_STREQ(elm::to_string(dtype::bf16), "BF16");
+    EXPECT_EQ(elm::dtype_size(dtype::bf16), 2u);
 
     const float frac[] = {1.0f, 1.5f};
     EXPECT_THROW(elm::make_tensor<float>("f", {2}, frac).to<std::int64_t>(), elm::error);

@@ -2,6 +2,7 @@
 // synthetic archives assembled by a small Python script (torch is not needed: the pickles are written
 // opcode by opcode, as torch.save writes them), malformed archives, and model load/save round trips.
 
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -58,9 +59,10 @@ good = [
     ('i', tensor('LongStorage', '4', 1, 0, (), ())),
     ('e', tensor('FloatStorage', '5', 0, 0, (0, 5), (5, 1))),
     ('col', tensor('FloatStorage', '0', 6, 1, (2, 1), (3, 7))),
+    ('bf', tensor('BFloat16Storage', '6', 2, 0, (2,), (1,))),
 ]
 storages = {'0': f6, '1': struct.pack('<2d', 1.5, -2.5), '2': struct.pack('<2H', 0x3c00, 0xc000),
-            '3': bytes([1, 0, 1]), '4': struct.pack('<q', -7), '5': b''}
+            '3': bytes([1, 0, 1]), '4': struct.pack('<q', -7), '5': b'', '6': struct.pack('<2H', 0x3f80, 0xc040)}
 write('good.pt', state(good), storages)
 # Module.state_dict() pickles its _metadata attribute as a BUILD of the OrderedDict.
 meta = (b'}(' + S('_metadata') + HOOKS + b'(' + S('') + b'}' + S('version') + I(1) + b'su' + b'u' + b'b.')
@@ -81,7 +83,6 @@ write('bad_root.pt', b'\x80\x02K\x01.', {})
 write('bad_value.pt', state([('w', I(3))]), {})
 write('bad_dup.pt', state([('w', good[0][1]), ('w', good[0][1])]), one)
 write('bad_pid.pt', state([('w', tensor('', '', 0, 0, (6,), (1,), p=T([S('storage'), G('torch', 'FloatStorage'), S('0'), S('cpu')]) + b'Q'))]), one)
-write('bad_bf16.pt', state([('w', tensor('BFloat16Storage', '0', 3, 0, (3,), (1,)))]), one)
 write('bad_byteorder.pt', state(good[:1]), one, extra={'archive/byteorder': 'big'})
 write('bad_no_pickle.pt', b'', {}, prefix='a/b')
 write('bad_two_pickles.pt', state(good[:1]), one, extra={'other/data.pkl': state(good[:1])})
@@ -110,7 +111,7 @@ fs::path torch_pt::dir_;
 
 TEST_F(torch_pt, synthetic_archive_all_layouts) {
     const auto f = elm::read_torch_state_dict(file("good.pt"));
-    ASSERT_EQ(f.tensors.size(), 9u);
+    ASSERT_EQ(f.tensors.size(), 10u);
     EXPECT_EQ(f.tensors[0].name, "w");  // dict order kept
     EXPECT_EQ(f.at("w", {2, 3}).to<float>(), (std::vector<float>{0, 1, 2, 3, 4, 5}));
     EXPECT_EQ(f.at("wt", {3, 2}).to<float>(),
@@ -126,6 +127,8 @@ TEST_F(torch_pt, synthetic_archive_all_layouts) {
     EXPECT_EQ(f.at("m").to<std::uint8_t>(), (std::vector<std::uint8_t>{1, 0, 1}));
     EXPECT_EQ(f.at("i", {}).to<std::int64_t>(), (std::vector<std::int64_t>{-7}));
     EXPECT_EQ(f.at("e", {0, 5}).numel(), 0);
+    EXPECT_EQ(f.at("bf").type, dtype::bf16);  // bfloat16 weights: the upper halves of 1.0f and -3.0f
+    EXPECT_EQ(f.at("bf").to<float>(), (std::vector<float>{1.0f, -3.0f}));
     const auto meta = elm::read_torch_state_dict(file("good_meta.pt"));
     ASSERT_EQ(meta.tensors.size(), 1u);
     EXPECT_EQ(meta.at("w", {2, 3}).to<float>()[4], 4.0f);
@@ -147,7 +150,6 @@ TEST_F(torch_pt, malformed_archives_throw_naming_the_problem) {
         {"bad_value.pt", "w"},
         {"bad_dup.pt", "duplicate"},
         {"bad_pid.pt", "storage"},
-        {"bad_bf16.pt", "BFloat16Storage"},
         {"bad_byteorder.pt", "byteorder"},
         {"bad_no_pickle.pt", "data.pkl"},
         {"bad_two_pickles.pt", "data.pkl"},
@@ -329,6 +331,29 @@ TEST(model_file, mismatched_state_dicts_name_the_tensor) {
     for (auto& t : bad_bool.tensors)
         if (t.name == "valid_indices_mask") t.data[3] = std::byte{2};  // BOOL bytes must be 0 or 1
     expect_field(bad_bool, "valid_indices_mask");
+}
+
+// A state dict saved in bfloat16 (model.to(torch.bfloat16)): loaded, each weight the float32 with the same
+// upper 16 bits.
+TEST(model_file, bfloat16_state_dicts_load_exactly) {
+    const auto m = elm::load_model<float>(std::string(ELM_MODELS_DIR) + "/num_memory_2");
+    auto sd = elm::state_dict(m);
+    sd.source = "bf16";
+    for (auto& t : sd.tensors) {
+        if (t.type != dtype::f32) continue;
+        const auto values = t.to<float>();
+        t.type = dtype::bf16;
+        t.data.resize(values.size() * 2);
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            const auto upper = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(values[i]) >> 16);
+            std::memcpy(t.data.data() + 2 * i, &upper, 2);
+        }
+    }
+    const auto back = elm::model_from_state_dict<float>(m.config(), sd);
+    const auto a = m.parameters(), b = back.parameters();
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t i = 0; i < a.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(b[i]), std::bit_cast<std::uint32_t>(a[i]) & 0xffff0000u) << i;
 }
 
 // The published constructor registers input_to_synapse_indices and valid_indices_mask even without
