@@ -142,14 +142,15 @@ template <class T>
 model<T> load_model(const std::string& path) {
     const fs::path p(path);
     std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-        std::vector<fs::path> pts;
+    if (fs::is_directory(p, ec)) {  // a zoo folder: model_config.json and one state dict
+        std::vector<fs::path> files;
         for (const auto& e : fs::directory_iterator(p, ec))
-            if (e.is_regular_file(ec) && is_torch_file(e.path())) pts.push_back(e.path());
-        if (pts.size() != 1)
-            throw elm::error(path, "*.pt", "exactly one .pt (or .pth) state dict in the folder",
-                             std::to_string(pts.size()) + " files");
-        return load_pt<T>(pts[0], p / "model_config.json");
+            if (e.is_regular_file(ec) && (is_torch_file(e.path()) || has_extension(e.path(), ".safetensors")))
+                files.push_back(e.path());
+        if (files.size() != 1)
+            throw elm::error(path, "*.pt", "exactly one state dict (.pt, .pth or .safetensors) in the folder",
+                             std::to_string(files.size()) + " files");
+        return load_model<T>(files[0].string());
     }
     if (!fs::exists(p, ec)) throw file_not_found_error(path);
     if (is_torch_file(p)) return load_pt<T>(p, p.parent_path() / "model_config.json");
@@ -158,9 +159,15 @@ model<T> load_model(const std::string& path) {
                          p.extension().string());
     const auto f = read_safetensors(path);
     const auto config = f.metadata.find("config");
-    if (config == f.metadata.end())
+    if (config == f.metadata.end()) {  // a plain state dict (safetensors.torch.save_file): config beside it
+        const auto beside = p.parent_path() / "model_config.json";
+        if (fs::exists(beside, ec)) {
+            const auto c = parse_model_config(read_text(beside.string()), beside.string(), model_version::v1);
+            return model_from_state_dict<T>(c, f);
+        }
         throw elm::error(path, "__metadata__.config", "the model config JSON", "missing",
-                         "not an elmneuron model file?");
+                         "a plain state dict needs model_config.json beside it");
+    }
     const auto format = f.metadata.find("format");
     if (format != f.metadata.end() && format->second != "elmneuron")
         throw elm::error(

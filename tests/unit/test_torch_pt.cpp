@@ -255,6 +255,22 @@ TEST(model_file, official_model_loads_from_folder_and_pt) {
         EXPECT_TRUE(std::ranges::equal(elm::load_model<float>(path).parameters(), m.parameters())) << path;
     fs::copy_file(dir + "/neuronio_best_model_state.pt", copy / "other.pt");  // two state dicts: which one?
     EXPECT_THROW(elm::load_model<float>(copy.string()), elm::error);
+    // A plain safetensors state dict (safetensors.torch.save_file: no metadata) beside model_config.json.
+    const auto plain = copy / "plain";
+    fs::create_directories(plain);
+    fs::copy_file(dir + "/model_config.json", plain / "model_config.json");
+    auto plain_sd = elm::state_dict(m);
+    plain_sd.metadata.clear();
+    elm::write_safetensors((plain / "model.safetensors").string(), plain_sd);
+    for (const auto& path : {plain.string(), (plain / "model.safetensors").string()})
+        EXPECT_TRUE(std::ranges::equal(elm::load_model<float>(path).parameters(), m.parameters())) << path;
+    fs::remove(plain / "model_config.json");  // without it: an error that says what is missing
+    try {
+        elm::load_model<float>((plain / "model.safetensors").string());
+        ADD_FAILURE() << "a plain state dict without a config loaded";
+    } catch (const elm::error& e) {
+        EXPECT_NE(std::string(e.what()).find("model_config.json"), std::string::npos) << e.what();
+    }
     fs::remove_all(copy);
 }
 
