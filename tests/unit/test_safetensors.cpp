@@ -254,16 +254,22 @@ TEST(safetensors, malformed_headers_name_the_field) {
     EXPECT_EQ(ok.at("s").numel(), 1);
 }
 
+// A tensor of 16-bit elements (F16 or BF16) from their bit patterns.
+template <std::size_t N>
+elm::tensor sixteen_bit(dtype type, const std::uint16_t (&bits)[N]) {
+    elm::tensor t;
+    t.name = "t";
+    t.type = type;
+    t.shape = {static_cast<std::int64_t>(N)};
+    t.data.resize(sizeof(bits));
+    std::memcpy(t.data.data(), bits, sizeof(bits));
+    return t;
+}
+
 TEST(tensor, conversions_are_exact_or_refused) {
     // F16: 1, smallest subnormal, largest normal, -inf, -0.
     const std::uint16_t halves[] = {0x3c00, 0x0001, 0x7bff, 0xfc00, 0x8000, 0x3555};
-    elm::tensor h;
-    h.name = "h";
-    h.type = dtype::f16;
-    h.shape = {6};
-    h.data.resize(sizeof(halves));
-    std::memcpy(h.data.data(), halves, sizeof(halves));
-    const auto v = h.to<double>();
+    const auto v = sixteen_bit(dtype::f16, halves).to<double>();
     EXPECT_EQ(v[0], 1.0);
     EXPECT_EQ(v[1], std::ldexp(1.0, -24));
     EXPECT_EQ(v[2], 65504.0);
@@ -272,13 +278,7 @@ TEST(tensor, conversions_are_exact_or_refused) {
     EXPECT_EQ(v[5], 0.333251953125);
     // BF16 (the upper half of a float32): 1, -2.5, the smallest normal, +inf, -0.
     const std::uint16_t brains[] = {0x3f80, 0xc020, 0x0080, 0x7f80, 0x8000};
-    elm::tensor bf;
-    bf.name = "bf";
-    bf.type = dtype::bf16;
-    bf.shape = {5};
-    bf.data.resize(sizeof(brains));
-    std::memcpy(bf.data.data(), brains, sizeof(brains));
-    const auto w = bf.to<double>();
+    const auto w = sixteen_bit(dtype::bf16, brains).to<double>();
     EXPECT_EQ(w[0], 1.0);
     EXPECT_EQ(w[1], -2.5);
     EXPECT_EQ(w[2], std::ldexp(1.0, -126));
