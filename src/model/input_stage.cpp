@@ -100,9 +100,10 @@ void prepare(const model_config& c, const parameter_views<const T>& p, const std
     for (int k = 0; k < d.d_m; ++k) {
         const double tau = (hi - lo) * (1 / (1 + std::exp(-static_cast<double>(p.proto_tau_m[k])))) + lo;
         const double tc = std::max(tau, 1e-6);
+        const double leak = -std::expm1(-c.delta_t / tc);  // 1 - κ_m
         o.kappa_m[k] = T(decay_factor(c.delta_t, tau));
-        o.memory_leak[k] = T(-std::expm1(-c.delta_t / tc));
-        o.memory_gain[k] = T(c.version == model_version::v1 ? -c.lambda_value * std::expm1(-c.delta_t / tc)
+        o.memory_leak[k] = T(leak);
+        o.memory_gain[k] = T(c.version == model_version::v1 ? c.lambda_value * leak
                                                             : -std::expm1(-c.delta_t * c.lambda_value / tc));
     }
 
