@@ -36,11 +36,14 @@ std::string read_text(const std::string& path) {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
+// A bare state dict (.pt, .pth, or safetensors without our metadata) takes its config from the
+// model_config.json beside it, as the official zoo folders have it (v1 models: published README).
+fs::path config_beside(const fs::path& state_dict) { return state_dict.parent_path() / "model_config.json"; }
 template <class T>
-model<T> load_pt(const fs::path& pt, const fs::path& config_path) {
-    const auto config =
-        parse_model_config(read_text(config_path.string()), config_path.string(), model_version::v1);
-    return model_from_state_dict<T>(config, read_torch_state_dict(pt.string()));
+model<T> with_config_beside(const fs::path& state_dict, const tensor_file& sd) {
+    const auto path = config_beside(state_dict);
+    return model_from_state_dict<T>(
+        parse_model_config(read_text(path.string()), path.string(), model_version::v1), sd);
 }
 
 bool has_extension(const fs::path& p, const char* ext) { return p.extension() == ext; }
@@ -153,18 +156,14 @@ model<T> load_model(const std::string& path) {
         return load_model<T>(files[0].string());
     }
     if (!fs::exists(p, ec)) throw file_not_found_error(path);
-    if (is_torch_file(p)) return load_pt<T>(p, p.parent_path() / "model_config.json");
+    if (is_torch_file(p)) return with_config_beside<T>(p, read_torch_state_dict(path));
     if (!has_extension(p, ".safetensors"))
         throw elm::error(path, "path", "a model folder, *.pt, *.pth or *.safetensors",
                          p.extension().string());
     const auto f = read_safetensors(path);
     const auto config = f.metadata.find("config");
-    if (config == f.metadata.end()) {  // a plain state dict (safetensors.torch.save_file): config beside it
-        const auto beside = p.parent_path() / "model_config.json";
-        if (fs::exists(beside, ec)) {
-            const auto c = parse_model_config(read_text(beside.string()), beside.string(), model_version::v1);
-            return model_from_state_dict<T>(c, f);
-        }
+    if (config == f.metadata.end()) {  // a plain state dict (safetensors.torch.save_file)
+        if (fs::exists(config_beside(p), ec)) return with_config_beside<T>(p, f);
         throw elm::error(path, "__metadata__.config", "the model config JSON", "missing",
                          "a plain state dict needs model_config.json beside it");
     }
