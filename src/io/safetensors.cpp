@@ -285,9 +285,11 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
         const dtype_name* found = nullptr;
         for (const auto& d : dtype_names)
             if (dt.is_string() && dt.get<std::string>() == d.name) found = &d;
-        if (found == nullptr)
-            throw elm::error(src, name + " dtype", "one of F16, BF16, F32, F64, I8, I16, I32, I64, U8, BOOL",
-                             dt.dump(-1, ' ', true).substr(0, 100));
+        if (found == nullptr) {
+            std::string known;
+            for (const auto& d : dtype_names) known += (known.empty() ? "" : ", ") + std::string(d.name);
+            throw elm::error(src, name + " dtype", "one of " + known, dt.dump(-1, ' ', true).substr(0, 100));
+        }
         t.type = found->type;
         const auto& shape = info["shape"];
         if (!shape.is_array()) throw elm::error(src, name + " shape", "a list of sizes", shape.type_name());
