@@ -78,7 +78,9 @@ def log(msg: str) -> None:
 def check_type(name: str, default, value) -> None:
     """A config value must have its default's JSON type (a number where a number is expected, true/false where
     a flag is: the string "false" would otherwise count as true); objects are checked key by key where the
-    defaults list their keys."""
+    defaults list their keys (unknown keys are errors, keys starting with _ comments). name: the value's key
+    path, "" for the whole config."""
+    label = f"config.{name}" if name else "config"
     if default is None:
         return
     if isinstance(default, bool):
@@ -94,14 +96,14 @@ def check_type(name: str, default, value) -> None:
     else:
         ok, what = isinstance(value, list), "a list"
     if not ok:
-        raise ConfigError(f"config.{name}: expected {what}, got {json.dumps(value)}")
+        raise ConfigError(f"{label}: expected {what}, got {json.dumps(value)}")
     if isinstance(default, dict) and default:
         for key, v in value.items():
             if key.startswith("_"):
                 continue
             if key not in default:
-                raise ConfigError(f"config.{name}: unknown key '{key}' (known: {', '.join(sorted(default))})")
-            check_type(f"{name}.{key}", default[key], v)
+                raise ConfigError(f"{label}: unknown key '{key}' (known: {', '.join(sorted(default))})")
+            check_type(f"{name}.{key}" if name else key, default[key], v)
 
 
 def load_config(path: str | None, overrides: dict) -> dict:
@@ -116,20 +118,14 @@ def load_config(path: str | None, overrides: dict) -> dict:
         if not isinstance(user, dict):
             raise ConfigError(f"{path}: expected a JSON object")
     user.update({k: v for k, v in overrides.items() if v is not None})
+    check_type("", DEFAULTS, user)  # keys and types, at every level the defaults describe
     for key, value in user.items():
         if key.startswith("_"):  # comments
             continue
-        if key not in DEFAULTS:
-            raise ConfigError(f"config: unknown key '{key}' (known: {', '.join(sorted(DEFAULTS))})")
-        check_type(key, DEFAULTS[key], value)
-        if key in ("solver", "synapses"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"config.{key}: expected an object")
+        if key in ("solver", "synapses"):  # merged into the defaults, one level deeper
             for sub, v in value.items():
-                if sub.startswith("_"):  # comments
+                if sub.startswith("_"):
                     continue
-                if sub not in cfg[key]:
-                    raise ConfigError(f"config.{key}: unknown key '{sub}'")
                 if isinstance(cfg[key][sub], dict):
                     cfg[key][sub].update({k2: v2 for k2, v2 in v.items() if not k2.startswith("_")})
                 else:
