@@ -54,8 +54,13 @@ struct model_config {
     bool operator==(const model_config&) const = default;
 };
 
-// Parses JSON text with the published keys; every unknown key, wrong type or invalid value is an error
-// naming `source` and the key. `version` is taken from the key "model_version" if present, else `fallback`.
+// Keys that start with '_' ("_comment": "...") are notes in every config file of the project (model, run and
+// simulate configs, at any level): ignored, never an unknown key. A typo of a setting never starts with '_'.
+bool is_note_key(std::string_view key);
+
+// Parses JSON text with the published keys; every unknown key (notes aside), wrong type or invalid value is
+// an error naming `source` and the key. `version` is taken from the key "model_version" if present, else
+// `fallback`.
 model_config parse_model_config(std::string_view json_text, std::string_view source,
                                 model_version fallback = model_version::v1);
 // Config as JSON (published names; tau_s_value or tau_b_value by version, the init range only when set),

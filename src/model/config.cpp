@@ -130,6 +130,8 @@ std::span<const std::string_view> model_config_keys() {
     return keys;
 }
 
+bool is_note_key(std::string_view key) { return key.starts_with('_'); }
+
 model_config parse_model_config(std::string_view json_text, std::string_view source, model_version fallback) {
     json j;
     try {
@@ -141,7 +143,7 @@ model_config parse_model_config(std::string_view json_text, std::string_view sou
 
     const auto known = model_config_keys();
     for (const auto& [key, value] : j.items())
-        if (std::find(known.begin(), known.end(), key) == known.end())
+        if (!is_note_key(key) && std::find(known.begin(), known.end(), key) == known.end())
             throw error(src(source), key, "a known model setting", "unknown key",
                         "model keys are the published ELM constructor arguments, e.g. num_memory");
 

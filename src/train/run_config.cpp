@@ -64,7 +64,7 @@ struct reader {
     void only(const std::set<std::string>& known) const {
         if (!j.is_object()) throw error(source, section, "a JSON object", j.dump());
         for (const auto& [key, value] : j.items())
-            if (!known.count(key) && !key.starts_with("_comment"))  // "_comment...": notes, as in configs/
+            if (!known.count(key) && !is_note_key(key))
                 throw error(source, section + "." + key, "a known setting", "unknown key");
     }
 };

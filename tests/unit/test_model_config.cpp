@@ -184,6 +184,20 @@ TEST(config, json_round_trip_and_published_keys) {
     EXPECT_EQ(known, written);
 }
 
+// Keys starting with '_' are notes, as in the run and simulate configs; without the '_' the same key is an
+// unknown setting.
+TEST(config, note_keys_are_ignored) {
+    const auto plain = elm::parse_model_config(R"({"num_input": 3, "num_output": 2})", "plain.json");
+    const auto noted = elm::parse_model_config(
+        R"({"_comment": "a note", "num_input": 3, "_num_memory": 7, "num_output": 2, "_list": [1, {"a": 2}]})",
+        "noted.json");
+    EXPECT_EQ(noted, plain);
+    EXPECT_TRUE(elm::is_note_key("_comment"));
+    EXPECT_FALSE(elm::is_note_key("comment_"));
+    EXPECT_THROW(elm::parse_model_config(R"({"num_input": 3, "num_output": 2, "comment": "x"})", "x.json"),
+                 elm::error);
+}
+
 void expect_config_error(const std::string& json, const std::string& field) {
     try {
         elm::parse_model_config(json, "bad.json");
