@@ -260,6 +260,10 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     auto valid_files = list_neuronio_files(c.data.valid.empty() ? c.data.train : c.data.valid);
     if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files)
         valid_files.resize(static_cast<std::size_t>(t.valid_files));
+    // Read once now, so that a broken validation file stops the run before its first epoch rather than
+    // after it (each validation reads them again, from data.cache_dir when set). The test files are read
+    // only by the final evaluation, which a run completed before it repeats on --resume.
+    for (const auto& f : valid_files) (void)load_neuronio(f, c.data.cache_dir);
     const auto test_files =
         c.data.test.empty() ? std::vector<std::string>{} : list_neuronio_files(c.data.test);
 

@@ -34,12 +34,12 @@ def write_config(tmp, name, epochs, steps, checkpoint_every=50):
     cfg = {
         "model": {"num_input": 1278, "num_output": 2, "num_memory": 10, "num_branch": 45,
                   "num_synapse_per_branch": 100, "input_to_synapse_routing": "neuronio_routing",
-                  "memory_tau_max": 150.0},
-        "_comment": "notes are allowed, as in the configs/ files",
-        "train": {"_comment_lr": "a note", "batch_size": 8, "batches_per_epoch": steps, "num_epochs": epochs,
+                  "memory_tau_max": 150.0, "_why_dm_10": "small and fast"},
+        "_comment": "notes (keys starting with _) are allowed in every section, as in the configs/ files",
+        "train": {"_lr": "a note", "batch_size": 8, "batches_per_epoch": steps, "num_epochs": epochs,
                   "learning_rate": 0.003,
                   "checkpoint_every": checkpoint_every, "threads": 1, "seed": 3, "num_prefetch_batch": 4},
-        "data": {"train": os.path.join(tmp, "train"), "valid": os.path.join(tmp, "valid"),
+        "data": {"_note": "synthetic files", "train": os.path.join(tmp, "train"), "valid": os.path.join(tmp, "valid"),
                  "cache_dir": os.path.join(tmp, "cache")},
         "out_dir": os.path.join(tmp, name),
     }
@@ -179,3 +179,22 @@ def test_resume_housekeeping(data):
     assert r.returncode == 0, r.stderr
     assert not os.path.exists(stale) and os.path.exists(live)
     assert "test_results" in json.load(open(os.path.join(out, "eval_results.json")))
+
+
+def test_a_broken_validation_file_stops_the_run_before_training(data):
+    """The validation files are read before the first step: a truncated one used to surface only at the end
+    of the first epoch, after that epoch's training time."""
+    broken_valid = os.path.join(data, "valid_broken")
+    os.makedirs(broken_valid, exist_ok=True)
+    good = open(os.path.join(data, "valid", "sim__v.p"), "rb").read()
+    open(os.path.join(broken_valid, "sim__v.p"), "wb").write(good[: len(good) // 2])
+    cfg, out = write_config(data, "broken_valid", epochs=1, steps=10)
+    settings = json.load(open(cfg))
+    settings["data"]["valid"] = broken_valid
+    json.dump(settings, open(cfg, "w"))
+    r = run_train(cfg)
+    assert r.returncode == 2, r.stderr
+    assert os.path.join(broken_valid, "sim__v.p") in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
+    log = os.path.join(out, "train_log.csv")
+    assert not os.path.exists(log) or len(open(log).read().splitlines()) <= 1  # no training step ran
