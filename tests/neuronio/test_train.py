@@ -141,6 +141,13 @@ def test_a_folder_holding_a_run_is_not_overwritten_without_resume(data):
     assert out in r.stderr and "out_dir" in r.stderr and "--resume" in r.stderr, r.stderr
     after = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out) if not n.startswith(".")}
     assert after == before
+    # --resume of a finished run trains no further step and repeats only the final evaluation.
+    os.remove(os.path.join(out, "eval_results.json"))
+    r = run_train(cfg, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert json.load(open(os.path.join(out, "eval_results.json"))) == json.loads(before["eval_results.json"])
+    for name in ("train_log.csv", "best_model.safetensors", "final_model.safetensors", "checkpoint.safetensors"):
+        assert open(os.path.join(out, name), "rb").read() == before[name], name
     # Every step logs the gradient's norm (before, 0 unless clip_grad_norm was set).
     norms = [float(row["grad_norm"]) for row in csv.DictReader(open(os.path.join(out, "train_log.csv")))]
     assert len(norms) == 10 and all(np.isfinite(norms)) and min(norms) > 0
