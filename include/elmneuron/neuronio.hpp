@@ -77,8 +77,9 @@ neuronio_file read_neuronio_cache(const std::string& path);
 neuronio_file load_neuronio(const std::string& path, const std::string& cache_dir = "");
 
 // `dir_or_file` itself if it is a file; for a folder, its files (not recursive) whose name ends in ".p" (the
-// published files), ".pkl" or ".pickle" (in any case), sorted by name (sidecar JSON and cache files beside
-// them are not pickles). Throws elm::file_not_found_error for a missing path and elm::error for a folder
+// published files), ".pkl" or ".pickle" (in any case) and does not start with "." (hidden, as for Python's
+// glob: e.g. macOS's "._x.p" beside "x.p"), sorted by name (sidecar JSON and cache files beside them are not
+// pickles). Throws elm::file_not_found_error for a missing path and elm::error for a folder
 // without such files.
 std::vector<std::string> list_neuronio_files(const std::string& dir_or_file);
 // The same for several files or folders, concatenated in the order given; a file reached twice (by itself

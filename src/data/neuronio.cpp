@@ -2,6 +2,8 @@
 //
 // numpy objects arrive as the restricted unpickler's tree nodes, never as calls:
 //   array  = BUILD(REDUCE(_reconstruct, (ndarray, (0,), 'b')), (1, shape, dtype, is_fortran, raw))
+//            or, at pickle protocol 5 (Python >= 3.14's default), REDUCE(_frombuffer, (raw, dtype, shape,
+//            order)) with raw in-band (BYTEARRAY8, or BINBYTES for a read-only array)
 //   dtype  = BUILD(REDUCE(dtype, ('f2', False|0, True|1)), (3, '<', None, None, None, -1, -1, 0))
 //   scalar = REDUCE(scalar, (dtype, raw))
 // raw is a Python-2 str (BINSTRING; the originals), or from Python 3: _codecs.encode(u'...', 'latin1')
@@ -42,6 +44,7 @@ using detail::pickle_tree;
 const std::string sims_path = "Results.listOfSingleSimulationDicts";
 constexpr std::string_view multiarray_modules[] = {"numpy.core.multiarray",
                                                    "numpy._core.multiarray"};  // numpy < 2, >= 2
+constexpr std::string_view numeric_modules[] = {"numpy.core.numeric", "numpy._core.numeric"};
 
 detail::unpickle_options neuronio_options() {
     detail::unpickle_options o;
@@ -49,6 +52,7 @@ detail::unpickle_options neuronio_options() {
         o.allowed_globals.emplace_back(std::string(m), "_reconstruct");
         o.allowed_globals.emplace_back(std::string(m), "scalar");
     }
+    for (const auto m : numeric_modules) o.allowed_globals.emplace_back(std::string(m), "_frombuffer");
     o.allowed_globals.emplace_back("numpy", "ndarray");
     o.allowed_globals.emplace_back("numpy", "dtype");
     o.allowed_globals.emplace_back("_codecs", "encode");     // Python 3 bytes at protocol 2
@@ -125,6 +129,11 @@ public:
     bool is_multiarray(pickle_ref r, std::string_view name) const {
         for (const auto m : multiarray_modules)
             if (t_.is_global(r, m, name)) return true;
+        return false;
+    }
+    bool is_frombuffer(pickle_ref r) const {
+        for (const auto m : numeric_modules)
+            if (t_.is_global(r, m, "_frombuffer")) return true;
         return false;
     }
 
@@ -248,34 +257,50 @@ public:
         const auto bad = [&](const std::string& why) {
             fail(path(), "a 1-D numpy array", why + ": " + describe(r));
         };
-        if (t_.kind(r) != pickle_kind::build) bad("not an ndarray");
-        const auto c = t_.children(r);
-        if (t_.kind(c[0]) != pickle_kind::reduce || !is_multiarray(t_.children(c[0])[0], "_reconstruct"))
-            bad("not an ndarray");
-        const auto rargs = t_.children(t_.children(c[0])[1]);
-        if (rargs.empty() || !t_.is_global(rargs[0], "numpy", "ndarray")) bad("not a numpy.ndarray");
-        if (t_.kind(c[1]) != pickle_kind::tuple) bad("state is not a tuple");
-        auto state = t_.children(c[1]);
-        if (state.size() ==
-            5) {  // (version, shape, dtype, is_fortran, raw); numpy also reads the 4-tuple form
-            if (t_.kind(state[0]) != pickle_kind::integer || t_.as_int(state[0], "version") != 1)
-                bad("state version is not 1");
-            state = state.subspan(1);
+        // Either form (header comment) gives the same four parts; the order flag is irrelevant for 1-D data
+        // but must be one.
+        pickle_ref shape_ref = 0, dtype_ref = 0, raw_ref = 0;
+        if (t_.kind(r) == pickle_kind::reduce && is_frombuffer(t_.children(r)[0])) {
+            const auto args = t_.children(t_.children(r)[1]);  // REDUCE arguments are always a tuple
+            if (args.size() != 4) bad("_frombuffer arguments are not (buffer, dtype, shape, order)");
+            if (t_.kind(args[3]) != pickle_kind::string ||
+                (t_.as_string(args[3], "order") != "C" && t_.as_string(args[3], "order") != "F"))
+                bad("order is not 'C' or 'F'");
+            raw_ref = args[0];
+            dtype_ref = args[1];
+            shape_ref = args[2];
+        } else {
+            if (t_.kind(r) != pickle_kind::build) bad("not an ndarray");
+            const auto c = t_.children(r);
+            if (t_.kind(c[0]) != pickle_kind::reduce || !is_multiarray(t_.children(c[0])[0], "_reconstruct"))
+                bad("not an ndarray");
+            const auto rargs = t_.children(t_.children(c[0])[1]);
+            if (rargs.empty() || !t_.is_global(rargs[0], "numpy", "ndarray")) bad("not a numpy.ndarray");
+            if (t_.kind(c[1]) != pickle_kind::tuple) bad("state is not a tuple");
+            auto state = t_.children(c[1]);
+            if (state.size() ==
+                5) {  // (version, shape, dtype, is_fortran, raw); numpy also reads the 4-tuple form
+                if (t_.kind(state[0]) != pickle_kind::integer || t_.as_int(state[0], "version") != 1)
+                    bad("state version is not 1");
+                state = state.subspan(1);
+            }
+            if (state.size() != 4) bad("state is not (version, shape, dtype, is_fortran, raw)");
+            if (!(t_.kind(state[2]) == pickle_kind::boolean ||
+                  (t_.kind(state[2]) == pickle_kind::integer && t_.as_int(state[2], "fortran") >= 0 &&
+                   t_.as_int(state[2], "fortran") <= 1)))
+                bad("is_fortran is not a bool");
+            shape_ref = state[0];
+            dtype_ref = state[1];
+            raw_ref = state[3];
         }
-        if (state.size() != 4) bad("state is not (version, shape, dtype, is_fortran, raw)");
-        if (t_.kind(state[0]) != pickle_kind::tuple) bad("shape is not a tuple");
-        const auto shape = t_.children(state[0]);
+        if (t_.kind(shape_ref) != pickle_kind::tuple) bad("shape is not a tuple");
+        const auto shape = t_.children(shape_ref);
         if (shape.size() != 1 || t_.kind(shape[0]) != pickle_kind::integer)
-            bad("shape " + describe(state[0]) + " is not (n,)");
+            bad("shape " + describe(shape_ref) + " is not (n,)");
         const auto n = t_.as_int(shape[0], "shape");
         if (n < 0) bad("negative shape");
-        const auto d = dtype(state[1], path);
-        // is_fortran: irrelevant for 1-D data (numpy writes False), but must be a flag.
-        if (!(t_.kind(state[2]) == pickle_kind::boolean ||
-              (t_.kind(state[2]) == pickle_kind::integer && t_.as_int(state[2], "fortran") >= 0 &&
-               t_.as_int(state[2], "fortran") <= 1)))
-            bad("is_fortran is not a bool");
-        const auto bytes = raw(state[3], storage_, path);
+        const auto d = dtype(dtype_ref, path);
+        const auto bytes = raw(raw_ref, storage_, path);
         if (static_cast<std::uint64_t>(n) != bytes.size() / d.size || bytes.size() % d.size != 0)
             fail(path(),
                  std::to_string(n) + " x " + std::to_string(int(d.size)) + " data bytes for shape (" +
@@ -731,7 +756,10 @@ neuronio_file read_cache(const std::string& path, std::string* cache_key) {
 
 bool name_matches(const std::string& name) {
     // Pickles only: the published files end in ".p"; generators write sidecars (e.g. sim__....json) and
-    // caches beside them, which also match ELM's "*sim__*" glob and must not be read as pickles.
+    // caches beside them, which also match ELM's "*sim__*" glob and must not be read as pickles. Hidden
+    // files are skipped, as Python's glob does: archives made on macOS carry an AppleDouble "._x.p" beside
+    // each "x.p", which is no pickle.
+    if (name.starts_with('.')) return false;
     std::string lower = name;  // any case: files copied from other systems may end in .P
     for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     return (lower.size() > 2 && lower.ends_with(".p")) || lower.ends_with(".pkl") ||

@@ -15,8 +15,8 @@ constexpr pickle_ref no_ref = std::numeric_limits<pickle_ref>::max();
 
 // What to do about a pickle of a protocol this reader does not take.
 constexpr const char* resave_hint =
-    "this reader takes pickle protocols 1-4 (the published files are protocol 2): re-save with "
-    "pickle.dump(obj, f, protocol=2)";
+    "this reader takes pickle protocols 1-5, their in-band data (the published files are protocol 2): "
+    "re-save with pickle.dump(obj, f, protocol=2)";
 
 // Opcodes that exist but are deliberately unsupported, for readable error messages.
 const char* opcode_name(std::uint8_t op) {
@@ -181,9 +181,7 @@ private:
         for (const auto& [am, an] : opt_.allowed_globals)
             allowed += (allowed.empty() ? "" : ", ") + am + "." + an;
         fail("pickle global", "one of: " + (allowed.empty() ? std::string("(none allowed)") : allowed),
-             std::string(m) + "." + std::string(n),
-             n == "_frombuffer" ? std::string(resave_hint) + " (protocol 5 stores numpy arrays another way)"
-                                : "");
+             std::string(m) + "." + std::string(n));
     }
     std::size_t text_line(std::size_t max_len) {  // returns the start; pos_ moves past '\n'
         const auto start = pos_;
@@ -356,6 +354,9 @@ bool unpickler::step(std::uint8_t op) {
         case 0x8e:
             push(add_text(pickle_kind::bytes, le(8)));
             return false;  // BINBYTES8
+        case 0x96:         // BYTEARRAY8 (protocol 5: a writable buffer in-band, e.g. a numpy array's data)
+            push(add_text(pickle_kind::bytes, le(8)));
+            return false;
         case ')':
             push(add_children(pickle_kind::tuple, {}));
             return false;  // EMPTY_TUPLE
@@ -491,8 +492,11 @@ bool unpickler::step(std::uint8_t op) {
             fail("pickle opcode", "a supported opcode", hex_byte(op) + " (" + opcode_name(op) + ")",
                  text_protocol.find(static_cast<char>(op)) != std::string_view::npos
                      ? std::string(resave_hint) + " (this looks like protocol 0, text)"
-                 : op >= 0x96 && op <= 0x98 ? std::string(resave_hint) + " (protocol 5 buffers)"
-                                            : "");
+                 : op == 0x97 || op == 0x98
+                     ? std::string(resave_hint) +
+                           " (out-of-band buffers, pickle.dump(..., buffer_callback=...), "
+                           "are not in the file)"
+                     : "");
         }
     }
 }

@@ -10,6 +10,9 @@ Files written to OUT_DIR:
                  output spike times, sim 0 no output spikes (an empty array: __builtin__.bytes()).
   py3_numpy2.p   py3.p with the numpy >= 2 module name numpy._core.multiarray.
   py3_p4.p       the same experiment at protocol 4 (BINBYTES, STACK_GLOBAL, MEMOIZE, FRAME).
+  py3_p5.p       the same experiment at protocol 5, Python >= 3.14's default (contiguous arrays as
+                 numpy.core.numeric._frombuffer(buffer, dtype, shape, order), their data in-band as BYTEARRAY8).
+  py3_p5_numpy2.p  py3_p5.p as numpy >= 2 writes it: numpy._core.numeric._frombuffer.
   py2.p          the same experiment as Python 2's cPickle writes it at protocol 2 (SHORT_BINSTRING /
                  BINSTRING keys and raw buffers, numpy.core.multiarray GLOBALs, dtype args (code, 0, 1),
                  memoized globals and dtypes reused with BINGET/LONG_BINGET), by an explicit opcode writer.
@@ -287,6 +290,36 @@ class Evil:
         return (self.func, (self.arg,))
 
 
+def frombuffer_pickle(exp, module_name, tamper=None, target=None):
+    """`exp` at protocol 5 with its arrays reduced as numpy does there, _frombuffer(buffer, dtype, shape,
+    order), but from `module_name` (numpy >= 2 writes numpy._core.numeric); `tamper` may change the
+    arguments of the array `target`."""
+    import io
+    import types
+    module = sys.modules.get(module_name) or types.ModuleType(module_name)
+
+    def _frombuffer(buf, dtype, shape, order):
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+
+    _frombuffer.__module__, _frombuffer.__qualname__ = module_name, '_frombuffer'
+    if not hasattr(module, '_frombuffer'):
+        module._frombuffer = _frombuffer
+    sys.modules[module_name] = module
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if type(obj) is np.ndarray and obj.dtype != object and (obj.flags.c_contiguous or obj.flags.f_contiguous):
+                args = (pickle.PickleBuffer(obj), obj.dtype, obj.shape, 'C' if obj.flags.c_contiguous else 'F')
+                if obj is target:
+                    args = tamper(args)
+                return module._frombuffer, args
+            return NotImplemented
+
+    out = io.BytesIO()
+    Pickler(out, protocol=5).dump(exp)
+    return out.getvalue()
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -301,6 +334,17 @@ def main():
     write('py3.p', py3)
     write('py3_numpy2.p', py3.replace(b'numpy.core.multiarray\n', b'numpy._core.multiarray\n'))
     write('py3_p4.p', pickle.dumps(exp, protocol=4))
+    p5 = pickle.dumps(exp, protocol=5)
+    p5_ops = {op.name for op, _, _ in pickletools.genops(p5)}
+    assert b'_frombuffer' in p5 and 'BYTEARRAY8' in p5_ops, p5_ops
+    write('py3_p5.p', p5)
+    p5_numpy2 = frombuffer_pickle(exp, 'numpy._core.numeric')
+    assert b'numpy._core.numeric' in p5_numpy2 and b'numpy.core.numeric' not in p5_numpy2
+    write('py3_p5_numpy2.p', p5_numpy2)
+    soma1 = exp['Results']['listOfSingleSimulationDicts'][1]['somaVoltageLowRes']
+    write('bad_p5_shape.p', frombuffer_pickle(exp, 'numpy.core.numeric', lambda a: (a[0], a[1], (a[2][0] + 1,), a[3]),
+                                              soma1))
+    write('bad_p5_order.p', frombuffer_pickle(exp, 'numpy.core.numeric', lambda a: a[:3] + ('K',), soma1))
     py2 = Py2Writer().dumps(exp)
     ops = {op.name for op, _, _ in pickletools.genops(py2)}
     assert {'SHORT_BINSTRING', 'BINSTRING', 'BINGET', 'LONG_BINGET', 'LONG_BINPUT', 'GLOBAL'} <= ops, ops

@@ -129,7 +129,7 @@ protected:
 };
 
 TEST_F(neuronio_reader, decodes_every_value_of_each_pickle_flavour) {
-    for (const char* name : {"py2.p", "py3.p", "py3_numpy2.p", "py3_p4.p"}) {
+    for (const char* name : {"py2.p", "py3.p", "py3_numpy2.p", "py3_p4.p", "py3_p5.p", "py3_p5_numpy2.p"}) {
         SCOPED_TRACE(name);
         const auto f = elm::read_neuronio_file(path(name));
         EXPECT_EQ(f.source, path(name));
@@ -175,6 +175,8 @@ TEST_F(neuronio_reader, malformed_files_name_the_file_and_key_path) {
         {"bad_no_sims.p", sims, "at least one"},
         {"bad_sim_not_dict.p", sims + "[1]", "a dict"},
         {"bad_structured_dtype.p", sims + "[0].outputSpikeTimes", "type '"},
+        {"bad_p5_shape.p", sims + "[1].somaVoltageLowRes", "1001 x 2 data bytes"},
+        {"bad_p5_order.p", sims + "[1].somaVoltageLowRes", "order is not 'C' or 'F'"},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.file);
@@ -431,9 +433,11 @@ TEST_F(neuronio_reader, load_uses_and_refreshes_the_cache) {
 TEST_F(neuronio_reader, list_files) {
     const auto d = fs::path(path("listing"));
     fs::create_directories(d / "sub.p");
-    // Sidecars and caches beside the pickles (sim__...json, ...safetensors) are not pickles.
-    for (const char* n : {"sim__b_randomSeed_2.p", "a.p", "notes.txt", "c.pkl", "x_sim__y", ".p", "d.pickle",
-                          "sim__b_randomSeed_2.json", "a.p.7.123.neuronio.safetensors", "E.P"})
+    // Sidecars and caches beside the pickles (sim__...json, ...safetensors) are not pickles, nor are hidden
+    // files (macOS's AppleDouble "._a.p" from an archive, ".hidden.pkl").
+    for (const char* n :
+         {"sim__b_randomSeed_2.p", "a.p", "notes.txt", "c.pkl", "x_sim__y", ".p", "d.pickle",
+          "sim__b_randomSeed_2.json", "a.p.7.123.neuronio.safetensors", "E.P", "._a.p", ".hidden.pkl"})
         std::ofstream(d / n) << "x";
     const auto files = elm::list_neuronio_files(d.string());
     EXPECT_EQ(files,

@@ -269,15 +269,30 @@ TEST(pickle, malformed_structure) {
         {"truncated"});
     expect_error("\x80\x02\x95\xff\xff\x00\x00\x00\x00\x00\x00N."sv,
                  {"truncated"});  // FRAME longer than the data
-    // Protocols this reader does not take say how to re-save the file: protocol 0 (Python 2's default),
-    // protocol 5's buffers and its numpy arrays.
+    // What this reader does not take says how to re-save the file: protocol 0 (Python 2's default) and
+    // protocol 5's out-of-band buffers (never in a file; its in-band BYTEARRAY8 is read, test below).
     expect_error("(dp0\nS'a'\np1\nI1\ns.", {"PUT", "protocol 0", "protocol=2"});
-    expect_error("\x80\x05\x96\x00\x00\x00\x00\x00\x00\x00\x00."sv,
-                 {"BYTEARRAY8", "protocol 5", "protocol=2"});
+    expect_error("\x80\x05\x97."sv, {"NEXT_BUFFER", "out-of-band", "protocol=2"});
+    expect_error("\x80\x05\x98."sv, {"READONLY_BUFFER", "out-of-band", "protocol=2"});
+    // A global outside the reader's list names the global and the list.
     elm::detail::unpickle_options numpy;
     numpy.allowed_globals.emplace_back("numpy", "ndarray");
-    expect_error("\x80\x04\x8c\x13numpy.core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94.",
-                 {"_frombuffer", "protocol 5", "protocol=2"}, numpy);
+    expect_error("\x80\x04\x8c\x12numpy.core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94.",
+                 {"numpy.core.numeric._frombuffer", "numpy.ndarray"}, numpy);
+}
+
+TEST(pickle, protocol_5_bytearray_is_read_in_band) {
+    // pickle.dumps(bytearray(b'\x00\x01\xff'), protocol=5): BYTEARRAY8 holds the bytes themselves.
+    const auto b = python_pickle("bytearray(b'\\x00\\x01\\xff')", 5);
+    ASSERT_EQ(b.size(), 25u);  // PROTO, FRAME (9 bytes), BYTEARRAY8 + 8-byte length + 3 bytes, MEMOIZE, STOP
+    ASSERT_EQ(std::to_integer<int>(b[11]), 0x96) << "Python wrote no BYTEARRAY8";
+    const auto t = elm::detail::unpickle(b, "bytearray.pkl", no_globals);
+    const auto bytes = t.as_bytes(t.root, "root");
+    ASSERT_EQ(bytes.size(), 3u);
+    EXPECT_EQ(std::to_integer<int>(bytes[0]), 0x00);
+    EXPECT_EQ(std::to_integer<int>(bytes[1]), 0x01);
+    EXPECT_EQ(std::to_integer<int>(bytes[2]), 0xff);
+    expect_error("\x80\x05\x96\x05\x00\x00\x00\x00\x00\x00\x00ab."sv, {"truncated"});
 }
 
 TEST(pickle, deep_nesting_has_no_recursion) {
