@@ -100,6 +100,8 @@ void run_eval(const eval_options& o) {
                     {"ignore_time_at_start_ms", o.protocol.ignore_time_at_start_ms},
                     {"num_spikes_per_sim", {o.protocol.min_spikes, o.protocol.max_spikes}},
                     {"precision", o.precision}};
+    if (!ev.spike_metrics_undefined.empty())
+        j["details"]["spike_metrics_undefined"] = ev.spike_metrics_undefined;
     const auto json_path = (fs::path(o.out) / "eval_results.json").string();
     write_json_atomic(json_path, j);
     std::string roc = "fpr,tpr,threshold\n";
@@ -113,13 +115,22 @@ void run_eval(const eval_options& o) {
                 ev.simulations_kept, ev.simulations_total, static_cast<long long>(ev.samples));
     for (const auto& [key, value] : ev.metrics.to_map()) std::printf("  %-34s %.6f\n", key.c_str(), value);
     std::printf("wrote %s\n", json_path.c_str());
+    if (!ev.spike_metrics_undefined.empty())
+        std::fprintf(stderr, "warning: %s (null in %s)\n", ev.spike_metrics_undefined.c_str(),
+                     json_path.c_str());
+    const bool roc_plot = !o.no_plots && ev.spike_metrics_undefined.empty();
+    if (!roc_plot) {  // a ROC plot of an earlier evaluation in this folder would not show these results
+        std::error_code ec;
+        fs::remove(fs::path(o.out) / "roc.png", ec);
+    }
     if (o.no_plots) {  // plots of an earlier evaluation in this folder would no longer show these results
         std::error_code ec;
         for (const char* name : {"roc.png", "example_traces.png"}) fs::remove(fs::path(o.out) / name, ec);
     } else {
         const std::string title = fs::path(o.model).filename().string() + " on " + o.split;
-        make_plot(
-            {"roc", "--csv", roc_path, "--out", (fs::path(o.out) / "roc.png").string(), "--title", title});
+        if (roc_plot)
+            make_plot({"roc", "--csv", roc_path, "--out", (fs::path(o.out) / "roc.png").string(), "--title",
+                       title});
         if (!example_written.empty())
             make_plot({"traces", "--data", example_written, "--out",
                        (fs::path(o.out) / "example_traces.png").string()});

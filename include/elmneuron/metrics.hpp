@@ -96,7 +96,10 @@ struct neuronio_metrics {
 
 // extract_core_results on flattened (simulations x time) arrays, after the protocol's filtering and soma
 // re-scaling, which are the caller's job. spike_true is 0/1, spike_prob the predicted spike probability,
-// soma_true / soma_pred in mV. All four have the same length (elm::error otherwise).
+// soma_true / soma_pred in mV. All four have the same length (elm::error otherwise). Without both classes
+// in spike_true the ROC is undefined and the spike metrics are NaN: with no spike at all (e.g. a
+// subthreshold test set) exactly what the published code's scikit-learn calls give (with a warning); with a
+// spike in every millisecond NaN as well. The soma metrics stand.
 neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true,
                                           std::span<const double> spike_prob,
                                           std::span<const double> soma_true,

@@ -68,12 +68,16 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
 
 struct neuronio_evaluation {
     neuronio_metrics metrics;
-    roc_curve_result roc;  // of the kept, trimmed samples (for plots)
+    roc_curve_result roc;  // of the kept, trimmed samples (for plots); empty when undefined
     int simulations_total = 0, simulations_kept = 0;
     std::int64_t samples = 0;  // kept simulations x scored ms
+    // Why the spike metrics (and the ROC) are undefined, NaN in `metrics`: no output spike in the scored
+    // milliseconds (a subthreshold test set) or one in every one. Empty when they are defined.
+    std::string spike_metrics_undefined;
 };
 
-// Concatenates files, keeps simulations within the spike-count range, drops the first ms, computes metrics.
+// Concatenates files, keeps simulations within the spike-count range, drops the first ms, computes metrics
+// (elm::error when no simulation is kept: there is nothing to score).
 neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& files,
                                       const neuronio_eval_options& options = {});
 

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -360,10 +361,19 @@ neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true,
     check_same_length(fn, "spike_true", spike_true.size(), "soma_pred", soma_pred.size());
 
     neuronio_metrics m;
-    const roc_curve_result roc =
-        roc_curve(spike_true, spike_prob);  // the published code recomputes it per metric
-    for (const double f : desired_fp) m.at_fp.push_back({f, tp_at_fp(roc, f), auc_at_fp(roc, f)});
-    m.auc = auc(roc.fpr, roc.tpr);
+    const auto spikes = std::count(spike_true.begin(), spike_true.end(), 1.0);
+    if (spikes == 0 || spikes == static_cast<std::ptrdiff_t>(spike_true.size())) {
+        // One class only: roc_curve is undefined (scikit-learn warns and returns NaN rates, so AUC, TP and
+        // AUC @ FP all come out NaN in the published code).
+        constexpr double undefined = std::numeric_limits<double>::quiet_NaN();
+        for (const double f : desired_fp) m.at_fp.push_back({f, undefined, undefined});
+        m.auc = undefined;
+    } else {
+        const roc_curve_result roc =
+            roc_curve(spike_true, spike_prob);  // the published code recomputes it per metric
+        for (const double f : desired_fp) m.at_fp.push_back({f, tp_at_fp(roc, f), auc_at_fp(roc, f)});
+        m.auc = auc(roc.fpr, roc.tpr);
+    }
     m.soma_explained_variance_percent = 100.0 * explained_variance_score(soma_true, soma_pred);
     m.soma_rmse = root_mean_squared_error(soma_true, soma_pred);
     m.soma_mae = mean_absolute_error(soma_true, soma_pred);

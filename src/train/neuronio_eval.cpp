@@ -189,17 +189,17 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
                     "at least one simulation with " + std::to_string(o.min_spikes) + "-" +
                         std::to_string(o.max_spikes) + " output spikes",
                     "none");
-    // The ROC needs both classes among the scored milliseconds.
+    // The ROC needs both classes among the scored milliseconds; without them only the soma metrics are
+    // defined (compute_neuronio_metrics gives NaN spike metrics).
     const auto spikes = std::count(spike_true.begin(), spike_true.end(), 1.0);
     if (spikes == 0 || spikes == static_cast<std::ptrdiff_t>(spike_true.size()))
-        throw error(files.front().source + (files.size() > 1 ? " (and the other files evaluated)" : ""),
-                    "outputSpikeTimes",
-                    "output spikes in some but not all scored milliseconds (AUC needs both)",
-                    spikes == 0 ? "no output spike after the first " +
-                                      std::to_string(o.ignore_time_at_start_ms) + " ms of any kept simulation"
-                                : "a spike in every scored millisecond");
+        result.spike_metrics_undefined =
+            (spikes == 0 ? "no output spike after the first " + std::to_string(o.ignore_time_at_start_ms) +
+                               " ms of any kept simulation"
+                         : std::string("an output spike in every scored millisecond")) +
+            ": the spike metrics (AUC, TP and AUC @ FP) and the ROC curve are undefined";
     result.metrics = compute_neuronio_metrics(spike_true, spike_prob, soma_true, soma_pred, o.desired_fp);
-    result.roc = roc_curve(spike_true, spike_prob);
+    if (result.spike_metrics_undefined.empty()) result.roc = roc_curve(spike_true, spike_prob);
     result.samples = static_cast<std::int64_t>(spike_true.size());
     return result;
 }

@@ -368,6 +368,12 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
             e.step = st.step;
             e.valid = validate(m, valid_files, c);
             const double value = e.valid.at(t.select_metric);
+            if (std::isnan(value))  // AUC of validation data without output spikes to score
+                throw error(valid_files.front(), "train.select_metric",
+                            "validation data on which " + t.select_metric + " is defined",
+                            "undefined (no output spike, or one in every millisecond, in the scored part of "
+                            "the kept validation simulations)",
+                            "select by soma_RMSE, or validate on data with output spikes");
             e.best = better(t.select_metric, value, st.best_value, st.best_epoch < 0);
             if (e.best) {
                 st.best_epoch = e.epoch;

@@ -8,7 +8,7 @@ import numpy as np
 NUM_SEGMENTS = 639
 
 
-def write_neuronio_file(path, num_sims, duration_ms, seed):
+def write_neuronio_file(path, num_sims, duration_ms, seed, fire=True):
     rng = np.random.RandomState(seed)
     kernel = np.exp(-np.arange(60) / 12.0)
     sims = []
@@ -23,7 +23,7 @@ def write_neuronio_file(path, num_sims, duration_ms, seed):
         threshold = np.quantile(drive, 0.96 if k % 4 == 3 else 0.995)
         out, last = [], -100
         for t in range(duration_ms):
-            if drive[t] > threshold and t - last >= 10:
+            if fire and drive[t] > threshold and t - last >= 10:
                 out.append(t + 0.625)
                 last = t
         sims.append({

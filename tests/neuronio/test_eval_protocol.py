@@ -13,6 +13,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -197,3 +198,38 @@ def test_eval_without_plots_removes_those_of_an_earlier_evaluation():
         assert r.returncode == 0, r.stderr
         names = os.listdir(out)
         assert "eval_results.json" in names and "roc.png" not in names and "example_traces.png" not in names, names
+
+
+def test_eval_of_a_subthreshold_set_gives_the_soma_metrics_and_null_spike_metrics():
+    """No output spike at all (a subthreshold test set): the published code's scikit-learn calls warn and give
+    NaN spike metrics; ours are null in eval_results.json with the reason, the soma metrics match the
+    transcription, and no ROC is plotted (a stale roc.png is removed)."""
+    model = os.path.join(MODELS, "num_memory_1")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        os.makedirs(data)
+        files = [os.path.join(data, "sim__quiet.p")]
+        write_neuronio_file(files[0], num_sims=3, duration_ms=2000, seed=11, fire=False)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = published_eval(model, files, tmp)
+        out = os.path.join(tmp, "eval")
+        os.makedirs(out)
+        open(os.path.join(out, "roc.png"), "wb").write(b"an older evaluation's plot")
+        r = subprocess.run([CLI, "eval", "--model", model, "--data", data, "--out", out], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        assert "warning" in r.stderr and "no output spike" in r.stderr, r.stderr
+        results = json.load(open(os.path.join(out, "eval_results.json")))
+        ours = results["test_results"]
+        assert set(ours) == set(expected)
+        for key, value in expected.items():
+            if key.startswith("soma_"):
+                assert abs(ours[key] - value) <= 1e-6 * max(1.0, abs(value)), (key, ours[key], value)
+            else:
+                assert np.isnan(value) and ours[key] is None, (key, ours[key], value)
+        assert "no output spike" in results["details"]["spike_metrics_undefined"]
+        assert results["details"]["simulations_kept"] == 3
+        names = os.listdir(out)
+        assert "roc.png" not in names and "example_traces.png" in names, names
+        assert open(os.path.join(out, "roc.csv")).read() == "fpr,tpr,threshold\n"

@@ -205,3 +205,29 @@ def test_a_broken_validation_file_stops_the_run_before_training(data):
     assert "internal error" not in r.stderr
     log = os.path.join(out, "train_log.csv")
     assert not os.path.exists(log) or len(open(log).read().splitlines()) <= 1  # no training step ran
+
+
+def test_a_validation_set_without_output_spikes(data):
+    """Subthreshold validation data: the spike metrics are undefined (NaN, as the published scikit-learn code
+    gives). Selecting by soma_RMSE (the default) trains and logs them as nan; selecting by AUC is refused
+    with the reason, naming the setting."""
+    quiet = os.path.join(data, "valid_quiet")
+    os.makedirs(quiet, exist_ok=True)
+    write_neuronio_file(os.path.join(quiet, "sim__q.p"), num_sims=8, duration_ms=2000, seed=98, fire=False)
+    for metric in ("soma_RMSE", "AUC"):
+        cfg, out = write_config(data, "quiet_valid_" + metric, epochs=1, steps=2)
+        settings = json.load(open(cfg))
+        settings["data"]["valid"] = quiet
+        settings["train"]["select_metric"] = metric
+        json.dump(settings, open(cfg, "w"))
+        r = run_train(cfg)
+        if metric == "soma_RMSE":
+            assert r.returncode == 0, r.stderr
+            rows = list(csv.DictReader(open(os.path.join(out, "valid_log.csv"))))
+            assert len(rows) == 1 and np.isnan(float(rows[0]["AUC"])), rows
+            assert np.isfinite(float(rows[0]["soma_RMSE"])), rows
+            assert os.path.exists(os.path.join(out, "best_model.safetensors"))
+        else:
+            assert r.returncode == 2, r.stderr
+            assert "train.select_metric" in r.stderr and "soma_RMSE" in r.stderr, r.stderr
+            assert "internal error" not in r.stderr

@@ -97,9 +97,9 @@ TEST(neuronio_eval, later_windows_only_write_after_the_burn_in) {
 
 namespace {
 
-// Without an output spike in the scored milliseconds the AUC is undefined: an error naming the data (the
-// first file) and the field, not the metric function's internals.
-TEST(neuronio_eval, data_without_output_spikes_names_the_file) {
+// Without an output spike in the scored milliseconds (a subthreshold test set) the spike metrics and the
+// ROC are undefined, NaN as the published scikit-learn code gives, and said why; the soma metrics stand.
+TEST(neuronio_eval, data_without_output_spikes_gives_soma_metrics_only) {
     elm::neuronio_predictions p;
     p.source = "quiet.p";
     p.num_simulations = 2;
@@ -110,15 +110,36 @@ TEST(neuronio_eval, data_without_output_spikes_names_the_file) {
     p.soma_raw_mv.assign(n, 1.0);
     p.spike_true.assign(n, 0.0);
     p.soma_true_mv.assign(n, 2.0);
+    p.spike_true[100] = 1;  // in the first 500 ms, which are not scored
+    const auto quiet = elm::evaluate_neuronio({p}, {});
+    EXPECT_EQ(quiet.simulations_kept, 2);
+    EXPECT_EQ(quiet.samples, 1000);
+    EXPECT_TRUE(std::isnan(quiet.metrics.auc));
+    ASSERT_EQ(quiet.metrics.at_fp.size(), 2u);
+    for (const auto& f : quiet.metrics.at_fp) {
+        EXPECT_TRUE(std::isnan(f.tp));
+        EXPECT_TRUE(std::isnan(f.auc));
+    }
+    EXPECT_EQ(quiet.metrics.soma_rmse, 1.0);
+    EXPECT_EQ(quiet.metrics.soma_mae, 1.0);
+    EXPECT_TRUE(quiet.roc.fpr.empty());
+    EXPECT_NE(quiet.spike_metrics_undefined.find("no output spike after the first 500 ms"), std::string::npos)
+        << quiet.spike_metrics_undefined;
+    p.spike_true[1700] = 1;  // one spike after the first 500 ms: every metric defined
+    const auto spiking = elm::evaluate_neuronio({p}, {});
+    EXPECT_TRUE(spiking.spike_metrics_undefined.empty());
+    EXPECT_FALSE(std::isnan(spiking.metrics.auc));
+    EXPECT_FALSE(spiking.roc.fpr.empty());
+    EXPECT_EQ(spiking.metrics.soma_rmse, 1.0);
+    // Nothing kept (every simulation over the spike-count range): nothing to score, an error naming the file.
+    elm::neuronio_eval_options narrow;
+    narrow.max_spikes = 0;
     try {
-        elm::evaluate_neuronio({p}, {});
-        ADD_FAILURE() << "evaluated data without output spikes";
+        elm::evaluate_neuronio({p}, narrow);
+        ADD_FAILURE() << "evaluated with no simulation kept";
     } catch (const elm::error& e) {
         EXPECT_EQ(e.file(), "quiet.p");
-        EXPECT_EQ(e.field(), "outputSpikeTimes");
     }
-    p.spike_true[1700] = 1;  // one spike after the first 500 ms: evaluated
-    EXPECT_NO_THROW(elm::evaluate_neuronio({p}, {}));
 }
 
 }  // namespace
