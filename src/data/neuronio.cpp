@@ -480,12 +480,13 @@ neuronio_file interpret(const pickle_tree& t) {
         s.spike.assign(std::size_t(out.duration_ms), 0);
         for (std::size_t k = 0; k < spikes.size(); ++k) {
             const double st = spikes[k];
-            // int(t - 0.5) as the published conversion; t >= 0.5 keeps the truncation away from zero.
-            if (!(std::isfinite(st) && st >= 0.5 && st - 0.5 < double(out.duration_ms)))
+            // int(t - 0.5) as the published conversion: Python's int() truncates toward zero, so a spike in
+            // the first half millisecond (0 <= t < 0.5) lands in bin 0 too.
+            if (!(std::isfinite(st) && st >= 0 && st - 0.5 < double(out.duration_ms)))
                 rd.fail(out_path + "[" + std::to_string(k) + "]",
-                        "a spike time t with 0.5 <= t < " + std::to_string(out.duration_ms) + ".5 ms",
+                        "a spike time t with 0 <= t < " + std::to_string(out.duration_ms) + ".5 ms",
                         std::to_string(st));
-            s.spike[static_cast<std::size_t>(st - 0.5)] = 1;
+            s.spike[static_cast<std::size_t>(std::max(st - 0.5, 0.0))] = 1;
         }
 
         events.clear();

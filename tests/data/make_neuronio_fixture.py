@@ -72,8 +72,8 @@ def make_experiment(seed=20240227):
         else:
             # 700.1 and 700.2 both become float16 700.0 (one bin); 999.4 -> float16 999.5 -> bin 999 (the last); 0.5 -> bin 0.
             out = np.array([0.5, 12.3, 700.1, 700.2, 512.75, 999.4], dtype=np.float16)
-        if k == 2:
-            out = out.astype(np.float32)
+        if k == 2:  # and a spike in the first half millisecond: int(0.125 - 0.5) = 0, bin 0 as well
+            out = np.concatenate([[0.125], out]).astype(np.float32)
         sim['outputSpikeTimes'] = out
         dvt = (-70 + 5 * rng.randn(NUM_SEGMENTS, DURATION_MS)).astype(np.float16)
         sim['dendriticVoltagesLowRes'] = np.asfortranarray(dvt) if k == 2 else dvt
@@ -382,7 +382,7 @@ def main():
     variant('bad_time_str.p', lambda e: sim(e, 1)['inhInputSpikeTimes'][np.int64(2)].append('12'))
     variant('bad_time_float.p', lambda e: sim(e, 1)['exInputSpikeTimes'][np.int64(0)].append(np.float32(12.0)))
     variant('bad_times_not_list.p', lambda e: sim(e, 1)['exInputSpikeTimes'].__setitem__(np.int64(4), 7))
-    variant('bad_output_early.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([0.25], np.float16)))
+    variant('bad_output_early.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([-0.25], np.float16)))
     variant('bad_output_late.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([DURATION_MS + 0.5], np.float32)))
     variant('bad_output_inf.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([np.inf], np.float16)))
     variant('bad_duration.p', lambda e: e['Params'].__setitem__('totalSimDurationInSec', 6))
