@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -251,9 +252,18 @@ public:
         fail(path(), "a number", describe(r));
     }
 
-    // A 1-D numeric ndarray, elements as double (exact for f2/f4/f8 and integers below 2^53).
+    // Whether `r` is a pickled ndarray (either form of the header comment), whatever its contents.
+    bool is_ndarray(pickle_ref r) const {
+        const auto k = t_.kind(r);
+        if (k == pickle_kind::reduce) return is_frombuffer(t_.children(r)[0]);
+        return k == pickle_kind::build && t_.kind(t_.children(r)[0]) == pickle_kind::reduce &&
+               is_multiarray(t_.children(t_.children(r)[0])[0], "_reconstruct");
+    }
+
+    // A 1-D numeric ndarray, elements as double (exact for f2/f4/f8 and integers below 2^53); its dtype in
+    // `dtype_out` if given.
     template <class P>
-    std::vector<double> vector(pickle_ref r, const P& path) const {
+    std::vector<double> vector(pickle_ref r, const P& path, np_dtype* dtype_out = nullptr) const {
         const auto bad = [&](const std::string& why) {
             fail(path(), "a 1-D numpy array", why + ": " + describe(r));
         };
@@ -300,6 +310,7 @@ public:
         const auto n = t_.as_int(shape[0], "shape");
         if (n < 0) bad("negative shape");
         const auto d = dtype(dtype_ref, path);
+        if (dtype_out != nullptr) *dtype_out = d;
         const auto bytes = raw(raw_ref, storage_, path);
         if (static_cast<std::uint64_t>(n) != bytes.size() / d.size || bytes.size() % d.size != 0)
             fail(path(),
@@ -384,19 +395,36 @@ void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, i
             rd.fail(path + "[" + std::to_string(seg) + "]", "each segment once", "a repeated key");
         const auto seg_path = [&] { return path + "[" + std::to_string(seg) + "]"; };
         const auto v = c[k + 1];
+        const auto channel = static_cast<std::uint64_t>(channel0 + seg);
+        // Item j's time, an integer (exact in a double up to 2^53).
+        const auto add = [&](double time, std::size_t j) {
+            if (!(time >= 0 && time < duration)) {
+                char shown[32];
+                std::snprintf(shown, sizeof shown, "%.0f", time);
+                rd.fail(seg_path() + "[" + std::to_string(j) + "]",
+                        "an input time in [0, " + std::to_string(duration) + ") ms", shown);
+            }
+            events.push_back((static_cast<std::uint64_t>(time) << 32) | channel);
+        };
+        if (rd.is_ndarray(v)) {
+            // The published writer stores a list; the published conversion indexes an array with the times,
+            // which takes an integer array as well (a float one is an IndexError there).
+            np_dtype type;
+            const auto times = rd.vector(v, seg_path, &type);
+            if (type.kind != 'i' && type.kind != 'u')
+                rd.fail(seg_path(), "spike times as a list or an integer array",
+                        "a " + dtype_name(type) + " array");
+            for (std::size_t j = 0; j < times.size(); ++j) add(times[j], j);
+            continue;
+        }
         const auto vk = t.kind(v);
         if (vk != pickle_kind::list && vk != pickle_kind::tuple)
             rd.fail(seg_path(), "a list of spike times", rd.describe(v));
         const auto times = t.children(v);
-        const auto channel = static_cast<std::uint64_t>(channel0 + seg);
-        for (std::size_t j = 0; j < times.size(); ++j) {
-            const auto item_path = [&] { return seg_path() + "[" + std::to_string(j) + "]"; };
-            const auto time = rd.integer(times[j], item_path);
-            if (time < 0 || time >= duration)
-                rd.fail(item_path(), "an input time in [0, " + std::to_string(duration) + ") ms",
-                        std::to_string(time));
-            events.push_back((static_cast<std::uint64_t>(time) << 32) | channel);
-        }
+        for (std::size_t j = 0; j < times.size(); ++j)
+            add(static_cast<double>(
+                    rd.integer(times[j], [&] { return seg_path() + "[" + std::to_string(j) + "]"; })),
+                j);
     }
 }
 

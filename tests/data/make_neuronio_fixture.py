@@ -66,6 +66,8 @@ def make_experiment(seed=20240227):
                     continue  # segments without spikes are absent
                 times = list(np.nonzero(spikes[seg])[0])  # numpy.int64 times
                 d[np.int64(seg)] = times[::-1] if k == 1 else times + times[-1:] if k == 2 and seg == 5 else times
+            if k == 2:  # one segment's times as an integer array (the published conversion indexes with them)
+                d[np.int64(7)] = np.array(d[np.int64(7)], dtype=np.int32)
             sim[name] = d
         if k == 0:
             out = np.array([], dtype=np.float16)
@@ -382,6 +384,10 @@ def main():
     variant('bad_time_str.p', lambda e: sim(e, 1)['inhInputSpikeTimes'][np.int64(2)].append('12'))
     variant('bad_time_float.p', lambda e: sim(e, 1)['exInputSpikeTimes'][np.int64(0)].append(np.float32(12.0)))
     variant('bad_times_not_list.p', lambda e: sim(e, 1)['exInputSpikeTimes'].__setitem__(np.int64(4), 7))
+    variant('bad_times_float_array.p', lambda e: sim(e, 1)['exInputSpikeTimes'].__setitem__(
+        np.int64(4), np.array([1.0, 2.0], np.float32)))
+    variant('bad_times_array_range.p', lambda e: sim(e, 1)['inhInputSpikeTimes'].__setitem__(
+        np.int64(2), np.array([5, DURATION_MS], np.uint16)))
     variant('bad_output_early.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([-0.25], np.float16)))
     variant('bad_output_late.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([DURATION_MS + 0.5], np.float32)))
     variant('bad_output_inf.p', lambda e: sim(e, 1).__setitem__('outputSpikeTimes', np.array([np.inf], np.float16)))

@@ -167,6 +167,8 @@ TEST_F(neuronio_reader, malformed_files_name_the_file_and_key_path) {
         {"bad_time_str.p", sims + "[1].inhInputSpikeTimes[2][", "an integer"},
         {"bad_time_float.p", sims + "[1].exInputSpikeTimes[0][", "<f4 scalar"},
         {"bad_times_not_list.p", sims + "[1].exInputSpikeTimes[4]", "a list"},
+        {"bad_times_float_array.p", sims + "[1].exInputSpikeTimes[4]", "an integer array"},
+        {"bad_times_array_range.p", sims + "[1].inhInputSpikeTimes[2][1]", "got 1000"},
         {"bad_output_early.p", sims + "[1].outputSpikeTimes[0]", "0 <= t"},
         {"bad_output_late.p", sims + "[1].outputSpikeTimes[0]", "t < 1000.5"},
         {"bad_output_inf.p", sims + "[1].outputSpikeTimes[0]", "inf"},
