@@ -11,9 +11,9 @@
 //   - no floating-point contraction into FMA (numpy's baseline build has none), whatever -march is used;
 //   - np.interp's branch structure and np.linspace's i*step formula are reproduced.
 //
-// Deliberate difference from scikit-learn: roc_curve (and everything built on it) throws elm::error when
-// y_true has no positive or no negative sample. scikit-learn instead warns (UndefinedMetricWarning) and
-// returns an all-NaN tpr (or fpr), which then makes every derived NeuronIO number NaN.
+// Deliberate difference from scikit-learn: roc_curve throws elm::error when y_true has no positive or no
+// negative sample. scikit-learn instead warns (UndefinedMetricWarning) and returns an all-NaN tpr (or fpr).
+// compute_neuronio_metrics gives NaN spike metrics there (see it).
 
 #include <array>
 #include <map>

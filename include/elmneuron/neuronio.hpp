@@ -1,8 +1,8 @@
 #pragma once
 // NeuronIO simulation files (Beniaguev et al. 2021; reference/datasets.md §1.4-1.5): the published
-// pickles (Python-2 protocol 2, also Python-3-written ones) read into a sparse form, and a converted
-// safetensors cache of that form. Nothing in a pickle is executed: the file is parsed by the restricted
-// unpickler (src/io/pickle.hpp) with only the numpy globals the layout needs.
+// pickles (Python-2 protocol 2, also Python-3-written ones at protocols 1-5) read into a sparse form, and a
+// converted safetensors cache of that form. Nothing in a pickle is executed: the file is parsed by the
+// restricted unpickler (src/io/pickle.hpp) with only the numpy globals the layout needs.
 //
 // What is kept per simulation is what the published conversion (ELM neuronio_data_utils.py, fit_CNN.py)
 // turns into tensors:
@@ -48,9 +48,11 @@ inline float neuronio_synapse_sign(int channel, int num_segments) {
 
 // Reads one simulation pickle (memory-mapped read-only; the skipped arrays are never touched). Accepts
 // the published Python-2 files (BINSTRING keys, numpy.core.multiarray globals) and Python-3-written ones
-// (BINUNICODE keys, _codecs.encode raw buffers, numpy._core.multiarray globals). Every value used is
-// validated: segment indices in [0, num_segments), input times integral in [0, duration), output spike
-// times finite with 0 <= int(t - 0.5) < duration, soma finite, one duration for all simulations and equal
+// (BINUNICODE keys, _codecs.encode raw buffers, numpy._core.multiarray globals; at protocol 5 arrays as
+// numpy(._)core.numeric._frombuffer). Every value used is validated: segment indices in [0, num_segments),
+// input times (a list, or an integer array) integral in [0, duration), output spike times finite with
+// 0 <= t and int(t - 0.5) < duration (bin max(int(t - 0.5), 0): the published int() truncates toward zero;
+// a negative time is refused), soma finite, one duration for all simulations and equal
 // to Params['totalSimDurationInSec'] · 1000 when that is present. Throws elm::file_not_found_error, or
 // elm::error naming the file and the key path (e.g. "Results.listOfSingleSimulationDicts[3]
 // .exInputSpikeTimes[12]") on anything malformed, including a global outside the numpy allow-list.

@@ -81,4 +81,20 @@ struct neuronio_evaluation {
 neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& files,
                                       const neuronio_eval_options& options = {});
 
+// The ground truth's part of evaluate_neuronio, for checking data before a model exists: output spikes and
+// milliseconds in the scored part of `file` (its kept simulations after the first ms).
+struct neuronio_scored_counts {
+    std::int64_t spikes = 0, samples = 0;
+    neuronio_scored_counts& operator+=(const neuronio_scored_counts& o) {
+        spikes += o.spikes;
+        samples += o.samples;
+        return *this;
+    }
+};
+neuronio_scored_counts count_neuronio_scored(const neuronio_file& file,
+                                             const neuronio_eval_options& options = {});
+// neuronio_evaluation::spike_metrics_undefined for these counts ("" when the spike metrics are defined).
+std::string neuronio_spike_metrics_undefined(const neuronio_scored_counts& counts,
+                                             const neuronio_eval_options& options = {});
+
 }  // namespace elm

@@ -407,11 +407,12 @@ void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, i
             events.push_back((static_cast<std::uint64_t>(time) << 32) | channel);
         };
         if (rd.is_ndarray(v)) {
-            // The published writer stores a list; the published conversion indexes an array with the times,
-            // which takes an integer array as well (a float one is an IndexError there).
+            // The published writer stores a list; the published conversion (dict2bin) indexes with each
+            // time in turn, which takes the items of an integer array as well (a float item is an
+            // IndexError there, an empty array of any type passes).
             np_dtype type;
             const auto times = rd.vector(v, seg_path, &type);
-            if (type.kind != 'i' && type.kind != 'u')
+            if (type.kind != 'i' && type.kind != 'u' && !times.empty())
                 rd.fail(seg_path(), "spike times as a list or an integer array",
                         "a " + dtype_name(type) + " array");
             for (std::size_t j = 0; j < times.size(); ++j) add(times[j], j);
@@ -419,7 +420,7 @@ void add_inputs(const numpy_reader& rd, pickle_ref d, const std::string& path, i
         }
         const auto vk = t.kind(v);
         if (vk != pickle_kind::list && vk != pickle_kind::tuple)
-            rd.fail(seg_path(), "a list of spike times", rd.describe(v));
+            rd.fail(seg_path(), "spike times as a list or an integer array", rd.describe(v));
         const auto times = t.children(v);
         for (std::size_t j = 0; j < times.size(); ++j)
             add(static_cast<double>(

@@ -53,8 +53,6 @@ const char* opcode_name(std::uint8_t op) {
             return "FROZENSET";
         case 0x92:
             return "NEWOBJ_EX";
-        case 0x96:
-            return "BYTEARRAY8";
         case 0x97:
             return "NEXT_BUFFER";
         case 0x98:

@@ -1,9 +1,10 @@
 #pragma once
-// A restricted unpickler (Python pickle protocols 0-4, the opcodes that data files use) that builds a
-// value tree and never executes anything: GLOBAL/STACK_GLOBAL are only accepted for (module, name) pairs
-// the caller allows, and REDUCE/NEWOBJ/BUILD become tree nodes that the caller interprets. Used for
-// PyTorch state dicts (torch_pt.cpp) and the NeuronIO dataset pickles (Python-2 protocol 2, numpy
-// _reconstruct/dtype/scalar globals; reference/datasets.md §1.4).
+// A restricted unpickler (Python pickle protocols 1-5 and part of 0, the opcodes that data files use,
+// protocol 5's buffers in-band only) that builds a value tree and never executes anything:
+// GLOBAL/STACK_GLOBAL are only accepted for (module, name) pairs the caller allows, and REDUCE/NEWOBJ/BUILD
+// become tree nodes that the caller interprets. Used for PyTorch state dicts (torch_pt.cpp) and the NeuronIO
+// dataset pickles (Python-2 protocol 2, numpy _reconstruct/dtype/scalar globals, _frombuffer at protocol 5;
+// reference/datasets.md §1.4).
 //
 // Memory: every node is 16 bytes; strings and bytes are views into the input buffer (no copies), so the
 // caller keeps the input alive as long as the tree. Node count, memo size and container sizes are all
@@ -30,7 +31,7 @@ enum class pickle_kind : std::uint8_t {
     integer,   // int64 (LONG1/LONG4 beyond int64 are rejected)
     floating,  // double
     string,    // str: UTF-8 (BINUNICODE*) or raw py2 bytes (BINSTRING*, flag latin1)
-    bytes,     // BINBYTES*
+    bytes,     // BINBYTES*, BYTEARRAY8
     tuple,
     list,
     dict,           // ordered (key, value) pairs; also collections.OrderedDict() when allowed

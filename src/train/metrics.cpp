@@ -108,6 +108,22 @@ void check_desired_fp(const char* fn, double f) {
     if (!std::isfinite(f)) throw error(fn, "desired_fp", "a finite false-positive rate", std::to_string(f));
 }
 
+// Binary labels (0 or 1) and finite scores of equal length; returns the number of positives.
+std::int64_t check_binary_scores(const char* fn, std::span<const double> y_true,
+                                 std::span<const double> y_score) {
+    check_same_length(fn, "y_true", y_true.size(), "y_score", y_score.size());
+    std::int64_t num_pos = 0;
+    for (std::size_t i = 0; i < y_true.size(); ++i) {
+        if (y_true[i] != 0.0 && y_true[i] != 1.0)
+            throw error(fn, "y_true[" + size_str(i) + "]", "a binary label, 0 or 1",
+                        std::to_string(y_true[i]));
+        if (!std::isfinite(y_score[i]))
+            throw error(fn, "y_score[" + size_str(i) + "]", "a finite score", std::to_string(y_score[i]));
+        num_pos += y_true[i] == 1.0;
+    }
+    return num_pos;
+}
+
 std::string fp_key(const char* prefix, double f) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%s @ %.4f FP", prefix, f);
@@ -118,17 +134,8 @@ std::string fp_key(const char* prefix, double f) {
 
 roc_curve_result roc_curve(std::span<const double> y_true, std::span<const double> y_score) {
     constexpr const char* fn = "roc_curve";
-    check_same_length(fn, "y_true", y_true.size(), "y_score", y_score.size());
     const std::size_t n = y_true.size();
-    std::int64_t num_pos = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (y_true[i] != 0.0 && y_true[i] != 1.0)
-            throw error(fn, "y_true[" + size_str(i) + "]", "a binary label, 0 or 1",
-                        std::to_string(y_true[i]));
-        if (!std::isfinite(y_score[i]))
-            throw error(fn, "y_score[" + size_str(i) + "]", "a finite score", std::to_string(y_score[i]));
-        num_pos += y_true[i] == 1.0;
-    }
+    const std::int64_t num_pos = check_binary_scores(fn, y_true, y_score);
     const auto num_neg = static_cast<std::int64_t>(n) - num_pos;
     if (num_pos == 0 || num_neg == 0)
         throw error(fn, "y_true", "at least one positive (1) and one negative (0) sample",
@@ -361,10 +368,9 @@ neuronio_metrics compute_neuronio_metrics(std::span<const double> spike_true,
     check_same_length(fn, "spike_true", spike_true.size(), "soma_pred", soma_pred.size());
 
     neuronio_metrics m;
-    const auto spikes = std::count(spike_true.begin(), spike_true.end(), 1.0);
-    if (spikes == 0 || spikes == static_cast<std::ptrdiff_t>(spike_true.size())) {
-        // One class only: roc_curve is undefined (scikit-learn warns and returns NaN rates, so AUC, TP and
-        // AUC @ FP all come out NaN in the published code).
+    const auto spikes = check_binary_scores(fn, spike_true, spike_prob);
+    if (spikes == 0 || spikes == static_cast<std::int64_t>(spike_true.size())) {
+        // One class only: the ROC is undefined (header: NaN spike metrics).
         constexpr double undefined = std::numeric_limits<double>::quiet_NaN();
         for (const double f : desired_fp) m.at_fp.push_back({f, undefined, undefined});
         m.auc = undefined;

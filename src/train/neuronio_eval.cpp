@@ -11,6 +11,17 @@
 namespace elm {
 namespace {
 
+// The protocol's filter: a simulation is kept when its output-spike count (whole duration) is in range.
+bool kept_simulation(double spikes, const neuronio_eval_options& o) {
+    return spikes >= o.min_spikes && spikes <= o.max_spikes;
+}
+
+void check_ignore_time(const std::string& source, int duration_ms, const neuronio_eval_options& o) {
+    if (o.ignore_time_at_start_ms < 0 || o.ignore_time_at_start_ms >= duration_ms)
+        throw error(source, "ignore_time_at_start_ms", "in [0, duration)",
+                    std::to_string(o.ignore_time_at_start_ms));
+}
+
 void check_sims(const neuronio_file& file, std::span<const int> sims) {
     for (int s : sims)
         if (s < 0 || s >= static_cast<int>(file.simulations.size()))
@@ -166,15 +177,13 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
     neuronio_evaluation result;
     for (const auto& f : files) {
         const int D = f.duration_ms;
-        if (o.ignore_time_at_start_ms < 0 || o.ignore_time_at_start_ms >= D)
-            throw error(f.source, "ignore_time_at_start_ms", "in [0, duration)",
-                        std::to_string(o.ignore_time_at_start_ms));
+        check_ignore_time(f.source, D, o);
         for (int s = 0; s < f.num_simulations; ++s) {
             const std::size_t row = static_cast<std::size_t>(s) * D;
             double count = 0;
             for (int t = 0; t < D; ++t) count += f.spike_true[row + t];
             ++result.simulations_total;
-            if (count < o.min_spikes || count > o.max_spikes) continue;
+            if (!kept_simulation(count, o)) continue;
             ++result.simulations_kept;
             for (int t = o.ignore_time_at_start_ms; t < D; ++t) {
                 spike_true.push_back(f.spike_true[row + t]);
@@ -191,17 +200,35 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
                     "none");
     // The ROC needs both classes among the scored milliseconds; without them only the soma metrics are
     // defined (compute_neuronio_metrics gives NaN spike metrics).
-    const auto spikes = std::count(spike_true.begin(), spike_true.end(), 1.0);
-    if (spikes == 0 || spikes == static_cast<std::ptrdiff_t>(spike_true.size()))
-        result.spike_metrics_undefined =
-            (spikes == 0 ? "no output spike after the first " + std::to_string(o.ignore_time_at_start_ms) +
-                               " ms of any kept simulation"
-                         : std::string("an output spike in every scored millisecond")) +
-            ": the spike metrics (AUC, TP and AUC @ FP) and the ROC curve are undefined";
+    result.spike_metrics_undefined = neuronio_spike_metrics_undefined(
+        {static_cast<std::int64_t>(std::count(spike_true.begin(), spike_true.end(), 1.0)),
+         static_cast<std::int64_t>(spike_true.size())},
+        o);
     result.metrics = compute_neuronio_metrics(spike_true, spike_prob, soma_true, soma_pred, o.desired_fp);
     if (result.spike_metrics_undefined.empty()) result.roc = roc_curve(spike_true, spike_prob);
     result.samples = static_cast<std::int64_t>(spike_true.size());
     return result;
+}
+
+neuronio_scored_counts count_neuronio_scored(const neuronio_file& file, const neuronio_eval_options& o) {
+    check_ignore_time(file.source, file.duration_ms, o);
+    neuronio_scored_counts c;
+    for (const auto& sim : file.simulations) {
+        if (!kept_simulation(static_cast<double>(std::count(sim.spike.begin(), sim.spike.end(), 1)), o))
+            continue;
+        c.spikes += std::count(sim.spike.begin() + o.ignore_time_at_start_ms, sim.spike.end(), 1);
+        c.samples += file.duration_ms - o.ignore_time_at_start_ms;
+    }
+    return c;
+}
+
+std::string neuronio_spike_metrics_undefined(const neuronio_scored_counts& c,
+                                             const neuronio_eval_options& o) {
+    if (c.spikes > 0 && c.spikes < c.samples) return "";
+    return (c.spikes == 0 ? "no output spike after the first " + std::to_string(o.ignore_time_at_start_ms) +
+                                " ms of any kept simulation"
+                          : std::string("an output spike in every scored millisecond")) +
+           ": the spike metrics (AUC, TP and AUC @ FP) and the ROC curve are undefined";
 }
 
 template sparse_input<float> neuronio_window_input<float>(const neuronio_file&, std::span<const int>, int,

@@ -201,19 +201,28 @@ std::string resume_identity(const std::string& config_json, const std::string& s
     return j.dump();
 }
 
-template <class T>
-std::map<std::string, double> validate(const model<T>& m, const std::vector<std::string>& files,
-                                       const run_config& c) {
+// The evaluation protocol with the run's window and burn-in; the first ms dropped capped for files shorter
+// than the published 6 s.
+neuronio_eval_options validation_options(const run_config& c) {
     neuronio_eval_options o;
     o.window = c.train.input_window_size;
     o.burn_in = c.train.burn_in_time;
+    return o;
+}
+void fit_to(neuronio_eval_options& o, const neuronio_file& file) {
+    o.ignore_time_at_start_ms = std::min(o.ignore_time_at_start_ms, file.duration_ms - 1);
+}
+
+template <class T>
+neuronio_evaluation validate(const model<T>& m, const std::vector<std::string>& files, const run_config& c) {
+    auto o = validation_options(c);
     std::vector<neuronio_predictions> preds;
     for (const auto& f : files) {
         const auto file = load_neuronio(f, c.data.cache_dir);
-        o.ignore_time_at_start_ms = std::min(o.ignore_time_at_start_ms, file.duration_ms - 1);
+        fit_to(o, file);
         preds.push_back(predict_neuronio(m, file, o));
     }
-    return evaluate_neuronio(preds, o).metrics.to_map();
+    return evaluate_neuronio(preds, o);
 }
 
 bool better(const std::string& metric, double value, double best, bool first) {
@@ -261,9 +270,31 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files)
         valid_files.resize(static_cast<std::size_t>(t.valid_files));
     // Read once now, so that a broken validation file stops the run before its first epoch rather than
-    // after it (each validation reads them again, from data.cache_dir when set). The test files are read
-    // only by the final evaluation, which a run completed before it repeats on --resume.
-    for (const auto& f : valid_files) (void)load_neuronio(f, c.data.cache_dir);
+    // after it (each validation reads them again, from data.cache_dir when set), as does validation data
+    // that gives nothing to score, or no AUC to select by. The test files are read only by the final
+    // evaluation, which a run completed before it repeats on --resume.
+    {
+        auto o = validation_options(c);
+        std::vector<neuronio_file> files;
+        for (const auto& f : valid_files) {
+            files.push_back(load_neuronio(f, c.data.cache_dir));
+            fit_to(o, files.back());
+        }
+        neuronio_scored_counts scored;
+        for (const auto& f : files) scored += count_neuronio_scored(f, o);
+        if (scored.samples == 0)
+            throw error(valid_files.front(), "simulations",
+                        "validation data with a simulation of " + std::to_string(o.min_spikes) + "-" +
+                            std::to_string(o.max_spikes) + " output spikes (the protocol scores no other)",
+                        "none");
+        if (const auto why = neuronio_spike_metrics_undefined(scored, o); !why.empty()) {
+            if (t.select_metric == "AUC")
+                throw error(valid_files.front(), "train.select_metric",
+                            "validation data on which the AUC is defined", why,
+                            "select by soma_RMSE, or validate on data with output spikes");
+            say("warning: validation data: " + why + " (logged as nan)");
+        }
+    }
     const auto test_files =
         c.data.test.empty() ? std::vector<std::string>{} : list_neuronio_files(c.data.test);
 
@@ -366,14 +397,8 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
             epoch_report e;
             e.epoch = static_cast<int>(st.step / t.batches_per_epoch);
             e.step = st.step;
-            e.valid = validate(m, valid_files, c);
-            const double value = e.valid.at(t.select_metric);
-            if (std::isnan(value))  // AUC of validation data without output spikes to score
-                throw error(valid_files.front(), "train.select_metric",
-                            "validation data on which " + t.select_metric + " is defined",
-                            "undefined (no output spike, or one in every millisecond, in the scored part of "
-                            "the kept validation simulations)",
-                            "select by soma_RMSE, or validate on data with output spikes");
+            e.valid = validate(m, valid_files, c).metrics.to_map();
+            const double value = e.valid.at(t.select_metric);  // defined: checked before training
             e.best = better(t.select_metric, value, st.best_value, st.best_epoch < 0);
             if (e.best) {
                 st.best_epoch = e.epoch;
@@ -402,8 +427,17 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     // Final evaluation of the selected model (published: by validation metric) on validation and test data.
     const auto best = st.best_epoch >= 0 ? load_model<T>((out / "best_model.safetensors").string()) : m;
     nlohmann::json results;
-    results["valid_results"] = validate(best, valid_files, c);
-    if (!test_files.empty()) results["test_results"] = validate(best, test_files, c);
+    using split_files = std::pair<const char*, const std::vector<std::string>*>;
+    for (const auto& [split, files] :
+         {split_files{"valid", &valid_files}, split_files{"test", &test_files}}) {
+        if (files->empty()) continue;
+        const auto ev = validate(best, *files, c);
+        results[std::string(split) + "_results"] = ev.metrics.to_map();
+        if (!ev.spike_metrics_undefined.empty()) {  // null in the JSON; as `elmneuron eval` writes it
+            results[std::string(split) + "_spike_metrics_undefined"] = ev.spike_metrics_undefined;
+            say(std::string("warning: ") + split + " data: " + ev.spike_metrics_undefined);
+        }
+    }
     results["best_epoch"] = st.best_epoch;
     results["select_metric"] = t.select_metric;
     write_text_atomic((out / "eval_results.json").string(), results.dump(2) + "\n");

@@ -68,6 +68,7 @@ def make_experiment(seed=20240227):
                 d[np.int64(seg)] = times[::-1] if k == 1 else times + times[-1:] if k == 2 and seg == 5 else times
             if k == 2:  # one segment's times as an integer array (the published conversion indexes with them)
                 d[np.int64(7)] = np.array(d[np.int64(7)], dtype=np.int32)
+                d[np.int64(3)] = np.array([], dtype=np.float64)  # and an empty one, of any dtype
             sim[name] = d
         if k == 0:
             out = np.array([], dtype=np.float16)
@@ -109,10 +110,10 @@ def expected_values(exp):
     for sim in exp['Results']['listOfSingleSimulationDicts']:
         duration = len(sim['somaVoltageLowRes'])
         X = np.zeros((2 * S, duration), dtype=bool)
-        for seg, times in sim['exInputSpikeTimes'].items():
-            X[seg, times] = True
-        for seg, times in sim['inhInputSpikeTimes'].items():
-            X[S + seg, times] = True
+        for row0, name in ((0, 'exInputSpikeTimes'), (S, 'inhInputSpikeTimes')):  # dict2bin: time by time
+            for seg, times in sim[name].items():
+                for t in times:
+                    X[row0 + seg, t] = True
         ch, t = np.nonzero(X)
         order = np.lexsort((ch, t))
         y_spike = np.zeros(duration)

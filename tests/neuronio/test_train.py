@@ -209,8 +209,8 @@ def test_a_broken_validation_file_stops_the_run_before_training(data):
 
 def test_a_validation_set_without_output_spikes(data):
     """Subthreshold validation data: the spike metrics are undefined (NaN, as the published scikit-learn code
-    gives). Selecting by soma_RMSE (the default) trains and logs them as nan; selecting by AUC is refused
-    with the reason, naming the setting."""
+    gives). Selecting by soma_RMSE (the default) trains, says so, logs them as nan and names the reason in
+    eval_results.json; selecting by AUC is refused before the first step, naming the setting."""
     quiet = os.path.join(data, "valid_quiet")
     os.makedirs(quiet, exist_ok=True)
     write_neuronio_file(os.path.join(quiet, "sim__q.p"), num_sims=8, duration_ms=2000, seed=98, fire=False)
@@ -223,11 +223,17 @@ def test_a_validation_set_without_output_spikes(data):
         r = run_train(cfg)
         if metric == "soma_RMSE":
             assert r.returncode == 0, r.stderr
+            assert "warning: validation data: no output spike" in r.stdout + r.stderr
             rows = list(csv.DictReader(open(os.path.join(out, "valid_log.csv"))))
             assert len(rows) == 1 and np.isnan(float(rows[0]["AUC"])), rows
             assert np.isfinite(float(rows[0]["soma_RMSE"])), rows
             assert os.path.exists(os.path.join(out, "best_model.safetensors"))
+            results = json.load(open(os.path.join(out, "eval_results.json")))
+            assert results["valid_results"]["AUC"] is None and results["valid_results"]["soma_RMSE"] > 0
+            assert "no output spike" in results["valid_spike_metrics_undefined"], results
         else:
             assert r.returncode == 2, r.stderr
             assert "train.select_metric" in r.stderr and "soma_RMSE" in r.stderr, r.stderr
             assert "internal error" not in r.stderr
+            log = os.path.join(out, "train_log.csv")
+            assert not os.path.exists(log) or len(open(log).read().splitlines()) <= 1  # no training step ran

@@ -703,9 +703,17 @@ TEST(metrics, bad_inputs_throw_elm_error) {
     EXPECT_THROW(elm::roc_curve(vec{0, 1, 0, std::nan("")}, s), elm::error);        // NaN label
     EXPECT_THROW(elm::roc_curve(y, vec{0.1, std::nan(""), 0.3, 0.4}), elm::error);  // NaN score
     EXPECT_THROW(elm::roc_curve(y, vec{0.1, HUGE_VAL, 0.3, 0.4}), elm::error);      // inf score
-    EXPECT_THROW(elm::auc(vec{0.0}, vec{1.0}), elm::error);                         // < 2 points
-    EXPECT_THROW(elm::auc(vec{0.0, 1.0}, vec{1.0}), elm::error);                    // lengths
-    EXPECT_THROW(elm::auc(vec{0.0, 1.0, 0.5}, vec{1.0, 1.0, 1.0}), elm::error);     // not monotonic
+    // compute_neuronio_metrics checks labels and scores also where it has no ROC to compute (no 1 among
+    // the labels): bad ones are errors there as everywhere, never a quiet NaN.
+    const vec v{1, 2, 3, 4};
+    EXPECT_THROW(elm::compute_neuronio_metrics(vec{0, 0.5, 0, 0}, s, v, v), elm::error);  // not 0/1
+    EXPECT_THROW(elm::compute_neuronio_metrics(vec{0, 2, 0, 0}, s, v, v), elm::error);    // not 0/1
+    EXPECT_THROW(elm::compute_neuronio_metrics(vec(4, 0.0), vec{0.1, std::nan(""), 0.3, 0.4}, v, v),
+                 elm::error);                                                          // NaN score
+    EXPECT_TRUE(std::isnan(elm::compute_neuronio_metrics(vec(4, 0.0), s, v, v).auc));  // valid: undefined
+    EXPECT_THROW(elm::auc(vec{0.0}, vec{1.0}), elm::error);                            // < 2 points
+    EXPECT_THROW(elm::auc(vec{0.0, 1.0}, vec{1.0}), elm::error);                       // lengths
+    EXPECT_THROW(elm::auc(vec{0.0, 1.0, 0.5}, vec{1.0, 1.0, 1.0}), elm::error);        // not monotonic
     EXPECT_THROW(elm::interp(vec{0.5}, vec{}, vec{}), elm::error);
     EXPECT_THROW(elm::interp(vec{0.5}, vec{0.0, 1.0}, vec{0.0}), elm::error);
     EXPECT_THROW(elm::mean_squared_error(vec{}, vec{}), elm::error);
