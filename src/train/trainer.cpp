@@ -275,10 +275,15 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     // evaluation, which a run completed before it repeats on --resume.
     {
         auto o = validation_options(c);
-        std::vector<neuronio_file> files;
+        std::vector<neuronio_file> files;  // their output spikes only: the inputs can be ~100 MB a file
         for (const auto& f : valid_files) {
             files.push_back(load_neuronio(f, c.data.cache_dir));
             fit_to(o, files.back());
+            for (auto& sim : files.back().simulations) {
+                std::vector<std::int32_t>().swap(sim.event_time);
+                std::vector<std::int32_t>().swap(sim.event_channel);
+                std::vector<float>().swap(sim.soma_mv);
+            }
         }
         neuronio_scored_counts scored;
         for (const auto& f : files) scored += count_neuronio_scored(f, o);
