@@ -9,7 +9,9 @@
 //
 // Seeds: *.safetensors, *.pt, *.npy, *.pkl in --seed-dir (tests/fuzz/corpus: small files written by
 // Python: a state-dict data.pkl from an official model, a Python-2 NeuronIO-like pickle, protocol-4
-// values, tiny .npy/.pt/.safetensors files), golden *.safetensors and official *.pt files up to 128 KiB.
+// values, a whole tiny NeuronIO file at protocol 5 (neuronio_p5.pkl: numpy arrays as _frombuffer, an
+// output spike at 0.25 ms, input times as a list and as an int32 array), tiny .npy/.pt/.safetensors
+// files), golden *.safetensors and official *.pt files up to 128 KiB.
 
 #include <algorithm>
 #include <chrono>
@@ -118,6 +120,7 @@ bool run_one(kind k, std::span<const std::byte> b) {
                                  {"numpy", "ndarray"},
                                  {"numpy", "dtype"},
                                  {"numpy.core.multiarray", "scalar"},
+                                 {"numpy.core.numeric", "_frombuffer"},
                                  {"collections", "OrderedDict"},
                                  {"torch._utils", "_rebuild_tensor_v2"},
                                  {"torch._utils", "_rebuild_parameter"},
