@@ -118,14 +118,13 @@ void run_eval(const eval_options& o) {
     if (!ev.spike_metrics_undefined.empty())
         std::fprintf(stderr, "warning: %s (null in %s)\n", ev.spike_metrics_undefined.c_str(),
                      json_path.c_str());
+    // Plots of an earlier evaluation in this folder that this one does not redraw would no longer show these
+    // results: without plots both go, without a ROC (undefined) the ROC plot.
     const bool roc_plot = !o.no_plots && ev.spike_metrics_undefined.empty();
-    if (!roc_plot) {  // a ROC plot of an earlier evaluation in this folder would not show these results
-        std::error_code ec;
-        fs::remove(fs::path(o.out) / "roc.png", ec);
-    }
-    if (o.no_plots) {  // plots of an earlier evaluation in this folder would no longer show these results
-        std::error_code ec;
-        for (const char* name : {"roc.png", "example_traces.png"}) fs::remove(fs::path(o.out) / name, ec);
+    std::error_code ec;
+    if (!roc_plot) fs::remove(fs::path(o.out) / "roc.png", ec);
+    if (o.no_plots) {
+        fs::remove(fs::path(o.out) / "example_traces.png", ec);
     } else {
         const std::string title = fs::path(o.model).filename().string() + " on " + o.split;
         if (roc_plot)

@@ -93,8 +93,9 @@ struct neuronio_scored_counts {
 };
 neuronio_scored_counts count_neuronio_scored(const neuronio_file& file,
                                              const neuronio_eval_options& options = {});
-// neuronio_evaluation::spike_metrics_undefined for these counts ("" when the spike metrics are defined).
-std::string neuronio_spike_metrics_undefined(const neuronio_scored_counts& counts,
+// neuronio_evaluation::spike_metrics_undefined for these counts ("" when the spike metrics are defined);
+// elm::error naming `source` when nothing is scored (no simulation kept).
+std::string neuronio_spike_metrics_undefined(const neuronio_scored_counts& counts, const std::string& source,
                                              const neuronio_eval_options& options = {});
 
 }  // namespace elm

@@ -193,17 +193,12 @@ neuronio_evaluation evaluate_neuronio(const std::vector<neuronio_predictions>& f
             }
         }
     }
-    if (spike_true.empty())
-        throw error(files.empty() ? std::string("evaluation") : files.front().source, "simulations",
-                    "at least one simulation with " + std::to_string(o.min_spikes) + "-" +
-                        std::to_string(o.max_spikes) + " output spikes",
-                    "none");
     // The ROC needs both classes among the scored milliseconds; without them only the soma metrics are
     // defined (compute_neuronio_metrics gives NaN spike metrics).
     result.spike_metrics_undefined = neuronio_spike_metrics_undefined(
         {static_cast<std::int64_t>(std::count(spike_true.begin(), spike_true.end(), 1.0)),
          static_cast<std::int64_t>(spike_true.size())},
-        o);
+        files.empty() ? std::string("evaluation") : files.front().source, o);
     result.metrics = compute_neuronio_metrics(spike_true, spike_prob, soma_true, soma_pred, o.desired_fp);
     if (result.spike_metrics_undefined.empty()) result.roc = roc_curve(spike_true, spike_prob);
     result.samples = static_cast<std::int64_t>(spike_true.size());
@@ -222,8 +217,13 @@ neuronio_scored_counts count_neuronio_scored(const neuronio_file& file, const ne
     return c;
 }
 
-std::string neuronio_spike_metrics_undefined(const neuronio_scored_counts& c,
+std::string neuronio_spike_metrics_undefined(const neuronio_scored_counts& c, const std::string& source,
                                              const neuronio_eval_options& o) {
+    if (c.samples == 0)
+        throw error(source, "simulations",
+                    "at least one simulation with " + std::to_string(o.min_spikes) + "-" +
+                        std::to_string(o.max_spikes) + " output spikes",
+                    "none");
     if (c.spikes > 0 && c.spikes < c.samples) return "";
     return (c.spikes == 0 ? "no output spike after the first " + std::to_string(o.ignore_time_at_start_ms) +
                                 " ms of any kept simulation"

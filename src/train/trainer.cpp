@@ -287,12 +287,7 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
         }
         neuronio_scored_counts scored;
         for (const auto& f : files) scored += count_neuronio_scored(f, o);
-        if (scored.samples == 0)
-            throw error(valid_files.front(), "simulations",
-                        "validation data with a simulation of " + std::to_string(o.min_spikes) + "-" +
-                            std::to_string(o.max_spikes) + " output spikes (the protocol scores no other)",
-                        "none");
-        if (const auto why = neuronio_spike_metrics_undefined(scored, o); !why.empty()) {
+        if (const auto why = neuronio_spike_metrics_undefined(scored, valid_files.front(), o); !why.empty()) {
             if (t.select_metric == "AUC")
                 throw error(valid_files.front(), "train.select_metric",
                             "validation data on which the AUC is defined", why,
