@@ -482,6 +482,13 @@ bench_shape custom_shape(const std::string& config, const std::string& name, int
         s.config = parse_model_config(text, source);
     }
     s.config.validate(source);
+    // What a train step keeps per sample-step (activations, outputs and their gradients; roughly), so that a
+    // batch x time far beyond memory fails now, not after the peak measurements.
+    const auto& c = s.config;
+    const double per_step =
+        2.0 * c.hidden_size() * std::max(1, c.mlp_num_layers) + 4.0 * c.num_memory + 2.0 * c.num_output;
+    check_memory(static_cast<double>(batch) * time * per_step * sizeof(float), "bench", "--batch",
+                 std::to_string(batch) + " x " + std::to_string(time) + " sample-steps of activations");
     if (input_rate) {  // checked now, before minutes of measuring, by the function that will use it
         try {
             synthetic_event_rate(input, s.config.num_input, input_rate);
@@ -602,7 +609,7 @@ void register_bench(CLI::App& app) {
         if (stream_steps_given && !with_streaming)  // it would be ignored (the CLI's excludes cover --config)
             throw error("bench", "--stream-steps", std::string("a run that includes ") + streaming_name,
                         "--shape " + only);
-        if (!json_out.empty()) check_output_file(json_out);  // before minutes of measuring, not after
+        if (!json_out.empty()) check_output_file(json_out, {config});  // before minutes of measuring
         json machine = machine_info();
         peer_options po;
         machine_peak peak;

@@ -57,17 +57,29 @@ void write_example(const std::string& path, const neuronio_file& file, const neu
     write_safetensors(path, f);
 }
 
+// The model of eval and predict: the protocol reads output 0 as the spike logit and output 1 as the soma.
+template <class T>
+model<T> load_neuronio_model(const eval_options& o) {
+    auto m = load_model<T>(o.model);
+    if (m.config().num_output < 2)
+        throw error(o.model, "num_output", "at least 2 (spike logit, soma) for the NeuronIO protocol",
+                    std::to_string(m.config().num_output));
+    return m;
+}
+
 template <class T>
 void run_eval(const eval_options& o) {
-    const auto m = load_model<T>(o.model);
+    const auto m = load_neuronio_model<T>(o);
     const auto files = list_neuronio_files(o.data);
-    create_output_folder(o.out);
+    // Everything is written into a staging folder first and moved into --out together at the end.
+    staged_report report(o.out, "eval_results.json");
     std::vector<neuronio_predictions> predictions;
     progress bar("eval " + o.split, static_cast<std::int64_t>(files.size()), "sample-steps");
     double steps = 0;
     std::string example_written;
     for (std::size_t i = 0; i < files.size(); ++i) {
         const auto file = load_neuronio(files[i], o.cache);
+        count_neuronio_scored(file, o.protocol);  // checks --ignore-start against the file before the work
         predictions.push_back(predict_neuronio(m, file, o.protocol));
         steps += static_cast<double>(file.simulations.size()) * file.duration_ms;
         bar.update(static_cast<std::int64_t>(i + 1), steps, fs::path(files[i]).filename().string());
@@ -81,7 +93,7 @@ void run_eval(const eval_options& o) {
                     break;
                 }
             }
-            example_written = (fs::path(o.out) / "example_traces.safetensors").string();
+            example_written = report.path("example_traces.safetensors");
             write_example(example_written, file, predictions.back(), sim);
         }
     }
@@ -102,43 +114,39 @@ void run_eval(const eval_options& o) {
                     {"precision", o.precision}};
     if (!ev.spike_metrics_undefined.empty())
         j["details"]["spike_metrics_undefined"] = ev.spike_metrics_undefined;
-    const auto json_path = (fs::path(o.out) / "eval_results.json").string();
-    write_json_atomic(json_path, j);
+    write_json_atomic(report.path("eval_results.json"), j);
     std::string roc = "fpr,tpr,threshold\n";
     for (std::size_t i = 0; i < ev.roc.fpr.size(); ++i)
         roc += std::to_string(ev.roc.fpr[i]) + "," + std::to_string(ev.roc.tpr[i]) + "," +
                std::to_string(ev.roc.thresholds[i]) + "\n";
-    const auto roc_path = (fs::path(o.out) / "roc.csv").string();
+    const auto roc_path = report.path("roc.csv");
     write_text_atomic(roc_path, roc);
 
     std::printf("%s results (%d of %d simulations kept, %lld scored ms)\n", o.split.c_str(),
                 ev.simulations_kept, ev.simulations_total, static_cast<long long>(ev.samples));
     for (const auto& [key, value] : ev.metrics.to_map()) std::printf("  %-34s %.6f\n", key.c_str(), value);
+    // Plots of an earlier evaluation in this folder that this one does not redraw would no longer show these
+    // results: commit removes them (without plots both, without a ROC (undefined) the ROC plot).
+    const bool roc_plot = !o.no_plots && ev.spike_metrics_undefined.empty();
+    if (!o.no_plots) {
+        const std::string title = fs::path(o.model).filename().string() + " on " + o.split;
+        if (roc_plot)
+            make_plot({"roc", "--csv", roc_path, "--out", report.path("roc.png"), "--title", title});
+        if (!example_written.empty())
+            make_plot({"traces", "--data", example_written, "--out", report.path("example_traces.png")});
+    }
+    report.commit(
+        {"eval_results.json", "roc.csv", "roc.png", "example_traces.safetensors", "example_traces.png"});
+    const auto json_path = (fs::path(o.out) / "eval_results.json").string();
     std::printf("wrote %s\n", json_path.c_str());
     if (!ev.spike_metrics_undefined.empty())
         std::fprintf(stderr, "warning: %s (null in %s)\n", ev.spike_metrics_undefined.c_str(),
                      json_path.c_str());
-    // Plots of an earlier evaluation in this folder that this one does not redraw would no longer show these
-    // results: without plots both go, without a ROC (undefined) the ROC plot.
-    const bool roc_plot = !o.no_plots && ev.spike_metrics_undefined.empty();
-    std::error_code ec;
-    if (!roc_plot) fs::remove(fs::path(o.out) / "roc.png", ec);
-    if (o.no_plots) {
-        fs::remove(fs::path(o.out) / "example_traces.png", ec);
-    } else {
-        const std::string title = fs::path(o.model).filename().string() + " on " + o.split;
-        if (roc_plot)
-            make_plot({"roc", "--csv", roc_path, "--out", (fs::path(o.out) / "roc.png").string(), "--title",
-                       title});
-        if (!example_written.empty())
-            make_plot({"traces", "--data", example_written, "--out",
-                       (fs::path(o.out) / "example_traces.png").string()});
-    }
 }
 
 template <class T>
 void run_predict(const eval_options& o) {
-    const auto m = load_model<T>(o.model);
+    const auto m = load_neuronio_model<T>(o);
     // One output per input, named after it: two inputs of the same name (from two folders) would overwrite.
     const auto files = list_neuronio_files(o.data);
     const auto output_of = [&](const std::string& path) {

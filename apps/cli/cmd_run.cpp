@@ -9,7 +9,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -46,7 +48,7 @@ void run(const run_options& o) {
     if (!npy_out && std::filesystem::path(o.output).extension() != ".safetensors")
         throw error(o.output, "--output", "a .npy or .safetensors file name",
                     "'" + std::filesystem::path(o.output).extension().string() + "'");
-    check_output_file(o.output);
+    check_output_file(o.output, {o.model, o.input});
     const tensor in = read_input(o);
     auto shape = in.shape;
     if (shape.size() == 2) shape.insert(shape.begin(), 1);
@@ -57,6 +59,20 @@ void run(const run_options& o) {
             "rank " + std::to_string(in.shape.size()) + " with last dimension " +
                 (in.shape.empty() ? std::string("-") : std::to_string(in.shape.back())));
     const int B = static_cast<int>(shape[0]), Tn = static_cast<int>(shape[1]);
+    // Outputs and traces are held whole and once more as the written file; the forward keeps its
+    // activations (about the MLP's widths per step) for the memory trace.
+    const double steps = static_cast<double>(B) * Tn;
+    double per_step = c.num_output;
+    if (traces) per_step += c.num_memory + c.branches() + 2.0 * (c.hidden_size() + c.num_memory);
+    if (o.synapse_traces) per_step += c.num_synapse();
+    check_memory(2 * steps * per_step * sizeof(T), o.input,
+                 o.synapse_traces ? "--synapse-traces"
+                 : traces         ? "--traces"
+                                  : "input",
+                 std::to_string(B) + " x " + std::to_string(Tn) + " steps of outputs" +
+                     (o.synapse_traces ? ", memory, branch and synapse traces"
+                      : traces         ? " and memory and branch traces"
+                                       : ""));
     const auto x = sparse_from_dense<T>(in.to<T>(), B, Tn, c.num_input, o.input);
 
     std::vector<T> y(static_cast<std::size_t>(B) * Tn * c.num_output);
@@ -67,6 +83,15 @@ void run(const run_options& o) {
     else
         m.infer(x, y, ws);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto not_finite =
+        std::count_if(y.begin(), y.end(), [](T v) { return !std::isfinite(static_cast<double>(v)); });
+    if (not_finite > 0)
+        std::fprintf(stderr,
+                     "warning: %lld of %zu outputs are not finite (NaN or inf): the model's weights or "
+                     "settings overflow %s arithmetic%s\n",
+                     static_cast<long long>(not_finite), y.size(),
+                     o.precision == "f32" ? "float32" : "float64",
+                     o.precision == "f32" ? "; try --precision f64" : "");
 
     // Shaped as the input: [T, ·] for a [T, num_input] input.
     const auto shaped = [&](std::int64_t width) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -53,7 +54,7 @@ void write_json_atomic(const std::string& path, const nlohmann::json& j) {
     write_text_atomic(path, j.dump(2) + "\n");
 }
 
-void check_output_file(const std::string& path) {
+void check_output_file(const std::string& path, std::initializer_list<std::string_view> inputs) {
     namespace fs = std::filesystem;
     const fs::path p(path);
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
@@ -62,6 +63,77 @@ void check_output_file(const std::string& path) {
     if (!fs::is_directory(dir, ec)) throw elm::error(path, "path", expected, "no folder " + dir.string());
     if (fs::is_directory(p, ec)) throw elm::error(path, "path", expected, "a folder");
     if (::access(dir.c_str(), W_OK) != 0) throw elm::error(path, "path", expected, "folder not writable");
+    for (const auto input : inputs)  // the same file under any name (links, ./x, a/../x)
+        if (!input.empty() && fs::equivalent(p, fs::path(input), ec))
+            throw elm::error(path, "path", "a file other than the command's input " + std::string(input),
+                             "the same file (writing it would replace what it reads)");
+}
+
+staged_report::staged_report(const std::string& out, std::string marker)
+    : out_(out), marker_(std::move(marker)) {
+    namespace fs = std::filesystem;
+    create_output_folder(out_);
+    // Staging folders of runs that were killed (their process no longer runs) go first.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(out_, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (!name.starts_with(".staging.")) continue;
+        const long pid = std::strtol(name.c_str() + 9, nullptr, 10);
+        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) fs::remove_all(entry, ec);
+    }
+    dir_ = (fs::path(out_) / (".staging." + std::to_string(::getpid()))).string();
+    fs::remove_all(dir_, ec);
+    create_output_folder(dir_);
+}
+
+staged_report::~staged_report() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+}
+
+std::string staged_report::path(const std::string& name) const {
+    return (std::filesystem::path(dir_) / name).string();
+}
+
+void staged_report::commit(const std::vector<std::string>& owned) {
+    namespace fs = std::filesystem;
+    const fs::path out(out_), staged(dir_);
+    std::vector<std::string> written;
+    for (const auto& entry : fs::directory_iterator(staged)) written.push_back(entry.path().filename());
+    const auto was_written = [&](const std::string& name) {
+        return std::find(written.begin(), written.end(), name) != written.end();
+    };
+    std::error_code ec;
+    fs::remove(out / marker_, ec);  // from here until the end, the folder holds no complete report
+    for (const auto& name : written)
+        if (name != marker_) fs::rename(staged / name, out / name);  // same file system: atomic per file
+    for (const auto& name : owned)
+        if (name != marker_ && !was_written(name)) fs::remove(out / name, ec);
+    if (was_written(marker_)) fs::rename(staged / marker_, out / marker_);
+}
+
+void check_memory(double bytes, const std::string& source, const std::string& field,
+                  const std::string& what) {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (f == nullptr) return;
+    double available_kb = -1, swap_kb = 0;
+    char key[64];
+    double value = 0;
+    while (std::fscanf(f, "%63s %lf kB", key, &value) == 2) {
+        if (std::strcmp(key, "MemAvailable:") == 0) available_kb = value;
+        if (std::strcmp(key, "SwapFree:") == 0) swap_kb = value;
+    }
+    std::fclose(f);
+    if (available_kb < 0) return;
+    const double available = (available_kb + swap_kb) * 1024;
+    const auto gb = [](double b) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.3g GB", b / 1e9);
+        return std::string(text);
+    };
+    if (bytes > available)
+        throw elm::error(source, field, "a request that fits the " + gb(available) + " of memory available",
+                         "about " + gb(bytes) + " for " + what);
 }
 
 namespace {

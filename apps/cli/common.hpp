@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace elm::cli {
@@ -28,8 +30,34 @@ private:
 
 void write_json_atomic(const std::string& path, const nlohmann::json& j);
 // Throws elm::error unless `path` can be written later (its folder exists and is writable, and it is not a
-// folder): long jobs check their output files before they start, not after the work.
-void check_output_file(const std::string& path);
+// folder) and is none of the command's `inputs` (the same file under any name): long jobs check their output
+// files before they start, not after the work.
+void check_output_file(const std::string& path, std::initializer_list<std::string_view> inputs = {});
+
+// The files of one report (eval's results, ROC, traces and plots) written side by side into a hidden folder
+// of `out` and moved into place together by commit(): a run that fails or is killed leaves the previous
+// report as it was (killed inside commit(), without its marker file), never one run's files beside another's.
+class staged_report {
+public:
+    // `marker` (e.g. eval_results.json) is removed first and moved into place last by commit().
+    staged_report(const std::string& out, std::string marker);
+    ~staged_report();  // removes the staging folder (all of it unless committed)
+    staged_report(const staged_report&) = delete;
+    staged_report& operator=(const staged_report&) = delete;
+    std::string path(const std::string& name) const;  // where to write the file `name` now
+    // Moves every staged file into `out` and removes those of `owned` (file names) that this run did not
+    // write, the marker last.
+    void commit(const std::vector<std::string>& owned);
+
+private:
+    std::string out_, dir_, marker_;
+};
+
+// Throws elm::error(source, field, ...) if `bytes` (an estimate of what a request will hold in memory, e.g.
+// traces) exceed the memory this machine has available now (MemAvailable + SwapFree of /proc/meminfo;
+// nothing is checked where it cannot be read), so that the request fails at once with a reason instead of
+// after minutes, killed by the kernel.
+void check_memory(double bytes, const std::string& source, const std::string& field, const std::string& what);
 
 // Option checks with readable messages ("--batch: expected more than 0, got '0'"; CLI11's PositiveNumber and
 // NonNegativeNumber print the whole double range, 309 digits) and a non-empty text check.

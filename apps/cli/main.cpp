@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 
 int main(int argc, char** argv) {
@@ -42,6 +43,12 @@ int main(int argc, char** argv) {
         return app.exit(e) == 0 ? 0 : 2;
     } catch (const elm::error& e) {
         std::fprintf(stderr, "elmneuron: %s\n", e.what());
+        return 2;
+    } catch (const std::bad_alloc&) {
+        // The size of the request (a batch, sequence, window or traces far larger than memory), not a fault.
+        std::fprintf(stderr,
+                     "elmneuron: out of memory: this request needs more memory than the machine can give; "
+                     "make it smaller (--batch, --time, --window, the input, or fewer traces)\n");
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "elmneuron: internal error: %s\n", e.what());

@@ -66,9 +66,9 @@ void write_text_atomic(const std::string& path, std::string_view text);
 // filesystem exception.
 void create_output_folder(const std::string& path, const std::string& field = "output folder");
 
-// Removes the temporary files (NAME.tmp.PID.N, NAME a .safetensors, .csv or .json file) that atomic writes of
-// processes no longer running left in `folder` when they were killed between writing and renaming; another
-// live process's are kept.
+// Removes the temporary files (NAME.tmp.PID.N, NAME a .safetensors, .csv, .json or .npy file) that atomic
+// writes of processes no longer running left in `folder` when they were killed between writing and renaming;
+// another live process's are kept.
 void remove_stale_temporaries(const std::string& folder);
 
 // An exclusive lock on an output folder for the life of the object (flock on FOLDER/.lock, released by the

@@ -93,8 +93,7 @@ def test_npy_round_trip(tmp_path, rng):
 def test_torch_state_dict_matches_loaded_model():
     folder = MODELS_DIR / "num_memory_1"
     pt = folder / "neuronio_best_model_state.pt"
-    if not pt.exists():
-        pytest.skip(f"{pt} not present")
+    assert pt.exists(), f"{pt} not present (set ELM_MODELS_DIR)"
     sd = elmneuron.read_torch_state_dict(pt)
     m = elmneuron.load_model(folder)
     model_sd = m.state_dict()

@@ -82,8 +82,7 @@ def test_pretrained_official_model(golden_dir):
     """An official zoo folder (.pt state dict + model_config.json) reproduces the published output."""
     folder = MODELS_DIR / "num_memory_15"
     ref_path = golden_dir / "pretrained_num_memory_15.safetensors"
-    if not folder.is_dir() or not ref_path.exists():
-        pytest.skip(f"{folder} or {ref_path} not present")
+    assert folder.is_dir() and ref_path.exists(), f"{folder} or {ref_path} not present"
     tensors, metadata = elmneuron.read_safetensors(ref_path)
     m = elmneuron.load_model(folder, dtype="float64")
     assert m.config == elmneuron.ModelConfig.from_json(metadata["config"])

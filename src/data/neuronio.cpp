@@ -799,6 +799,16 @@ bool name_matches(const std::string& name) {
 }  // namespace
 
 neuronio_file parse_neuronio_pickle(std::span<const std::byte> bytes, std::string_view source) {
+    // Other formats a data folder may hold, named instead of failing as a pickle at byte 0.
+    const std::string_view head(reinterpret_cast<const char*>(bytes.data()),
+                                std::min<std::size_t>(bytes.size(), 8));
+    for (const auto& [magic, kind] :
+         {std::pair{std::string_view("\x93NUMPY"), "a .npy array"},
+          {std::string_view("PK\x03\x04"), "a zip archive (e.g. a PyTorch .pt file)"},
+          {std::string_view("\x89HDF\r\n"), "an HDF5 file"},
+          {std::string_view("\x1f\x8b"), "a gzip file (decompress it first)"}})
+        if (head.starts_with(magic))
+            throw error(std::string(source), "(file)", "a NeuronIO simulation pickle (.p)", kind);
     const auto tree = detail::unpickle(bytes, source, neuronio_options());
     return interpret(tree);
 }

@@ -4,6 +4,8 @@
 
 #include <elmneuron/tensor_file.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -18,8 +20,14 @@ namespace elm::detail {
 std::vector<std::byte> read_file(const std::string& path);
 
 // Writes to a temporary file in the same folder, fsyncs it, then renames it over `path`, so readers
-// never see a partial file. Throws elm::error naming `path` on failure (the temporary is removed).
+// never see a partial file. Throws elm::error naming `path` on failure (the temporary is removed). Once the
+// file is in place, the temporaries of `path` that killed writers (processes no longer running) left beside
+// it are removed.
 void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
+
+// The temporaries (NAME.tmp.PID.N) of processes no longer running in `folder`: of the file `target` (a file
+// name) if given, else of every .safetensors, .csv, .json or .npy file.
+void remove_stale_temporaries(const std::string& folder, std::string_view target);
 
 // PyTorch zip archive (torch.save) held in memory.
 tensor_file parse_torch_state_dict(std::span<const std::byte> zip_bytes, std::string_view source);
@@ -29,6 +37,12 @@ using storage_reader =
     std::function<std::vector<std::byte>(const std::string& key, std::uint64_t expected_bytes)>;
 tensor_file torch_state_dict_from_pickle(std::span<const std::byte> pkl, std::string_view source,
                                          const storage_reader& read);
+
+// JSON text parsed as JSON parsers do, but refusing what they silently accept: a key twice in one object
+// (they keep one of the values) and nesting deeper than max_depth. Errors name `source` and `field`.
+inline constexpr std::size_t max_config_depth = 16;  // config files (model, run) nest 3 deep
+nlohmann::json parse_json_strict(std::string_view text, std::string_view source, std::string_view field,
+                                 std::size_t max_depth);
 
 // .npy held in memory.
 tensor parse_npy(std::span<const std::byte> bytes, std::string_view source);

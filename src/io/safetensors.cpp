@@ -235,25 +235,7 @@ tensor_file parse_safetensors(std::span<const std::byte> bytes, std::string_view
     if (text.empty() || text[0] != '{')
         throw elm::error(src, "header", "a JSON object starting with '{'", "something else");
 
-    // The callback rejects duplicate keys (which JSON parsers silently merge) and deep nesting.
-    std::vector<std::set<std::string>> keys;
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t e, nlohmann::json& v) {
-            using ev = nlohmann::json::parse_event_t;
-            if (static_cast<std::size_t>(depth) > max_json_depth)
-                throw elm::error(src, "header", "JSON nested at most 4 deep", "deeper");
-            if (e == ev::object_start)
-                keys.emplace_back();
-            else if (e == ev::object_end && !keys.empty())
-                keys.pop_back();
-            else if (e == ev::key && !keys.empty() && !keys.back().insert(v.get<std::string>()).second)
-                throw elm::error(src, v.get<std::string>(), "unique keys in the header", "a duplicate key");
-            return true;
-        });
-    } catch (const nlohmann::json::exception& e) {
-        throw elm::error(src, "header", "valid JSON", e.what());
-    }
+    const nlohmann::json j = detail::parse_json_strict(text, src, "header", max_json_depth);
     if (!j.is_object()) throw elm::error(src, "header", "a JSON object", j.type_name());
 
     const std::uint64_t data_size = bytes.size() - 8 - n;
@@ -478,6 +460,7 @@ void write_file_atomic(const std::string& path, std::span<const std::byte> bytes
         ::fsync(dfd);
         ::close(dfd);
     }
+    remove_stale_temporaries(dir.string(), fs::path(path).filename().string());
 }
 
 }  // namespace detail

@@ -16,7 +16,9 @@
 #include <filesystem>
 #include <limits>
 #include <regex>
+#include <set>
 #include <system_error>
+#include <vector>
 
 namespace elm {
 
@@ -35,9 +37,36 @@ void create_output_folder(const std::string& path, const std::string& field) {
     if (::access(path.c_str(), W_OK | X_OK) != 0) throw error(path, field, expected, "not writable");
 }
 
-void remove_stale_temporaries(const std::string& folder) {
+void remove_stale_temporaries(const std::string& folder) { detail::remove_stale_temporaries(folder, ""); }
+
+namespace detail {
+
+nlohmann::json parse_json_strict(std::string_view text, std::string_view source, std::string_view field,
+                                 std::size_t max_depth) {
+    const std::string src(source), fld(field);
+    std::vector<std::set<std::string>> keys;  // of the objects open at this point
+    try {
+        return nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t e,
+                                               nlohmann::json& v) {
+            using ev = nlohmann::json::parse_event_t;
+            if (static_cast<std::size_t>(depth) > max_depth)
+                throw error(src, fld, "JSON nested at most " + std::to_string(max_depth) + " deep", "deeper");
+            if (e == ev::object_start)
+                keys.emplace_back();
+            else if (e == ev::object_end && !keys.empty())
+                keys.pop_back();
+            else if (e == ev::key && !keys.empty() && !keys.back().insert(v.get<std::string>()).second)
+                throw error(src, v.get<std::string>(), "each key once in its object", "a duplicate key");
+            return true;
+        });
+    } catch (const nlohmann::json::exception& e) {
+        throw error(src, fld, "valid JSON", e.what());
+    }
+}
+
+void remove_stale_temporaries(const std::string& folder, std::string_view target) {
     namespace fs = std::filesystem;
-    // detail::write_file_atomic's names: NAME.tmp.PID.N
+    // write_file_atomic's names: NAME.tmp.PID.N
     static const std::regex temporary(R"((.+)\.tmp\.([0-9]{1,10})\.[0-9]{1,10})");
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(folder, ec)) {
@@ -45,8 +74,10 @@ void remove_stale_temporaries(const std::string& folder) {
         std::smatch match;
         if (!entry.is_regular_file(ec) || !std::regex_match(name, match, temporary)) continue;
         // Only temporaries of the kinds our writers make: a user's notes.tmp.2024.05 stays.
-        const std::string target = match[1].str();
-        if (!target.ends_with(".safetensors") && !target.ends_with(".csv") && !target.ends_with(".json"))
+        const std::string made_for = match[1].str();
+        if (target.empty() ? !made_for.ends_with(".safetensors") && !made_for.ends_with(".csv") &&
+                                 !made_for.ends_with(".json") && !made_for.ends_with(".npy")
+                           : made_for != target)
             continue;
         long long pid = 0;
         const std::string digits = match[2].str();
@@ -56,6 +87,8 @@ void remove_stale_temporaries(const std::string& folder) {
         if (!running) fs::remove(entry.path(), ec);
     }
 }
+
+}  // namespace detail
 
 folder_lock::folder_lock(const std::string& folder, const std::string& field) {
     const std::string path = (std::filesystem::path(folder) / ".lock").string();

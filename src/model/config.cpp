@@ -6,9 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/io_detail.hpp"
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 
 namespace elm {
 namespace {
@@ -75,6 +79,18 @@ void model_config::validate(std::string_view source) const {
     if (num_branch < 0) fail("num_branch", ">= 1 (or null for num_input)", std::to_string(num_branch));
     if (num_synapse_per_branch < 1)
         fail("num_synapse_per_branch", ">= 1", std::to_string(num_synapse_per_branch));
+    // Every real setting must fit float32, whose parameters and arithmetic the published model uses (1e39
+    // would become inf there, and the outputs NaN).
+    for (const auto& [field, value] : {std::pair{"delta_t", delta_t},
+                                       {"tau_s_value", tau_s_value},
+                                       {"lambda_value", lambda_value},
+                                       {"memory_tau_min", memory_tau_min},
+                                       {"memory_tau_max", memory_tau_max},
+                                       {"memory_tau_init_min", tau_init_min()},
+                                       {"memory_tau_init_max", tau_init_max()},
+                                       {"w_s_value", w_s_value}})
+        if (!(std::abs(value) <= std::numeric_limits<float>::max()))
+            fail(field, "a finite number within float32's range (|x| <= 3.4e38)", std::to_string(value));
     if (!(delta_t > 0)) fail("delta_t", "> 0 (ms between inputs)", std::to_string(delta_t));
     // τ = 0 is the published clamp's κ = exp(-Δt/1e-6) = 0 (no trace memory); λ = 0 a memory that never
     // changes (v1 gain λ(1-κ_m) = 0; v2 κ_λ = 1): degenerate, but what the published code runs.
@@ -133,12 +149,7 @@ std::span<const std::string_view> model_config_keys() {
 bool is_note_key(std::string_view key) { return key.starts_with('_'); }
 
 model_config parse_model_config(std::string_view json_text, std::string_view source, model_version fallback) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::parse_error& e) {
-        throw error(src(source), "(JSON)", "valid JSON", e.what());
-    }
+    const json j = detail::parse_json_strict(json_text, src(source), "(JSON)", detail::max_config_depth);
     if (!j.is_object()) throw error(src(source), "(top level)", "a JSON object of model settings", j.dump());
 
     const auto known = model_config_keys();

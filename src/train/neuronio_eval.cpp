@@ -119,6 +119,13 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
     p.soma_raw_mv.assign(n, 0.0);
     // num_test_splits = int(2 + (D - W)/(W - B)) (Python float division, truncated toward zero).
     const int splits = static_cast<int>(2.0 + static_cast<double>(D - W) / static_cast<double>(W - B));
+    // The windows cover [0, D) unless the burn-in outlasts the simulations (then the published code scores
+    // the zeros it started from: no window runs at all).
+    if (splits < 1 || static_cast<double>(splits - 1) * (W - B) + W < D)
+        throw error(file.source, "burn_in",
+                    "at most the simulations' duration (" + std::to_string(D) +
+                        " ms), so that the windows cover every millisecond",
+                    std::to_string(B) + " ms (window " + std::to_string(W) + " ms)");
     std::vector<T> y;
     workspace<T> ws;
     for (int s0 = 0; s0 < S; s0 += o.batch_simulations) {
@@ -127,14 +134,18 @@ neuronio_predictions predict_neuronio(const model<T>& m, const neuronio_file& fi
         for (int k = 0; k < splits; ++k) {
             const int start = k * (W - B);
             if (start >= D) break;
-            const auto x = neuronio_window_input<T>(file, sims, start, W);
-            y.resize(static_cast<std::size_t>(x.batch) * W * d_o);
+            // Steps past the end are zero input whose outputs nobody reads, and a step's output depends only
+            // on earlier ones: run the window up to the end of the simulations only (a window far longer than
+            // the simulations costs nothing).
+            const int steps = std::min(W, D - start);
+            const auto x = neuronio_window_input<T>(file, sims, start, steps);
+            y.resize(static_cast<std::size_t>(x.batch) * steps * d_o);
             m.infer(x, y, ws);  // nothing kept for backward
             // Window 0 writes [0, W); later windows write [start + B, min(start + W, D)).
             const int t_from = k == 0 ? 0 : B;
             for (int b = 0; b < x.batch; ++b)
-                for (int t = t_from; t < W && start + t < D; ++t) {
-                    const T* yt = y.data() + (static_cast<std::size_t>(b) * W + t) * d_o;
+                for (int t = t_from; t < steps; ++t) {
+                    const T* yt = y.data() + (static_cast<std::size_t>(b) * steps + t) * d_o;
                     const std::size_t i =
                         static_cast<std::size_t>(s0 + b) * D + static_cast<std::size_t>(start + t);
                     p.spike_prob[i] = static_cast<double>(T(1) / (T(1) + std::exp(-yt[0])));

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/io_detail.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -19,7 +21,7 @@ struct reader {
     const json& j;
     std::string source, section;
 
-    std::string path(const char* key) const { return section + "." + key; }
+    std::string path(const std::string& key) const { return section.empty() ? key : section + "." + key; }
     bool has(const char* key) const { return j.contains(key); }
     void ints(const char* key, int& v, int min_value) const {
         if (!has(key)) return;
@@ -62,10 +64,11 @@ struct reader {
             throw error(source, path(key), "a path or a list of paths", x.dump());
     }
     void only(const std::set<std::string>& known) const {
-        if (!j.is_object()) throw error(source, section, "a JSON object", j.dump());
+        if (!j.is_object())
+            throw error(source, section.empty() ? "(top level)" : section, "a JSON object", j.dump());
         for (const auto& [key, value] : j.items())
             if (!known.count(key) && !is_note_key(key))
-                throw error(source, section + "." + key, "a known setting", "unknown key");
+                throw error(source, path(key), "a known setting", "unknown key");
     }
 };
 
@@ -73,19 +76,15 @@ struct reader {
 
 run_config parse_run_config(std::string_view json_text, std::string_view source_view) {
     const std::string source(source_view);
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::parse_error& e) {
-        throw error(source, "(JSON)", "valid JSON", e.what());
-    }
-    reader top{j, source, "(top level)"};
+    const json j = detail::parse_json_strict(json_text, source, "(JSON)", detail::max_config_depth);
+    reader top{j, source, ""};
     top.only({"model", "train", "data", "out_dir"});
     if (!j.contains("model"))
         throw error(source, "model", "a model section (published model_config keys)", "missing");
     run_config c;
     c.model = parse_model_config(j["model"].dump(), source + ":model");
     top.text("out_dir", c.out_dir);
+    if (c.out_dir.empty()) throw error(source, "out_dir", "a folder path", "an empty string");
     if (j.contains("train")) {
         reader r{j["train"], source, "train"};
         r.only({"batch_size",

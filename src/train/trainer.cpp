@@ -262,11 +262,22 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
                             std::string("a run (") + name + ")",
                             "continue it with --resume, or start over in another out_dir (or after deleting "
                             "this one)");
-    const auto train_files = list_neuronio_files(c.data.train);
+    // The data paths, with the config key that names them.
+    const auto list_data = [](const std::vector<std::string>& paths, const char* key) {
+        try {
+            return list_neuronio_files(paths);
+        } catch (const file_not_found_error& e) {
+            throw error(e.file(), key, "an existing NeuronIO file or folder", "no such file or folder");
+        } catch (const error& e) {
+            if (!e.hint().empty()) throw;
+            throw error(e.file(), e.field(), e.expected(), e.got(), std::string("listed in ") + key);
+        }
+    };
+    const auto train_files = list_data(c.data.train, "data.train");
     // Without data.valid the published loader validates on the training files; said, not silent.
     if (c.data.valid.empty())
         say("no data.valid: validating on training files (the validation metrics are not held-out)");
-    auto valid_files = list_neuronio_files(c.data.valid.empty() ? c.data.train : c.data.valid);
+    auto valid_files = c.data.valid.empty() ? train_files : list_data(c.data.valid, "data.valid");
     if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files)
         valid_files.resize(static_cast<std::size_t>(t.valid_files));
     // Read once now, so that a broken validation file stops the run before its first epoch rather than
@@ -296,7 +307,7 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
         }
     }
     const auto test_files =
-        c.data.test.empty() ? std::vector<std::string>{} : list_neuronio_files(c.data.test);
+        c.data.test.empty() ? std::vector<std::string>{} : list_data(c.data.test, "data.test");
 
     // The first training file fixes simulations per file and duration (batches per file, sampling range).
     const auto first = load_neuronio(train_files.front(), c.data.cache_dir);

@@ -55,7 +55,7 @@ def model_window_outputs(model, x, workdir):
     return np.load(out)
 
 
-def published_eval(model, files, workdir, window=500, burn_in=150):
+def published_eval(model, files, workdir, window=500, burn_in=150, ignore=500, max_spikes=24):
     spike_true, spike_pred, soma_true, soma_pred = [], [], [], []
     for path in files:
         X, y_spike, y_soma = parse_sim_experiment_file(path)
@@ -98,11 +98,11 @@ def published_eval(model, files, workdir, window=500, burn_in=150):
     soma_true = np.concatenate(soma_true)
     soma_pred = np.concatenate(soma_pred)
     counts = spike_true.sum(axis=1)
-    keep = (counts >= 0) & (counts <= 24)
-    s_true = spike_true[keep, 500:].ravel()
-    s_pred = spike_pred[keep, 500:].ravel()
-    v_true = soma_true[keep, 500:].ravel()
-    v_pred = soma_pred[keep, 500:].ravel()
+    keep = (counts >= 0) & (counts <= max_spikes)
+    s_true = spike_true[keep, ignore:].ravel()
+    s_pred = spike_pred[keep, ignore:].ravel()
+    v_true = soma_true[keep, ignore:].ravel()
+    v_pred = soma_pred[keep, ignore:].ravel()
     fpr, tpr, _ = roc_curve(s_true, s_pred)
     res = {"AUC": auc(fpr, tpr)}
     grid = np.linspace(0, 1, 20000)
@@ -118,32 +118,81 @@ def published_eval(model, files, workdir, window=500, burn_in=150):
     return res
 
 
-@pytest.mark.parametrize("model_name", ["num_memory_1", "num_memory_15"])
-def test_eval_matches_published_protocol(model_name):
+# (model, window, burn-in, ignored ms at the start, max spikes): the published settings, and others: no
+# burn-in, many short steps between windows, a window longer than the simulations (one window), and a
+# different scored part and spike filter.
+PROTOCOLS = [("num_memory_1", 500, 150, 500, 24), ("num_memory_15", 500, 150, 500, 24),
+             ("num_memory_1", 700, 0, 500, 24), ("num_memory_15", 1200, 1000, 500, 24),
+             ("num_memory_1", 4000, 100, 500, 24), ("num_memory_15", 400, 150, 800, 30)]
+
+
+@pytest.mark.parametrize("model_name,window,burn_in,ignore,max_spikes", PROTOCOLS)
+def test_eval_matches_published_protocol(model_name, window, burn_in, ignore, max_spikes):
     assert os.path.exists(CLI), f"elmneuron CLI not built at {CLI}"
     model = os.path.join(MODELS, model_name)
     with tempfile.TemporaryDirectory() as tmp:
         files = [os.path.join(tmp, f"sim__test_{i}.p") for i in range(2)]
         for i, path in enumerate(files):
             write_neuronio_file(path, num_sims=5, duration_ms=3000, seed=100 + i)
-        expected = published_eval(model, files, tmp)
+        expected = published_eval(model, files, tmp, window, burn_in, ignore, max_spikes)
         out = os.path.join(tmp, "eval")
-        subprocess.run([CLI, "eval", "--model", model, "--data", tmp, "--out", out, "--no-plots"], check=True,
-                       capture_output=True)
+        subprocess.run([CLI, "eval", "--model", model, "--data", tmp, "--out", out, "--no-plots", "--window",
+                        str(window), "--burn-in", str(burn_in), "--ignore-start", str(ignore), "--max-spikes",
+                        str(max_spikes)], check=True, capture_output=True)
         ours = json.load(open(os.path.join(out, "eval_results.json")))["test_results"]
         assert set(ours) == set(expected)
         for key, value in expected.items():
             assert abs(ours[key] - value) <= 1e-6 * max(1.0, abs(value)), (key, ours[key], value)
         details = json.load(open(os.path.join(out, "eval_results.json")))["details"]
         assert details["simulations_total"] == 10
-        assert details["simulations_kept"] == expected_kept(files) < 10
+        assert details["simulations_kept"] == expected_kept(files, max_spikes)
+        assert details["simulations_kept"] < 10 or max_spikes > 24
+        assert details["scored_samples"] == details["simulations_kept"] * (3000 - ignore)
 
 
-def expected_kept(files):
+def test_eval_refuses_a_burn_in_that_outlasts_the_simulations():
+    """With the burn-in longer than the simulations no window would run (the published loop count is
+    int(2 + (T - W)/(W - B)) < 1) and every prediction would be the zeros it started from: refused, naming
+    the option and the file's duration; nothing is written."""
+    model = os.path.join(MODELS, "num_memory_1")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_neuronio_file(os.path.join(tmp, "sim__test_0.p"), num_sims=2, duration_ms=1000, seed=7)
+        out = os.path.join(tmp, "eval")
+        for command in ("eval", "predict"):
+            r = subprocess.run([CLI, command, "--model", model, "--data", tmp, "--out", out, "--window", "3000",
+                                "--burn-in", "2500"], capture_output=True, text=True)
+            assert r.returncode == 2, r.stderr
+            assert "burn_in" in r.stderr and "1000 ms" in r.stderr and "sim__test_0.p" in r.stderr, r.stderr
+            assert not os.path.exists(out) or os.listdir(out) == [], os.listdir(out)
+
+
+def test_a_failed_eval_leaves_the_previous_report_whole():
+    """An evaluation that stops on a broken file (or is killed) changes nothing of the report already in
+    --out: no file of the new run beside the old run's files, no staging folder left behind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        os.makedirs(data)
+        write_neuronio_file(os.path.join(data, "sim__a.p"), num_sims=2, duration_ms=1000, seed=7)
+        out = os.path.join(tmp, "eval")
+        r = subprocess.run([CLI, "eval", "--model", os.path.join(MODELS, "num_memory_1"), "--data", data, "--out",
+                            out, "--no-plots"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        before = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+        assert set(before) == {"eval_results.json", "roc.csv", "example_traces.safetensors"}, before.keys()
+        good = open(os.path.join(data, "sim__a.p"), "rb").read()
+        open(os.path.join(data, "sim__b.p"), "wb").write(good[:len(good) // 2])  # truncated, read second
+        r = subprocess.run([CLI, "eval", "--model", os.path.join(MODELS, "num_memory_15"), "--data", data,
+                            "--out", out], capture_output=True, text=True)
+        assert r.returncode == 2 and "sim__b.p" in r.stderr, r.stderr
+        after = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+        assert after == before, sorted(after)
+
+
+def expected_kept(files, max_spikes=24):
     kept = 0
     for path in files:
         _, y_spike, _ = parse_sim_experiment_file(path)
-        kept += int(((y_spike.sum(axis=0) >= 0) & (y_spike.sum(axis=0) <= 24)).sum())
+        kept += int(((y_spike.sum(axis=0) >= 0) & (y_spike.sum(axis=0) <= max_spikes)).sum())
     return kept
 
 

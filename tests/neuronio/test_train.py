@@ -68,8 +68,22 @@ def test_training_lowers_loss_and_raises_validation_auc(data):
     auc = [float(r["AUC"]) for r in valid]
     assert len(auc) == 3 and auc[-1] > auc[0] and auc[-1] > 0.8, auc
     results = json.load(open(os.path.join(out, "eval_results.json")))
-    assert results["valid_results"]["AUC"] == pytest.approx(max(auc) if results["select_metric"] == "AUC"
-                                                            else auc[results["best_epoch"] - 1])
+    # The best epoch by the default select_metric, soma_RMSE, found here from valid_log.csv (the first of equal
+    # minima), and best_model.safetensors is that epoch's model: `elmneuron eval` of it on the validation
+    # data gives that row's metrics.
+    rmse = [float(r["soma_RMSE"]) for r in valid]
+    assert results["select_metric"] == "soma_RMSE"
+    assert results["best_epoch"] == 1 + int(np.argmin(rmse)), (results["best_epoch"], rmse)
+    best_row = valid[int(np.argmin(rmse))]
+    for key in ("AUC", "soma_RMSE"):
+        assert results["valid_results"][key] == pytest.approx(float(best_row[key]), rel=2e-5), key
+    r = subprocess.run([CLI, "eval", "--model", os.path.join(out, "best_model.safetensors"), "--data",
+                        os.path.join(data, "valid"), "--out", os.path.join(out, "eval_best"), "--no-plots"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    again = json.load(open(os.path.join(out, "eval_best", "eval_results.json")))["test_results"]
+    for key in ("AUC", "soma_RMSE", "soma_explained_variance_percent"):
+        assert again[key] == pytest.approx(float(best_row[key]), rel=2e-5), key
     for name in ("best_model.safetensors", "final_model.safetensors", "checkpoint.safetensors", "config.json"):
         assert os.path.exists(os.path.join(out, name))
 
@@ -129,6 +143,38 @@ def test_unwritable_output_folder_is_a_clear_error_before_training(data):
 
 def run_train(cfg, *extra):
     return subprocess.run([CLI, "train", "--config", cfg, "--no-plots", *extra], capture_output=True, text=True)
+
+
+def dtypes(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return {v["dtype"] for v in header.values()}
+
+
+def test_every_training_setting_changes_the_run(data):
+    """Each optional setting reaches the training step: the same 6-step run with it differs from the run
+    without it (a setting silently ignored would give the default run's model bit for bit), and precision
+    f64 trains and saves float64 parameters."""
+    runs = {"default": {}, "weight_decay": {"weight_decay": 0.5}, "clip": {"clip_grad_norm": 1e-3},
+            "loss_burn_in": {"loss_burn_in": 450}, "adamax": {"optimizer": "adamax"},
+            "constant_lr": {"schedule": "constant"}, "f64": {"precision": "f64"}}
+    models = {}
+    for name, extra in runs.items():
+        cfg, out = write_config(data, "setting_" + name, epochs=1, steps=6)
+        settings = json.load(open(cfg))
+        settings["train"].update(extra)
+        json.dump(settings, open(cfg, "w"))
+        r = run_train(cfg)
+        assert r.returncode == 0, (name, r.stderr)
+        models[name] = read_tensors(os.path.join(out, "final_model.safetensors"))
+        # The parameters' dtype (the routing's indices and mask are I64 and BOOL whatever the precision).
+        assert dtypes(os.path.join(out, "final_model.safetensors")) - {"I64", "BOOL"} == \
+            ({"F64"} if name == "f64" else {"F32"})
+    for name in runs:
+        if name != "default":
+            assert models[name] != models["default"], name
 
 
 def test_a_folder_holding_a_run_is_not_overwritten_without_resume(data):

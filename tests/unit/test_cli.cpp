@@ -2,6 +2,9 @@
 // `convert` + `run` reproduce the published outputs of the pretrained golden cases, bad input exits 2
 // with a message naming the file.
 
+#include <elmneuron/benchmark.hpp>
+#include <elmneuron/config.hpp>
+#include <elmneuron/model.hpp>
 #include <elmneuron/model_file.hpp>
 #include <elmneuron/tensor_file.hpp>
 
@@ -150,6 +153,78 @@ TEST(cli, bad_inputs_exit_2_naming_the_file) {
     fs::remove_all(dir);
 }
 
+// An output path that is one of the command's inputs (under any spelling) is refused before any work: run
+// would replace the model or the input it reads, bench --json the model it times.
+TEST(cli, outputs_never_replace_the_inputs) {
+    const auto dir = temp_dir();
+    const auto model = (dir / "m.safetensors").string();
+    ASSERT_EQ(run_cli("convert " + std::string(ELM_MODELS_DIR) + "/num_memory_1 " + model).status, 0);
+    const auto model_bytes = elm::read_safetensors(model).tensors.size();
+    const auto input = (dir / "x.npy").string();
+    elm::write_npy(input, elm::make_tensor<float>("x", {3, 1278}, std::vector<float>(3 * 1278, 0.0f)));
+    const std::string other_spelling = (dir / ".." / dir.filename() / "x.npy").string();
+    for (const auto& [args, replaced] :
+         {std::pair{"run " + model + " -i " + input + " -o " + model, model},
+          {"run " + model + " -i " + input + " -o " + other_spelling, input},
+          {"bench --config " + model + " --batch 1 --time 2 --json " + model + " --repeats 1 --min-time 0",
+           model}}) {
+        const auto r = run_cli(args);
+        EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+        EXPECT_NE(r.output.find("the same file"), std::string::npos) << r.output;
+        EXPECT_EQ(r.output.find("measuring"), std::string::npos) << r.output;
+    }
+    EXPECT_EQ(elm::read_safetensors(model).tensors.size(), model_bytes);  // still the model
+    EXPECT_EQ(elm::read_npy(input).shape, (std::vector<std::int64_t>{3, 1278}));
+    fs::remove_all(dir);
+}
+
+// Requests far beyond memory fail at once with a reason (exit 2), not after minutes or killed by the kernel:
+// traces of a long input (estimated before the forward), a bench batch x time (estimated before the peak
+// measurements), and an allocation that fails anyway ("out of memory", not an internal error).
+TEST(cli, requests_beyond_memory_fail_at_once_with_a_reason) {
+    const auto dir = temp_dir();
+    const auto input = (dir / "long.npy").string();  // [T, 1], 4 MB; its synapse traces: 4 TB
+    elm::write_npy(input, elm::make_tensor<float>("x", {1000000, 1}, std::vector<float>(1000000, 0.0f)));
+    const auto config = (dir / "wide.json").string();
+    const std::string config_text = R"({"num_input": 1, "num_output": 2, "num_memory": 2, "num_branch": 1000,
+        "num_synapse_per_branch": 1000, "input_to_synapse_routing": "random_routing"})";
+    std::ofstream(config) << config_text;
+    const auto model = (dir / "wide.safetensors").string();
+    elm::save_model(model, elm::model<float>(elm::parse_model_config(config_text, config), 1));
+    auto r = run_cli("run " + model + " -i " + input + " -o " + (dir / "y.safetensors").string() +
+                     " --synapse-traces");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("--synapse-traces"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("memory available"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir / "y.safetensors"));
+    for (const std::string& size :
+         {std::string("1000000 --time 1000000"), std::string("2000000000 --time 2000000000")}) {
+        r = run_cli("bench --config " + config + " --batch " + size + " --repeats 1 --min-time 0");
+        EXPECT_EQ(r.status, 2) << r.output;
+        EXPECT_NE(r.output.find("memory available"), std::string::npos) << r.output;
+        EXPECT_EQ(r.output.find("measuring"), std::string::npos) << r.output;
+    }
+    fs::remove_all(dir);
+}
+
+// The machine limit's FLOPs per sample-step (the performance issue's definition, bench/README.md) for every
+// MLP depth: 2·((d_tree + d_m)·n0 + (L - 1)·d_mlp² + d_mlp·d_m), n0 = d_mlp, or d_m without hidden layers.
+TEST(cli, limit_flops_for_every_mlp_depth) {
+    elm::model_config c;
+    c.num_input = 30;  // d_tree = 30
+    c.num_output = 3;
+    c.num_memory = 5;
+    c.mlp_hidden_size = 7;
+    c.mlp_num_layers = 0;
+    EXPECT_EQ(elm::mlp_flops_per_sample_step(c), 2.0 * (35 * 5));
+    c.mlp_num_layers = 1;
+    EXPECT_EQ(elm::mlp_flops_per_sample_step(c), 2.0 * (35 * 7 + 7 * 5));
+    c.mlp_num_layers = 3;
+    EXPECT_EQ(elm::mlp_flops_per_sample_step(c), 2.0 * (35 * 7 + 2 * 7 * 7 + 7 * 5));
+    c.num_branch = 4;  // the branches, not the inputs, feed layer 0
+    EXPECT_EQ(elm::mlp_flops_per_sample_step(c), 2.0 * (9 * 7 + 2 * 7 * 7 + 7 * 5));
+}
+
 // run keeps the input's rank ([T, num_input] in, [T, num_output] out) and writes v1's synapse traces on
 // request (--synapse-traces), which sum per branch to the branch traces it also writes (E1-E3: the branch
 // input is the sum of its synapses).
@@ -245,6 +320,32 @@ TEST(cli, bench_custom_config_writes_every_measurement) {
         EXPECT_GT(s[key].get<double>(), 0) << key;
     // The limit is the MLP's FLOPs at the sgemm peak: 2·((20 + 4)·8 + 8·4) FLOPs per sample-step.
     EXPECT_NEAR(s["mlp_gflop_per_call"].get<double>(), 2.0 * (24 * 8 + 8 * 4) * 3 * 40 / 1e9, 1e-12);
+    // Every derived number recomputed from the JSON's own measurements with bench/README.md's formulas.
+    const auto near = [](double ours, double expected) {
+        EXPECT_NEAR(ours, expected, 1e-9 * std::max(1.0, std::abs(expected)));
+    };
+    const double run_threads = s["threads"].get<double>(),
+                 sgemm = peaks["sgemm_used_for_limit"].get<double>(), fma = peaks["simd_fma"].get<double>(),
+                 steps = 3 * 40, events = s["input_events"].get<double>();
+    EXPECT_GT(events, 0);
+    const double limit_ms = 1e3 * s["mlp_gflop_per_call"].get<double>() / (sgemm * run_threads);
+    near(s["limit_inference_ms"].get<double>(), limit_ms);
+    near(s["limit_train_ms"].get<double>(), 3 * limit_ms);
+    near(s["fraction_of_limit_inference"].get<double>(), limit_ms / s["inference_ms"].get<double>());
+    near(s["fraction_of_limit_train"].get<double>(), 3 * limit_ms / s["train_step_ms"].get<double>());
+    // Unavoidable FLOPs: memory half of layer 0 (4·8), output layer (8·4), readout (4·2) per sample-step, and
+    // one 8-wide row per input event; a train step: the dense part three times, the events twice.
+    const double dense = 2.0 * (4 * 8 + 8 * 4 + 4 * 2), per_event = 2.0 * 8;
+    near(s["own_gflop_inference"].get<double>(), (dense * steps + per_event * events) / 1e9);
+    near(s["own_gflop_train_step"].get<double>(), (3 * dense * steps + 2 * per_event * events) / 1e9);
+    near(s["fma_bound_inference_ms"].get<double>(),
+         1e3 * s["own_gflop_inference"].get<double>() / (fma * run_threads));
+    near(s["fma_bound_train_ms"].get<double>(),
+         1e3 * s["own_gflop_train_step"].get<double>() / (fma * run_threads));
+    near(s["inference_sample_steps_per_s"].get<double>(), steps / (s["inference_ms"].get<double>() / 1e3));
+    near(s["train_sample_steps_per_s"].get<double>(), steps / (s["train_step_ms"].get<double>() / 1e3));
+    near(s["train_ms_per_step"].get<double>(), s["train_step_ms"].get<double>() / 40);
+    near(s["inference_ms_per_step"].get<double>(), s["inference_ms"].get<double>() / 40);
     EXPECT_EQ(j["machine"]["timing"]["repeats"], 1);
     EXPECT_EQ(j["machine"]["timing"]["min_time_s"], 0.0);
     // The printed row shows each time to three significant digits, however small (this shape runs in

@@ -8,6 +8,7 @@
 
 #include <elmneuron/error.hpp>
 #include <elmneuron/neuronio.hpp>
+#include <elmneuron/neuronio_task.hpp>
 #include <elmneuron/tensor_file.hpp>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -127,6 +129,43 @@ protected:
     inline static bool ok_ = false;
     inline static nlohmann::json expected_;
 };
+
+// Training targets of windows (reference/datasets.md §1.7): the spike bins as the fixture's Python computed
+// them, and the published soma target (min(v, -55) + 67.7) * 0.1 of the voltages Python wrote, recomputed
+// here; the windows include the clip (v above -55 mV, e.g. the 33 mV peak at t = 10) and the last ms.
+TEST_F(neuronio_reader, training_targets_are_the_published_formula) {
+    const auto f = elm::read_neuronio_file(path("py3.p"));
+    const std::vector<int> sim_ids{1, 2, 1};
+    const std::vector<int> starts{0, 450, 700};
+    const int window = 300;
+    std::vector<float> spike, soma;
+    elm::neuronio_window_targets<float>(f, sim_ids, starts, window, spike, soma);
+    ASSERT_EQ(spike.size(), sim_ids.size() * window);
+    ASSERT_EQ(soma.size(), spike.size());
+    int clipped = 0, spikes = 0;
+    for (std::size_t b = 0; b < sim_ids.size(); ++b) {
+        const auto& e = expected_["simulations"][static_cast<std::size_t>(sim_ids[b])];
+        const auto bins = e["spikes"].get<std::vector<int>>();
+        const std::set<int> spike_bins(bins.begin(), bins.end());
+        for (int t = 0; t < window; ++t) {
+            const std::size_t i = b * window + static_cast<std::size_t>(t);
+            const int at = starts[b] + t;
+            const double v = e["soma"][static_cast<std::size_t>(at)].get<double>();
+            const double expected = (std::min(v, -55.0) + 67.7) * 0.1;
+            EXPECT_NEAR(soma[i], expected, 1e-6 * std::max(1.0, std::abs(expected)))
+                << "b " << b << " t " << at;
+            EXPECT_EQ(spike[i], spike_bins.count(at) ? 1.0f : 0.0f) << "b " << b << " t " << at;
+            clipped += v > -55.0;
+            spikes += spike_bins.count(at) > 0;
+        }
+    }
+    EXPECT_GT(clipped, 10);  // the clip is exercised
+    EXPECT_GE(spikes, 2);    // t = 0 and t = 999 of simulation 1 at least
+    // A window reaching past the simulation is refused, naming the file.
+    EXPECT_THROW(
+        elm::neuronio_window_targets<float>(f, std::vector<int>{0}, std::vector<int>{800}, 300, spike, soma),
+        elm::error);
+}
 
 TEST_F(neuronio_reader, decodes_every_value_of_each_pickle_flavour) {
     for (const char* name : {"py2.p", "py3.p", "py3_numpy2.p", "py3_p4.p", "py3_p5.p", "py3_p5_numpy2.p"}) {
