@@ -24,7 +24,7 @@ if grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx2 /proc/cpuinfo && 
         -DELM_BUILD_PYTHON=OFF "-DCMAKE_CXX_FLAGS=-march=x86-64-v3 -mtune=znver3" >/dev/null
   cmake --build build-avx2 -j"$jobs" --target elm_unit_tests elm_parity
   ctest --test-dir build-avx2 --output-on-failure -j"$jobs" \
-    -E "^(clang_format|fuzz_readers|neuronio_eval_protocol|neuron_simulator|peer_pytorch)$|^randomised_configs/|^cli\."
+    -E "^(clang_format|fuzz_readers|neuronio_eval_protocol|neuronio_train|neuron_simulator|peer_pytorch)$|^randomised_configs/|^cli\."
 fi
 
 if [ "${ELM_SKIP_SANITIZE:-0}" != 1 ]; then

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -67,6 +68,40 @@ TEST(output_folder, errors_name_the_folder) {
         expect_folder_error((locked / "sub").string(), "");
         ::chmod(locked.c_str(), 0755);
     }
+    fs::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+// Atomic writes leave NAME.tmp.PID.N behind when their process is killed between writing and renaming. The
+// next write of NAME removes those of processes no longer running (a pid above the kernel's pid_max never
+// runs) and keeps a running process's (this one's: perhaps another thread's write in progress) and those of
+// other files.
+TEST(output_folder, a_write_removes_the_temporaries_killed_writers_left_of_its_file) {
+    const auto dir = scratch_dir();
+    const std::string dead = std::to_string(999999999), alive = std::to_string(::getpid());
+    for (const auto& name :
+         {"r.json.tmp." + dead + ".0", "r.json.tmp." + dead + ".7", "r.json.tmp." + alive + ".3",
+          "other.json.tmp." + dead + ".0", "notes.tmp." + dead + ".1"})
+        std::ofstream(dir / name) << "partial";
+    elm::write_text_atomic((dir / "r.json").string(), "{}\n");
+    EXPECT_FALSE(fs::exists(dir / ("r.json.tmp." + dead + ".0")));
+    EXPECT_FALSE(fs::exists(dir / ("r.json.tmp." + dead + ".7")));
+    EXPECT_TRUE(fs::exists(dir / ("r.json.tmp." + alive + ".3")));
+    EXPECT_TRUE(fs::exists(dir / ("other.json.tmp." + dead + ".0")));  // another file's: left to its writer
+    EXPECT_TRUE(fs::exists(dir / ("notes.tmp." + dead + ".1")));
+    std::ifstream f(dir / "r.json");
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, "{}\n");
+    // The folder-wide sweep (train's start) takes every kind we write, .npy included, and keeps the rest.
+    std::ofstream(dir / ("y.npy.tmp." + dead + ".2")) << "partial";
+    elm::remove_stale_temporaries(dir.string());
+    EXPECT_FALSE(fs::exists(dir / ("other.json.tmp." + dead + ".0")));
+    EXPECT_FALSE(fs::exists(dir / ("y.npy.tmp." + dead + ".2")));
+    EXPECT_TRUE(fs::exists(dir / ("notes.tmp." + dead + ".1")));
+    EXPECT_TRUE(fs::exists(dir / ("r.json.tmp." + alive + ".3")));
     fs::remove_all(dir);
 }
 
