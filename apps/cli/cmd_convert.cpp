@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 
+#include <cstddef>
 #include <cstdio>
 #include <string>
 
@@ -21,10 +22,25 @@ void register_convert(CLI::App& app) {
     cmd->add_option("output", out, "Output .safetensors file (written atomically)")->required();
     cmd->add_option("--precision", precision, "Stored precision")->check(CLI::IsMember({"f32", "f64"}));
     cmd->callback([] {
-        if (precision == "f32")
-            save_model(out, load_model<float>(in));
-        else
+        if (precision == "f32") {
+            const auto m = load_model<float>(in);
+            // Parameters stored in float64 that float32 cannot hold are rounded: said, not silent.
+            const auto wide = state_dict(load_model<double>(in)), narrow = state_dict(m);
+            std::size_t rounded = 0, total = 0;
+            for (const auto& t : wide.tensors) {
+                const auto a = t.to<double>(), b = narrow.at(t.name).to<double>();
+                total += a.size();
+                for (std::size_t i = 0; i < a.size(); ++i) rounded += a[i] != b[i];
+            }
+            if (rounded > 0)
+                std::fprintf(stderr,
+                             "note: %zu of %zu parameter values are float64 values that float32 rounds; "
+                             "--precision f64 keeps them exactly\n",
+                             rounded, total);
+            save_model(out, m);
+        } else {
             save_model(out, load_model<double>(in));
+        }
         std::printf("wrote %s\n", out.c_str());
     });
 }

@@ -82,7 +82,15 @@ carray<T> as_array(const pyb::handle& obj, const std::string& source, const std:
     const pyb::array a = as_numeric_array(obj, source, field);
     // Same dtype and C-contiguous: a view; else numpy's converting copy.
     auto c = carray<T>::ensure(a);
-    if (!c) throw pyb::error_already_set();
+    if (!c) {  // numpy's copy failed, and pybind11 has cleared its error: a numeric conversion fails on
+               // memory
+        std::string shape;
+        for (pyb::ssize_t i = 0; i < a.ndim(); ++i) shape += (i ? ", " : "") + std::to_string(a.shape(i));
+        throw elm::error(
+            source, field,
+            "an array whose " + std::string(sizeof(T) == 4 ? "float32" : "float64") + " copy fits in memory",
+            "shape (" + shape + "): the conversion ran out of memory");
+    }
     return c;
 }
 

@@ -229,6 +229,15 @@ def test_thread_count_does_not_change_results(small_config, rng):
     assert_grads_close(g1, g2)
 
 
+def test_an_input_whose_conversion_cannot_fit_in_memory_is_a_clear_error():
+    """A float64 view of 10^9 steps needs a 5 TB float32 copy: an elmneuron.Error naming the input and its
+    shape (pybind11 clears numpy's MemoryError, which surfaced as 'error_already_set ... not set')."""
+    m = elmneuron.load_model(MODELS_DIR / "num_memory_1")
+    huge = np.broadcast_to(np.float64(0), (1, 10**9, 1278))
+    with pytest.raises(elmneuron.Error, match=r"1000000000, 1278.*out of memory"):
+        m.forward(huge)
+
+
 def test_backward_needs_a_new_forward(small_config, rng):
     """backward consumes the activations (torch without retain_graph); gradients never accumulate."""
     m = elmneuron.Model(small_config, seed=6)

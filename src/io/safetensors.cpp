@@ -209,6 +209,11 @@ const tensor* tensor_file::find(std::string_view name) const {
 
 const tensor& tensor_file::at(std::string_view name) const {
     if (const auto* t = find(name)) return *t;
+    // torch.nn.DataParallel saves every name with "module." in front.
+    if (find("module." + std::string(name)) != nullptr)
+        throw elm::error(source, std::string(name), "a tensor named " + std::string(name),
+                         "module." + std::string(name),
+                         "saved from torch.nn.DataParallel: save model.module.state_dict() instead");
     throw elm::error(source, std::string(name), "a tensor named " + std::string(name), "missing");
 }
 

@@ -133,6 +133,14 @@ public:
             const auto [k, v] = t_.dict_item(root, i);
             tensor x;
             x.name = std::string(t_.as_string(k, "state dict key"));
+            const bool nested_dict =  // {"model_state_dict": ..., "optimizer_state_dict": ...}
+                t_.kind(v) == pickle_kind::dict ||
+                (t_.kind(v) == pickle_kind::build && t_.kind(t_.children(v)[0]) == pickle_kind::dict);
+            if (nested_dict)
+                throw elm::error(
+                    t_.source, x.name, "a tensor (a file holding a model's state dict)",
+                    "a dict: a training checkpoint?",
+                    "save the model's state dict alone: torch.save(checkpoint['" + x.name + "'], PATH)");
             for (const auto& prev : out.tensors)
                 if (prev.name == x.name) t_.fail(x.name, "unique state dict keys", "duplicate key");
             read_tensor(v, x, 0);
@@ -167,8 +175,8 @@ private:
         if (offset < 0 || offset > s.numel)
             t_.fail(field, "storage_offset in [0, " + std::to_string(s.numel) + "]", std::to_string(offset));
 
-        // Every element must lie inside the storage; overlapping views (numel > storage) are refused,
-        // which also bounds the allocation by the storage size.
+        // Every element must lie inside the storage. Views may overlap (an expanded tensor: stride 0), so
+        // the allocation is bounded by a size no model parameter reaches, not by the storage.
         const auto rank = size.size();
         std::vector<std::int64_t> dims(rank), strides(rank);
         bool empty = false;
@@ -180,13 +188,13 @@ private:
                         t_.describe(args[2]) + " / " + t_.describe(args[3]));
             empty = empty || dims[d] == 0;
         }
+        constexpr std::int64_t max_elements = std::int64_t(1) << 28;
         std::int64_t numel = empty ? 0 : 1;
         for (std::size_t d = 0; d < rank && numel > 0; ++d)
-            numel =
-                dims[d] > s.numel || numel * dims[d] > s.numel ? s.numel + 1 : numel * dims[d];  // saturates
-        if (numel > s.numel)
-            t_.fail(field, "at most " + std::to_string(s.numel) + " elements (the storage size)",
-                    t_.describe(args[2]));
+            numel = dims[d] > max_elements || numel * dims[d] > max_elements ? max_elements + 1
+                                                                             : numel * dims[d];  // saturates
+        if (numel > max_elements)
+            t_.fail(field, "at most 2^28 elements (a model parameter)", t_.describe(args[2]));
         std::int64_t last = offset;
         for (std::size_t d = 0; d < rank && numel > 0; ++d) {
             if (dims[d] > 1 && strides[d] >= s.numel)

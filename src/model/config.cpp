@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <utility>
@@ -79,6 +80,17 @@ void model_config::validate(std::string_view source) const {
     if (num_branch < 0) fail("num_branch", ">= 1 (or null for num_input)", std::to_string(num_branch));
     if (num_synapse_per_branch < 1)
         fail("num_synapse_per_branch", ">= 1", std::to_string(num_synapse_per_branch));
+    // Sizes are ints: the synapses (num_branch x num_synapse_per_branch) and each weight matrix must fit one.
+    constexpr std::int64_t most = std::numeric_limits<int>::max();
+    if (static_cast<std::int64_t>(branches()) * num_synapse_per_branch > most)
+        fail("num_synapse_per_branch",
+             "num_branch x num_synapse_per_branch <= " + std::to_string(most) + " synapses",
+             std::to_string(branches()) + " x " + std::to_string(num_synapse_per_branch));
+    const std::int64_t widest_in = std::max<std::int64_t>(mlp_input_size(), hidden_size());
+    if (static_cast<std::int64_t>(std::max(hidden_size(), num_memory)) * widest_in > most ||
+        static_cast<std::int64_t>(num_output) * num_memory > most)
+        fail("mlp_hidden_size", "weight matrices of at most " + std::to_string(most) + " entries",
+             std::to_string(hidden_size()) + " hidden units on " + std::to_string(widest_in) + " inputs");
     // Every real setting must fit float32, whose parameters and arithmetic the published model uses (1e39
     // would become inf there, and the outputs NaN).
     for (const auto& [field, value] : {std::pair{"delta_t", delta_t},

@@ -228,6 +228,17 @@ TEST(config, bad_configs_name_the_key) {
     expect_config_error(R"({"num_input": 3, "num_output": 2, "tau_s_value": -1})", "tau_s_value");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "lambda_value": -0.5})", "lambda_value");
     expect_config_error(R"({"num_input": 3, "num_output": 2, "mlp_hidden_size": -2})", "mlp_hidden_size");
+    // Sizes whose products overflow the int sizes (synapses, weight matrices) and values float32 cannot hold.
+    expect_config_error(R"({"num_input": 10, "num_output": 2, "num_branch": 4, "num_synapse_per_branch":
+                            1073741849, "input_to_synapse_routing": "random_routing"})",
+                        "num_synapse_per_branch");
+    expect_config_error(R"({"num_input": 100000, "num_output": 2, "mlp_hidden_size": 100000})",
+                        "mlp_hidden_size");
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "lambda_value": 1e39})", "lambda_value");
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "w_s_value": -1e39})", "w_s_value");
+    // A key twice: JSON parsers keep one of the values silently.
+    expect_config_error(R"({"num_input": 3, "num_output": 2, "num_memory": 4, "num_memory": 5})",
+                        "num_memory");
     expect_config_error("[1, 2]", "(top level)");
     expect_config_error("{\"num_input\": ", "(JSON)");
 }

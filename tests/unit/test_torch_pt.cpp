@@ -60,6 +60,7 @@ good = [
     ('e', tensor('FloatStorage', '5', 0, 0, (0, 5), (5, 1))),
     ('col', tensor('FloatStorage', '0', 6, 1, (2, 1), (3, 7))),
     ('bf', tensor('BFloat16Storage', '6', 2, 0, (2,), (1,))),
+    ('exp', tensor('FloatStorage', '0', 6, 2, (3, 2), (0, 1))),  # torch.tensor([2., 3.]).expand(3, 2)
 ]
 storages = {'0': f6, '1': struct.pack('<2d', 1.5, -2.5), '2': struct.pack('<2H', 0x3c00, 0xc000),
             '3': bytes([1, 0, 1]), '4': struct.pack('<q', -7), '5': b'', '6': struct.pack('<2H', 0x3f80, 0xc040)}
@@ -76,7 +77,9 @@ write('bad_missing_storage.pt', state([('w', tensor('FloatStorage', '9', 6, 0, (
 write('bad_storage_size.pt', state([('w', tensor('FloatStorage', '0', 7, 0, (6,), (1,)))]), one)
 write('bad_offset.pt', state([('w', tensor('FloatStorage', '0', 6, 5, (2,), (1,)))]), one)
 write('bad_stride.pt', state([('w', tensor('FloatStorage', '0', 6, 0, (2, 3), (4, 1)))]), one)
-write('bad_overlap.pt', state([('w', tensor('FloatStorage', '0', 6, 0, (100,), (0,)))]), one)
+write('bad_huge_expand.pt', state([('w', tensor('FloatStorage', '0', 6, 0, (1 << 29,), (0,)))]), one)
+# A training checkpoint ({"model_state_dict": OrderedDict, "epoch": 3}) instead of a state dict.
+write('bad_checkpoint.pt', b'\x80\x02}(' + S('model_state_dict') + state(good[:1])[2:-1] + S('epoch') + I(3) + b'u.', one)
 write('bad_negative.pt', state([('w', tensor('FloatStorage', '0', 6, 0, (-1,), (1,)))]), one)
 write('bad_rank.pt', state([('w', tensor('FloatStorage', '0', 6, 0, (6,), (1, 1)))]), one)
 write('bad_root.pt', b'\x80\x02K\x01.', {})
@@ -111,7 +114,7 @@ fs::path torch_pt::dir_;
 
 TEST_F(torch_pt, synthetic_archive_all_layouts) {
     const auto f = elm::read_torch_state_dict(file("good.pt"));
-    ASSERT_EQ(f.tensors.size(), 10u);
+    ASSERT_EQ(f.tensors.size(), 11u);
     EXPECT_EQ(f.tensors[0].name, "w");  // dict order kept
     EXPECT_EQ(f.at("w", {2, 3}).to<float>(), (std::vector<float>{0, 1, 2, 3, 4, 5}));
     EXPECT_EQ(f.at("wt", {3, 2}).to<float>(),
@@ -129,6 +132,8 @@ TEST_F(torch_pt, synthetic_archive_all_layouts) {
     EXPECT_EQ(f.at("e", {0, 5}).numel(), 0);
     EXPECT_EQ(f.at("bf").type, dtype::bf16);  // bfloat16 weights: the upper halves of 1.0f and -3.0f
     EXPECT_EQ(f.at("bf").to<float>(), (std::vector<float>{1.0f, -3.0f}));
+    // An expanded tensor (stride 0: every row the same elements), as torch.Tensor.expand saves it.
+    EXPECT_EQ(f.at("exp", {3, 2}).to<float>(), (std::vector<float>{2, 3, 2, 3, 2, 3}));
     const auto meta = elm::read_torch_state_dict(file("good_meta.pt"));
     ASSERT_EQ(meta.tensors.size(), 1u);
     EXPECT_EQ(meta.at("w", {2, 3}).to<float>()[4], 4.0f);
@@ -143,7 +148,8 @@ TEST_F(torch_pt, malformed_archives_throw_naming_the_problem) {
         {"bad_storage_size.pt", "storage 0"},
         {"bad_offset.pt", "w"},
         {"bad_stride.pt", "w"},
-        {"bad_overlap.pt", "w"},
+        {"bad_huge_expand.pt", "2^28"},
+        {"bad_checkpoint.pt", "checkpoint['model_state_dict']"},
         {"bad_negative.pt", "w"},
         {"bad_rank.pt", "w"},
         {"bad_root.pt", "state dict"},
@@ -321,6 +327,15 @@ TEST(model_file, mismatched_state_dicts_name_the_tensor) {
     auto extra = sd;
     extra.tensors.push_back(elm::make_tensor<float>("surprise", {1}, std::vector<float>{1.0f}));
     expect_field(extra, "surprise");
+    // Saved from torch.nn.DataParallel: every name prefixed "module.", said so.
+    auto prefixed = sd;
+    for (auto& t : prefixed.tensors) t.name = "module." + t.name;
+    try {
+        elm::model_from_state_dict<float>(config, prefixed);
+        ADD_FAILURE() << "no error for module.-prefixed names";
+    } catch (const elm::error& e) {
+        EXPECT_NE(e.hint().find("DataParallel"), std::string::npos) << e.what();
+    }
     auto shape = sd;
     for (auto& t : shape.tensors)
         if (t.name == "w_y.bias") t = elm::make_tensor<float>("w_y.bias", {3}, std::vector<float>{1, 2, 3});
