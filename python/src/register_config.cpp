@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -84,10 +85,25 @@ elm::model_config make_config(int num_input, int num_output, int num_memory, dou
 }
 
 std::string json_dumps(const pyb::handle& obj, const std::string& source) {
+    // NaN and inf are no JSON (json.dumps would write the token NaN): named by their key here.
+    if (pyb::isinstance<pyb::dict>(obj))
+        for (const auto& [key, value] : pyb::reinterpret_borrow<pyb::dict>(obj))
+            if (pyb::isinstance<pyb::float_>(value) && !std::isfinite(value.cast<double>()))
+                throw elm::error(source, pyb::str(key).cast<std::string>(), "a finite number",
+                                 pyb::repr(value).cast<std::string>());
+    // numpy scalars (np.int64(8) from an array's shape or a sweep) as the Python numbers they hold.
+    const pyb::cpp_function numpy_scalar([](const pyb::handle& o) -> pyb::object {
+        if (pyb::hasattr(o, "item") && pyb::hasattr(o, "dtype")) return o.attr("item")();
+        throw pyb::type_error("Object of type " + pyb::type::of(o).attr("__name__").cast<std::string>() +
+                              " is not JSON serializable");
+    });
     try {
-        return pyb::module_::import("json").attr("dumps")(obj).cast<std::string>();
+        return pyb::module_::import("json")
+            .attr("dumps")(obj, pyb::arg("allow_nan") = false, pyb::arg("default") = numpy_scalar)
+            .cast<std::string>();
     } catch (const pyb::error_already_set& e) {
-        throw elm::error(source, "(config)", "a JSON-serialisable dict", e.what());
+        const std::string what = e.what();  // its first line: pybind11 appends the Python traceback
+        throw elm::error(source, "(config)", "a JSON-serialisable dict", what.substr(0, what.find('\n')));
     }
 }
 

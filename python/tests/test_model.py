@@ -229,6 +229,15 @@ def test_thread_count_does_not_change_results(small_config, rng):
     assert_grads_close(g1, g2)
 
 
+def test_config_from_dict_takes_numpy_scalars_and_names_non_finite_values():
+    c = elmneuron.ModelConfig.from_dict({"num_input": np.int64(3), "num_output": 2, "lambda_value": np.float32(2.5)})
+    assert (c.num_input, c.lambda_value) == (3, 2.5)
+    with pytest.raises(elmneuron.Error, match="'lambda_value': expected a finite number, got nan"):
+        elmneuron.ModelConfig.from_dict({"num_input": 3, "num_output": 2, "lambda_value": float("nan")})
+    with pytest.raises(elmneuron.Error, match="not JSON serializable$"):
+        elmneuron.ModelConfig.from_dict({"num_input": 3, "num_output": 2, "x": object()})
+
+
 def test_an_input_whose_conversion_cannot_fit_in_memory_is_a_clear_error():
     """A float64 view of 10^9 steps needs a 5 TB float32 copy: an elmneuron.Error naming the input and its
     shape (pybind11 clears numpy's MemoryError, which surfaced as 'error_already_set ... not set')."""
