@@ -9,7 +9,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 
+#include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -44,10 +46,16 @@ void register_simulate(CLI::App& app) {
         if (resume) argv.push_back("--resume");
         if (!cell.empty()) argv.insert(argv.end(), {"--cell", cell});
         if (!mechanisms.empty()) argv.insert(argv.end(), {"--mechanisms", mechanisms});
+        ::setenv("ELM_SIMULATE_LOCK_HELD", "1", 1);   // the generator takes the folder's lock when run alone
         const int rc = run_program(argv, lock.fd());  // the lock lasts until the generator has gone too
-        if (rc != 0)
-            throw error(config, "simulate", "tools/neuron/simulate.py to finish",
-                        "exit status " + std::to_string(rc), "its messages above say what failed");
+        if (rc == 2)  // the generator's own status for a bad config or data (its message above)
+            throw error(config, "simulate", "a config the generator accepts", "exit status 2",
+                        "its messages above say what failed");
+        if (rc != 0)  // a crash, or killed (e.g. 137: by the kernel for memory): not the input's fault
+            throw std::runtime_error(
+                "tools/neuron/simulate.py failed with exit status " + std::to_string(rc) +
+                (rc > 128 ? " (killed by signal " + std::to_string(rc - 128) + ")" : "") +
+                "; its messages above say more");
     });
 }
 

@@ -151,6 +151,7 @@ struct run_state {
     int best_epoch = -1;
     double best_value = 0;
     std::string train_files;  // file_identity of the training files
+    std::string valid_files;  // and of the validation files (they select the best model)
 };
 
 template <class T>
@@ -161,6 +162,7 @@ void save_checkpoint(const std::string& path, const run_config& c, const model<T
     f.metadata["format"] = "elmneuron.checkpoint.v1";
     f.metadata["run_config"] = to_json(c);
     f.metadata["train_files"] = st.train_files;
+    f.metadata["valid_files"] = st.valid_files;
     f.metadata["step"] = std::to_string(st.step);
     f.metadata["best_epoch"] = std::to_string(st.best_epoch);
     std::ostringstream best;
@@ -199,6 +201,21 @@ std::string resume_identity(const std::string& config_json, const std::string& s
                     config_json.substr(0, 80));
     j["data"].erase("test");
     return j.dump();
+}
+
+// The first key path (e.g. "train.learning_rate") whose value differs between two configs, with both values.
+std::string first_difference(const nlohmann::json& a, const nlohmann::json& b, const std::string& at = "") {
+    if (a.is_object() && b.is_object()) {
+        for (const auto& [key, value] : a.items()) {
+            const std::string path = at.empty() ? key : at + "." + key;
+            if (!b.contains(key)) return path + " (only in the checkpoint's)";
+            if (auto d = first_difference(value, b[key], path); !d.empty()) return d;
+        }
+        for (const auto& [key, value] : b.items())
+            if (!a.contains(key)) return (at.empty() ? key : at + "." + key) + " (only in this run's)";
+        return "";
+    }
+    return a == b ? "" : at + ": " + a.dump() + " in the checkpoint, " + b.dump() + " here";
 }
 
 // The evaluation protocol with the run's window and burn-in; the first ms dropped capped for files shorter
@@ -324,17 +341,26 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     optimizer<T> opt(oc, m.parameters().size());
     run_state st;
     st.train_files = file_identity(train_files);
+    st.valid_files = file_identity(valid_files);
     const std::int64_t total = static_cast<std::int64_t>(t.num_epochs) * t.batches_per_epoch;
     if (resume && fs::exists(ckpt)) {
         const auto f = read_safetensors(ckpt);
-        if (resume_identity(meta(f, "run_config"), ckpt) != resume_identity(to_json(c), "this run's config"))
+        const auto theirs = resume_identity(meta(f, "run_config"), ckpt),
+                   ours = resume_identity(to_json(c), "this run's config");
+        if (theirs != ours)
             throw error(ckpt, "run_config", "the same run config as this run (data.test may differ)",
-                        "a different one",
+                        "a different one: " +
+                            first_difference(nlohmann::json::parse(theirs), nlohmann::json::parse(ours)),
                         "resume with the config the run was started with, or use a new out_dir");
         if (const auto files = f.metadata.find("train_files");
             files != f.metadata.end() && files->second != st.train_files)
             throw error(ckpt, "train_files", "the training files the run started with: " + files->second,
                         st.train_files, "a resumed run draws its batches from the same files");
+        if (const auto files = f.metadata.find("valid_files");
+            files != f.metadata.end() && files->second != st.valid_files)
+            throw error(ckpt, "valid_files", "the validation files the run started with: " + files->second,
+                        st.valid_files,
+                        "the best model is chosen on the same validation data in every epoch");
         tensor_file model_part;  // the checkpoint holds the model's tensors and the optimiser's ("optim.*")
         model_part.source = f.source;
         for (const auto& tensor : f.tensors)

@@ -400,6 +400,66 @@ def test_bad_config_is_reported(mech, tmp_path):
         assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr, (change, r.stderr)
 
 
+def test_bad_values_are_refused_before_simulating_and_divergence_after_it(mech, tmp_path):
+    """Values the generator cannot honour are config errors naming the key (a seed numpy cannot take or the
+    C++ reader could not read back, an hour-long simulation, a negative conductance, a key given twice); a
+    cell that diverges (here: a negative leak conductance) is an error naming the simulation, not a file
+    of infinite voltages."""
+    for change, key in (({"seed": 2**40}, "config.seed"), ({"file_seeds": [1, 2**33]}, "config.file_seeds"),
+                        ({"duration_ms": 3_600_000}, "config.duration_ms"),
+                        ({"synapses": {"inhibitory": {"gmax": -1}}}, "config.synapses.inhibitory.gmax")):
+        r = simulate(base_cfg(mech, **change), tmp_path / "x", tmp_path)
+        assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr, (change, r.stderr)
+    dup = tmp_path / "dup.json"
+    dup.write_text('{"num_files": 1, "num_files": 2, "mechanisms": "%s"}' % mech)
+    r = subprocess.run([sys.executable, os.path.join(TOOLS, "simulate.py"), "--config", str(dup), "--out",
+                        str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "'num_files' given twice" in r.stderr, r.stderr
+    out = tmp_path / "diverged"
+    r = simulate(base_cfg(mech, num_files=1, simulations_per_file=1, cell_params={"g_pas": -1}), out, tmp_path)
+    assert r.returncode == 2 and "not finite" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert pickles(out) == []
+
+
+def test_a_pickle_of_the_same_seed_without_sidecar_is_never_overwritten(mech, tmp_path):
+    """A data set file that happens to carry this run's seed (no JSON sidecar: not ours) stops the run before
+    it simulates; it was deleted as an 'interrupted write' before."""
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = out / "sim__saved_InputSpikes_DVTs__999_outSpikes__128_simulationRuns__6_secDuration__randomSeed_4242.p"
+    theirs.write_bytes(b"somebody's data")
+    for extra in ((), ("--resume",)):
+        r = simulate(base_cfg(mech), out, tmp_path, *extra)
+        assert r.returncode == 2 and "no JSON sidecar" in r.stderr and theirs.name in r.stderr, r.stderr
+        assert theirs.read_bytes() == b"somebody's data"
+
+
+def test_ctrl_c_with_worker_processes_ends_cleanly_and_resumes(mech, tmp_path):
+    """SIGINT to the process group (Ctrl-C) with 2 workers: the generator ends (it hung in the pool's
+    terminate when the workers died of the signal themselves) with 130 and a message; --resume completes."""
+    out = tmp_path / "out"
+    cfg = base_cfg(mech, num_files=2, simulations_per_file=4, duration_ms=2000)
+    cfg_path = tmp_path / "ctrl_c.json"
+    cfg_path.write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, os.path.join(TOOLS, "simulate.py"), "--config", str(cfg_path),
+                             "--out", str(out), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or not any(out.iterdir())):
+        time.sleep(0.1)
+    time.sleep(2)  # the workers are simulating
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the generator did not end within 60 s of Ctrl-C")
+    assert proc.returncode == 130 and "interrupted" in err, err
+    r = simulate(cfg, out, tmp_path, "--resume", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert len(pickles(out)) == 2
+
+
 def test_plugin_cell(mech, tmp_path):
     """A user cell given with --cell: inputs follow its segment count."""
     mod = tmp_path / "tiny_cell.py"

@@ -283,3 +283,31 @@ def test_a_validation_set_without_output_spikes(data):
             assert "internal error" not in r.stderr
             log = os.path.join(out, "train_log.csv")
             assert not os.path.exists(log) or len(open(log).read().splitlines()) <= 1  # no training step ran
+
+
+def test_resume_refuses_other_validation_data_and_names_a_changed_setting(data):
+    """The validation files choose the best model in every epoch: a resumed run on other ones (here: more
+    simulations, so another size) would pick it across two data sets. A changed config is refused naming the
+    key that differs."""
+    with tempfile.TemporaryDirectory() as own:
+        valid = os.path.join(own, "valid")
+        os.makedirs(valid)
+        write_neuronio_file(os.path.join(valid, "sim__v.p"), num_sims=4, duration_ms=2000, seed=5)
+        cfg, out = write_config(data, "revalid", epochs=2, steps=10, checkpoint_every=5)
+        settings = json.load(open(cfg))
+        settings["data"]["valid"] = valid
+        json.dump(settings, open(cfg, "w"))
+        assert run_train(cfg, "--stop-after-steps", "5").returncode == 0
+        write_neuronio_file(os.path.join(valid, "sim__v.p"), num_sims=6, duration_ms=2000, seed=6)
+        r = run_train(cfg, "--resume")
+        assert r.returncode == 2 and "valid_files" in r.stderr and "sim__v.p" in r.stderr, r.stderr
+        write_neuronio_file(os.path.join(valid, "sim__v.p"), num_sims=4, duration_ms=2000, seed=5)
+        settings["train"]["learning_rate"] = 0.001
+        json.dump(settings, open(cfg, "w"))
+        r = run_train(cfg, "--resume")
+        assert r.returncode == 2 and "train.learning_rate: 0.003 in the checkpoint, 0.001 here" in r.stderr, \
+            r.stderr
+        settings["train"]["learning_rate"] = 0.003
+        json.dump(settings, open(cfg, "w"))
+        r = run_train(cfg, "--resume")
+        assert r.returncode == 0, r.stderr

@@ -156,9 +156,25 @@ def find_complete(out_dir: str, seed: int):
 
 
 def remove_stale(out_dir: str, seed: int) -> None:
-    """Leftovers of an interrupted write of this seed's file (temp files, a pickle without sidecar)."""
+    """Leftovers of an interrupted write of this seed's file: temp files, and a pickle whose sidecar still
+    says it was being written (with that sidecar). A pickle without a sidecar is not ours: never removed."""
     for p in glob.glob(os.path.join(glob.escape(out_dir), f"sim__*__randomSeed_{seed}.*")):
         if ".tmp-" in p:
             os.remove(p)
-        elif p.endswith(".p") and not os.path.exists(p[:-2] + ".json"):
-            os.remove(p)
+    for side in glob.glob(sidecar_pattern(out_dir, seed)):
+        try:
+            with open(side) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if info.get("complete") is False:
+            p = os.path.join(out_dir, info.get("output", {}).get("file", ""))
+            if os.path.isfile(p):
+                os.remove(p)
+            os.remove(side)
+
+
+def foreign_files(out_dir: str, seed: int) -> list:
+    """Pickles named with this seed that have no sidecar: someone else's (e.g. a downloaded data set)."""
+    return sorted(p for p in glob.glob(os.path.join(glob.escape(out_dir), f"sim__*__randomSeed_{seed}.p"))
+                  if not os.path.exists(p[:-2] + ".json"))

@@ -13,8 +13,10 @@ byte-identical whatever the number of workers or MPI ranks. See tools/neuron/REA
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -65,6 +67,9 @@ DEFAULTS = {
 }
 
 
+MAX_DURATION_MS = 600_000
+
+
 class ConfigError(ValueError):
     pass
 
@@ -106,13 +111,25 @@ def check_type(name: str, default, value) -> None:
             check_type(f"{name}.{key}" if name else key, default[key], v)
 
 
+def _unique_keys(pairs):
+    """json.load's object hook: a key given twice is an error (json keeps the last value silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"key '{key}' given twice in one object")
+        out[key] = value
+    return out
+
+
 def load_config(path: str | None, overrides: dict) -> dict:
     cfg = json.loads(json.dumps(DEFAULTS))
     user = {}
     if path:
         with open(path) as f:
             try:
-                user = json.load(f)
+                user = json.load(f, object_pairs_hook=_unique_keys)
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
             except ValueError as e:
                 raise ConfigError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(user, dict):
@@ -143,20 +160,31 @@ def validate_config(cfg: dict) -> dict:
 
     for name in ("num_files", "simulations_per_file", "duration_ms", "samples_per_ms_high_res"):
         positive_int(name)
+    if cfg["duration_ms"] > MAX_DURATION_MS:
+        raise ConfigError(f"config.duration_ms: expected at most {MAX_DURATION_MS} ms (10 minutes) per "
+                          f"simulation, got {cfg['duration_ms']}")
     if cfg["duration_ms"] % 1000:
         raise ConfigError(f"config.duration_ms: must be a whole number of seconds (the file layout "
                           f"stores totalSimDurationInSec as an integer), got {cfg['duration_ms']}")
     if cfg["file_seeds"] is None:
-        if not isinstance(cfg["seed"], int) or cfg["seed"] < 0:
-            raise ConfigError(f"config.seed: expected an integer >= 0, got {cfg['seed']!r}")
+        if (not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool) or cfg["seed"] < 0
+                or cfg["seed"] + cfg["num_files"] > 2**32):
+            raise ConfigError(f"config.seed: expected an integer in [0, 2^32 - num_files] (numpy's seeds), "
+                              f"got {cfg['seed']!r}")
         cfg["file_seeds"] = [cfg["seed"] + k for k in range(cfg["num_files"])]
     else:
         seeds = cfg["file_seeds"]
         if (not isinstance(seeds, list) or len(seeds) != cfg["num_files"]
-                or any(not isinstance(s, int) or s < 0 for s in seeds)):
-            raise ConfigError("config.file_seeds: expected num_files integers >= 0")
+                or any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2**32 for s in seeds)):
+            raise ConfigError("config.file_seeds: expected num_files integers in [0, 2^32) (numpy's seeds)")
         if len(set(seeds)) != len(seeds):
             raise ConfigError("config.file_seeds: seeds must be distinct")
+    for kind in ("excitatory", "inhibitory"):  # a negative conductance makes the cell diverge
+        for key, v in cfg["synapses"][kind].items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ConfigError(f"config.synapses.{kind}.{key}: expected a finite number, got {v!r}")
+            if (key == "gmax" or key.startswith("tau") or key == "mg") and v < 0:
+                raise ConfigError(f"config.synapses.{kind}.{key}: expected a value >= 0, got {v!r}")
     if cfg["rng"] not in ("per_simulation", "original"):
         raise ConfigError(f"config.rng: expected 'per_simulation' or 'original', got {cfg['rng']!r}")
     dt = cfg["solver"]["dt"]
@@ -214,6 +242,9 @@ _SIM = None  # per-process nrn_run.Simulator
 
 def init_worker(cfg: dict) -> None:
     global _SIM
+    # Ctrl-C reaches the whole process group: the parent alone handles it and ends the pool (workers that
+    # died of it themselves left the pool's bookkeeping half done, and its terminate() hung).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import nrn_run
     _SIM = nrn_run.Simulator(cfg["cell"], cfg["mechanisms"], cfg["synapses"], cfg["solver"],
                              record_dvts=cfg["save_dvts"], cell_params=cfg["cell_params"])
@@ -255,6 +286,12 @@ def run_one(task) -> bytes:
     res = _SIM.run(ex, inh, cfg["duration_ms"], cfg["samples_per_ms_high_res"],
                    cfg["spike_threshold_mv"])
     res["_ex_pairs"], res["_inh_pairs"] = ex, inh
+    for key in ("somaVoltageLowRes", "nexusVoltageLowRes"):  # float16 in the file: also its range
+        bad = np.flatnonzero(~np.isfinite(res[key]))
+        if bad.size:
+            raise ConfigError(f"simulation {sim_index} of seed {file_seed}: {key} is not finite from "
+                              f"t = {int(bad[0])} ms (the cell diverged or left float16's range): check "
+                              f"config.cell_params, config.synapses and config.solver.dt")
     c2 = time.process_time()
     meta = dict(info)
     meta.update({
@@ -294,6 +331,9 @@ class FileAssembler:
         total = params["totalNumOutputSpikes"]
         name = neuronio_file.file_name(total, n, dur_s, seed, cfg["save_dvts"])
         neuronio_file.remove_stale(self.out_dir, seed)
+        # A sidecar marks the file as being written first: a pickle left by a kill before the final
+        # sidecar is then known as ours (removed by the next run), and any other one as not ours.
+        neuronio_file.write_sidecar(self.out_dir, name, {"complete": False, "output": {"file": name}})
         out = neuronio_file.write_file(self.out_dir, name, params, sims)
         info = {
             "complete": True,
@@ -347,7 +387,10 @@ def original_stream_inputs(cfg, layout, seed):
 def prepare(cfg: dict, out_dir: str, resume: bool):
     """Builds the cell once here for the layout; returns the (index, seed) files still to do."""
     import nrn_run
-    nrn_run.load_mechanisms(cfg["mechanisms"])
+    try:
+        nrn_run.load_mechanisms(cfg["mechanisms"])
+    except RuntimeError as e:
+        raise ConfigError(f"config.mechanisms = {cfg['mechanisms']!r}: {e}") from None
     try:  # a plug-in that cannot be found or built with cell_params: a config error naming both
         cell = nrn_run.make_cell(cfg["cell"], cfg["cell_params"])
     except (ImportError, AttributeError, TypeError, ValueError, OSError) as e:
@@ -364,6 +407,11 @@ def prepare(cfg: dict, out_dir: str, resume: bool):
     fp = fingerprint(cfg, layout)
     todo = []
     for k, seed in enumerate(cfg["file_seeds"]):
+        foreign = neuronio_file.foreign_files(out_dir, seed)
+        if foreign:
+            raise ConfigError(f"{foreign[0]} has this run's seed {seed} but no JSON sidecar: not written by "
+                              f"this generator (or by a version that left no sidecar); it is never "
+                              f"overwritten: move it away or use another --out")
         info = neuronio_file.find_complete(out_dir, seed)
         if info is not None:
             if not resume:
@@ -383,7 +431,7 @@ def run_local(cfg, out_dir, workers, resume) -> int:
     n = cfg["simulations_per_file"]
     asm = FileAssembler(cfg, out_dir, layout, cell_desc, fp, len(cfg["file_seeds"]))
     log(f"{len(todo)} file(s) x {n} simulations x {cfg['duration_ms']} ms, "
-        f"{len(layout['allSegmentsType'])} segments, {workers} worker(s)")
+        f"{len(layout['allSegmentsType'])} segments, {min(workers, max(1, len(todo) * n))} worker(s)")
 
     def tasks():
         for k, seed in todo:
@@ -393,6 +441,7 @@ def run_local(cfg, out_dir, workers, resume) -> int:
 
     if not todo:
         return 0
+    workers = min(workers, len(todo) * n)  # more processes than simulations would only wait
     if workers <= 1:
         init_worker(cfg)
         results_iter = map(run_one, tasks())
@@ -510,6 +559,15 @@ def main(argv=None) -> int:
         use_mpi = args.mpi == "on" or (args.mpi == "auto" and mpi_size_from_env() > 1)
         os.makedirs(args.out, exist_ok=True)
         out_dir = os.path.abspath(args.out)
+        lock = None
+        if not os.environ.get("ELM_SIMULATE_LOCK_HELD") and (not use_mpi or mpi_rank_from_env() == 0):
+            # One generator per folder, as `elmneuron simulate` (which holds this lock for us) ensures.
+            lock = open(os.path.join(out_dir, ".lock"), "a+")
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ConfigError(f"{out_dir} is locked by another running job writing into it; wait for "
+                                  f"it or use another --out") from None
         if not use_mpi or mpi_rank_from_env() == 0:
             ensure_mechanisms(cfg)  # other ranks load it only after rank 0's broadcast
         if use_mpi:
@@ -518,6 +576,9 @@ def main(argv=None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         log(f"error: {e}")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the pool is gone (finally above); written files are complete
+        log("interrupted: the files written so far are complete; --resume continues with the rest")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":
