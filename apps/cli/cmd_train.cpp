@@ -4,9 +4,12 @@
 #include <elmneuron/error.hpp>
 #include <elmneuron/trainer.hpp>
 
+#include <signal.h>
+
 #include "commands.hpp"
 #include "common.hpp"
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +18,10 @@
 #include <string>
 
 namespace elm::cli {
+
+namespace {
+volatile std::sig_atomic_t stop_signal = 0;  // the first SIGINT/SIGTERM received during `train`
+}  // namespace
 
 void register_train(CLI::App& app) {
     auto* cmd =
@@ -54,7 +61,29 @@ void register_train(CLI::App& app) {
                          static_cast<long long>(e.step), e.valid.at("AUC"), e.valid.at("soma_RMSE"),
                          e.best ? "  (best so far: saved)" : "");
         };
+        // Ctrl-C or SIGTERM: finish the step, checkpoint, stop (resumable, nothing lost); a second one stops
+        // at once (e.g. during a long validation pass), as does SIGKILL (then --resume repeats at most
+        // checkpoint_every steps).
+        struct sigaction on_stop {};
+        on_stop.sa_handler = [](int sig) {
+            if (stop_signal != 0) {
+                ::signal(sig, SIG_DFL);
+                ::raise(sig);
+            }
+            stop_signal = sig;
+        };
+        ::sigemptyset(&on_stop.sa_mask);
+        ::sigaction(SIGINT, &on_stop, nullptr);
+        ::sigaction(SIGTERM, &on_stop, nullptr);
+        cb.should_stop = [] { return stop_signal != 0; };
         train_neuronio(config, resume, cb, stop_after);
+        if (stop_signal != 0) {  // end as the signal would have ended us (status 128 + signal)
+            if (bar) bar->finish();
+            std::fflush(nullptr);
+            const int sig = stop_signal;
+            ::signal(sig, SIG_DFL);
+            ::raise(sig);
+        }
         if (bar) bar->finish();
         const std::filesystem::path out(config.out_dir);
         if (!no_plots)

@@ -73,6 +73,8 @@ struct train_callbacks {
     std::function<void(const step_report&)> on_step;
     std::function<void(const epoch_report&)> on_epoch;
     std::function<void(const std::string&)> on_message;
+    // Asked after every step: true stops the run there with a checkpoint (e.g. on Ctrl-C), to be resumed.
+    std::function<bool()> should_stop;
 };
 
 // Runs (or with resume = true continues from out_dir/checkpoint.safetensors) the NeuronIO training described

@@ -455,8 +455,14 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
             std::ofstream(out / "valid_log.csv", std::ios::app) << row.str();
             if (cb.on_epoch) cb.on_epoch(e);
         }
-        if (epoch_end || st.step % t.checkpoint_every == 0 || st.step == end)
+        const bool stop = cb.should_stop && cb.should_stop();
+        if (epoch_end || st.step % t.checkpoint_every == 0 || st.step == end || stop)
             save_checkpoint(ckpt, c, m, opt, st);
+        if (stop && st.step < end) {
+            say("stopped at step " + std::to_string(st.step) + " of " + std::to_string(total) +
+                " on request; checkpoint saved: --resume continues from here");
+            return;
+        }
     }
     if (st.step < total) return;  // stopped early on request
 

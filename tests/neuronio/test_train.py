@@ -97,21 +97,29 @@ def checkpoint_step(out):
         return 0
 
 
-def test_kill_and_resume_is_bit_identical(data):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_kill_and_resume_is_bit_identical(data, sig):
+    """SIGKILL: resumed from the last checkpoint. SIGINT (Ctrl-C; SIGTERM alike): the step in progress
+    finishes, a checkpoint is written at it and the run ends by the signal, saying where it stopped."""
     cfg_a, out_a = write_config(data, "straight", epochs=2, steps=40, checkpoint_every=5)
-    subprocess.run([CLI, "train", "--config", cfg_a, "--no-plots"], check=True, capture_output=True)
+    if not os.path.exists(os.path.join(out_a, "final_model.safetensors")):
+        subprocess.run([CLI, "train", "--config", cfg_a, "--no-plots"], check=True, capture_output=True)
 
-    cfg_b, out_b = write_config(data, "killed", epochs=2, steps=40, checkpoint_every=5)
+    cfg_b, out_b = write_config(data, f"killed_{sig}", epochs=2, steps=40, checkpoint_every=5)
     proc = subprocess.Popen([CLI, "train", "--config", cfg_b, "--no-plots"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while checkpoint_step(out_b) < 25 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate()
+    assert proc.returncode == -sig, (proc.returncode, err)
     killed_at = checkpoint_step(out_b)
     assert 25 <= killed_at < 80
+    if sig == signal.SIGINT:
+        assert f"stopped at step {killed_at} of 80" in err and "--resume" in err, err
+        assert len(list(csv.reader(open(os.path.join(out_b, "train_log.csv"))))) == 1 + killed_at
     r = subprocess.run([CLI, "train", "--config", cfg_b, "--resume", "--no-plots"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
