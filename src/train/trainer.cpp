@@ -297,6 +297,9 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
     auto valid_files = c.data.valid.empty() ? train_files : list_data(c.data.valid, "data.valid");
     if (t.valid_files > 0 && static_cast<int>(valid_files.size()) > t.valid_files)
         valid_files.resize(static_cast<std::size_t>(t.valid_files));
+    else if (t.valid_files > static_cast<int>(valid_files.size()))
+        say("warning: train.valid_files is " + std::to_string(t.valid_files) + " but there are only " +
+            std::to_string(valid_files.size()) + " validation file(s): validating on all of them");
     // Read once now, so that a broken validation file stops the run before its first epoch rather than
     // after it (each validation reads them again, from data.cache_dir when set), as does validation data
     // that gives nothing to score, or no AUC to select by. The test files are read only by the final
@@ -464,7 +467,11 @@ void train_impl(const run_config& c, bool resume, const train_callbacks& cb, std
             return;
         }
     }
-    if (st.step < total) return;  // stopped early on request
+    if (st.step < total) {  // stopped early on request (stop_after_steps)
+        say("stopped after step " + std::to_string(st.step) + " of " + std::to_string(total) +
+            " as asked; checkpoint saved: --resume continues from here");
+        return;
+    }
 
     save_model((out / "final_model.safetensors").string(), m);
     // Final evaluation of the selected model (published: by validation metric) on validation and test data.
