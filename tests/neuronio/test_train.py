@@ -167,8 +167,10 @@ def test_every_training_setting_changes_the_run(data):
     f64 trains and saves float64 parameters."""
     runs = {"default": {}, "weight_decay": {"weight_decay": 0.5}, "clip": {"clip_grad_norm": 1e-3},
             "loss_burn_in": {"loss_burn_in": 450}, "adamax": {"optimizer": "adamax"},
-            "constant_lr": {"schedule": "constant"}, "f64": {"precision": "f64"}}
-    models = {}
+            "constant_lr": {"schedule": "constant"}, "f64": {"precision": "f64"},
+            "window": {"input_window_size": 400}, "starts": {"ignore_time_from_start": 100},
+            "file_switching": {"file_load_fraction": 1.0}, "eval_burn_in": {"burn_in_time": 50}}
+    models, valid_logs = {}, {}
     for name, extra in runs.items():
         cfg, out = write_config(data, "setting_" + name, epochs=1, steps=6)
         settings = json.load(open(cfg))
@@ -177,11 +179,14 @@ def test_every_training_setting_changes_the_run(data):
         r = run_train(cfg)
         assert r.returncode == 0, (name, r.stderr)
         models[name] = read_tensors(os.path.join(out, "final_model.safetensors"))
+        valid_logs[name] = open(os.path.join(out, "valid_log.csv")).read()
         # The parameters' dtype (the routing's indices and mask are I64 and BOOL whatever the precision).
         assert dtypes(os.path.join(out, "final_model.safetensors")) - {"I64", "BOOL"} == \
             ({"F64"} if name == "f64" else {"F32"})
     for name in runs:
-        if name != "default":
+        if name == "eval_burn_in":  # the validation windows' burn-in: same training, other validation metrics
+            assert models[name] == models["default"] and valid_logs[name] != valid_logs["default"]
+        elif name != "default":
             assert models[name] != models["default"], name
 
 
