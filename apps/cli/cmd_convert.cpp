@@ -23,9 +23,11 @@ void register_convert(CLI::App& app) {
     cmd->add_option("--precision", precision, "Stored precision")->check(CLI::IsMember({"f32", "f64"}));
     cmd->callback([] {
         if (precision == "f32") {
-            const auto m = load_model<float>(in);
-            // Parameters stored in float64 that float32 cannot hold are rounded: said, not silent.
-            const auto wide = state_dict(load_model<double>(in)), narrow = state_dict(m);
+            // Read once in float64; parameters stored in float64 that float32 cannot hold are rounded by the
+            // cast: said, not silent.
+            const auto exact = load_model<double>(in);
+            const auto m = exact.cast<float>();
+            const auto wide = state_dict(exact), narrow = state_dict(m);
             std::size_t rounded = 0, total = 0;
             for (const auto& t : wide.tensors) {
                 const auto a = t.to<double>(), b = narrow.at(t.name).to<double>();

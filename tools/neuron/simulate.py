@@ -430,8 +430,9 @@ def run_local(cfg, out_dir, workers, resume) -> int:
     layout, cell_desc, fp, todo = prepare(cfg, out_dir, resume)
     n = cfg["simulations_per_file"]
     asm = FileAssembler(cfg, out_dir, layout, cell_desc, fp, len(cfg["file_seeds"]))
+    workers = max(1, min(workers, len(todo) * n))  # more processes than simulations would only wait
     log(f"{len(todo)} file(s) x {n} simulations x {cfg['duration_ms']} ms, "
-        f"{len(layout['allSegmentsType'])} segments, {min(workers, max(1, len(todo) * n))} worker(s)")
+        f"{len(layout['allSegmentsType'])} segments, {workers} worker(s)")
 
     def tasks():
         for k, seed in todo:
@@ -441,7 +442,6 @@ def run_local(cfg, out_dir, workers, resume) -> int:
 
     if not todo:
         return 0
-    workers = min(workers, len(todo) * n)  # more processes than simulations would only wait
     if workers <= 1:
         init_worker(cfg)
         results_iter = map(run_one, tasks())
